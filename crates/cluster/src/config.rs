@@ -1,0 +1,53 @@
+//! Raft and placement settings of a node. Defaults are for a LAN: a leader crash is noticed
+//! within the election timeout (300–600 ms) and survived in about a second.
+
+use serde::{Deserialize, Serialize};
+
+/// Tunables for every Raft group on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaftSettings {
+    /// Leader heartbeat interval, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout, in milliseconds.
+    pub election_min_ms: u64,
+    /// Upper bound of the randomized election timeout, in milliseconds.
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot (for followers slightly behind).
+    pub keep_logs: u64,
+    /// Replicas per shard (and meta group size), capped by the number of nodes.
+    pub replication_factor: usize,
+    /// How long the router keeps retrying a shard command through elections, in milliseconds.
+    pub route_timeout_ms: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_min_ms: 300,
+            election_max_ms: 600,
+            snapshot_logs: 10_000,
+            keep_logs: 1_000,
+            replication_factor: 3,
+            route_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl RaftSettings {
+    pub(crate) fn openraft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: "raftable".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            install_snapshot_timeout: 2_000,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Node-to-node transport: [`Peers`] keeps the address book and one gRPC channel per peer node,
+//! shared by every Raft group and every shard call; [`NetworkFactory`] / `GroupClient` implement
+//! openraft's network for one group on top of it, tagging each message with the group id.
+//!
+//! Transport failures are mapped to raftable or openraft errors here and nowhere else.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use raftable_common::{Error, NodeId};
+use raftable_proto::raft_client::RaftClient;
+use raftable_proto::RaftMessage;
+use raftable_storage::{NodeInfo, TypeConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest gRPC message a node accepts (Raft appends and snapshot chunks, scan results).
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+
+/// The address book and the channel pool of a node.
+#[derive(Default)]
+pub struct Peers {
+    addrs: RwLock<HashMap<NodeId, NodeInfo>>,
+    channels: RwLock<HashMap<NodeId, (String, Channel)>>,
+}
+
+impl Peers {
+    /// Records (or updates) where a node is.
+    pub fn set(&self, id: NodeId, info: NodeInfo) {
+        if info.rpc_addr.is_empty() {
+            return;
+        }
+        self.addrs.write().expect("peers lock").insert(id, info);
+    }
+
+    pub fn get(&self, id: NodeId) -> Option<NodeInfo> {
+        self.addrs.read().expect("peers lock").get(&id).cloned()
+    }
+
+    /// Every known node, ordered by id.
+    pub fn all(&self) -> Vec<(NodeId, NodeInfo)> {
+        let mut all: Vec<_> = self.addrs.read().expect("peers lock").iter().map(|(k, v)| (*k, v.clone())).collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// The channel to node `id` at `rpc_addr`, created lazily and reused; replaced when the
+    /// node's address changed.
+    pub fn channel(&self, id: NodeId, rpc_addr: &str) -> Result<Channel, Error> {
+        if let Some((addr, ch)) = self.channels.read().expect("channels lock").get(&id) {
+            if addr == rpc_addr {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = endpoint(rpc_addr)?.connect_lazy();
+        self.channels.write().expect("channels lock").insert(id, (rpc_addr.to_string(), ch.clone()));
+        Ok(ch)
+    }
+
+    /// The channel to node `id` by its known address.
+    pub fn channel_to(&self, id: NodeId) -> Result<Channel, Error> {
+        let info = self.get(id).ok_or_else(|| Error::Retry(format!("address of node {id} unknown")))?;
+        self.channel(id, &info.rpc_addr)
+    }
+}
+
+/// A gRPC endpoint with the timeouts of a LAN.
+pub(crate) fn endpoint(rpc_addr: &str) -> Result<Endpoint, Error> {
+    let uri = format!("http://{rpc_addr}");
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| Error::InvalidInput(format!("bad rpc address {rpc_addr}: {e}")))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2)))
+}
+
+/// Maps a failed gRPC call to an [`Error`]. A call that failed before the request could have
+/// reached the peer (no connection) certainly did not apply; any other failure of a write
+/// leaves its outcome unknown.
+pub(crate) fn status_error(status: &tonic::Status, write: bool) -> Error {
+    let text = format!("{status}: {:?}", std::error::Error::source(status));
+    let not_sent =
+        status.code() == tonic::Code::Unavailable && (text.contains("connect") || text.contains("Connection refused"));
+    if !write || not_sent {
+        Error::Retry(format!("peer unreachable: {}", status.message()))
+    } else {
+        Error::Unknown(format!("peer failed mid-request: {}", status.message()))
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).expect("in-memory values always serialize")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, tonic::Status> {
+    bincode::deserialize(bytes).map_err(|e| tonic::Status::invalid_argument(format!("undecodable payload: {e}")))
+}
+
+/// Creates openraft network clients for one group.
+pub struct NetworkFactory {
+    pub(crate) group: u64,
+    pub(crate) peers: Arc<Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = GroupClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> GroupClient {
+        self.peers.set(target, node.clone());
+        GroupClient { group: self.group, target, addr: node.rpc_addr.clone(), peers: self.peers.clone() }
+    }
+}
+
+/// Sends one group's Raft messages to one peer.
+pub struct GroupClient {
+    group: u64,
+    target: NodeId,
+    addr: String,
+    peers: Arc<Peers>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
+
+impl GroupClient {
+    async fn send<Req, Resp, E>(&self, kind: Kind, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let channel =
+            self.peers.channel(self.target, &self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = RaftClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+        let msg = RaftMessage { group: self.group, payload: encode(req) };
+        let call = async {
+            match kind {
+                Kind::Vote => client.vote(msg).await,
+                Kind::Append => client.append(msg).await,
+                Kind::Snapshot => client.install_snapshot(msg).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => {
+                let e = status_error(&status, false);
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Vote,
+    Append,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for GroupClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.send(Kind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.send(Kind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        self.send(Kind::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Retry an unreachable peer soon: on a LAN a restarted node is back within a second.
+        Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

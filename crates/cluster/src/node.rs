@@ -1,0 +1,166 @@
+//! [`Node`]: the multi-raft host. It owns the node's RocksDB, the address book and channel pool,
+//! and every Raft group replica on the node (opened at start from what the disk holds, on demand
+//! when a peer sends a message for a group this node should host, or by the reconcile loop).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use raftable_common::{Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, WriteOutcome};
+use raftable_storage::{LogStore, NodeInfo, Rocks, StateMachine};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RaftSettings;
+use crate::group::Group;
+use crate::network::{NetworkFactory, Peers};
+
+/// A shard command as it travels to the shard's leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    Read(ShardRead),
+    Write(ShardWrite),
+}
+
+/// The answer to an [`Op`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OpResult {
+    Rows(Vec<Row>),
+    Written(WriteOutcome),
+}
+
+/// One raftable node's Raft side.
+pub struct Node {
+    pub id: NodeId,
+    pub info: NodeInfo,
+    pub settings: RaftSettings,
+    pub rocks: Arc<Rocks>,
+    pub peers: Arc<Peers>,
+    groups: RwLock<HashMap<ShardId, Arc<Group>>>,
+    /// Serializes group creation so one group is never opened twice.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Node {
+    pub fn new(id: NodeId, info: NodeInfo, settings: RaftSettings, rocks: Arc<Rocks>) -> Arc<Self> {
+        let peers = Arc::new(Peers::default());
+        peers.set(id, info.clone());
+        Arc::new(Self {
+            id,
+            info,
+            settings,
+            rocks,
+            peers,
+            groups: RwLock::default(),
+            opening: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn group(&self, shard: ShardId) -> Option<Arc<Group>> {
+        self.groups.read().expect("groups lock").get(&shard).cloned()
+    }
+
+    /// Every group hosted here, ordered by shard id.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        let groups = self.groups.read().expect("groups lock");
+        let mut all: Vec<_> = groups.values().cloned().collect();
+        all.sort_by_key(|g| g.shard);
+        all
+    }
+
+    /// Opens the replica of `shard` owning `range` (idempotent). A new replica starts empty and
+    /// uninitialized: it learns its membership from the leader, or from [`Node::initialize`].
+    pub async fn open_group(&self, shard: ShardId, range: KeyRange) -> Result<Arc<Group>> {
+        if let Some(g) = self.group(shard) {
+            return Ok(g);
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(g) = self.group(shard) {
+            return Ok(g);
+        }
+        let config = self
+            .settings
+            .openraft_config()
+            .validate()
+            .map_err(|e| Error::InvalidInput(format!("raft settings: {e}")))?;
+        let log = LogStore::new(self.rocks.clone(), shard);
+        let sm = StateMachine::open(self.rocks.clone(), shard, range.clone()).await?;
+        let network = NetworkFactory { group: shard, peers: self.peers.clone() };
+        let raft = openraft::Raft::new(self.id, Arc::new(config), network, log, sm)
+            .await
+            .map_err(|e| Error::Internal(format!("starting raft group {shard}: {e}")))?;
+        // Learn peer addresses from the membership stored on disk (a restarted node).
+        for (id, info) in raft.metrics().borrow().membership_config.nodes() {
+            self.peers.set(*id, info.clone());
+        }
+        let group = Arc::new(Group::new(shard, range, raft, self.rocks.clone()));
+        self.groups.write().expect("groups lock").insert(shard, group.clone());
+        tracing::debug!(shard, "opened raft group");
+        Ok(group)
+    }
+
+    /// Reopens every group whose state is on disk (node restart).
+    pub async fn reopen_groups(&self) -> Result<()> {
+        for shard in self.rocks.group_ids()? {
+            if let Some(range) = StateMachine::stored_range(&self.rocks, shard)? {
+                self.open_group(shard, range).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bootstraps `shard`'s group with `members` as its first voters, from this node. Harmless
+    /// when the group is already initialized.
+    pub async fn initialize(&self, shard: ShardId, members: &[NodeId]) -> Result<()> {
+        let group = self.group(shard).ok_or_else(|| Error::Internal(format!("group {shard} not open")))?;
+        let mut nodes = BTreeMap::new();
+        for id in members {
+            let info = self.peers.get(*id).ok_or_else(|| Error::Retry(format!("address of node {id} unknown")))?;
+            nodes.insert(*id, info);
+        }
+        match group.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Internal(format!("initializing group {shard}: {e}"))),
+        }
+    }
+
+    /// Serves a shard command with the local replica, if this node leads the shard. The answer
+    /// for a group this node does not host is `NotLeader` without a hint.
+    pub async fn local_call(&self, shard: ShardId, op: Op) -> Result<OpResult> {
+        let group = self.group(shard).ok_or(Error::NotLeader { leader: None })?;
+        match op {
+            Op::Read(read) => group.read(read).await.map(OpResult::Rows),
+            Op::Write(write) => group.write(write).await.map(OpResult::Written),
+        }
+    }
+
+    /// Builds a snapshot of every hosted group and purges the logs behind it; returns each
+    /// group's snapshot index.
+    pub async fn compact(&self) -> Result<BTreeMap<ShardId, u64>> {
+        let mut out = BTreeMap::new();
+        for group in self.groups() {
+            let applied = group.progress().0;
+            let stopped = |e| Error::Internal(format!("group {} stopped: {e}", group.shard));
+            group.raft.trigger().snapshot().await.map_err(stopped)?;
+            let deadline = std::time::Duration::from_secs(10);
+            group
+                .raft
+                .wait(Some(deadline))
+                .metrics(|m| m.snapshot.map(|s| s.index).unwrap_or(0) >= applied, "snapshot built")
+                .await
+                .map_err(|e| Error::Retry(format!("snapshot of group {}: {e}", group.shard)))?;
+            let index = group.progress().1;
+            group.raft.trigger().purge_log(index).await.map_err(stopped)?;
+            out.insert(group.shard, index);
+        }
+        Ok(out)
+    }
+
+    /// Stops every group (graceful node shutdown).
+    pub async fn shutdown(&self) {
+        for group in self.groups() {
+            if let Err(e) = group.raft.shutdown().await {
+                tracing::warn!(shard = group.shard, error = %e, "raft group shutdown failed");
+            }
+        }
+    }
+}

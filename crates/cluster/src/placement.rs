@@ -1,0 +1,194 @@
+//! The node's background loops, which move the cluster toward what the meta group says:
+//! - heartbeat: the node re-writes its registry record every second (liveness);
+//! - reconcile (every node, every 500 ms): refresh the shard map, open the replicas this node
+//!   should host, bootstrap new groups this node is first replica of, and, for every group it
+//!   leads, change the Raft membership to the record's replicas (learner, catch up, promote);
+//! - place (only on the meta leader): give every shard (and the meta group, up to 3) as many
+//!   replicas as the replication factor and the live nodes allow, least-loaded nodes first.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raftable_common::{Error, Result, META_SHARD};
+use raftable_proto::meta_client::MetaClient;
+use raftable_proto::OpenGroupRequest;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::group::Group;
+use crate::meta::{self, NodeRecord, ShardRecord};
+use crate::router::Router;
+
+/// Milliseconds since the Unix epoch (node heartbeats; liveness is judged on the meta leader).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The running background loops of a node; dropped or [`Background::stop`]ped at shutdown.
+pub struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn start(router: Arc<Router>) -> Self {
+        let (stop, rx) = watch::channel(false);
+        let changing = Arc::new(Mutex::new(HashSet::new()));
+        let tasks = vec![
+            every(Duration::from_secs(1), rx.clone(), {
+                let router = router.clone();
+                move || heartbeat(router.clone())
+            }),
+            every(Duration::from_millis(500), rx, move || reconcile(router.clone(), changing.clone())),
+        ];
+        Self { stop, tasks }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut f: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = f().await {
+                tracing::debug!(error = %e, "background round failed");
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    })
+}
+
+async fn heartbeat(router: Arc<Router>) -> Result<()> {
+    let node = router.node();
+    let record = NodeRecord {
+        id: node.id,
+        rpc_addr: node.info.rpc_addr.clone(),
+        pg_addr: node.info.pg_addr.clone(),
+        heartbeat_ms: now_ms(),
+    };
+    meta::put_node(router.as_ref(), &record).await
+}
+
+async fn reconcile(router: Arc<Router>, changing: Arc<Mutex<HashSet<u64>>>) -> Result<()> {
+    router.refresh().await?;
+    let node = router.node().clone();
+    for (record, _) in router.shard_map() {
+        if record.replicas.contains(&node.id) && node.group(record.id).is_none() {
+            if let Err(e) = open_local(&router, &record).await {
+                tracing::warn!(shard = record.id, error = %e, "could not open replica");
+            }
+        }
+        let Some(group) = node.group(record.id) else { continue };
+        if group.leader() == Some(node.id) {
+            let desired: BTreeSet<u64> = record.replicas.iter().copied().collect();
+            let voters: BTreeSet<u64> = group.voters().into_iter().collect();
+            if desired != voters && changing.lock().expect("changing lock").insert(record.id) {
+                let (router, changing) = (router.clone(), changing.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = change_membership(&router, &group, desired).await {
+                        tracing::warn!(shard = group.shard, error = %e, "membership change failed");
+                    }
+                    changing.lock().expect("changing lock").remove(&group.shard);
+                });
+            }
+        }
+    }
+    if router.node().group(META_SHARD).is_some_and(|g| g.leader() == Some(node.id)) {
+        place(&router).await?;
+    }
+    Ok(())
+}
+
+/// Opens this node's replica of `record`, bootstrapping the group if this node is its first
+/// initial replica and the group has no state yet.
+pub(crate) async fn open_local(router: &Router, record: &ShardRecord) -> Result<()> {
+    let node = router.node();
+    let group = node.open_group(record.id, record.range.clone()).await?;
+    let uninitialized = !group.raft.is_initialized().await.map_err(|e| Error::Internal(e.to_string()))?;
+    if uninitialized && record.initial.first() == Some(&node.id) {
+        node.initialize(record.id, &record.initial).await?;
+        tracing::info!(shard = record.id, replicas = ?record.initial, "bootstrapped shard group");
+    }
+    Ok(())
+}
+
+/// Asks every replica of a new shard to open its group now (best effort: the reconcile loop
+/// does it anyway, a little later).
+pub(crate) async fn open_on_replicas(router: &Arc<Router>, record: &ShardRecord) {
+    let node = router.node();
+    for id in &record.replicas {
+        let result = if *id == node.id {
+            open_local(router, record).await
+        } else {
+            match node.peers.channel_to(*id) {
+                Ok(ch) => MetaClient::new(ch)
+                    .open_group(OpenGroupRequest { shard: record.id, initialize: record.initial.first() == Some(id) })
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| Error::Retry(s.to_string())),
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(shard = record.id, node = id, error = %e, "could not open new shard replica yet");
+        }
+    }
+}
+
+/// Brings a group's voters to `desired`: each new node joins as a learner and catches up
+/// (blocking add_learner), then one membership change promotes them together.
+async fn change_membership(router: &Router, group: &Group, desired: BTreeSet<u64>) -> Result<()> {
+    let node = router.node();
+    let voters: BTreeSet<u64> = group.voters().into_iter().collect();
+    for id in desired.difference(&voters) {
+        let info = node.peers.get(*id).ok_or_else(|| Error::Retry(format!("address of node {id} unknown")))?;
+        tracing::info!(shard = group.shard, node = id, "adding replica as learner");
+        group.raft.add_learner(*id, info, true).await.map_err(|e| Error::Retry(e.to_string()))?;
+    }
+    group.raft.change_membership(desired.clone(), false).await.map_err(|e| Error::Retry(e.to_string()))?;
+    tracing::info!(shard = group.shard, voters = ?desired, "membership changed");
+    Ok(())
+}
+
+/// On the meta leader: add replicas to shards below the replication factor.
+async fn place(router: &Router) -> Result<()> {
+    let rf = router.node().settings.replication_factor;
+    let now = now_ms();
+    let live: Vec<u64> = router.nodes().iter().filter(|n| n.alive(now)).map(|n| n.id).collect();
+    let mut records: BTreeMap<u64, (ShardRecord, u64)> =
+        router.shard_map().into_iter().map(|(s, v)| (s.id, (s, v))).collect();
+    let ids: Vec<u64> = records.keys().copied().collect();
+    for id in ids {
+        let (record, version) = records[&id].clone();
+        let target = if id == META_SHARD { rf.min(3) } else { rf }.min(live.len());
+        if record.replicas.len() >= target {
+            continue;
+        }
+        let all: Vec<ShardRecord> = records.values().map(|(s, _)| s.clone()).collect();
+        let add = meta::place(&live, &all, &record.replicas, target);
+        if add.is_empty() {
+            continue;
+        }
+        let mut updated = record.clone();
+        updated.replicas.extend(add);
+        updated.epoch += 1;
+        if meta::update_shard(router, &updated, version).await? {
+            tracing::info!(shard = id, replicas = ?updated.replicas, "placed new replicas");
+            records.insert(id, (updated, version));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! [`Router`]: the node's [`ShardClient`]. It sends each shard command to the shard's leader,
+//! in process when the leader is this node, else over the `Shard` gRPC service, and retries
+//! through elections and stale routing until its deadline. It also caches the shard map and the
+//! node registry read from the meta group.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use raftable_common::{
+    Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome, META_SHARD,
+};
+use raftable_proto::shard_client::ShardClient as GrpcShardClient;
+use raftable_proto::ShardRequest;
+use raftable_storage::NodeInfo;
+
+use crate::meta::{self, NodeRecord, ShardRecord};
+use crate::network::{decode, encode, status_error, MAX_MESSAGE};
+use crate::node::{Node, Op, OpResult};
+
+/// Routes shard commands to leaders. One per node, shared.
+pub struct Router {
+    node: Arc<Node>,
+    shards: RwLock<HashMap<ShardId, (ShardRecord, u64)>>,
+    nodes: RwLock<Vec<NodeRecord>>,
+    leaders: Mutex<HashMap<ShardId, NodeId>>,
+    timeout: Duration,
+}
+
+impl Router {
+    pub fn new(node: Arc<Node>) -> Arc<Self> {
+        let timeout = Duration::from_millis(node.settings.route_timeout_ms);
+        Arc::new(Self { node, shards: RwLock::default(), nodes: RwLock::default(), leaders: Mutex::default(), timeout })
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The cached shard map (refreshed by [`Router::refresh`]), ordered by shard id.
+    pub fn shard_map(&self) -> Vec<(ShardRecord, u64)> {
+        let mut all: Vec<_> = self.shards.read().expect("shard map lock").values().cloned().collect();
+        all.sort_by_key(|(s, _)| s.id);
+        all
+    }
+
+    pub fn shard(&self, shard: ShardId) -> Option<ShardRecord> {
+        self.shards.read().expect("shard map lock").get(&shard).map(|(s, _)| s.clone())
+    }
+
+    /// The cached node registry.
+    pub fn nodes(&self) -> Vec<NodeRecord> {
+        self.nodes.read().expect("nodes lock").clone()
+    }
+
+    /// The leader last seen for `shard`: the local replica's view if hosted, else the cache.
+    pub fn leader(&self, shard: ShardId) -> Option<NodeId> {
+        match self.node.group(shard) {
+            Some(g) => g.leader(),
+            None => self.leaders.lock().expect("leaders lock").get(&shard).copied(),
+        }
+    }
+
+    /// Re-reads the shard map and node registry from the meta group.
+    pub async fn refresh(&self) -> Result<()> {
+        let nodes = meta::nodes(self).await?;
+        let shards = meta::shards(self).await?;
+        for n in &nodes {
+            self.node.peers.set(n.id, NodeInfo { rpc_addr: n.rpc_addr.clone(), pg_addr: n.pg_addr.clone() });
+        }
+        *self.nodes.write().expect("nodes lock") = nodes;
+        *self.shards.write().expect("shard map lock") = shards.into_iter().map(|(s, v)| (s.id, (s, v))).collect();
+        Ok(())
+    }
+
+    /// Where to try `shard` on attempt `attempt`: the cached leader first, then the replicas in
+    /// turn, and for the meta group with no record yet, every known node.
+    fn pick(&self, shard: ShardId, attempt: usize) -> Option<NodeId> {
+        if attempt == 0 {
+            if let Some(leader) = self.leader(shard) {
+                return Some(leader);
+            }
+        }
+        let mut candidates = self.shard(shard).map(|s| s.replicas).unwrap_or_default();
+        if candidates.is_empty() && shard == META_SHARD {
+            candidates = self.node.peers.all().into_iter().map(|(id, _)| id).collect();
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(candidates[attempt % candidates.len()])
+    }
+
+    /// Sends `op` to the leader of `shard`, retrying retryable failures until the deadline.
+    pub async fn call(&self, shard: ShardId, op: Op) -> Result<OpResult> {
+        let write = matches!(op, Op::Write(_));
+        let deadline = Instant::now() + self.timeout;
+        let mut attempt = 0usize;
+        let mut refreshed = false;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let target = self.pick(shard, attempt);
+            let result = match target {
+                Some(id) if id == self.node.id => local(&self.node, shard, op.clone(), remaining, write).await,
+                Some(id) => self.remote(id, shard, &op, remaining, write).await,
+                None if !refreshed && shard != META_SHARD => {
+                    refreshed = true;
+                    self.refresh().await.and(Err(Error::Retry(format!("shard {shard} not in the shard map"))))
+                }
+                None => Err(Error::InvalidInput(format!("shard {shard} does not exist"))),
+            };
+            match result {
+                Ok(result) => {
+                    if let Some(id) = target {
+                        self.leaders.lock().expect("leaders lock").insert(shard, id);
+                    }
+                    return Ok(result);
+                }
+                Err(Error::NotLeader { leader: Some((id, addr)) }) if Some(id) != target => {
+                    if self.node.peers.get(id).map(|i| i.rpc_addr) != Some(addr.clone()) {
+                        self.node.peers.set(id, NodeInfo { rpc_addr: addr, pg_addr: String::new() });
+                    }
+                    self.leaders.lock().expect("leaders lock").insert(shard, id);
+                    attempt = 0;
+                }
+                Err(e) if e.is_retryable() => {
+                    self.leaders.lock().expect("leaders lock").remove(&shard);
+                    attempt += 1;
+                    if Instant::now() >= deadline {
+                        return Err(Error::Retry(format!(
+                            "shard {shard}: no leader reached in {:?}: {e}",
+                            self.timeout
+                        )));
+                    }
+                    let backoff = Duration::from_millis((5u64 << attempt.min(5)).min(100));
+                    tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Retry(format!("shard {shard}: no leader reached in {:?}", self.timeout)));
+            }
+        }
+    }
+
+    async fn remote(&self, id: NodeId, shard: ShardId, op: &Op, remaining: Duration, write: bool) -> Result<OpResult> {
+        let channel = self.node.peers.channel_to(id)?;
+        let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+        let request = ShardRequest { shard, forward: false, payload: encode(op) };
+        match tokio::time::timeout(remaining, client.call(request)).await {
+            Ok(Ok(reply)) => decode::<Result<OpResult>>(&reply.into_inner().payload)
+                .map_err(|s| Error::Internal(s.message().to_string()))?,
+            Ok(Err(status)) => Err(status_error(&status, write)),
+            Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
+            Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
+        }
+    }
+}
+
+/// A call to a local replica, bounded by the router's remaining time.
+async fn local(node: &Node, shard: ShardId, op: Op, remaining: Duration, write: bool) -> Result<OpResult> {
+    match tokio::time::timeout(remaining, node.local_call(shard, op)).await {
+        Ok(result) => result,
+        Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out"))),
+        Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardClient for Router {
+    async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
+        match self.call(shard, Op::Read(read)).await? {
+            OpResult::Rows(rows) => Ok(rows),
+            OpResult::Written(_) => Err(Error::Internal("write result for a read".into())),
+        }
+    }
+
+    async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
+        match self.call(shard, Op::Write(write)).await? {
+            OpResult::Written(outcome) => Ok(outcome),
+            OpResult::Rows(_) => Err(Error::Internal("read result for a write".into())),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The gRPC services a node serves (`Raft`, `Shard`, `Meta` from `proto/raftable.proto`), the
+//! [`serve`] entry point, and [`Client`], the remote client tools and tests use to talk to any
+//! node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftable_common::{
+    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome, META_SHARD,
+};
+use raftable_proto::meta_client::MetaClient;
+use raftable_proto::meta_server::{Meta, MetaServer};
+use raftable_proto::raft_server::{Raft, RaftServer};
+use raftable_proto::shard_client::ShardClient as GrpcShardClient;
+use raftable_proto::shard_server::{Shard, ShardServer};
+use raftable_proto::{
+    CompactReply, CompactRequest, CreateShardReply, CreateShardRequest, JoinReply, JoinRequest, NodeStatus,
+    OpenGroupReply, OpenGroupRequest, RaftMessage, ShardReply, ShardRequest, ShardStatus, StatusReply, StatusRequest,
+};
+use raftable_storage::NodeInfo;
+use tonic::{Request, Response, Status};
+
+use crate::group::Group;
+use crate::meta::{self, NodeRecord};
+use crate::network::{decode, encode, endpoint, status_error, MAX_MESSAGE};
+use crate::node::{Op, OpResult};
+use crate::placement::now_ms;
+use crate::router::Router;
+
+/// Serves the node's gRPC services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    router: Arc<Router>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(RaftServer::new(RaftService { router: router.clone() }).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(ShardServer::new(ShardService { router: router.clone() }).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(MetaServer::new(MetaService { router }))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Io(format!("rpc server: {e}")))
+}
+
+/// Maps an error to a gRPC status for the few calls that return errors as statuses (the Raft
+/// and Meta services; shard calls carry raftable errors in their payload).
+fn to_status(e: Error) -> Status {
+    match e {
+        Error::InvalidInput(m) => Status::invalid_argument(m),
+        Error::NotLeader { .. } | Error::Retry(_) => Status::unavailable(e.to_string()),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+struct RaftService {
+    router: Arc<Router>,
+}
+
+impl RaftService {
+    /// The group a Raft message is for, opened on demand: a peer only sends messages for a
+    /// group this node is (becoming) a replica of, so its range is in the shard map.
+    async fn group(&self, shard: ShardId) -> Result<Arc<Group>> {
+        let node = self.router.node();
+        if let Some(g) = node.group(shard) {
+            return Ok(g);
+        }
+        let range = if shard == META_SHARD {
+            meta::meta_range()
+        } else {
+            match self.router.shard(shard) {
+                Some(s) => s.range,
+                None => {
+                    self.router.refresh().await?;
+                    self.router.shard(shard).ok_or_else(|| Error::Retry(format!("shard {shard} unknown")))?.range
+                }
+            }
+        };
+        node.open_group(shard, range).await
+    }
+}
+
+fn reply<T: serde::Serialize>(group: u64, value: &T) -> std::result::Result<Response<RaftMessage>, Status> {
+    Ok(Response::new(RaftMessage { group, payload: encode(value) }))
+}
+
+#[tonic::async_trait]
+impl Raft for RaftService {
+    async fn vote(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let group = self.group(m.group).await.map_err(to_status)?;
+        reply(m.group, &group.raft.vote(decode(&m.payload)?).await)
+    }
+
+    async fn append(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let group = self.group(m.group).await.map_err(to_status)?;
+        reply(m.group, &group.raft.append_entries(decode(&m.payload)?).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
+        let m = req.into_inner();
+        let group = self.group(m.group).await.map_err(to_status)?;
+        reply(m.group, &group.raft.install_snapshot(decode(&m.payload)?).await)
+    }
+}
+
+struct ShardService {
+    router: Arc<Router>,
+}
+
+#[tonic::async_trait]
+impl Shard for ShardService {
+    async fn call(&self, req: Request<ShardRequest>) -> std::result::Result<Response<ShardReply>, Status> {
+        let req = req.into_inner();
+        let op: Op = decode(&req.payload)?;
+        let result = if req.forward {
+            self.router.call(req.shard, op).await
+        } else {
+            self.router.node().local_call(req.shard, op).await
+        };
+        Ok(Response::new(ShardReply { payload: encode(&result) }))
+    }
+}
+
+struct MetaService {
+    router: Arc<Router>,
+}
+
+#[tonic::async_trait]
+impl Meta for MetaService {
+    async fn join(&self, req: Request<JoinRequest>) -> std::result::Result<Response<JoinReply>, Status> {
+        let info = req.into_inner().node.ok_or_else(|| Status::invalid_argument("node missing"))?;
+        let record = NodeRecord { id: info.id, rpc_addr: info.rpc_addr, pg_addr: info.pg_addr, heartbeat_ms: now_ms() };
+        if record.id == 0 {
+            return Err(Status::invalid_argument("node id 0 is reserved"));
+        }
+        let existing = meta::nodes(self.router.as_ref()).await.map_err(to_status)?;
+        if let Some(other) = existing.iter().find(|n| n.id == record.id && n.rpc_addr != record.rpc_addr) {
+            // A restarted node may rejoin at a new address only if the old one is dead.
+            if other.alive(now_ms()) {
+                return Err(Status::already_exists(format!("node id {} is in use at {}", other.id, other.rpc_addr)));
+            }
+        }
+        meta::put_node(self.router.as_ref(), &record).await.map_err(to_status)?;
+        self.router.refresh().await.map_err(to_status)?;
+        let nodes = self
+            .router
+            .nodes()
+            .into_iter()
+            .map(|n| raftable_proto::NodeInfo { id: n.id, rpc_addr: n.rpc_addr, pg_addr: n.pg_addr })
+            .collect();
+        Ok(Response::new(JoinReply { nodes }))
+    }
+
+    async fn create_shard(
+        &self,
+        req: Request<CreateShardRequest>,
+    ) -> std::result::Result<Response<CreateShardReply>, Status> {
+        let req = req.into_inner();
+        let rf = self.router.node().settings.replication_factor;
+        let record = meta::create_shard(self.router.as_ref(), KeyRange::new(req.start, req.end), rf, now_ms())
+            .await
+            .map_err(to_status)?;
+        crate::placement::open_on_replicas(&self.router, &record).await;
+        Ok(Response::new(CreateShardReply { shard: record.id }))
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> std::result::Result<Response<StatusReply>, Status> {
+        // Best effort: a node cut off from the meta group still reports its own replicas.
+        if let Err(e) = self.router.refresh().await {
+            tracing::debug!(error = %e, "status: shard map refresh failed");
+        }
+        let now = now_ms();
+        let nodes = self
+            .router
+            .nodes()
+            .into_iter()
+            .map(|n| NodeStatus {
+                alive: n.alive(now),
+                node: Some(raftable_proto::NodeInfo { id: n.id, rpc_addr: n.rpc_addr, pg_addr: n.pg_addr }),
+            })
+            .collect();
+        let mut shards = Vec::new();
+        let mut records: HashMap<ShardId, _> = self.router.shard_map().into_iter().map(|(s, _)| (s.id, s)).collect();
+        let node = self.router.node();
+        for group in node.groups() {
+            let record = records.remove(&group.shard);
+            let (applied, snapshot) = group.progress();
+            let digest = raftable_storage::digest(&node.rocks, &group.range).map_err(to_status)?;
+            shards.push(ShardStatus {
+                shard: group.shard,
+                start: group.range.start.clone(),
+                end: group.range.end.clone(),
+                replicas: record.as_ref().map(|r| r.replicas.clone()).unwrap_or_default(),
+                epoch: record.as_ref().map(|r| r.epoch).unwrap_or(0),
+                leader: group.leader().unwrap_or(0),
+                hosted: true,
+                voters: group.voters(),
+                applied,
+                snapshot,
+                digest,
+            });
+        }
+        for (id, record) in records {
+            shards.push(ShardStatus {
+                shard: id,
+                start: record.range.start,
+                end: record.range.end,
+                replicas: record.replicas,
+                epoch: record.epoch,
+                leader: self.router.leader(id).unwrap_or(0),
+                ..Default::default()
+            });
+        }
+        shards.sort_by_key(|s| s.shard);
+        Ok(Response::new(StatusReply { nodes, shards }))
+    }
+
+    async fn open_group(
+        &self,
+        req: Request<OpenGroupRequest>,
+    ) -> std::result::Result<Response<OpenGroupReply>, Status> {
+        let req = req.into_inner();
+        self.router.refresh().await.map_err(to_status)?;
+        let record = self.router.shard(req.shard).ok_or_else(|| Status::not_found(format!("shard {}", req.shard)))?;
+        crate::placement::open_local(&self.router, &record).await.map_err(to_status)?;
+        Ok(Response::new(OpenGroupReply {}))
+    }
+
+    async fn compact(&self, _req: Request<CompactRequest>) -> std::result::Result<Response<CompactReply>, Status> {
+        let snapshot_index = self.router.node().compact().await.map_err(to_status)?.into_iter().collect();
+        Ok(Response::new(CompactReply { snapshot_index }))
+    }
+}
+
+/// A remote client of a raftable cluster over gRPC, for tools and tests: shard commands go to
+/// one node which routes them (`forward`), admin calls go to the node named.
+#[derive(Clone)]
+pub struct Client {
+    addrs: Vec<String>,
+}
+
+impl Client {
+    /// A client for nodes at these rpc addresses (shard commands use the first one).
+    pub fn new(addrs: Vec<String>) -> Self {
+        Self { addrs }
+    }
+
+    fn channel(&self, i: usize) -> Result<tonic::transport::Channel> {
+        let addr = self.addrs.get(i).ok_or_else(|| Error::InvalidInput(format!("no node #{i}")))?;
+        Ok(endpoint(addr)?.connect_lazy())
+    }
+
+    fn meta(&self, i: usize) -> Result<MetaClient<tonic::transport::Channel>> {
+        Ok(MetaClient::new(self.channel(i)?))
+    }
+
+    /// Sends a shard command through node #`i`, which routes it to the leader.
+    pub async fn call_via(&self, i: usize, shard: ShardId, op: Op) -> Result<OpResult> {
+        let write = matches!(op, Op::Write(_));
+        let mut client = GrpcShardClient::new(self.channel(i)?).max_decoding_message_size(MAX_MESSAGE);
+        let request = ShardRequest { shard, forward: true, payload: encode(&op) };
+        match tokio::time::timeout(Duration::from_secs(30), client.call(request)).await {
+            Ok(Ok(reply)) => decode::<Result<OpResult>>(&reply.into_inner().payload)
+                .map_err(|s| Error::Internal(s.message().into()))?,
+            Ok(Err(status)) => Err(status_error(&status, write)),
+            Err(_) if write => Err(Error::Unknown("request timed out".into())),
+            Err(_) => Err(Error::Retry("request timed out".into())),
+        }
+    }
+
+    /// Asks a node to join `self`'s cluster: used by a starting node with `--join`.
+    pub async fn join(&self, id: NodeId, info: &NodeInfo) -> Result<Vec<(NodeId, NodeInfo)>> {
+        let node = raftable_proto::NodeInfo { id, rpc_addr: info.rpc_addr.clone(), pg_addr: info.pg_addr.clone() };
+        let reply = self.meta(0)?.join(JoinRequest { node: Some(node) }).await.map_err(|s| status_error(&s, false))?;
+        Ok(reply
+            .into_inner()
+            .nodes
+            .into_iter()
+            .map(|n| (n.id, NodeInfo { rpc_addr: n.rpc_addr, pg_addr: n.pg_addr }))
+            .collect())
+    }
+
+    /// Creates a shard for `[start, end)` through node #`i`.
+    pub async fn create_shard(&self, i: usize, start: Vec<u8>, end: Vec<u8>) -> Result<ShardId> {
+        let reply = self.meta(i)?.create_shard(CreateShardRequest { start, end }).await.map_err(from_status)?;
+        Ok(reply.into_inner().shard)
+    }
+
+    /// Node #`i`'s view of the cluster.
+    pub async fn status(&self, i: usize) -> Result<StatusReply> {
+        Ok(self.meta(i)?.status(StatusRequest {}).await.map_err(from_status)?.into_inner())
+    }
+
+    /// Snapshots every group on node #`i` and purges its logs.
+    pub async fn compact(&self, i: usize) -> Result<HashMap<u64, u64>> {
+        Ok(self.meta(i)?.compact(CompactRequest {}).await.map_err(from_status)?.into_inner().snapshot_index)
+    }
+}
+
+fn from_status(s: Status) -> Error {
+    match s.code() {
+        tonic::Code::InvalidArgument => Error::InvalidInput(s.message().into()),
+        _ => status_error(&s, false),
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardClient for Client {
+    async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
+        match self.call_via(0, shard, Op::Read(read)).await? {
+            OpResult::Rows(rows) => Ok(rows),
+            OpResult::Written(_) => Err(Error::Internal("write result for a read".into())),
+        }
+    }
+
+    async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
+        match self.call_via(0, shard, Op::Write(write)).await? {
+            OpResult::Written(outcome) => Ok(outcome),
+            OpResult::Rows(_) => Err(Error::Internal("read result for a write".into())),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The one error type of raftable. Each variant tells the caller what to do about it; the
+//! `server` crate maps variants to SQLSTATE codes in one function, `cluster` maps transport
+//! failures into variants in one function.
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+/// Shorthand used across all crates.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error raftable returns. Errors travel between nodes (serde), so they carry strings,
+/// not foreign error types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (bad key range, unknown shard, malformed input). Do not retry.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A put-if-absent found the key present; the whole write batch was rejected.
+    #[error("duplicate key {}", show_key(.key))]
+    DuplicateKey { key: Vec<u8> },
+    /// A compare-and-put / compare-and-delete found a different current row; the whole batch
+    /// was rejected. Re-read and retry (optimistic concurrency).
+    #[error("condition failed on key {}", show_key(.key))]
+    ConditionFailed { key: Vec<u8> },
+    /// This replica is not the shard's leader. `leader` is the current leader if known, with its
+    /// rpc address. The request certainly did not apply: retry there.
+    #[error("not leader (leader: {leader:?})")]
+    NotLeader { leader: Option<(NodeId, String)> },
+    /// A cluster condition (election, unreachable replicas, deadline while routing) under which
+    /// the request certainly did not apply. Safe to retry the whole statement.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// The request may or may not have applied (connection broke or deadline passed after it was
+    /// sent). The caller must not report success or failure; a SQL session closes the connection.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// Stored bytes could not be decoded: a bug or corruption.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+    /// Local I/O failed (disk). Never deterministic.
+    #[error("i/o error: {0}")]
+    Io(String),
+    /// A bug: an invariant did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether every replica applying the same command would hit the same error. Inside Raft
+    /// apply, deterministic errors are returned to the client as the command's result; any other
+    /// error crashes the node, or replicas would diverge.
+    pub fn is_deterministic(&self) -> bool {
+        matches!(self, Error::InvalidInput(_) | Error::DuplicateKey { .. } | Error::ConditionFailed { .. })
+    }
+
+    /// Whether the request certainly did not apply and may simply be sent again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::NotLeader { .. } | Error::Retry(_))
+    }
+}
+
+/// Keys are bytes; show them readably in messages (printable ASCII as is, the rest hex-escaped).
+fn show_key(key: &[u8]) -> String {
+    key.iter().flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect()
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+impl From<bincode::Error> for Error {
+    fn from(e: bincode::Error) -> Self {
+        Error::InvalidData(e.to_string())
+    }
+}
+
+/// `return errinput!("shard {id} has no range")` builds and returns [`Error::InvalidInput`].
+#[macro_export]
+macro_rules! errinput {
+    ($($args:tt)*) => { $crate::Error::InvalidInput(format!($($args)*)).into() };
+}
+
+/// `errdata!(...)` builds [`Error::InvalidData`].
+#[macro_export]
+macro_rules! errdata {
+    ($($args:tt)*) => { $crate::Error::InvalidData(format!($($args)*)).into() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert!(Error::DuplicateKey { key: vec![1] }.is_deterministic());
+        assert!(!Error::Io("disk".into()).is_deterministic());
+        assert!(Error::Retry("election".into()).is_retryable());
+        assert!(!Error::Unknown("conn".into()).is_retryable());
+        assert_eq!(Error::DuplicateKey { key: b"k\x01".to_vec() }.to_string(), "duplicate key k\\x01");
+    }
+}

@@ -1,0 +1,112 @@
+//! The `raftable` binary: parses the command line, sets up logging, runs the node, reports.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use raftable_server::Config;
+
+#[derive(Parser)]
+#[command(name = "raftable", version, about = "A PostgreSQL-compatible, distributed, highly available table store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start one node. Without --join on an empty data dir it bootstraps a new cluster; with
+    /// --join it joins the cluster of that member; with an existing data dir it restarts.
+    Start {
+        /// This node's id (1 or more, unique in the cluster).
+        #[arg(long)]
+        node_id: u64,
+        /// Directory for the node's data.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Listen address for node-to-node gRPC.
+        #[arg(long)]
+        rpc_addr: String,
+        /// Listen address for Postgres clients.
+        #[arg(long)]
+        pg_addr: String,
+        /// rpc address of any current member, to join its cluster.
+        #[arg(long)]
+        join: Option<String>,
+        /// Build a Raft snapshot every N log entries.
+        #[arg(long, hide = true)]
+        snapshot_logs: Option<u64>,
+        /// Log entries kept behind a snapshot.
+        #[arg(long, hide = true)]
+        keep_logs: Option<u64>,
+    },
+    /// Start a local cluster of node processes on loopback and print how to connect.
+    Demo {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Directory holding every node's data dir and log.
+        #[arg(long, default_value = "./raftable-data")]
+        data_dir: PathBuf,
+        /// Postgres port of node 1; node i uses pg-port + i - 1 (gRPC: pg-port + 100 + i - 1).
+        #[arg(long, default_value_t = 5433)]
+        pg_port: u16,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Start { node_id, data_dir, rpc_addr, pg_addr, join, snapshot_logs, keep_logs } => {
+            let mut config = Config::new(node_id, data_dir, rpc_addr, pg_addr);
+            config.join = join;
+            if let Some(n) = snapshot_logs {
+                config.raft.snapshot_logs = n;
+            }
+            if let Some(n) = keep_logs {
+                config.raft.keep_logs = n;
+            }
+            start(config)
+        }
+        Command::Demo { nodes, data_dir, pg_port } => {
+            let opts = raftable_server::DemoOptions { nodes, data_dir, pg_port };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(raftable_common::Error::from)
+                .and_then(|rt| rt.block_on(raftable_server::demo(opts, shutdown_signal())))
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftable: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(config: Config) -> raftable_common::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let rpc = tokio::net::TcpListener::bind(&config.rpc_addr).await?;
+        // One line on stdout with the bound address, for scripts and tests that use port 0.
+        println!("raftable node {} rpc={} pg={}", config.node_id, rpc.local_addr()?, config.pg_addr);
+        raftable_server::run(config, rpc, shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,120 @@
+//! Replication, failover and catch-up on three real nodes.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{key, wait_for, write_until_ok, Cluster};
+
+/// Writes through any node land on the leader; after the leader is SIGKILLed, writes through
+/// the survivors succeed again within a deadline and every acknowledged write is readable;
+/// the killed node restarts from its data dir and catches up by log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_crash_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(3, &[]).await;
+    c.wait_leader(0, 3).await;
+    let shard = c.create_shard(2, vec![0x01, 1], vec![0x01, 2]).await;
+    let leader = c.wait_leader(shard, 3).await;
+
+    let mut acked = Vec::new();
+    for i in 0..30u32 {
+        let via = 1 + (i as u64 % 3);
+        c.put(via, shard, &key(1, i), format!("v{i}").as_bytes()).await.expect("write through any node");
+        acked.push(i);
+    }
+    for via in 1..=3 {
+        for i in [0u32, 14, 29] {
+            assert_eq!(c.get(via, shard, &key(1, i)).await.unwrap(), Some(format!("v{i}").into_bytes()));
+        }
+    }
+
+    c.kill(leader).await;
+    let killed_at = Instant::now();
+    let survivor = (1..=3).find(|n| *n != leader).unwrap();
+    let i = 1000u32;
+    let k = key(1, i);
+    let ok = write_until_ok(Duration::from_secs(15), || c.put(survivor, shard, &k, b"after")).await;
+    assert!(ok);
+    eprintln!("writes resumed {:?} after the leader was killed", killed_at.elapsed());
+    acked.push(i);
+    for i in 1001..1020u32 {
+        let via = if i % 2 == 0 { survivor } else { (1..=3).rev().find(|n| *n != leader).unwrap() };
+        c.put(via, shard, &key(1, i), b"after").await.expect("writes keep working on two nodes");
+        acked.push(i);
+    }
+    for i in &acked {
+        assert!(c.get(survivor, shard, &key(1, *i)).await.unwrap().is_some(), "acknowledged write {i} lost");
+    }
+
+    c.restart(leader).await;
+    let replicas = c.wait_converged(shard, 3).await;
+    assert!(replicas.iter().all(|r| r.snapshot == 0), "caught up by log, no snapshot needed");
+}
+
+/// A node that missed writes while its peers compacted their logs catches up by snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_catches_up_by_snapshot() {
+    let mut c = Cluster::start(3, &["--keep-logs", "0"]).await;
+    c.wait_leader(0, 3).await;
+    let shard = c.create_shard(1, vec![0x01, 2], vec![0x01, 3]).await;
+    let leader = c.wait_leader(shard, 3).await;
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    c.put(leader, shard, &key(2, 0), b"before").await.unwrap();
+    c.wait_converged(shard, 3).await;
+
+    c.kill(follower).await;
+    for i in 1..200u32 {
+        c.put(leader, shard, &key(2, i), b"while down").await.unwrap();
+    }
+    let compacted_to = wait_for("logs purged behind a snapshot", Duration::from_secs(30), || async {
+        for id in c.running() {
+            c.client(id).compact(0).await.ok()?;
+        }
+        let status = c.replica(leader, shard).await?;
+        (status.snapshot >= 200).then_some(status.snapshot)
+    })
+    .await;
+
+    c.restart(follower).await;
+    let replicas = c.wait_converged(shard, 3).await;
+    let restarted = replicas.iter().find(|r| r.snapshot > 0 && r.applied >= compacted_to);
+    assert!(restarted.is_some(), "the restarted node installed a snapshot: {replicas:?}");
+    let status = c.replica(follower, shard).await.unwrap();
+    assert!(status.snapshot >= compacted_to, "follower's state came from a snapshot: {status:?}");
+    assert_eq!(c.get(follower, shard, &key(2, 150)).await.unwrap(), Some(b"while down".to_vec()));
+}
+
+/// A cluster started as one node, written to, then grown to three, ends with every shard and
+/// the meta group on three replicas, and survives the first node's crash with all its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_grown_from_one_node_survives_first_node_crash() {
+    let mut c = Cluster::start(1, &[]).await;
+    let shards: Vec<u64> = {
+        let mut v = Vec::new();
+        for s in 0..4u8 {
+            v.push(c.create_shard(1, vec![0x01, 10 + s], vec![0x01, 11 + s]).await);
+        }
+        v
+    };
+    for (n, shard) in shards.iter().enumerate() {
+        c.wait_leader(*shard, 1).await;
+        for i in 0..25u32 {
+            c.put(1, *shard, &key(10 + n as u8, i), b"early").await.unwrap();
+        }
+    }
+
+    c.add_node().await;
+    c.add_node().await;
+    for shard in std::iter::once(0).chain(shards.iter().copied()) {
+        c.wait_leader(shard, 3).await;
+        c.wait_converged(shard, 3).await;
+    }
+
+    c.kill(1).await;
+    for (n, shard) in shards.iter().enumerate() {
+        let k = key(10 + n as u8, 999);
+        let ok = write_until_ok(Duration::from_secs(15), || c.put(2, *shard, &k, b"late")).await;
+        assert!(ok);
+        for i in 0..25u32 {
+            assert_eq!(c.get(3, *shard, &key(10 + n as u8, i)).await.unwrap(), Some(b"early".to_vec()));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! [`Rocks`]: the node's one RocksDB and its group-commit thread.
+//!
+//! Durability: writes are applied to RocksDB without a sync (so they are visible to readers at
+//! once, in call order) and then [`Rocks::sync`] asks the sync thread to make them durable. The
+//! thread takes every request queued while the previous fsync ran and covers them all with one
+//! `FlushWAL(sync)`: many groups appending at once cost one fsync, not one each (group commit).
+//! A failed fsync aborts the process: the data may or may not be on disk, so acknowledging or
+//! even continuing would risk telling a client something false.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use raftable_common::{Error, Result, ShardId};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+use crate::keys::{self, CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE, NODE_GROUP};
+
+type SyncCallback = Box<dyn FnOnce() + Send>;
+
+/// Counters of the group-commit thread, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// fsyncs performed.
+    pub syncs: AtomicU64,
+    /// Sync requests served (appends, votes, installs); `requests / syncs` is the coalescing.
+    pub requests: AtomicU64,
+}
+
+/// The node's RocksDB: rows, Raft logs and Raft state of every group hosted on the node.
+pub struct Rocks {
+    db: Arc<DB>,
+    path: PathBuf,
+    sync_tx: Mutex<Option<mpsc::Sender<SyncCallback>>>,
+    sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stats: Arc<SyncStats>,
+}
+
+impl Rocks {
+    /// Opens (creating if needed) the database in `path` and starts its sync thread.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(path)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let cfs = [CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
+        let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs).map_err(io)?);
+        let stats = Arc::new(SyncStats::default());
+        let (tx, rx) = mpsc::channel::<SyncCallback>();
+        let thread = {
+            let (db, stats) = (db.clone(), stats.clone());
+            std::thread::Builder::new().name("rocks-sync".into()).spawn(move || sync_loop(&db, &rx, &stats))?
+        };
+        Ok(Arc::new(Self {
+            db,
+            path: path.to_path_buf(),
+            sync_tx: Mutex::new(Some(tx)),
+            sync_thread: Mutex::new(Some(thread)),
+            stats,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Writes a batch without waiting for it to be durable. Follow with [`Rocks::sync`] (or
+    /// rely on a later sync) when durability matters.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.db.write_opt(batch, &opts).map_err(io)
+    }
+
+    /// Calls `done` once everything written before this call is durable. Coalesced with every
+    /// other pending request into one fsync.
+    pub fn sync(&self, done: impl FnOnce() + Send + 'static) {
+        let tx = self.sync_tx.lock().expect("sync sender lock");
+        match tx.as_ref() {
+            Some(tx) if tx.send(Box::new(done)).is_ok() => {}
+            // The sync thread is gone only after close(): a caller after that is a bug.
+            _ => fatal("sync requested after the database was closed"),
+        }
+    }
+
+    /// Writes a batch and waits until it is durable.
+    pub(crate) async fn write_durable(&self, batch: WriteBatch) -> Result<()> {
+        self.write(batch)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sync(move || {
+            let _ = tx.send(());
+        });
+        rx.await.map_err(|_| Error::Internal("sync thread stopped".into()))
+    }
+
+    /// Stops the sync thread after it served every queued request. Further writes are not
+    /// synced; call it only when the node stops.
+    pub fn close(&self) {
+        self.sync_tx.lock().expect("sync sender lock").take();
+        if let Some(t) = self.sync_thread.lock().expect("sync thread lock").take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Ids of every Raft group with persisted state on this node (to reopen them at start).
+    pub fn group_ids(&self) -> Result<Vec<ShardId>> {
+        let mut ids = Vec::new();
+        let iter = self.db.iterator_cf(self.cf(CF_RAFT_STATE), rocksdb::IteratorMode::Start);
+        for item in iter {
+            let (key, _) = item.map_err(io)?;
+            if let Some((group, keys::RANGE)) = keys::parse_state_key(&key) {
+                if group != NODE_GROUP {
+                    ids.push(group);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Reads a node-level record (identity, address book) stored outside any group.
+    pub fn node_record(&self, tag: u8) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_RAFT_STATE), keys::state_key(NODE_GROUP, tag)).map_err(io)
+    }
+
+    /// Durably stores a node-level record.
+    pub async fn put_node_record(&self, tag: u8, value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_RAFT_STATE), keys::state_key(NODE_GROUP, tag), value);
+        self.write_durable(batch).await
+    }
+}
+
+impl Drop for Rocks {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn sync_loop(db: &DB, rx: &mpsc::Receiver<SyncCallback>, stats: &SyncStats) {
+    while let Ok(first) = rx.recv() {
+        let mut pending = vec![first];
+        pending.extend(rx.try_iter());
+        if let Err(e) = db.flush_wal(true) {
+            fatal(&format!("fsync of the RocksDB WAL failed: {e}"));
+        }
+        stats.syncs.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(pending.len() as u64, Ordering::Relaxed);
+        for done in pending {
+            done();
+        }
+    }
+}
+
+/// Stops the process at once: used where continuing could acknowledge something that is not
+/// durable or let replicas diverge (failed fsync, non-deterministic apply failure).
+pub(crate) fn fatal(msg: &str) -> ! {
+    tracing::error!("fatal storage error, aborting: {msg}");
+    eprintln!("raftable: fatal storage error, aborting: {msg}");
+    std::process::abort()
+}
+
+pub(crate) fn io(e: rocksdb::Error) -> Error {
+    Error::Io(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn durable_writes_are_coalesced_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = Rocks::open(dir.path()).unwrap();
+        let mut waits = Vec::new();
+        for i in 0..50u8 {
+            let rocks = rocks.clone();
+            waits.push(tokio::spawn(async move { rocks.put_node_record(i, &[i]).await }));
+        }
+        for w in waits {
+            w.await.unwrap().unwrap();
+        }
+        let stats = rocks.stats();
+        assert_eq!(stats.requests.load(Ordering::Relaxed), 50);
+        assert!(stats.syncs.load(Ordering::Relaxed) <= 50);
+        drop(rocks);
+        let rocks = Rocks::open(dir.path()).unwrap();
+        assert_eq!(rocks.node_record(7).unwrap(), Some(vec![7]));
+    }
+}

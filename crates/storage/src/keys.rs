@@ -1,0 +1,62 @@
+//! Key layout of the Raft column families. Rows in the `data` column family use the shard's own
+//! keys (see `raftable_common::KeyRange`); Raft bookkeeping is keyed by group id, big-endian so
+//! one group's entries are contiguous and ordered by index.
+
+/// Column family of table rows and meta records, one keyspace shared by all shards on the node.
+pub const CF_DATA: &str = "data";
+/// Column family of Raft log entries: group ‖ index.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Column family of per-group Raft state: group ‖ tag.
+pub const CF_RAFT_STATE: &str = "raft_state";
+
+/// Tags of the per-group state keys.
+pub const VOTE: u8 = b'v';
+pub const COMMITTED: u8 = b'c';
+pub const PURGED: u8 = b'p';
+pub const APPLIED: u8 = b'a';
+pub const MEMBERSHIP: u8 = b'm';
+pub const SNAPSHOT: u8 = b's';
+pub const RANGE: u8 = b'r';
+
+/// A pseudo group for node-level records (identity, address book), never a Raft group.
+pub const NODE_GROUP: u64 = u64::MAX;
+
+pub fn log_key(group: u64, index: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&group.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub fn state_key(group: u64, tag: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&group.to_be_bytes());
+    k[8] = tag;
+    k
+}
+
+/// Parses a state key back into (group, tag).
+pub fn parse_state_key(key: &[u8]) -> Option<(u64, u8)> {
+    if key.len() != 9 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    Some((u64::from_be_bytes(b), key[8]))
+}
+
+/// Upper bound used to delete "to the end of the keyspace": no raftable key (table ids are
+/// 32-bit, meta keys start with 0x00) begins with 64 0xff bytes.
+pub const KEYSPACE_END: [u8; 64] = [0xff; 64];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_order_by_group_then_index() {
+        assert!(log_key(1, u64::MAX) < log_key(2, 0));
+        assert!(log_key(1, 255) < log_key(1, 256));
+        assert_eq!(parse_state_key(&state_key(9, VOTE)), Some((9, VOTE)));
+    }
+}

@@ -1,0 +1,23 @@
+//! The storage layer: one RocksDB per node holding the rows of every shard replica on the node,
+//! the Raft log and the Raft state of every group. The only crate that names `rocksdb`.
+//!
+//! Flow: `cluster` hands openraft a [`LogStore`] and a [`StateMachine`] per group. openraft
+//! appends entries through [`LogStore`] (written at once, made durable by the [`Rocks`] group
+//! commit thread, which syncs the WAL once for all groups' pending appends), and applies
+//! committed entries through [`StateMachine::apply`], which runs `shard::apply_write` and writes
+//! the rows plus the applied log id in one write batch. Reads of a shard go to `shard::read`.
+
+mod engine;
+mod keys;
+mod local;
+mod log_store;
+mod shard;
+mod state_machine;
+mod types;
+
+pub use engine::{Rocks, SyncStats};
+pub use local::LocalShards;
+pub use log_store::LogStore;
+pub use shard::{digest, read};
+pub use state_machine::StateMachine;
+pub use types::{Entry, NodeInfo, TypeConfig, WriteResult};
