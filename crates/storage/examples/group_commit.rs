@@ -32,7 +32,7 @@ async fn main() {
             let store = LogStore::new(rocks.clone(), group);
             let appends = appends.clone();
             tasks.push(tokio::spawn(async move {
-                let mut index = 0;
+                let mut index: u64 = 0;
                 while Instant::now() < deadline {
                     index += 1;
                     let op = WriteOp::Put { key: index.to_be_bytes().to_vec(), value: vec![b'x'; 100] };

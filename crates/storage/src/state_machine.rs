@@ -47,8 +47,12 @@ impl StateMachine {
     /// reopen the group after a restart.
     pub async fn open(rocks: Arc<Rocks>, group: u64, range: KeyRange) -> Result<Self> {
         let get = |tag| rocks.db().get_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, tag));
-        let applied = get(keys::APPLIED).map_err(io)?.map(|raw| bincode::deserialize(&raw)).transpose()?;
-        let membership = get(keys::MEMBERSHIP).map_err(io)?.map(|raw| bincode::deserialize(&raw)).transpose()?;
+        // APPLIED holds an Option<LogId> (None until the first entry is applied).
+        let applied: Option<Option<LogId<u64>>> =
+            get(keys::APPLIED).map_err(io)?.map(|raw| bincode::deserialize(&raw)).transpose()?;
+        let applied = applied.flatten();
+        let membership: Option<Membership> =
+            get(keys::MEMBERSHIP).map_err(io)?.map(|raw| bincode::deserialize(&raw)).transpose()?;
         let mut batch = WriteBatch::default();
         batch.put_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::RANGE), bincode::serialize(&range)?);
         rocks.write_durable(batch).await?;

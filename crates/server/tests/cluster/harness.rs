@@ -170,7 +170,8 @@ impl Cluster {
     /// Waits until every running replica of `shard` has the same applied index and data digest,
     /// and there are `replicas` of them.
     pub async fn wait_converged(&self, shard: ShardId, replicas: usize) -> Vec<ShardStatus> {
-        wait_for(&format!("shard {shard} replicas converged"), Duration::from_secs(30), || async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
             let mut seen = Vec::new();
             for id in self.running() {
                 if let Some(r) = self.replica(id, shard).await {
@@ -178,9 +179,12 @@ impl Cluster {
                 }
             }
             let same = seen.windows(2).all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest);
-            (seen.len() == replicas && same).then_some(seen)
-        })
-        .await
+            if seen.len() == replicas && same {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "shard {shard}: replicas did not converge: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The status of every shard as each running node reports its own replicas.
@@ -236,4 +240,26 @@ pub fn key(shard_prefix: u8, i: u32) -> Vec<u8> {
     let mut k = vec![0x01, shard_prefix];
     k.extend_from_slice(&i.to_be_bytes());
     k
+}
+
+impl Drop for Cluster {
+    /// On a failing test, show the end of every node's log: the first thing to read.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if std::env::var_os("RAFTABLE_KEEP_TEST_DIR").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("test dir kept at {}", dir.display());
+        }
+        for p in &self.nodes {
+            let path = self.dir.path().join(format!("node{}.log", p.id));
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("---- node {} log (last 40 lines) ----", p.id);
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
