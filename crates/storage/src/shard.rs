@@ -91,9 +91,12 @@ fn check_key(range: &KeyRange, key: &[u8]) -> Result<()> {
     }
 }
 
+/// A row's state during apply: `Some((version, value))`, or `None` when absent / deleted.
+type RowState = Option<(u64, Vec<u8>)>;
+
 /// Rows written earlier in the same apply call, so later operations see them before the batch
-/// reaches RocksDB. `None` marks a deletion.
-pub(crate) type Overlay = HashMap<Vec<u8>, Option<(u64, Vec<u8>)>>;
+/// reaches RocksDB.
+pub(crate) type Overlay = HashMap<Vec<u8>, RowState>;
 
 /// Applies `write` at `version` into `batch`, or rejects the whole write with a deterministic
 /// error (nothing added to `batch` or `overlay`). An `Error::Io` is not deterministic: the caller
@@ -109,7 +112,7 @@ pub(crate) fn apply_write(
     write.check_range(range)?;
     // First pass: evaluate every operation against the state as it would be, without touching
     // the batch, so a failing operation leaves no trace.
-    let mut staged: Vec<(Vec<u8>, Option<(u64, Vec<u8>)>)> = Vec::with_capacity(write.ops.len());
+    let mut staged: Vec<(Vec<u8>, RowState)> = Vec::with_capacity(write.ops.len());
     let mut changed = Vec::with_capacity(write.ops.len());
     for op in &write.ops {
         let current = current(rocks, overlay, &staged, op.key())?;
@@ -147,12 +150,7 @@ pub(crate) fn apply_write(
 
 /// The row's current (version, value): staged ops of this write, then earlier writes of this
 /// apply call, then RocksDB.
-fn current(
-    rocks: &Rocks,
-    overlay: &Overlay,
-    staged: &[(Vec<u8>, Option<(u64, Vec<u8>)>)],
-    key: &[u8],
-) -> Result<Option<(u64, Vec<u8>)>> {
+fn current(rocks: &Rocks, overlay: &Overlay, staged: &[(Vec<u8>, RowState)], key: &[u8]) -> Result<RowState> {
     if let Some((_, v)) = staged.iter().rev().find(|(k, _)| k == key) {
         return Ok(v.clone());
     }

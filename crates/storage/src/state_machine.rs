@@ -7,6 +7,9 @@
 //! committed entries after it. Apply is deterministic; an I/O failure during apply aborts the
 //! process instead of returning, since a replica that skipped an entry would diverge.
 
+// openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::Arc;
 

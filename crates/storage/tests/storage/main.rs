@@ -20,6 +20,44 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(Builder)
+fn openraft_storage_suite() {
+    Suite::test_all(Builder).expect("openraft storage conformance suite");
+}
+
+/// A reopened state machine (node restart) reports the applied log id and membership it had:
+/// openraft's suite never reopens a store, and a wrong answer here makes a restarted node
+/// purge its log.
+#[tokio::test]
+async fn state_machine_survives_reopen() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
+    use raftable_common::{ShardWrite, WriteOp};
+    use raftable_storage::NodeInfo;
+
+    let dir = tempfile::tempdir().unwrap();
+    let range = KeyRange::new(vec![1], vec![2]);
+    let log_id = |index| LogId::new(CommittedLeaderId::new(2, 1), index);
+    {
+        let rocks = Rocks::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(rocks.clone(), 7, range.clone()).await.unwrap();
+        assert_eq!(sm.applied_state().await.unwrap().0, None);
+        let nodes = BTreeMap::from([(1, NodeInfo::default())]);
+        let membership = Membership::new(vec![BTreeSet::from([1])], nodes);
+        let put = WriteOp::Put { key: vec![1, 5], value: b"x".to_vec() };
+        let entries = vec![
+            Entry::<TypeConfig> { log_id: log_id(1), payload: EntryPayload::Membership(membership) },
+            Entry::<TypeConfig> { log_id: log_id(2), payload: EntryPayload::Normal(ShardWrite::new(vec![put])) },
+        ];
+        sm.apply(entries).await.unwrap();
+        rocks.close();
+    }
+    let rocks = Rocks::open(dir.path()).unwrap();
+    assert_eq!(StateMachine::stored_range(&rocks, 7).unwrap(), Some(range.clone()));
+    let mut sm = StateMachine::open(rocks, 7, range).await.unwrap();
+    let (applied, membership) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(2)));
+    assert_eq!(membership.log_id(), &Some(log_id(1)));
+    assert_eq!(membership.membership().voter_ids().collect::<Vec<_>>(), vec![1]);
 }
