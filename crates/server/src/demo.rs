@@ -39,12 +39,11 @@ pub async fn demo(opts: DemoOptions, shutdown: impl std::future::Future<Output =
     wait_ready(&rpc_addrs, opts.nodes as usize).await?;
     println!("raftable demo: {} nodes running, data in {}", opts.nodes, opts.data_dir.display());
     for i in 1..=opts.nodes {
-        println!(
-            "  node {i}: psql -h 127.0.0.1 -p {} -U raftable   (rpc {})",
-            opts.pg_port as u64 + i - 1,
-            rpc_addrs[i as usize - 1]
-        );
+        let pg = opts.pg_port as u64 + i - 1;
+        println!("  node {i}: pg 127.0.0.1:{pg}  rpc {}", rpc_addrs[i as usize - 1]);
     }
+    println!("  SQL on the pg ports is the next stage; until then inspect the cluster with");
+    println!("  `raftable status --rpc-addr {}`", rpc_addrs[0]);
     println!("  logs: {}/node<i>.log   stop: Ctrl-C", opts.data_dir.display());
     shutdown.await;
     println!("raftable demo: stopping nodes");

@@ -136,3 +136,28 @@ async fn join(
         }
     }
 }
+
+/// Prints the cluster as the node at `rpc_addr` sees it (`raftable status`).
+pub async fn print_status(rpc_addr: &str) -> Result<()> {
+    let status = Client::new(vec![rpc_addr.to_string()]).status(0).await?;
+    println!("{:>5}  {:<22} {:<22} alive", "node", "rpc", "pg");
+    for n in &status.nodes {
+        if let Some(info) = &n.node {
+            println!("{:>5}  {:<22} {:<22} {}", info.id, info.rpc_addr, info.pg_addr, n.alive);
+        }
+    }
+    println!();
+    println!("{:>5}  {:<24} {:<24} {:>6}  replicas", "shard", "start", "end", "leader");
+    for s in &status.shards {
+        let leader = if s.leader == 0 { "?".to_string() } else { s.leader.to_string() };
+        println!("{:>5}  {:<24} {:<24} {:>6}  {:?}", s.shard, hex(&s.start), hex(&s.end), leader, s.replicas);
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "(end)".into();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -38,6 +38,22 @@ enum Command {
         /// Log entries kept behind a snapshot.
         #[arg(long, hide = true)]
         keep_logs: Option<u64>,
+        /// Raft heartbeat interval in ms (default 100).
+        #[arg(long, hide = true)]
+        heartbeat_ms: Option<u64>,
+        /// Raft election timeout range in ms, as MIN-MAX (default 300-600).
+        #[arg(long, hide = true)]
+        election_timeout_ms: Option<String>,
+        /// Replicas per shard (default 3, capped by the node count).
+        #[arg(long, hide = true)]
+        replication_factor: Option<usize>,
+    },
+    /// Print the cluster as one node sees it: nodes with liveness, shards with replicas and
+    /// leaders.
+    Status {
+        /// rpc address of any node.
+        #[arg(long, default_value = "127.0.0.1:5533")]
+        rpc_addr: String,
     },
     /// Start a local cluster of node processes on loopback and print how to connect.
     Demo {
@@ -62,24 +78,39 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Start { node_id, data_dir, rpc_addr, pg_addr, join, snapshot_logs, keep_logs } => {
+        Command::Start {
+            node_id,
+            data_dir,
+            rpc_addr,
+            pg_addr,
+            join,
+            snapshot_logs,
+            keep_logs,
+            heartbeat_ms,
+            election_timeout_ms,
+            replication_factor,
+        } => {
             let mut config = Config::new(node_id, data_dir, rpc_addr, pg_addr);
             config.join = join;
-            if let Some(n) = snapshot_logs {
-                config.raft.snapshot_logs = n;
+            let raft = &mut config.raft;
+            raft.snapshot_logs = snapshot_logs.unwrap_or(raft.snapshot_logs);
+            raft.keep_logs = keep_logs.unwrap_or(raft.keep_logs);
+            raft.heartbeat_ms = heartbeat_ms.unwrap_or(raft.heartbeat_ms);
+            raft.replication_factor = replication_factor.unwrap_or(raft.replication_factor);
+            match election_timeout_ms.map(|r| parse_range(&r)).transpose() {
+                Ok(range) => {
+                    if let Some((min, max)) = range {
+                        (raft.election_min_ms, raft.election_max_ms) = (min, max);
+                    }
+                    start(config)
+                }
+                Err(e) => Err(e),
             }
-            if let Some(n) = keep_logs {
-                config.raft.keep_logs = n;
-            }
-            start(config)
         }
+        Command::Status { rpc_addr } => runtime().and_then(|rt| rt.block_on(raftable_server::print_status(&rpc_addr))),
         Command::Demo { nodes, data_dir, pg_port } => {
             let opts = raftable_server::DemoOptions { nodes, data_dir, pg_port };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(raftable_common::Error::from)
-                .and_then(|rt| rt.block_on(raftable_server::demo(opts, shutdown_signal())))
+            runtime().and_then(|rt| rt.block_on(raftable_server::demo(opts, shutdown_signal())))
         }
     };
     match result {
@@ -91,9 +122,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn runtime() -> raftable_common::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Parses "MIN-MAX".
+fn parse_range(s: &str) -> raftable_common::Result<(u64, u64)> {
+    let bad = || raftable_common::Error::InvalidInput(format!("expected MIN-MAX in ms, got {s:?}"));
+    let (min, max) = s.split_once('-').ok_or_else(bad)?;
+    Ok((min.trim().parse().map_err(|_| bad())?, max.trim().parse().map_err(|_| bad())?))
+}
+
 fn start(config: Config) -> raftable_common::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         let rpc = tokio::net::TcpListener::bind(&config.rpc_addr).await?;
         // One line on stdout with the bound address, for scripts and tests that use port 0.
         println!("raftable node {} rpc={} pg={}", config.node_id, rpc.local_addr()?, config.pg_addr);
