@@ -44,6 +44,11 @@ impl Group {
         raftable_storage::read(&self.rocks, &self.range, &read)
     }
 
+    /// Read-index rounds this replica has run (each serves every read that waited for it).
+    pub fn read_rounds(&self) -> u64 {
+        self.reads.rounds()
+    }
+
     /// The leader this replica currently knows of.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader

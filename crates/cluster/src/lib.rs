@@ -18,7 +18,7 @@
 
 mod config;
 mod group;
-mod meta;
+pub mod meta;
 mod network;
 mod node;
 mod placement;

@@ -127,6 +127,10 @@ fn decode_u64(bytes: &[u8]) -> Result<u64> {
 
 /// Creates a shard for `range` with replicas placed on `rf` distinct live nodes. Fails when the
 /// range overlaps an existing shard.
+///
+/// Atomic against concurrent creations: every creation advances the shard-id counter with a
+/// compare-and-put in the same batch as the new record, so if another shard was created between
+/// our overlap check and our write, the counter moved, our batch fails, and we check again.
 pub async fn create_shard(client: &dyn ShardClient, range: KeyRange, rf: usize, now_ms: u64) -> Result<ShardRecord> {
     if range.start.as_slice() < META_RANGE_END {
         return Err(Error::InvalidInput("shard ranges must start at or after 0x01".into()));
@@ -134,21 +138,34 @@ pub async fn create_shard(client: &dyn ShardClient, range: KeyRange, rf: usize, 
     if !range.end.is_empty() && range.end <= range.start {
         return Err(Error::InvalidInput("empty shard range".into()));
     }
-    let existing = shards(client).await?;
-    if let Some((s, _)) = existing.iter().find(|(s, _)| s.range.overlaps(&range)) {
-        return Err(Error::InvalidInput(format!("range overlaps shard {}", s.id)));
+    let counter = counter_key("shard");
+    loop {
+        let (last_id, expect) = match client.read(META_SHARD, ShardRead::Get { key: counter.clone() }).await?.first() {
+            Some(row) => (decode_u64(&row.value)?, Expect::Version(row.version)),
+            None => (0, Expect::Absent),
+        };
+        let existing = shards(client).await?;
+        if let Some((s, _)) = existing.iter().find(|(s, _)| s.range.overlaps(&range)) {
+            return Err(Error::InvalidInput(format!("range overlaps shard {}", s.id)));
+        }
+        let live: Vec<NodeId> = nodes(client).await?.iter().filter(|n| n.alive(now_ms)).map(|n| n.id).collect();
+        let records: Vec<ShardRecord> = existing.into_iter().map(|(s, _)| s).collect();
+        let replicas = place(&live, &records, &[], rf.min(live.len()));
+        if replicas.is_empty() {
+            return Err(Error::Retry("no live node to place a shard on".into()));
+        }
+        let id = last_id + 1;
+        let record = ShardRecord { id, range: range.clone(), initial: replicas.clone(), replicas, epoch: 1 };
+        let ops = vec![
+            WriteOp::CompareAndPut { key: counter.clone(), expect, value: id.to_be_bytes().to_vec() },
+            WriteOp::PutIfAbsent { key: shard_key(id), value: bincode::serialize(&record)? },
+        ];
+        match client.write(META_SHARD, ShardWrite::new(ops)).await {
+            Ok(_) => return Ok(record),
+            Err(Error::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e),
+        }
     }
-    let live: Vec<NodeId> = nodes(client).await?.iter().filter(|n| n.alive(now_ms)).map(|n| n.id).collect();
-    let records: Vec<ShardRecord> = existing.into_iter().map(|(s, _)| s).collect();
-    let replicas = place(&live, &records, &[], rf.min(live.len()));
-    if replicas.is_empty() {
-        return Err(Error::Retry("no live node to place a shard on".into()));
-    }
-    let id = next_id(client, "shard").await?;
-    let record = ShardRecord { id, range, initial: replicas.clone(), replicas, epoch: 1 };
-    let op = WriteOp::PutIfAbsent { key: shard_key(id), value: bincode::serialize(&record)? };
-    client.write(META_SHARD, ShardWrite::new(vec![op])).await?;
-    Ok(record)
 }
 
 /// Replaces a shard record if it is still at `version` (returns false when someone else
@@ -200,7 +217,53 @@ pub fn place(live: &[NodeId], shards: &[ShardRecord], have: &[NodeId], count: us
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use raftable_storage::{LocalShards, Rocks};
+
     use super::*;
+
+    /// The meta records on an unreplicated local shard 0, with nodes 1..=n registered.
+    async fn local_meta(dir: &std::path::Path, n: u64) -> Arc<LocalShards> {
+        let shards = Arc::new(LocalShards::new(Rocks::open(dir).unwrap()));
+        shards.add_shard(META_SHARD, meta_range());
+        bootstrap(shards.as_ref(), 1).await.unwrap();
+        for id in 1..=n {
+            let node = NodeRecord { id, rpc_addr: format!("n{id}"), pg_addr: String::new(), heartbeat_ms: 1_000 };
+            put_node(shards.as_ref(), &node).await.unwrap();
+        }
+        shards
+    }
+
+    #[tokio::test]
+    async fn concurrent_overlapping_creations_admit_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = local_meta(dir.path(), 3).await;
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let meta = meta.clone();
+            // All eight ranges overlap [0x01 0x10, 0x01 0x20).
+            let range = KeyRange::new(vec![0x01, 0x10 + i], vec![0x01, 0x20]);
+            tasks.push(tokio::spawn(async move { create_shard(meta.as_ref(), range, 3, 1_000).await }));
+        }
+        let mut created = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(record) => created.push(record),
+                Err(Error::InvalidInput(msg)) => assert!(msg.contains("overlaps"), "{msg}"),
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(created.len(), 1, "exactly one of the overlapping shards exists");
+        let all = shards(meta.as_ref()).await.unwrap();
+        assert_eq!(all.len(), 2, "the meta shard and the one created");
+        assert_eq!(created[0].replicas.len(), 3);
+        // Dead nodes get no replicas; ids keep counting.
+        let later =
+            create_shard(meta.as_ref(), KeyRange::new(vec![0x02], vec![0x03]), 3, 1_000 + ALIVE_WINDOW_MS + 1).await;
+        assert!(matches!(later, Err(Error::Retry(_))));
+        assert_eq!(next_id(meta.as_ref(), "shard").await.unwrap(), created[0].id + 1);
+    }
 
     fn shard(id: ShardId, replicas: Vec<NodeId>) -> ShardRecord {
         ShardRecord { id, range: KeyRange::default(), initial: replicas.clone(), replicas, epoch: 1 }

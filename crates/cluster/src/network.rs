@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -24,6 +26,9 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Largest gRPC message a node accepts (Raft appends and snapshot chunks, scan results).
 pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+
+/// Largest shard write accepted: a single Raft entry must fit a message with room to spare.
+pub(crate) const MAX_WRITE: usize = 16 << 20;
 
 /// The address book and the channel pool of a node.
 #[derive(Default)]
@@ -94,6 +99,16 @@ pub(crate) fn status_error(status: &tonic::Status, write: bool) -> Error {
         Error::Retry(format!("peer unreachable: {}", status.message()))
     } else {
         Error::Unknown(format!("peer failed mid-request: {}", status.message()))
+    }
+}
+
+/// A reply that cannot be decoded: for a write, whether it applied is unknown.
+pub(crate) fn undecodable(status: &tonic::Status, write: bool) -> Error {
+    let msg = format!("undecodable reply: {}", status.message());
+    if write {
+        Error::Unknown(msg)
+    } else {
+        Error::Retry(msg)
     }
 }
 
@@ -175,6 +190,11 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        // A batch the peer would refuse as too large: ask openraft to send fewer entries.
+        let entries = rpc.entries.len() as u64;
+        if entries > 1 && bincode::serialized_size(&rpc).unwrap_or(0) > MAX_MESSAGE as u64 / 2 {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
+        }
         self.send(Kind::Append, &rpc, &option).await
     }
 

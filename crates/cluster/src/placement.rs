@@ -98,7 +98,14 @@ async fn reconcile(router: Arc<Router>, changing: Arc<Mutex<HashSet<u64>>>) -> R
             if desired != voters && changing.lock().expect("changing lock").insert(record.id) {
                 let (router, changing) = (router.clone(), changing.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = change_membership(&router, &group, desired).await {
+                    // Bounded: a new replica that never catches up (its node died) must not block
+                    // later rounds from trying again.
+                    let change = change_membership(&router, &group, desired);
+                    let result = match tokio::time::timeout(Duration::from_secs(30), change).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Error::Retry("membership change timed out".into())),
+                    };
+                    if let Err(e) = result {
                         tracing::warn!(shard = group.shard, error = %e, "membership change failed");
                     }
                     changing.lock().expect("changing lock").remove(&group.shard);

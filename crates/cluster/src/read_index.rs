@@ -16,6 +16,7 @@ type Waiter = oneshot::Sender<Result<()>>;
 #[derive(Clone, Default)]
 pub(crate) struct ReadIndex {
     state: Arc<Mutex<State>>,
+    rounds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -40,6 +41,11 @@ impl ReadIndex {
         rx.await.map_err(|_| Error::Retry("read index round abandoned".into()))?
     }
 
+    /// Read-index rounds run so far.
+    pub(crate) fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn run(self, raft: openraft::Raft<TypeConfig>) {
         loop {
             let batch = {
@@ -50,6 +56,7 @@ impl ReadIndex {
                 }
                 std::mem::take(&mut state.waiting)
             };
+            self.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = raft.ensure_linearizable().await.map(|_| ()).map_err(crate::group::read_error);
             for waiter in batch {
                 let _ = waiter.send(result.clone());

@@ -15,7 +15,7 @@ use raftable_proto::ShardRequest;
 use raftable_storage::NodeInfo;
 
 use crate::meta::{self, NodeRecord, ShardRecord};
-use crate::network::{decode, encode, status_error, MAX_MESSAGE};
+use crate::network::{decode, encode, status_error, undecodable, MAX_MESSAGE, MAX_WRITE};
 use crate::node::{Node, Op, OpResult};
 
 /// Routes shard commands to leaders. One per node, shared.
@@ -77,7 +77,10 @@ impl Router {
     /// turn, and for the meta group with no record yet, every known node.
     fn pick(&self, shard: ShardId, attempt: usize) -> Option<NodeId> {
         if attempt == 0 {
-            if let Some(leader) = self.leader(shard) {
+            // The cache holds the last leader that answered or was hinted: fresher than a
+            // local replica's possibly lagging view.
+            let cached = self.leaders.lock().expect("leaders lock").get(&shard).copied();
+            if let Some(leader) = cached.or_else(|| self.leader(shard)) {
                 return Some(leader);
             }
         }
@@ -93,9 +96,18 @@ impl Router {
 
     /// Sends `op` to the leader of `shard`, retrying retryable failures until the deadline.
     pub async fn call(&self, shard: ShardId, op: Op) -> Result<OpResult> {
-        let write = matches!(op, Op::Write(_));
+        let write = match &op {
+            Op::Write(w) => {
+                if bincode::serialized_size(w).unwrap_or(0) > MAX_WRITE as u64 {
+                    return Err(Error::InvalidInput(format!("write of more than {MAX_WRITE} bytes")));
+                }
+                true
+            }
+            Op::Read(_) => false,
+        };
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0usize;
+        let mut hops = 0u32;
         let mut refreshed = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -117,11 +129,20 @@ impl Router {
                     return Ok(result);
                 }
                 Err(Error::NotLeader { leader: Some((id, addr)) }) if Some(id) != target => {
-                    if self.node.peers.get(id).map(|i| i.rpc_addr) != Some(addr.clone()) {
-                        self.node.peers.set(id, NodeInfo { rpc_addr: addr, pg_addr: String::new() });
+                    let known = self.node.peers.get(id);
+                    if known.as_ref().map(|i| &i.rpc_addr) != Some(&addr) {
+                        let pg_addr = known.map(|i| i.pg_addr).unwrap_or_default();
+                        self.node.peers.set(id, NodeInfo { rpc_addr: addr, pg_addr });
                     }
                     self.leaders.lock().expect("leaders lock").insert(shard, id);
                     attempt = 0;
+                    // Follow the first hint at once; hints bouncing between nodes that disagree
+                    // during an election get a growing pause.
+                    hops += 1;
+                    if hops > 1 {
+                        let pause = Duration::from_millis(u64::from(hops.min(20)) * 5);
+                        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+                    }
                 }
                 Err(e) if e.is_retryable() => {
                     self.leaders.lock().expect("leaders lock").remove(&shard);
@@ -148,8 +169,9 @@ impl Router {
         let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: false, payload: encode(op) };
         match tokio::time::timeout(remaining, client.call(request)).await {
-            Ok(Ok(reply)) => decode::<Result<OpResult>>(&reply.into_inner().payload)
-                .map_err(|s| Error::Internal(s.message().to_string()))?,
+            Ok(Ok(reply)) => {
+                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
+            }
             Ok(Err(status)) => Err(status_error(&status, write)),
             Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
             Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),

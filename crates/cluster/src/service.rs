@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::group::Group;
 use crate::meta::{self, NodeRecord};
-use crate::network::{decode, encode, endpoint, status_error, MAX_MESSAGE};
+use crate::network::{decode, encode, endpoint, status_error, undecodable, MAX_MESSAGE};
 use crate::node::{Op, OpResult};
 use crate::placement::now_ms;
 use crate::router::Router;
@@ -46,10 +46,12 @@ pub async fn serve(
 
 /// Maps an error to a gRPC status for the few calls that return errors as statuses (the Raft
 /// and Meta services; shard calls carry raftable errors in their payload).
+/// [`from_status`] is its inverse on the client side.
 fn to_status(e: Error) -> Status {
     match e {
         Error::InvalidInput(m) => Status::invalid_argument(m),
         Error::NotLeader { .. } | Error::Retry(_) => Status::unavailable(e.to_string()),
+        Error::Unknown(m) => Status::unknown(m),
         e => Status::internal(e.to_string()),
     }
 }
@@ -263,8 +265,9 @@ impl Client {
         let mut client = GrpcShardClient::new(self.channel(i)?).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: true, payload: encode(&op) };
         match tokio::time::timeout(Duration::from_secs(30), client.call(request)).await {
-            Ok(Ok(reply)) => decode::<Result<OpResult>>(&reply.into_inner().payload)
-                .map_err(|s| Error::Internal(s.message().into()))?,
+            Ok(Ok(reply)) => {
+                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
+            }
             Ok(Err(status)) => Err(status_error(&status, write)),
             Err(_) if write => Err(Error::Unknown("request timed out".into())),
             Err(_) => Err(Error::Retry("request timed out".into())),
@@ -274,7 +277,7 @@ impl Client {
     /// Asks a node to join `self`'s cluster: used by a starting node with `--join`.
     pub async fn join(&self, id: NodeId, info: &NodeInfo) -> Result<Vec<(NodeId, NodeInfo)>> {
         let node = raftable_proto::NodeInfo { id, rpc_addr: info.rpc_addr.clone(), pg_addr: info.pg_addr.clone() };
-        let reply = self.meta(0)?.join(JoinRequest { node: Some(node) }).await.map_err(|s| status_error(&s, false))?;
+        let reply = self.meta(0)?.join(JoinRequest { node: Some(node) }).await.map_err(|s| from_status(s, false))?;
         Ok(reply
             .into_inner()
             .nodes
@@ -285,25 +288,36 @@ impl Client {
 
     /// Creates a shard for `[start, end)` through node #`i`.
     pub async fn create_shard(&self, i: usize, start: Vec<u8>, end: Vec<u8>) -> Result<ShardId> {
-        let reply = self.meta(i)?.create_shard(CreateShardRequest { start, end }).await.map_err(from_status)?;
+        let reply =
+            self.meta(i)?.create_shard(CreateShardRequest { start, end }).await.map_err(|s| from_status(s, true))?;
         Ok(reply.into_inner().shard)
     }
 
     /// Node #`i`'s view of the cluster.
     pub async fn status(&self, i: usize) -> Result<StatusReply> {
-        Ok(self.meta(i)?.status(StatusRequest {}).await.map_err(from_status)?.into_inner())
+        Ok(self.meta(i)?.status(StatusRequest {}).await.map_err(|s| from_status(s, false))?.into_inner())
     }
 
     /// Snapshots every group on node #`i` and purges its logs.
     pub async fn compact(&self, i: usize) -> Result<HashMap<u64, u64>> {
-        Ok(self.meta(i)?.compact(CompactRequest {}).await.map_err(from_status)?.into_inner().snapshot_index)
+        Ok(self
+            .meta(i)?
+            .compact(CompactRequest {})
+            .await
+            .map_err(|s| from_status(s, false))?
+            .into_inner()
+            .snapshot_index)
     }
 }
 
-fn from_status(s: Status) -> Error {
+/// Maps a Meta call's failure back to an [`Error`]; `write` says whether the call changes the
+/// cluster (then only a refused connection or an explicit retry means it did not apply).
+fn from_status(s: Status, write: bool) -> Error {
     match s.code() {
-        tonic::Code::InvalidArgument => Error::InvalidInput(s.message().into()),
-        _ => status_error(&s, false),
+        tonic::Code::InvalidArgument | tonic::Code::AlreadyExists => Error::InvalidInput(s.message().into()),
+        tonic::Code::Unknown if write => Error::Unknown(s.message().into()),
+        tonic::Code::Unavailable if std::error::Error::source(&s).is_none() => Error::Retry(s.message().into()),
+        _ => status_error(&s, write),
     }
 }
 

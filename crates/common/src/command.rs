@@ -10,6 +10,10 @@ use crate::{Error, Result};
 /// more.
 pub const META_RANGE_END: &[u8] = &[0x01];
 
+/// The end of the keyspace: every key sorts below it (an "unbounded" range ends here, so
+/// storage can delete and snapshot such a range as `[start, KEYSPACE_END)`).
+pub const KEYSPACE_END: &[u8] = &[0xff; 64];
+
 /// A half-open key range `[start, end)`. An empty `end` means "to the end of the keyspace".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct KeyRange {
@@ -23,7 +27,16 @@ impl KeyRange {
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+        key >= self.start.as_slice() && key < self.end_or_max()
+    }
+
+    /// The range's end, with an unbounded end given as [`KEYSPACE_END`].
+    pub fn end_or_max(&self) -> &[u8] {
+        if self.end.is_empty() {
+            KEYSPACE_END
+        } else {
+            &self.end
+        }
     }
 
     /// Whether `[start, end)` (empty end = unbounded) lies inside this range.

@@ -59,6 +59,8 @@ pub async fn run(
     shutdown.await;
     tracing::info!(node = config.node_id, "stopping");
     background.stop().await;
+    // Groups first (no group opens after this), then the rpc server, then the sync thread
+    // (a late write of a stopped group's task is synced inline).
     node.shutdown().await;
     let _ = stop_rpc.send(());
     match tokio::time::timeout(Duration::from_secs(5), server).await {

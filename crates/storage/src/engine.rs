@@ -7,6 +7,7 @@
 //! A failed fsync aborts the process: the data may or may not be on disk, so acknowledging or
 //! even continuing would risk telling a client something false.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -34,6 +35,39 @@ pub struct Rocks {
     sync_tx: Mutex<Option<mpsc::Sender<SyncCallback>>>,
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<SyncStats>,
+    coverage: Mutex<HashMap<u64, Arc<Coverage>>>,
+}
+
+/// How far a group's state machine has been written to RocksDB (applied entries, installed
+/// snapshots), shared by the group's log store and state machine.
+///
+/// Why the log store needs it: openraft purges a follower's log right after queueing a snapshot
+/// install to the state machine task. The purge is a plain write, and another group's fsync may
+/// make it durable before the install is even written; a crash then would leave a gap between
+/// the state machine and the log. RocksDB recovers a prefix of its one WAL, so it suffices that
+/// the purge is *written after* the state covering it: `LogStore::purge` waits for that while
+/// an install is in flight.
+#[derive(Debug)]
+pub(crate) struct Coverage {
+    /// Highest log index whose effects are written to the state machine's rows.
+    pub(crate) written: tokio::sync::watch::Sender<u64>,
+    /// A snapshot is being received or installed.
+    pub(crate) installing: std::sync::atomic::AtomicBool,
+    /// Serializes writes of the group's current snapshot (a slow build must not overwrite a
+    /// newer installed snapshot).
+    pub(crate) snapshot: tokio::sync::Mutex<()>,
+}
+
+impl Coverage {
+    pub(crate) fn raise(&self, index: u64) {
+        self.written.send_if_modified(|v| {
+            let raise = index > *v;
+            if raise {
+                *v = index;
+            }
+            raise
+        });
+    }
 }
 
 impl Rocks {
@@ -61,6 +95,7 @@ impl Rocks {
             sync_tx: Mutex::new(Some(tx)),
             sync_thread: Mutex::new(Some(thread)),
             stats,
+            coverage: Mutex::default(),
         }))
     }
 
@@ -74,6 +109,20 @@ impl Rocks {
 
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// The coverage record of `group` (created on first use).
+    pub(crate) fn coverage(&self, group: u64) -> Arc<Coverage> {
+        let mut all = self.coverage.lock().expect("coverage lock");
+        all.entry(group)
+            .or_insert_with(|| {
+                Arc::new(Coverage {
+                    written: tokio::sync::watch::channel(0).0,
+                    installing: Default::default(),
+                    snapshot: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone()
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
@@ -91,12 +140,19 @@ impl Rocks {
     /// Calls `done` once everything written before this call is durable. Coalesced with every
     /// other pending request into one fsync.
     pub fn sync(&self, done: impl FnOnce() + Send + 'static) {
-        let tx = self.sync_tx.lock().expect("sync sender lock");
-        match tx.as_ref() {
-            Some(tx) if tx.send(Box::new(done)).is_ok() => {}
-            // The sync thread is gone only after close(): a caller after that is a bug.
-            _ => fatal("sync requested after the database was closed"),
+        let mut done: SyncCallback = Box::new(done);
+        if let Some(tx) = self.sync_tx.lock().expect("sync sender lock").as_ref() {
+            match tx.send(done) {
+                Ok(()) => return,
+                Err(mpsc::SendError(back)) => done = back,
+            }
         }
+        // After close() (a task of a stopped Raft group finishing late): the database is still
+        // open, so sync inline rather than acknowledge anything unsynced.
+        if let Err(e) = self.db.flush_wal(true) {
+            fatal(&format!("fsync of the RocksDB WAL failed: {e}"));
+        }
+        done();
     }
 
     /// Writes a batch and waits until it is durable.

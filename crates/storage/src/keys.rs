@@ -45,10 +45,6 @@ pub fn parse_state_key(key: &[u8]) -> Option<(u64, u8)> {
     Some((u64::from_be_bytes(b), key[8]))
 }
 
-/// Upper bound used to delete "to the end of the keyspace": no raftable key (table ids are
-/// 32-bit, meta keys start with 0x00) begins with 64 0xff bytes.
-pub const KEYSPACE_END: [u8; 64] = [0xff; 64];
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,6 +178,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        // During a snapshot install, write the purge only after the installed state (see
+        // engine::Coverage). Bounded, so a stuck install cannot stall the group forever.
+        let coverage = self.rocks.coverage(self.group);
+        if coverage.installing.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut written = coverage.written.subscribe();
+            let wait = written.wait_for(|v| *v >= log_id.index);
+            if tokio::time::timeout(std::time::Duration::from_secs(30), wait).await.is_err() {
+                tracing::warn!(group = self.group, index = log_id.index, "purging ahead of a slow snapshot install");
+            }
+        }
         let mut batch = WriteBatch::default();
         let raw = bincode::serialize(&log_id).map_err(write_err)?;
         batch.put_cf(self.rocks.cf(CF_RAFT_STATE), keys::state_key(self.group, keys::PURGED), raw);

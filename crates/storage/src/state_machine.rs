@@ -21,7 +21,7 @@ use raftable_common::{KeyRange, Result};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{fatal, io, Rocks};
+use crate::engine::{fatal, io, Coverage, Rocks};
 use crate::keys::{self, CF_DATA, CF_RAFT_STATE};
 use crate::shard::{self, Overlay};
 use crate::types::{Entry, NodeInfo, TypeConfig, WriteResult};
@@ -37,6 +37,7 @@ pub struct StateMachine {
     range: KeyRange,
     applied: Option<LogId<u64>>,
     membership: Membership,
+    coverage: Arc<Coverage>,
 }
 
 /// The snapshot payload: every stored row of the range (key, stored value with version).
@@ -59,7 +60,9 @@ impl StateMachine {
         let mut batch = WriteBatch::default();
         batch.put_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::RANGE), bincode::serialize(&range)?);
         rocks.write_durable(batch).await?;
-        Ok(Self { rocks, group, range, applied, membership: membership.unwrap_or_default() })
+        let coverage = rocks.coverage(group);
+        coverage.raise(applied.map(|l| l.index).unwrap_or(0));
+        Ok(Self { rocks, group, range, applied, membership: membership.unwrap_or_default(), coverage })
     }
 
     /// The key range recorded for `group` on this node, if the group was ever opened here.
@@ -79,11 +82,7 @@ impl StateMachine {
     }
 
     fn range_end(&self) -> Vec<u8> {
-        if self.range.end.is_empty() {
-            keys::KEYSPACE_END.to_vec()
-        } else {
-            self.range.end.clone()
-        }
+        self.range.end_or_max().to_vec()
     }
 
     /// Every stored row of the range, read from one consistent RocksDB snapshot.
@@ -145,6 +144,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Err(e) = self.rocks.write(batch) {
             fatal(&format!("writing applied entries of group {} failed: {e}", self.group));
         }
+        self.coverage.raise(self.applied.map(|l| l.index).unwrap_or(0));
         Ok(results)
     }
 
@@ -163,6 +163,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        self.coverage.installing.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -182,7 +183,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.state_put(&mut batch, keys::APPLIED, &self.applied)?;
         self.state_put(&mut batch, keys::MEMBERSHIP, &self.membership)?;
         self.state_put(&mut batch, keys::SNAPSHOT, &(meta, &data))?;
-        self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))
+        let _snapshot = self.coverage.snapshot.lock().await;
+        self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
+        self.coverage.raise(self.applied.map(|l| l.index).unwrap_or(0));
+        self.coverage.installing.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
@@ -218,12 +223,29 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: format!("{}-{term}-{index}", self.group),
         };
-        let mut batch = WriteBatch::default();
-        let raw = bincode::serialize(&(&meta, &data)).map_err(|e| sm_write_err(&e))?;
-        batch.put_cf(self.rocks.cf(CF_RAFT_STATE), keys::state_key(self.group, keys::SNAPSHOT), raw);
-        self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
+        let coverage = self.rocks.coverage(self.group);
+        let _snapshot = coverage.snapshot.lock().await;
+        // A build runs beside apply and installs: if a newer snapshot was installed meanwhile,
+        // keep that one as the group's current snapshot.
+        if stored_snapshot_index(&self.rocks, self.group)? < index || self.applied.is_none() {
+            let mut batch = WriteBatch::default();
+            let raw = bincode::serialize(&(&meta, &data)).map_err(|e| sm_write_err(&e))?;
+            batch.put_cf(self.rocks.cf(CF_RAFT_STATE), keys::state_key(self.group, keys::SNAPSHOT), raw);
+            self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
+        }
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
+}
+
+/// Last log index of the group's stored snapshot, 0 when it has none.
+fn stored_snapshot_index(rocks: &Rocks, group: u64) -> StorageResult<u64> {
+    let raw = rocks
+        .db()
+        .get_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::SNAPSHOT))
+        .map_err(|e| sm_read_err(&io(e)))?;
+    let Some(raw) = raw else { return Ok(0) };
+    let (meta, _): (Meta, Vec<u8>) = bincode::deserialize(&raw).map_err(|e| sm_read_err(&e))?;
+    Ok(meta.last_log_id.map(|l| l.index).unwrap_or(0))
 }
 
 fn sm_write_err<E: std::error::Error + 'static>(e: &E) -> StorageError<u64> {
