@@ -62,11 +62,12 @@ impl Group {
         voters
     }
 
-    /// (applied index, snapshot index) of this replica.
-    pub fn progress(&self) -> (u64, u64) {
+    /// (applied index, snapshot index, purged index) of this replica.
+    pub fn progress(&self) -> (u64, u64, u64) {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        (m.last_applied.map(|l| l.index).unwrap_or(0), m.snapshot.map(|l| l.index).unwrap_or(0))
+        let index = |l: Option<openraft::LogId<NodeId>>| l.map(|l| l.index).unwrap_or(0);
+        (index(m.last_applied), index(m.snapshot), index(m.purged))
     }
 }
 

@@ -189,7 +189,7 @@ impl Meta for MetaService {
         let node = self.router.node();
         for group in node.groups() {
             let record = records.remove(&group.shard);
-            let (applied, snapshot) = group.progress();
+            let (applied, snapshot, purged) = group.progress();
             let digest = raftable_storage::digest(&node.rocks, &group.range).map_err(to_status)?;
             shards.push(ShardStatus {
                 shard: group.shard,
@@ -203,6 +203,7 @@ impl Meta for MetaService {
                 applied,
                 snapshot,
                 digest,
+                purged,
             });
         }
         for (id, record) in records {
