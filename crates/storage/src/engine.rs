@@ -239,8 +239,34 @@ pub(crate) fn io(e: rocksdb::Error) -> Error {
 mod tests {
     use super::*;
 
+    /// Requests queued while an fsync (and its callbacks) runs all share the next fsync.
+    #[test]
+    fn requests_queued_during_a_sync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = Rocks::open(dir.path()).unwrap();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        // The first request's callback holds the sync thread until released.
+        rocks.sync(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        started_rx.recv().unwrap();
+        let (done_tx, done_rx) = mpsc::channel::<u32>();
+        for i in 0..10 {
+            let done = done_tx.clone();
+            rocks.sync(move || done.send(i).unwrap());
+        }
+        release_tx.send(()).unwrap();
+        for _ in 0..10 {
+            done_rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(rocks.stats().requests.load(Ordering::Relaxed), 11);
+        assert_eq!(rocks.stats().syncs.load(Ordering::Relaxed), 2, "ten queued requests, one fsync");
+    }
+
     #[tokio::test]
-    async fn durable_writes_are_coalesced_and_survive_reopen() {
+    async fn durable_writes_are_counted_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let rocks = Rocks::open(dir.path()).unwrap();
         let mut waits = Vec::new();
@@ -251,9 +277,11 @@ mod tests {
         for w in waits {
             w.await.unwrap().unwrap();
         }
+        // Every request was served by some fsync; how many shared one depends on timing (the
+        // group_commit benchmark measures it).
         let stats = rocks.stats();
         assert_eq!(stats.requests.load(Ordering::Relaxed), 50);
-        assert!(stats.syncs.load(Ordering::Relaxed) <= 50);
+        assert!(stats.syncs.load(Ordering::Relaxed) >= 1);
         drop(rocks);
         let rocks = Rocks::open(dir.path()).unwrap();
         assert_eq!(rocks.node_record(7).unwrap(), Some(vec![7]));
