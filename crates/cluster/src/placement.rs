@@ -92,6 +92,9 @@ async fn reconcile(router: Arc<Router>, changing: Arc<Mutex<HashSet<u64>>>) -> R
             }
         }
         let Some(group) = node.group(record.id) else { continue };
+        if let Err(e) = bootstrap_if_orphaned(&router, &record, &group).await {
+            tracing::warn!(shard = record.id, error = %e, "could not bootstrap orphaned group");
+        }
         if group.leader() == Some(node.id) {
             let desired: BTreeSet<u64> = record.replicas.iter().copied().collect();
             let voters: BTreeSet<u64> = group.voters().into_iter().collect();
@@ -129,6 +132,26 @@ pub(crate) async fn open_local(router: &Router, record: &ShardRecord) -> Result<
         node.initialize(record.id, &record.initial).await?;
         tracing::info!(shard = record.id, replicas = ?record.initial, "bootstrapped shard group");
     }
+    Ok(())
+}
+
+/// If the first initial replica of a shard died before bootstrapping its group, another
+/// initial replica does it. openraft allows several nodes to initialize a group with the same
+/// membership (it is like several candidates in one election), so this is safe; it waits for
+/// the first replica to count as dead only to avoid needless elections.
+async fn bootstrap_if_orphaned(router: &Router, record: &ShardRecord, group: &Group) -> Result<()> {
+    let node = router.node();
+    if !group.voters().is_empty() || !record.initial.contains(&node.id) {
+        return Ok(());
+    }
+    let now = now_ms();
+    let first_alive =
+        record.initial.first().is_some_and(|first| router.nodes().iter().any(|n| n.id == *first && n.alive(now)));
+    if first_alive || record.initial.first() == Some(&node.id) {
+        return Ok(());
+    }
+    node.initialize(record.id, &record.initial).await?;
+    tracing::warn!(shard = record.id, replicas = ?record.initial, "bootstrapped shard group for a dead first replica");
     Ok(())
 }
 

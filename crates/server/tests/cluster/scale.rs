@@ -38,3 +38,21 @@ async fn hundred_shards_elect_leaders_and_serve() {
         assert_eq!(c.get(via, *shard, &key(i as u8, 7)).await.unwrap(), Some(vec![i as u8]));
     }
 }
+
+/// A shard created while its bootstrapping replica has just died (still counted alive for a
+/// few seconds, so it was placed) still forms its group on the other replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_forms_when_its_first_replica_died() {
+    let mut c = Cluster::start(3, &[]).await;
+    c.wait_leader(0, 3).await;
+    // With no shards yet, placement makes node 1 the first (bootstrapping) replica.
+    c.kill(1).await;
+    let shard = c.create_shard(2, vec![0x01, 0x30], vec![0x01, 0x31]).await;
+    let status = c.status(2).await.unwrap();
+    let record = status.shards.iter().find(|s| s.shard == shard).unwrap();
+    assert_eq!(record.replicas.first(), Some(&1), "node 1 was placed first: {record:?}");
+    let k = key(0x30, 1);
+    let ok = crate::harness::write_until_ok(Duration::from_secs(30), || c.put(2, shard, &k, b"v")).await;
+    assert!(ok);
+    assert_eq!(c.get(3, shard, &k).await.unwrap(), Some(b"v".to_vec()));
+}
