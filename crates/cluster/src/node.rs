@@ -183,10 +183,10 @@ mod tests {
 
     use super::*;
 
-    /// A one-node group in process: writes apply, and concurrent linearizable reads share
-    /// read-index rounds instead of running one each.
+    /// A one-node group in process: a write applies and linearizable reads see it. (Sharing of
+    /// read-index rounds is tested deterministically in `read_index`.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn single_node_group_reads_share_rounds() {
+    async fn single_node_group_writes_and_reads() {
         let dir = tempfile::tempdir().unwrap();
         let rocks = Rocks::open(dir.path()).unwrap();
         let info = NodeInfo { rpc_addr: "127.0.0.1:1".into(), pg_addr: String::new() };
@@ -200,9 +200,9 @@ mod tests {
         let outcome = group.write(ShardWrite::new(vec![put])).await.unwrap();
         assert_eq!(outcome.changed, vec![true]);
 
-        let before = group.read_rounds();
+        // Linearizable reads through the local leader see the write.
         let mut reads = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..16 {
             let node = node.clone();
             reads.push(tokio::spawn(
                 async move { node.local_call(5, Op::Read(ShardRead::Get { key: vec![1, 1] })).await },
@@ -214,8 +214,7 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        let rounds = group.read_rounds() - before;
-        assert!((1..64).contains(&rounds), "64 concurrent reads ran {rounds} read-index rounds");
+        assert!(group.read_rounds() >= 1);
         node.shutdown().await;
     }
 }
