@@ -105,11 +105,7 @@ pub async fn bootstrap(client: &dyn ShardClient, first: NodeId) -> Result<()> {
 pub async fn next_id(client: &dyn ShardClient, name: &str) -> Result<u64> {
     let key = counter_key(name);
     loop {
-        let rows = client.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
-        let (current, expect) = match rows.first() {
-            Some(Row { value, version, .. }) => (decode_u64(value)?, Expect::Version(*version)),
-            None => (0, Expect::Absent),
-        };
+        let (current, expect) = read_counter(client, &key).await?;
         let next = current + 1;
         let op = WriteOp::CompareAndPut { key: key.clone(), expect, value: next.to_be_bytes().to_vec() };
         match client.write(META_SHARD, ShardWrite::new(vec![op])).await {
@@ -117,6 +113,14 @@ pub async fn next_id(client: &dyn ShardClient, name: &str) -> Result<u64> {
             Err(Error::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A counter's value and what a compare-and-put must expect to advance it.
+async fn read_counter(client: &dyn ShardClient, key: &[u8]) -> Result<(u64, Expect)> {
+    match client.read(META_SHARD, ShardRead::Get { key: key.to_vec() }).await?.first() {
+        Some(Row { value, version, .. }) => Ok((decode_u64(value)?, Expect::Version(*version))),
+        None => Ok((0, Expect::Absent)),
     }
 }
 
@@ -140,10 +144,7 @@ pub async fn create_shard(client: &dyn ShardClient, range: KeyRange, rf: usize, 
     }
     let counter = counter_key("shard");
     loop {
-        let (last_id, expect) = match client.read(META_SHARD, ShardRead::Get { key: counter.clone() }).await?.first() {
-            Some(row) => (decode_u64(&row.value)?, Expect::Version(row.version)),
-            None => (0, Expect::Absent),
-        };
+        let (last_id, expect) = read_counter(client, &counter).await?;
         let existing = shards(client).await?;
         if let Some((s, _)) = existing.iter().find(|(s, _)| s.range.overlaps(&range)) {
             return Err(Error::InvalidInput(format!("range overlaps shard {}", s.id)));

@@ -146,16 +146,16 @@ pub struct GroupClient {
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
 impl GroupClient {
-    async fn send<Req, Resp, E>(&self, kind: Kind, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    /// Sends one encoded message and decodes the peer's answer.
+    async fn send<Resp, E>(&self, kind: Kind, payload: Vec<u8>, option: &RPCOption) -> RpcResult<Resp, E>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
         let channel =
             self.peers.channel(self.target, &self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut client = RaftClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-        let msg = RaftMessage { group: self.group, payload: encode(req) };
+        let msg = RaftMessage { group: self.group, payload };
         let call = async {
             match kind {
                 Kind::Vote => client.vote(msg).await,
@@ -191,11 +191,12 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         // A batch the peer would refuse as too large: ask openraft to send fewer entries.
+        let payload = encode(&rpc);
         let entries = rpc.entries.len() as u64;
-        if entries > 1 && bincode::serialized_size(&rpc).unwrap_or(0) > MAX_MESSAGE as u64 / 2 {
+        if entries > 1 && payload.len() > MAX_MESSAGE / 2 {
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
         }
-        self.send(Kind::Append, &rpc, &option).await
+        self.send(Kind::Append, payload, &option).await
     }
 
     async fn install_snapshot(
@@ -203,11 +204,11 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.send(Kind::Snapshot, &rpc, &option).await
+        self.send(Kind::Snapshot, encode(&rpc), &option).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        self.send(Kind::Vote, &rpc, &option).await
+        self.send(Kind::Vote, encode(&rpc), &option).await
     }
 
     fn backoff(&self) -> Backoff {

@@ -227,7 +227,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let _snapshot = coverage.snapshot.lock().await;
         // A build runs beside apply and installs: if a newer snapshot was installed meanwhile,
         // keep that one as the group's current snapshot.
-        if stored_snapshot_index(&self.rocks, self.group)? < index || self.applied.is_none() {
+        if stored_snapshot_index(&self.rocks, self.group)?.is_none_or(|stored| stored < index) {
             let mut batch = WriteBatch::default();
             let raw = bincode::serialize(&(&meta, &data)).map_err(|e| sm_write_err(&e))?;
             batch.put_cf(self.rocks.cf(CF_RAFT_STATE), keys::state_key(self.group, keys::SNAPSHOT), raw);
@@ -237,15 +237,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Last log index of the group's stored snapshot, 0 when it has none.
-fn stored_snapshot_index(rocks: &Rocks, group: u64) -> StorageResult<u64> {
+/// Last log index of the group's stored snapshot (`Some(0)` for an empty one), `None` when it
+/// has none. Decodes only the metadata at the front of the stored (meta, data) pair.
+fn stored_snapshot_index(rocks: &Rocks, group: u64) -> StorageResult<Option<u64>> {
     let raw = rocks
         .db()
-        .get_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::SNAPSHOT))
+        .get_pinned_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::SNAPSHOT))
         .map_err(|e| sm_read_err(&io(e)))?;
-    let Some(raw) = raw else { return Ok(0) };
-    let (meta, _): (Meta, Vec<u8>) = bincode::deserialize(&raw).map_err(|e| sm_read_err(&e))?;
-    Ok(meta.last_log_id.map(|l| l.index).unwrap_or(0))
+    let Some(raw) = raw else { return Ok(None) };
+    let meta: Meta = bincode::deserialize(&raw).map_err(|e| sm_read_err(&e))?;
+    Ok(Some(meta.last_log_id.map(|l| l.index).unwrap_or(0)))
 }
 
 fn sm_write_err<E: std::error::Error + 'static>(e: &E) -> StorageError<u64> {
