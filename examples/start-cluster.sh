@@ -15,5 +15,5 @@ for i in 1 2 3; do
   pids+=($!)
   sleep 1 # let node 1 bootstrap before the others join through it (they also retry)
 done
-echo "3 nodes running (rpc 127.0.0.1:7001-7003); logs in $dir/node*.log; Ctrl-C to stop"
+echo "3 nodes running: psql -h 127.0.0.1 -p 5433 (or 5434, 5435); logs in $dir/node*.log; Ctrl-C to stop"
 wait

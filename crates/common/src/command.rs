@@ -93,6 +93,8 @@ pub enum WriteOp {
     Delete { key: Vec<u8> },
     /// Insert; if the key exists the whole batch fails with [`Error::DuplicateKey`].
     PutIfAbsent { key: Vec<u8>, value: Vec<u8> },
+    /// Insert if absent; if the key exists, leave the row as it is (reported as not changed).
+    InsertOrIgnore { key: Vec<u8>, value: Vec<u8> },
     /// Overwrite if the row matches `expect`, else the batch fails with
     /// [`Error::ConditionFailed`].
     CompareAndPut { key: Vec<u8>, expect: Expect, value: Vec<u8> },
@@ -106,6 +108,7 @@ impl WriteOp {
             WriteOp::Put { key, .. }
             | WriteOp::Delete { key }
             | WriteOp::PutIfAbsent { key, .. }
+            | WriteOp::InsertOrIgnore { key, .. }
             | WriteOp::CompareAndPut { key, .. }
             | WriteOp::CompareAndDelete { key, .. } => key,
         }

@@ -16,6 +16,57 @@ pub enum Error {
     /// The request itself is wrong (bad key range, unknown shard, malformed input). Do not retry.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The SQL text does not parse (SQLSTATE 42601).
+    #[error("{0}")]
+    SyntaxError(String),
+    /// A table named by the statement does not exist (42P01).
+    #[error("{0}")]
+    UndefinedTable(String),
+    /// A column named by the statement does not exist (42703).
+    #[error("{0}")]
+    UndefinedColumn(String),
+    /// A column name that matches several columns (42702).
+    #[error("{0}")]
+    AmbiguousColumn(String),
+    /// A column defined twice (42701).
+    #[error("{0}")]
+    DuplicateColumn(String),
+    /// A column used outside an aggregate that is not grouped by (42803).
+    #[error("{0}")]
+    GroupingError(String),
+    /// CREATE TABLE of a name that exists (42P07).
+    #[error("{0}")]
+    DuplicateTable(String),
+    /// An unknown setting, type or other named object (42704).
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// An unknown function or operator for the argument types (42883).
+    #[error("{0}")]
+    UndefinedFunction(String),
+    /// A value of the wrong type where a type is fixed (42804).
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// NULL into a NOT NULL column (23502). Nothing was written.
+    #[error("{0}")]
+    NotNullViolation(String),
+    /// Text that is not a valid value of its type, e.g. `'abc'::int` (22P02).
+    #[error("{0}")]
+    InvalidText(String),
+    /// Text that is not a valid date or time (22007).
+    #[error("{0}")]
+    InvalidDatetime(String),
+    /// A value outside its type's range (22003).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A string longer than its column allows (22001).
+    #[error("{0}")]
+    StringTooLong(String),
+    /// Division by zero (22012).
+    #[error("division by zero")]
+    DivisionByZero,
+    /// Valid SQL that raftable does not support (yet) (0A000).
+    #[error("{0}")]
+    Unsupported(String),
     /// A put-if-absent found the key present; the whole write batch was rejected.
     #[error("duplicate key {}", show_key(.key))]
     DuplicateKey { key: Vec<u8> },
@@ -51,7 +102,15 @@ impl Error {
     /// apply, deterministic errors are returned to the client as the command's result; any other
     /// error crashes the node, or replicas would diverge.
     pub fn is_deterministic(&self) -> bool {
-        matches!(self, Error::InvalidInput(_) | Error::DuplicateKey { .. } | Error::ConditionFailed { .. })
+        !matches!(
+            self,
+            Error::NotLeader { .. }
+                | Error::Retry(_)
+                | Error::Unknown(_)
+                | Error::InvalidData(_)
+                | Error::Io(_)
+                | Error::Internal(_)
+        )
     }
 
     /// Whether the request certainly did not apply and may simply be sent again.

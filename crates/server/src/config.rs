@@ -16,18 +16,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// host:port the node-to-node gRPC server listens on (port 0: any free port).
     pub rpc_addr: String,
-    /// host:port for Postgres clients (recorded in the registry; SQL is served from a later
-    /// release of the server).
+    /// host:port for Postgres clients (port 0: any free port).
     pub pg_addr: String,
     /// The rpc address of any current member, to join its cluster. Ignored once the node has
     /// joined or bootstrapped (its data dir remembers).
     pub join: Option<String>,
     /// Raft timing, snapshots and replication factor.
     pub raft: RaftSettings,
+    /// Shards of a table created without `WITH (shards = N)`.
+    pub default_shards: u16,
 }
 
 impl Config {
     pub fn new(node_id: NodeId, data_dir: PathBuf, rpc_addr: String, pg_addr: String) -> Self {
-        Self { node_id, data_dir, rpc_addr, pg_addr, join: None, raft: RaftSettings::default() }
+        Self { node_id, data_dir, rpc_addr, pg_addr, join: None, raft: RaftSettings::default(), default_shards: 4 }
     }
 }

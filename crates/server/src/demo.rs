@@ -37,13 +37,15 @@ pub async fn demo(opts: DemoOptions, shutdown: impl std::future::Future<Output =
         rpc_addrs.push(rpc);
     }
     wait_ready(&rpc_addrs, opts.nodes as usize).await?;
-    println!("raftable demo: {} nodes running, data in {}", opts.nodes, opts.data_dir.display());
+    let pg_addrs: Vec<String> =
+        (1..=opts.nodes).map(|i| format!("127.0.0.1:{}", opts.pg_port as u64 + i - 1)).collect();
+    wait_pg(&pg_addrs).await?;
+    println!("raftable demo: {} nodes serving SQL, data in {}", opts.nodes, opts.data_dir.display());
     for i in 1..=opts.nodes {
         let pg = opts.pg_port as u64 + i - 1;
-        println!("  node {i}: pg 127.0.0.1:{pg}  rpc {}", rpc_addrs[i as usize - 1]);
+        println!("  node {i}:  psql -h 127.0.0.1 -p {pg} -U raftable raftable    (rpc {})", rpc_addrs[i as usize - 1]);
     }
-    println!("  SQL on the pg ports is the next stage; until then inspect the cluster with");
-    println!("  `raftable status --rpc-addr {}`", rpc_addrs[0]);
+    println!("  cluster state: SELECT * FROM raftable.nodes; SELECT * FROM raftable.shards;");
     println!("  logs: {}/node<i>.log   stop: Ctrl-C", opts.data_dir.display());
     shutdown.await;
     println!("raftable demo: stopping nodes");
@@ -82,6 +84,20 @@ async fn spawn(exe: &Path, id: u64, dir: &Path, rpc: &str, pg: &str, join: Optio
         Ok(Ok(Some(_))) => Ok(child),
         _ => Err(Error::Internal(format!("node {id} did not start; see {}/node{id}.log", logs.display()))),
     }
+}
+
+/// Waits until every node accepts Postgres connections.
+async fn wait_pg(addrs: &[String]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for addr in addrs {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(Error::Retry(format!("{addr} does not accept connections")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the first node reports every node alive.

@@ -4,10 +4,14 @@
 //! [`Router`] (`cluster`), serves the node-to-node gRPC services on the bound rpc listener, then
 //! brings the node into a cluster: it reopens the groups on disk (restart), or bootstraps a new
 //! cluster (first node), or joins one through `--join`. Background loops (heartbeat, reconcile,
-//! placement) then keep the node's replicas in line with the meta group until shutdown.
+//! placement) then keep the node's replicas in line with the meta group until shutdown. Once the
+//! node is in the cluster it serves SQL on the pg listener: [`pgwire::serve`] runs one
+//! `raftable_sql::Session` per connection over the node's [`SqlCluster`].
 
 mod config;
 mod demo;
+mod pgwire;
+mod sql_cluster;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use raftable_cluster::{Background, Client, Node, RaftSettings, Router};
 use raftable_common::{Error, NodeId, Result, META_SHARD};
 use raftable_storage::{NodeInfo, Rocks};
 use serde::{Deserialize, Serialize};
+pub use sql_cluster::SqlCluster;
 
 /// Tag of the node identity record in the node's RocksDB.
 const IDENTITY: u8 = b'i';
@@ -31,18 +36,20 @@ struct Identity {
     seeds: Vec<(NodeId, NodeInfo)>,
 }
 
-/// Runs a node on an already bound rpc listener until `shutdown` resolves, then stops it
-/// cleanly (background loops, Raft groups, RPC server, RocksDB sync thread).
+/// Runs a node on already bound rpc and pg listeners until `shutdown` resolves, then stops it
+/// cleanly (SQL sessions, background loops, Raft groups, RPC server, RocksDB sync thread).
 pub async fn run(
     config: Config,
     rpc: tokio::net::TcpListener,
+    pg: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     if config.node_id == 0 {
         return Err(Error::InvalidInput("--node-id must be at least 1".into()));
     }
     let rpc_addr = rpc.local_addr()?.to_string();
-    let info = NodeInfo { rpc_addr: rpc_addr.clone(), pg_addr: config.pg_addr.clone() };
+    let pg_addr = pg.local_addr()?.to_string();
+    let info = NodeInfo { rpc_addr: rpc_addr.clone(), pg_addr: pg_addr.clone() };
     let rocks = Rocks::open(&config.data_dir.join("db"))?;
     let node = Node::new(config.node_id, info.clone(), config.raft.clone(), rocks.clone());
     let router = Router::new(node.clone());
@@ -53,11 +60,21 @@ pub async fn run(
     }));
 
     enter_cluster(&config, &node, &router, &info).await?;
-    tracing::info!(node = config.node_id, rpc = %rpc_addr, pg = %config.pg_addr, "node started");
     let background = Background::start(router.clone());
+    let sql = raftable_sql::SqlConfig { default_shards: config.default_shards };
+    let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), sql);
+    let refresh = engine.spawn_refresh(raftable_sql::catalog::REFRESH);
+    let (stop_pg, pg_stopped) = tokio::sync::oneshot::channel::<()>();
+    let pg_server = tokio::spawn(pgwire::serve(engine, pg, async {
+        let _ = pg_stopped.await;
+    }));
+    tracing::info!(node = config.node_id, rpc = %rpc_addr, pg = %pg_addr, "node started");
 
     shutdown.await;
     tracing::info!(node = config.node_id, "stopping");
+    let _ = stop_pg.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), pg_server).await;
+    refresh.abort();
     background.stop().await;
     // Groups first (no group opens after this), then the rpc server, then the sync thread
     // (a late write of a stopped group's task is synced inline).

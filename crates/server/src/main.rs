@@ -47,6 +47,9 @@ enum Command {
         /// Replicas per shard (default 3, capped by the node count).
         #[arg(long, hide = true)]
         replication_factor: Option<usize>,
+        /// Shards of a table created without WITH (shards = N) (default 4).
+        #[arg(long, hide = true)]
+        default_shards: Option<u16>,
     },
     /// Print the cluster as one node sees it: nodes with liveness, shards with replicas and
     /// leaders.
@@ -89,9 +92,11 @@ fn main() -> std::process::ExitCode {
             heartbeat_ms,
             election_timeout_ms,
             replication_factor,
+            default_shards,
         } => {
             let mut config = Config::new(node_id, data_dir, rpc_addr, pg_addr);
             config.join = join;
+            config.default_shards = default_shards.unwrap_or(config.default_shards);
             let raft = &mut config.raft;
             raft.snapshot_logs = snapshot_logs.unwrap_or(raft.snapshot_logs);
             raft.keep_logs = keep_logs.unwrap_or(raft.keep_logs);
@@ -136,9 +141,10 @@ fn parse_range(s: &str) -> raftable_common::Result<(u64, u64)> {
 fn start(config: Config) -> raftable_common::Result<()> {
     runtime()?.block_on(async move {
         let rpc = tokio::net::TcpListener::bind(&config.rpc_addr).await?;
-        // One line on stdout with the bound address, for scripts and tests that use port 0.
-        println!("raftable node {} rpc={} pg={}", config.node_id, rpc.local_addr()?, config.pg_addr);
-        raftable_server::run(config, rpc, shutdown_signal()).await
+        let pg = tokio::net::TcpListener::bind(&config.pg_addr).await?;
+        // One line on stdout with the bound addresses, for scripts and tests that use port 0.
+        println!("raftable node {} rpc={} pg={}", config.node_id, rpc.local_addr()?, pg.local_addr()?);
+        raftable_server::run(config, rpc, pg, shutdown_signal()).await
     })
 }
 

@@ -125,6 +125,13 @@ pub(crate) fn apply_write(
                 }
                 (Some(value), true)
             }
+            WriteOp::InsertOrIgnore { value, .. } => {
+                if current.is_some() {
+                    changed.push(false);
+                    continue;
+                }
+                (Some(value), true)
+            }
             WriteOp::CompareAndPut { key, expect, value } => {
                 check_expect(key, expect, current.as_ref())?;
                 (Some(value), true)

@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 pub struct Proc {
     pub id: u64,
     pub rpc: String,
+    /// The Postgres listen address.
+    pub pg: String,
     child: Option<Child>,
 }
 
@@ -88,8 +90,10 @@ impl Cluster {
             .unwrap()
             .expect("node printed a line");
         // "raftable node N rpc=ADDR pg=ADDR"
-        let rpc = line.split_whitespace().find_map(|w| w.strip_prefix("rpc=")).expect("rpc= in start line").to_string();
-        Proc { id, rpc, child: Some(child) }
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(name)).expect("address in start line").to_string()
+        };
+        Proc { id, rpc: field("rpc="), pg: field("pg="), child: Some(child) }
     }
 
     pub fn proc(&self, id: u64) -> &Proc {
@@ -108,6 +112,14 @@ impl Cluster {
         let rpc = self.proc(id).rpc.clone();
         let proc = self.spawn(id, &rpc, None).await;
         self.nodes[id as usize - 1] = proc;
+    }
+
+    /// A Postgres connection to node `id` (the connection task runs in the background).
+    pub async fn sql(&self, id: u64) -> tokio_postgres::Client {
+        let url = format!("postgres://raftable@{}/raftable", self.proc(id).pg);
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect over pgwire");
+        tokio::spawn(conn);
+        client
     }
 
     pub fn running(&self) -> Vec<u64> {

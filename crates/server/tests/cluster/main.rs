@@ -5,3 +5,4 @@
 mod harness;
 mod replication;
 mod scale;
+mod sql;

@@ -1,0 +1,163 @@
+//! One client connection's state: its `sql::Session`, its cancel counter, and whether it is
+//! broken by an unknown outcome. Statements of both protocols run through here.
+//!
+//! Flow: pgwire decodes a message and calls the simple or extended handler (`simple`,
+//! `extended`), which call [`Connection::prepare`] and [`Connection::execute`] here; these call
+//! `sql::Session`, which plans with DataFusion and reads and writes the shards. Every error
+//! leaves through [`Connection::fail`], which maps it to a SQLSTATE (`sqlstate`) and, for an
+//! unknown outcome, marks the connection broken: the FATAL error closes it, and anything the
+//! client still sends is refused.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::Statement;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::NoticeResponse;
+use raftable_common::Error;
+use raftable_sql::{Output, Prepared, Session};
+use tokio::sync::{watch, Mutex};
+
+use super::cancel::CancelToken;
+use super::sqlstate::pg_error;
+
+/// Per-connection state shared by the startup, simple and extended query handlers.
+pub(super) struct Connection {
+    session: Mutex<Session>,
+    /// Bumped by a cancel request for this connection (see `cancel`).
+    cancel: Arc<watch::Sender<u64>>,
+    /// Set once an unknown outcome was reported; the connection only closes after that.
+    broken: AtomicBool,
+}
+
+/// What pgwire stores for a Parse: the prepared statement and whether running it only reads
+/// (a cancel may then abandon it at any point).
+#[derive(Clone)]
+pub(super) struct PreparedStmt {
+    pub(super) prepared: Arc<Prepared>,
+    pub(super) read_only: bool,
+}
+
+impl Connection {
+    pub(super) fn new(session: Session) -> Self {
+        Connection {
+            session: Mutex::new(session),
+            cancel: Arc::new(watch::channel(0).0),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// The counter a cancel request for this connection bumps.
+    pub(super) fn cancel_counter(&self) -> Arc<watch::Sender<u64>> {
+        self.cancel.clone()
+    }
+
+    /// A token for a statement starting now.
+    pub(super) fn token(&self) -> CancelToken {
+        CancelToken::new(&self.cancel)
+    }
+
+    /// Refuses any further statement once the connection is broken.
+    pub(super) fn check_open(&self) -> PgWireResult<()> {
+        if self.broken.load(Ordering::Acquire) {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "connection closed after an unknown outcome",
+            );
+            return Err(PgWireError::IoError(e));
+        }
+        Ok(())
+    }
+
+    /// `e` as the error to send; an unknown outcome also breaks the connection.
+    pub(super) fn fail(&self, e: &Error) -> PgWireError {
+        if let Error::Unknown(_) = e {
+            tracing::warn!(error = %e, "closing pg connection: outcome of a statement unknown");
+            self.broken.store(true, Ordering::Release);
+        }
+        pg_error(e)
+    }
+
+    /// Splits a query string into statements.
+    pub(super) async fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+        self.check_open()?;
+        let session = self.session.lock().await;
+        session.parse(sql).map_err(|e| self.fail(&e))
+    }
+
+    /// Plans `stmt`; a cancel request abandons planning (it never writes).
+    pub(super) async fn prepare(
+        &self,
+        stmt: &Statement,
+        param_types: &[Option<DataType>],
+        token: &mut CancelToken,
+    ) -> PgWireResult<Arc<Prepared>> {
+        self.check_open()?;
+        let mut session = self.session.lock().await;
+        tokio::select! {
+            biased;
+            () = token.cancelled() => Err(PgWireError::QueryCanceled),
+            prepared = session.prepare(stmt, param_types) => prepared.map_err(|e| self.fail(&e)),
+        }
+    }
+
+    /// Runs a prepared statement. Only a read-only one is abandoned on cancel: dropping a write
+    /// in flight would leave its outcome unknown.
+    pub(super) async fn execute(
+        &self,
+        stmt: &PreparedStmt,
+        params: Vec<ScalarValue>,
+        token: &mut CancelToken,
+    ) -> PgWireResult<Output> {
+        self.check_open()?;
+        let mut session = self.session.lock().await;
+        let run = session.execute(&stmt.prepared, params);
+        let output = if stmt.read_only {
+            tokio::select! {
+                biased;
+                () = token.cancelled() => return Err(PgWireError::QueryCanceled),
+                output = run => output,
+            }
+        } else {
+            run.await
+        };
+        output.map_err(|e| self.fail(&e))
+    }
+
+    /// The warnings the session produced since the last call, as NoticeResponses.
+    pub(super) async fn notices(&self) -> Vec<NoticeResponse> {
+        let notices = self.session.lock().await.take_notices();
+        notices.into_iter().map(|m| ErrorInfo::new("WARNING".into(), "01000".into(), m).into()).collect()
+    }
+
+    /// Whether the session is inside a transaction block (BEGIN ... COMMIT).
+    pub(super) async fn in_transaction(&self) -> bool {
+        self.session.lock().await.in_transaction()
+    }
+
+    /// A session setting, for the ParameterStatus messages of startup.
+    pub(super) async fn setting(&self, name: &str) -> Option<String> {
+        self.session.lock().await.setting(name)
+    }
+}
+
+/// Whether running `stmt` only reads, so that cancelling it mid-way leaves nothing unknown.
+pub(super) fn is_read_only(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Query(_) | Statement::ShowVariable { .. })
+}
+
+/// The simple and extended query handlers of one connection (see `simple` and `extended`).
+pub(super) struct Handler {
+    pub(super) conn: Arc<Connection>,
+    /// Names of the statements Parse stored, for `DEALLOCATE ALL`.
+    pub(super) statements: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Handler {
+    pub(super) fn new(conn: Arc<Connection>) -> Self {
+        Handler { conn, statements: std::sync::Mutex::new(BTreeSet::new()) }
+    }
+}

@@ -1,0 +1,127 @@
+//! Errors as the client sees them: every [`raftable_common::Error`] variant mapped to a
+//! severity, SQLSTATE and message in one function, [`error_info`].
+//!
+//! The front end (pgwire session → `sql::Session` → shards) converts each failed statement
+//! here right before it becomes an ErrorResponse. Errors that travel inside DataFusion (row
+//! streams) are unwrapped back to raftable errors first (`raftable_sql::error`).
+
+use pgwire::error::{ErrorInfo, PgWireError};
+use raftable_common::Error;
+
+/// The severity, SQLSTATE and message sent to the client for `e`.
+///
+/// [`Error::Unknown`] is the one FATAL error: the statement may or may not have applied, so
+/// the session cannot go on as if it failed; the connection is closed after sending it.
+pub(super) fn error_info(e: &Error) -> ErrorInfo {
+    let retry = |what: &str| format!("{what}; the statement did not apply and can be retried");
+    let (code, message) = match e {
+        Error::InvalidInput(m) => ("22023", m.clone()),
+        Error::SyntaxError(m) => ("42601", m.clone()),
+        Error::UndefinedTable(m) => ("42P01", m.clone()),
+        Error::UndefinedColumn(m) => ("42703", m.clone()),
+        Error::AmbiguousColumn(m) => ("42702", m.clone()),
+        Error::DuplicateColumn(m) => ("42701", m.clone()),
+        Error::StringTooLong(m) => ("22001", m.clone()),
+        Error::InvalidDatetime(m) => ("22007", m.clone()),
+        Error::GroupingError(m) => ("42803", m.clone()),
+        Error::DuplicateTable(m) => ("42P07", m.clone()),
+        Error::UndefinedObject(m) => ("42704", m.clone()),
+        // The SQL layer names the violated constraint in `key` (`<table>_pkey`).
+        Error::DuplicateKey { key } => {
+            let constraint = String::from_utf8_lossy(key);
+            ("23505", format!("duplicate key value violates unique constraint \"{constraint}\""))
+        }
+        Error::NotNullViolation(m) => ("23502", m.clone()),
+        Error::InvalidText(m) => ("22P02", m.clone()),
+        Error::OutOfRange(m) => ("22003", m.clone()),
+        Error::DivisionByZero => ("22012", "division by zero".to_string()),
+        Error::DatatypeMismatch(m) => ("42804", m.clone()),
+        Error::UndefinedFunction(m) => ("42883", m.clone()),
+        Error::Unsupported(m) => ("0A000", m.clone()),
+        Error::ConditionFailed { .. } => ("40001", retry("could not serialize access due to concurrent update")),
+        Error::NotLeader { .. } | Error::Retry(_) => ("40001", retry(&e.to_string())),
+        Error::Unknown(m) => {
+            let message = format!(
+                "the outcome of the statement is unknown (it may or may not have applied): {m}; \
+                 closing the connection"
+            );
+            return ErrorInfo::new("FATAL".into(), "08007".into(), message);
+        }
+        Error::InvalidData(_) => ("XX001", e.to_string()),
+        Error::Io(_) | Error::Internal(_) => ("XX000", e.to_string()),
+    };
+    ErrorInfo::new("ERROR".into(), code.into(), message)
+}
+
+/// `e` as the pgwire error that sends [`error_info`]'s response.
+pub(super) fn pg_error(e: &Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+/// An ERROR with an explicit SQLSTATE, for protocol-level mistakes of the client.
+pub(super) fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: Error) -> (String, String) {
+        let info = error_info(&e);
+        (info.severity, info.code)
+    }
+
+    #[test]
+    fn every_variant_has_its_sqlstate() {
+        let s = || "m".to_string();
+        let cases = [
+            (Error::InvalidInput(s()), "22023"),
+            (Error::SyntaxError(s()), "42601"),
+            (Error::UndefinedTable(s()), "42P01"),
+            (Error::UndefinedColumn(s()), "42703"),
+            (Error::AmbiguousColumn(s()), "42702"),
+            (Error::DuplicateColumn(s()), "42701"),
+            (Error::StringTooLong(s()), "22001"),
+            (Error::InvalidDatetime(s()), "22007"),
+            (Error::GroupingError(s()), "42803"),
+            (Error::DuplicateTable(s()), "42P07"),
+            (Error::UndefinedObject(s()), "42704"),
+            (Error::DuplicateKey { key: b"k".to_vec() }, "23505"),
+            (Error::NotNullViolation(s()), "23502"),
+            (Error::InvalidText(s()), "22P02"),
+            (Error::OutOfRange(s()), "22003"),
+            (Error::DivisionByZero, "22012"),
+            (Error::DatatypeMismatch(s()), "42804"),
+            (Error::UndefinedFunction(s()), "42883"),
+            (Error::Unsupported(s()), "0A000"),
+            (Error::ConditionFailed { key: b"k".to_vec() }, "40001"),
+            (Error::NotLeader { leader: None }, "40001"),
+            (Error::Retry(s()), "40001"),
+            (Error::InvalidData(s()), "XX001"),
+            (Error::Io(s()), "XX000"),
+            (Error::Internal(s()), "XX000"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(code(e.clone()), ("ERROR".to_string(), want.to_string()), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_outcome_is_fatal() {
+        let info = error_info(&Error::Unknown("deadline".into()));
+        assert!(info.is_fatal());
+        assert_eq!(info.code, "08007");
+        assert!(info.message.contains("deadline"));
+    }
+
+    #[test]
+    fn messages_are_the_sql_layer_text() {
+        let info = error_info(&Error::UndefinedTable("relation \"t\" does not exist".into()));
+        assert_eq!(info.message, "relation \"t\" does not exist");
+        let info = error_info(&Error::DuplicateKey { key: b"t_pkey".to_vec() });
+        assert_eq!(info.message, "duplicate key value violates unique constraint \"t_pkey\"");
+        let info = error_info(&Error::Retry("election".into()));
+        assert!(info.message.contains("can be retried"), "{}", info.message);
+    }
+}

@@ -1,0 +1,154 @@
+//! SQL through the real pgwire port of node processes: the client scenario with
+//! tokio-postgres (extended protocol, binary results), lost-update freedom under concurrent
+//! increments, and the sqllogictest files of `sql-tests/` on a 1-node and a 3-node cluster.
+
+use std::path::PathBuf;
+
+use raftable_sql_tests::{run_file, slt_files, Target};
+
+use crate::harness::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_scenario_on_every_node() {
+    let cluster = Cluster::start(3, &[]).await;
+    let a = cluster.sql(1).await;
+    a.batch_execute(
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner TEXT NOT NULL, balance NUMERIC(12,2), \
+                     opened DATE, active BOOLEAN DEFAULT true) WITH (shards = 3)",
+    )
+    .await
+    .unwrap();
+    // Insert with parameters through node 2.
+    let b = cluster.sql(2).await;
+    let insert =
+        b.prepare("INSERT INTO accounts (id, owner, balance, opened) VALUES ($1, $2, $3::numeric, $4)").await.unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    for id in 1..=50i64 {
+        let balance = format!("{}.50", id * 10);
+        let n = b.execute(&insert, &[&id, &format!("owner{id}"), &balance, &day]).await.unwrap();
+        assert_eq!(n, 1);
+    }
+    // Point and range selects through node 3, binary results.
+    let c = cluster.sql(3).await;
+    let row = c.query_one("SELECT owner, active, opened FROM accounts WHERE id = $1", &[&7i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "owner7");
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, chrono::NaiveDate>(2), day);
+    let rows =
+        c.query("SELECT id FROM accounts WHERE id BETWEEN $1 AND $2 ORDER BY id", &[&10i64, &14i64]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    // Update and delete, with their counts.
+    assert_eq!(a.execute("UPDATE accounts SET owner = $1 WHERE id <= $2", &[&"renamed", &5i64]).await.unwrap(), 5);
+    assert_eq!(c.execute("DELETE FROM accounts WHERE id > $1", &[&40i64]).await.unwrap(), 10);
+    // A duplicate key is 23505 and the connection stays usable.
+    let err = b.execute(&insert, &[&1i64, &"dup", &"1.00", &day]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "23505");
+    let row = b
+        .query_one("SELECT count(*), count(*) FILTER (WHERE owner = 'renamed'), max(id) FROM accounts", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (40, 5, 40));
+    // Cluster state is visible in SQL.
+    let nodes = a.query("SELECT node_id FROM raftable.nodes WHERE alive ORDER BY node_id", &[]).await.unwrap();
+    assert_eq!(nodes.len(), 3);
+    let shards = a.query("SELECT shard_id FROM raftable.shards WHERE table_name = 'accounts'", &[]).await.unwrap();
+    assert_eq!(shards.len(), 3);
+    a.batch_execute("DROP TABLE accounts").await.unwrap();
+    let err = c.query("SELECT * FROM accounts", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42P01");
+}
+
+/// Eight clients incrementing one row 1000 times each, through different nodes: every
+/// increment is kept (compare-and-put plus re-evaluation on a lost race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_increments_lose_nothing() {
+    let cluster = Cluster::start(3, &[]).await;
+    let setup = cluster.sql(1).await;
+    setup
+        .batch_execute("CREATE TABLE counter (k INT PRIMARY KEY, n BIGINT NOT NULL); INSERT INTO counter VALUES (1, 0)")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for client in 0..8u64 {
+        let conn = cluster.sql(client % 3 + 1).await;
+        tasks.push(tokio::spawn(async move {
+            let stmt = conn.prepare("UPDATE counter SET n = n + 1 WHERE k = 1").await.unwrap();
+            for _ in 0..1000 {
+                assert_eq!(conn.execute(&stmt, &[]).await.unwrap(), 1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: i64 = setup.query_one("SELECT n FROM counter WHERE k = 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, 8000);
+}
+
+fn slt_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sql-tests/slt")
+}
+
+async fn run_all(nodes: u64) {
+    let cluster = Cluster::start(nodes, &[]).await;
+    let files = slt_files(&slt_dir());
+    assert!(!files.is_empty(), "no .slt files found in {}", slt_dir().display());
+    let url = format!("postgres://raftable@{}/raftable", cluster.proc(nodes).pg);
+    let mut failures = Vec::new();
+    for file in &files {
+        if let Err(e) = run_file(&url, file, Target::Raftable).await {
+            failures.push(format!("{}: {e}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} files failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqllogictest_one_node() {
+    run_all(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqllogictest_three_nodes() {
+    run_all(3).await;
+}
+
+/// A Python interpreter with psycopg 3: `RAFTABLE_TEST_PYTHON`, else a virtualenv under
+/// `~/.cache/raftable-venv`, created (with `pip install psycopg[binary]`) if missing.
+fn python_with_psycopg() -> PathBuf {
+    if let Ok(p) = std::env::var("RAFTABLE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    let venv = PathBuf::from(home).join(".cache/raftable-venv");
+    let python = venv.join("bin/python");
+    let has_psycopg = |p: &PathBuf| {
+        std::process::Command::new(p).args(["-c", "import psycopg"]).status().map(|s| s.success()).unwrap_or(false)
+    };
+    if !has_psycopg(&python) {
+        let ok = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap().success();
+        assert!(ok, "python3 -m venv failed");
+        let pip = venv.join("bin/pip");
+        let ok = std::process::Command::new(pip).args(["install", "-q", "psycopg[binary]"]).status().unwrap().success();
+        assert!(ok, "pip install psycopg failed");
+    }
+    python
+}
+
+/// The Python example (psycopg 3, text and binary cursors) runs its whole scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_scenario() {
+    let python = python_with_psycopg();
+    let cluster = Cluster::start(3, &[]).await;
+    let pg = &cluster.proc(2).pg;
+    let (host, port) = pg.rsplit_once(':').unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/app.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("host={host} port={port} user=app dbname=app"))
+        .output()
+        .await
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("ok"), "examples/app.py failed:\n{text}");
+}

@@ -1,0 +1,192 @@
+//! What DataFusion's planner sees of the catalog: the `raftable` catalog with schema `public`
+//! (user tables as [`ShardedTable`]s) and schema `raftable` (the cluster's `nodes` and
+//! `shards`, built fresh for every statement that reads them).
+//!
+//! A write statement that re-runs its read for some shards only, or needs the hidden row id,
+//! sets a per-session [`Scope`] for the duration of that read.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use raftable_common::ShardId;
+
+use crate::catalog::{Catalog, TableDef};
+use crate::error::to_datafusion;
+use crate::scan::{ClusterRef, ShardedTable};
+
+pub const CATALOG: &str = "raftable";
+pub const PUBLIC: &str = "public";
+pub const SYSTEM: &str = "raftable";
+
+/// A restriction of one table for one internal read of a write statement.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub table: String,
+    /// Read only these shards (None: all).
+    pub only: Option<BTreeSet<ShardId>>,
+    /// Expose hidden columns (the row id) too.
+    pub hidden: bool,
+}
+
+#[derive(Debug)]
+pub struct RaftableCatalog {
+    public: Arc<PublicSchema>,
+    system: Arc<SystemSchema>,
+}
+
+impl RaftableCatalog {
+    pub fn new(catalog: Arc<Catalog>, cluster: ClusterRef, scope: Arc<Mutex<Option<Scope>>>) -> Self {
+        Self {
+            public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone(), scope }),
+            system: Arc::new(SystemSchema { cluster, catalog: CatalogRef(catalog) }),
+        }
+    }
+}
+
+impl CatalogProvider for RaftableCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![PUBLIC.into(), SYSTEM.into()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match name {
+            PUBLIC => Some(self.public.clone()),
+            SYSTEM => Some(self.system.clone()),
+            _ => None,
+        }
+    }
+}
+
+struct CatalogRef(Arc<Catalog>);
+
+impl std::fmt::Debug for CatalogRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Catalog")
+    }
+}
+
+#[derive(Debug)]
+struct PublicSchema {
+    catalog: CatalogRef,
+    cluster: ClusterRef,
+    scope: Arc<Mutex<Option<Scope>>>,
+}
+
+#[async_trait]
+impl SchemaProvider for PublicSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.catalog.0.names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some(def) = self.catalog.0.get(name).await.map_err(to_datafusion)? else { return Ok(None) };
+        let scope = self.scope.lock().expect("scope lock").clone().filter(|s| s.table == name);
+        let table = match scope {
+            Some(scope) if scope.hidden => ShardedTable::new(all_visible(&def), self.cluster.clone(), scope.only),
+            Some(scope) => ShardedTable::new(def, self.cluster.clone(), scope.only),
+            None => ShardedTable::new(def, self.cluster.clone(), None),
+        };
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.0.cached(name).is_some()
+    }
+}
+
+/// The definition with every column visible (for the internal reads of write statements).
+fn all_visible(def: &Arc<TableDef>) -> Arc<TableDef> {
+    let mut d = (**def).clone();
+    for c in &mut d.columns {
+        c.hidden = false;
+    }
+    Arc::new(d)
+}
+
+#[derive(Debug)]
+struct SystemSchema {
+    cluster: ClusterRef,
+    catalog: CatalogRef,
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec!["nodes".into(), "shards".into()]
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let batch = match name {
+            "nodes" => nodes(&self.cluster).await?,
+            "shards" => shards(&self.cluster, &self.catalog.0).await?,
+            _ => return Ok(None),
+        };
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        matches!(name, "nodes" | "shards")
+    }
+}
+
+fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> DfResult<RecordBatch> {
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
+}
+
+async fn nodes(cluster: &ClusterRef) -> DfResult<RecordBatch> {
+    let nodes = cluster.0.nodes().await.map_err(to_datafusion)?;
+    batch(
+        vec![
+            Field::new("node_id", DataType::Int64, false),
+            Field::new("rpc_addr", DataType::Utf8, false),
+            Field::new("pg_addr", DataType::Utf8, false),
+            Field::new("alive", DataType::Boolean, false),
+        ],
+        vec![
+            Arc::new(Int64Array::from_iter_values(nodes.iter().map(|n| n.id as i64))),
+            Arc::new(StringArray::from_iter_values(nodes.iter().map(|n| n.rpc_addr.as_str()))),
+            Arc::new(StringArray::from_iter_values(nodes.iter().map(|n| n.pg_addr.as_str()))),
+            Arc::new(BooleanArray::from(nodes.iter().map(|n| n.alive).collect::<Vec<_>>())),
+        ],
+    )
+}
+
+async fn shards(cluster: &ClusterRef, catalog: &Catalog) -> DfResult<RecordBatch> {
+    let mut shards = cluster.0.shards().await.map_err(to_datafusion)?;
+    let _ = catalog.refresh().await;
+    let owners: std::collections::HashMap<ShardId, String> =
+        catalog.all().iter().flat_map(|t| t.shards.iter().map(|s| (*s, t.name.clone()))).collect();
+    for s in &mut shards {
+        s.table = owners.get(&s.id).cloned();
+    }
+    let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    batch(
+        vec![
+            Field::new("shard_id", DataType::Int64, false),
+            Field::new("table_name", DataType::Utf8, true),
+            Field::new("range_start", DataType::Utf8, false),
+            Field::new("range_end", DataType::Utf8, false),
+            Field::new("leader_node_id", DataType::Int64, true),
+            Field::new("replica_node_ids", DataType::Utf8, false),
+        ],
+        vec![
+            Arc::new(Int64Array::from_iter_values(shards.iter().map(|s| s.id as i64))),
+            Arc::new(StringArray::from(shards.iter().map(|s| s.table.clone()).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(shards.iter().map(|s| hex(&s.range.start)))),
+            Arc::new(StringArray::from_iter_values(shards.iter().map(|s| hex(&s.range.end)))),
+            Arc::new(Int64Array::from(shards.iter().map(|s| s.leader.map(|l| l as i64)).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(
+                shards.iter().map(|s| s.replicas.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")),
+            )),
+        ],
+    )
+}
