@@ -179,7 +179,6 @@ pub(super) fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128
     Ok(if negative { -value } else { value })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
