@@ -152,9 +152,11 @@ impl Catalog {
                 serde_json::from_slice(&row.value).map_err(|e| Error::InvalidData(format!("table definition: {e}")))?;
             tables.insert(def.name.clone(), Arc::new(def));
         }
-        *self.tables.write().expect("catalog lock") = tables;
+        // Install only a read newer than the installed one (a slow older refresh must not
+        // replace a newer map and then pass as fresh).
         let mut read_at = self.read_at.write().expect("catalog lock");
-        if read_at.is_none_or(|t| t < started) {
+        if read_at.is_none_or(|t| t <= started) {
+            *self.tables.write().expect("catalog lock") = tables;
             *read_at = Some(started);
         }
         Ok(())

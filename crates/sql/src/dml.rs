@@ -31,9 +31,6 @@ use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::engine::Engine;
 use crate::error::from_datafusion;
 
-/// Rows per shard write; a larger statement is split (each part atomic on its own).
-const MAX_OPS: usize = 5_000;
-
 /// How many times a write re-runs for shards whose conditional writes lost a race.
 pub const MAX_ATTEMPTS: usize = 100;
 
@@ -103,35 +100,53 @@ pub async fn write_by_shard(engine: &Engine, ops: Vec<(ShardId, WriteOp)>) -> Ve
     for (shard, op) in ops {
         by_shard.entry(shard).or_default().push(op);
     }
+    // One write per shard: a shard's part of a statement is atomic (the router refuses writes
+    // above its size limit rather than splitting them).
     let tasks = by_shard.into_iter().map(|(shard, ops)| async move {
-        let mut changed = 0;
-        let mut ops = ops;
-        while !ops.is_empty() {
-            let rest = ops.split_off(ops.len().min(MAX_OPS));
-            match engine.cluster.write(shard, ShardWrite::new(ops)).await {
-                Ok(outcome) => changed += outcome.changed_count(),
-                Err(e) => return (shard, Err(e)),
-            }
-            ops = rest;
-        }
-        (shard, Ok(changed))
+        let result = engine.cluster.write(shard, ShardWrite::new(ops)).await.map(|o| o.changed_count());
+        (shard, result)
     });
     futures::future::join_all(tasks).await
 }
 
-/// The sum of changed rows, or the first error (a duplicate key named as PostgreSQL does).
+/// The sum of changed rows, or the error that matters most: an unknown outcome first (the
+/// client must not be told the statement failed), then the first error (a duplicate key named as
+/// PostgreSQL does), marked as partial if other shards applied.
 pub fn total(def: &TableDef, results: Vec<(ShardId, Result<usize>)>) -> Result<usize> {
-    let mut n = 0;
-    for (_, r) in results {
-        match r {
-            Ok(c) => n += c,
-            Err(Error::DuplicateKey { .. }) => {
-                return Err(Error::DuplicateKey { key: format!("{}_pkey", def.name).into_bytes() })
-            }
-            Err(e) => return Err(e),
-        }
+    let applied = results.iter().any(|(_, r)| r.is_ok());
+    if let Some(e) = worst(&results) {
+        let e = match e {
+            Error::DuplicateKey { .. } => Error::DuplicateKey { key: format!("{}_pkey", def.name).into_bytes() },
+            e => e,
+        };
+        return Err(partial(e, applied));
     }
-    Ok(n)
+    Ok(results.iter().map(|(_, r)| *r.as_ref().unwrap_or(&0)).sum())
+}
+
+/// The error to report among per-shard results: an unknown outcome (anything neither
+/// deterministic nor retryable) before any definite one.
+pub fn worst(results: &[(ShardId, Result<usize>)]) -> Option<Error> {
+    let errors = results.iter().filter_map(|(_, r)| r.as_ref().err());
+    let mut first = None;
+    for e in errors {
+        if !e.is_deterministic() && !e.is_retryable() {
+            return Some(e.clone());
+        }
+        first.get_or_insert_with(|| e.clone());
+    }
+    first
+}
+
+/// A retryable error ("certainly did not apply, retry") is a lie once part of the statement
+/// applied: such a statement's outcome is reported as unknown (the connection closes), so that
+/// no driver retries it automatically.
+pub fn partial(e: Error, applied: bool) -> Error {
+    if applied && e.is_retryable() {
+        Error::Unknown(format!("the statement applied partially before failing: {e}"))
+    } else {
+        e
+    }
 }
 
 /// Inserts one batch of rows (visible columns) and returns how many were inserted or updated,
@@ -444,12 +459,18 @@ async fn move_rows(
     let count = writes.len();
     let written = write_by_shard(engine, writes).await;
     if let Some(e) = first_error(def, &written) {
+        if !e.is_deterministic() && !e.is_retryable() {
+            return Err(e); // an unknown outcome: undoing could lose the row
+        }
         let ok: BTreeSet<ShardId> = written.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| *s).collect();
         take_back(engine, undo_writes.into_iter().filter(|(s, _)| ok.contains(s)).collect()).await?;
         return Err(e);
     }
     let deleted = write_by_shard(engine, deletes).await;
     if let Some(e) = first_error(def, &deleted) {
+        if !e.is_deterministic() && !e.is_retryable() {
+            return Err(e);
+        }
         let ok: BTreeSet<ShardId> = deleted.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| *s).collect();
         for (_, r) in write_by_shard(engine, undo_deletes.into_iter().filter(|(s, _)| ok.contains(s)).collect()).await {
             r?;
@@ -462,12 +483,12 @@ async fn move_rows(
 
 /// The first failure among per-shard results, a lost race reported as retryable.
 fn first_error(def: &TableDef, results: &[(ShardId, Result<usize>)]) -> Option<Error> {
-    results.iter().find_map(|(_, r)| r.as_ref().err()).map(|e| match e {
+    worst(results).map(|e| match e {
         Error::ConditionFailed { .. } => {
             Error::Retry("a row was changed by another statement while its key was updated; nothing was changed".into())
         }
         Error::DuplicateKey { .. } => Error::DuplicateKey { key: format!("{}_pkey", def.name).into_bytes() },
-        e => e.clone(),
+        e => e,
     })
 }
 
@@ -490,19 +511,17 @@ pub async fn delete_rows(
 pub fn settle(results: Vec<(ShardId, Result<usize>)>) -> (usize, BTreeSet<ShardId>, Option<Error>) {
     let mut n = 0;
     let mut retry = BTreeSet::new();
-    let mut error = None;
+    let mut others = Vec::new();
     for (shard, r) in results {
         match r {
             Ok(c) => n += c,
             Err(Error::ConditionFailed { .. }) => {
                 retry.insert(shard);
             }
-            Err(e) => {
-                error.get_or_insert(e);
-            }
+            Err(e) => others.push((shard, Err(e))),
         }
     }
-    (n, retry, error)
+    (n, retry, worst(&others))
 }
 
 /// A scalar as the text a DEFAULT is stored as (parsed back with the column's type).

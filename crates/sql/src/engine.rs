@@ -29,12 +29,22 @@ pub struct Engine {
     pub(crate) config: SqlConfig,
     last_rowid: AtomicU64,
     next_session: AtomicU64,
+    /// sqlparser plus the rewrites of datafusion-pg-catalog (built once: it tokenizes its
+    /// patterns).
+    pub(crate) parser: datafusion_pg_catalog::sql::PostgresCompatibilityParser,
 }
 
 impl Engine {
     pub fn new(cluster: Arc<dyn Cluster>, config: SqlConfig) -> Arc<Self> {
         let catalog = Arc::new(Catalog::new(cluster.clone()));
-        Arc::new(Self { cluster, catalog, config, last_rowid: AtomicU64::new(0), next_session: AtomicU64::new(1) })
+        Arc::new(Self {
+            cluster,
+            catalog,
+            config,
+            last_rowid: AtomicU64::new(0),
+            next_session: AtomicU64::new(1),
+            parser: datafusion_pg_catalog::sql::PostgresCompatibilityParser::new(),
+        })
     }
 
     /// A new session for one client connection.

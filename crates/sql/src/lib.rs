@@ -17,6 +17,10 @@
 //!    send one atomic `ShardWrite` per shard through [`Cluster`] (the `ShardClient` the
 //!    `server` crate implements over the cluster's router).
 //!
+//! Prepared point statements (a SELECT by the full primary key, a single-row INSERT of
+//! parameters) skip DataFusion after prepare: [`point`] binds, encodes the key and calls the
+//! shard directly.
+//!
 //! Results travel back up as Arrow record batches in an [`Output`], which `server::pgwire`
 //! encodes as DataRows.
 
@@ -27,6 +31,7 @@ pub mod dml;
 pub mod encoding;
 mod engine;
 pub mod error;
+pub mod point;
 pub mod provider;
 pub mod scan;
 mod session;

@@ -39,6 +39,8 @@ pub struct Scope {
 pub struct RaftableCatalog {
     public: Arc<PublicSchema>,
     system: Arc<SystemSchema>,
+    /// Schemas registered by others: `pg_catalog` (datafusion-pg-catalog).
+    extra: std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl RaftableCatalog {
@@ -46,21 +48,35 @@ impl RaftableCatalog {
         Self {
             public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone(), scope }),
             system: Arc::new(SystemSchema { cluster, catalog: CatalogRef(catalog) }),
+            extra: Default::default(),
         }
     }
 }
 
 impl CatalogProvider for RaftableCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![PUBLIC.into(), SYSTEM.into()]
+        let mut names = vec![PUBLIC.to_string(), SYSTEM.to_string()];
+        names.extend(self.extra.read().expect("schemas lock").keys().cloned());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         match name {
             PUBLIC => Some(self.public.clone()),
             SYSTEM => Some(self.system.clone()),
-            _ => None,
+            other => self.extra.read().expect("schemas lock").get(other).cloned(),
         }
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        if name == PUBLIC || name == SYSTEM {
+            return Err(DataFusionError::Plan(format!("schema {name} cannot be replaced")));
+        }
+        Ok(self.extra.write().expect("schemas lock").insert(name.to_string(), schema))
     }
 }
 

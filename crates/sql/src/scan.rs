@@ -182,9 +182,13 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
     }
     let encode = |col: usize, v: &ScalarValue| -> Option<Vec<u8>> {
         let c = &def.columns[def.pk[col]];
-        let v = coerce_scalar(&c.ty, &c.name, v).ok()?;
-        // A literal that changed value when coerced (1.5 for an integer key) cannot be a bound.
-        let array = v.to_array().ok()?;
+        let coerced = coerce_scalar(&c.ty, &c.name, v).ok()?;
+        // A literal that changed when coerced (trimmed text, a canonical uuid) cannot be a bound:
+        // the filter compares the original.
+        if crate::point::changed_text(v, &coerced) {
+            return None;
+        }
+        let array = coerced.to_array().ok()?;
         let mut out = Vec::new();
         encode_key_part(&mut out, array.as_ref(), 0).ok()?;
         Some(out)

@@ -29,7 +29,6 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use futures::StreamExt;
 use raftable_common::{Error, Result};
 
 use crate::catalog::TableDef;
@@ -37,6 +36,7 @@ use crate::ddl::{create_table, drop_table, ident, table_name};
 use crate::dml::{self, Conflict, MAX_ATTEMPTS};
 use crate::engine::Engine;
 use crate::error::from_datafusion;
+use crate::point::{PointInsert, PointSelect};
 use crate::provider::{RaftableCatalog, Scope, CATALOG, PUBLIC};
 use crate::scan::ClusterRef;
 
@@ -50,6 +50,10 @@ pub struct Prepared {
 }
 
 enum Plan {
+    /// A primary-key lookup, executed without DataFusion.
+    PointSelect(PointSelect),
+    /// A single-row insert of parameters, executed without DataFusion.
+    PointInsert(PointInsert),
     Query {
         plan: LogicalPlan,
         command: &'static str,
@@ -144,14 +148,33 @@ impl Session {
         let scope = Arc::new(Mutex::new(None));
         let catalog = RaftableCatalog::new(engine.catalog.clone(), ClusterRef(engine.cluster.clone()), scope.clone());
         ctx.register_catalog(CATALOG, Arc::new(catalog));
+        // pg_catalog (pg_class, pg_attribute, ...) and the functions psql's \d and drivers'
+        // metadata queries call, built from the catalogs registered above.
+        if let Err(e) = datafusion_pg_catalog::setup_pg_catalog(
+            &ctx,
+            CATALOG,
+            datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        ) {
+            tracing::warn!(error = %e, "pg_catalog unavailable in this session");
+        }
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Self { engine, id, ctx, scope, settings, in_transaction: false, transaction_writes: 0, notices: Vec::new() }
     }
 
     /// Parses a query string into statements; an empty query gives none.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .map_err(|e| Error::SyntaxError(e.to_string().replace("sql parser error: ", "")))
+        let syntax = |e: datafusion::sql::sqlparser::parser::ParserError| {
+            Error::SyntaxError(e.to_string().replace("sql parser error: ", ""))
+        };
+        match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+            // Catalog queries (psql's \d, drivers' metadata) go through datafusion-pg-catalog's
+            // parser, whose rewrites (pg_catalog qualifiers, OPERATOR(pg_catalog.~),
+            // ::regclass, ...) make them plannable. Only those: its rewrites change the meaning
+            // of some ordinary queries (correlated subqueries in a select list).
+            Ok(statements) if !statements.iter().any(reads_catalog) => Ok(statements),
+            Ok(_) => self.engine.parser.parse(sql).map_err(syntax),
+            Err(e) => self.engine.parser.parse(sql).map_err(|_| syntax(e)),
+        }
     }
 
     pub fn take_notices(&mut self) -> Vec<String> {
@@ -176,6 +199,8 @@ impl Session {
             | Plan::Insert { source: plan, .. }
             | Plan::Update { select: plan, .. }
             | Plan::Delete { select: plan, .. } => inferred(plan)?,
+            Plan::PointSelect(p) => typed(p.param_types()),
+            Plan::PointInsert(p) => typed(p.param_types()),
             _ => Vec::new(),
         };
         if let Plan::Update { hints, .. } = &plan {
@@ -200,6 +225,12 @@ impl Session {
     async fn plan(&mut self, stmt: &Statement) -> Result<(Plan, Option<SchemaRef>)> {
         Ok(match stmt {
             Statement::Query(_) | Statement::Explain { .. } => {
+                if let Statement::Query(q) = stmt {
+                    if let Some(point) = self.point_select(q).await {
+                        let schema = point.schema.clone();
+                        return Ok((Plan::PointSelect(point), Some(schema)));
+                    }
+                }
                 let plan = self.df_plan(stmt.clone()).await?;
                 let schema = Arc::new(plan.schema().as_arrow().clone());
                 let command = if matches!(stmt, Statement::Explain { .. }) { "EXPLAIN" } else { "SELECT" };
@@ -227,6 +258,13 @@ impl Session {
             }
             other => return Err(Error::Unsupported(format!("statement not supported: {}", first_words(other)))),
         })
+    }
+
+    /// The point-select plan of `q`, if it has that shape on an existing table.
+    async fn point_select(&self, q: &datafusion::sql::sqlparser::ast::Query) -> Option<PointSelect> {
+        let name = crate::point::point_select_table(q)?;
+        let def = self.engine.catalog.get(&name).await.ok()??;
+        PointSelect::plan(q, &def)
     }
 
     async fn df_plan(&self, stmt: Statement) -> Result<LogicalPlan> {
@@ -268,6 +306,9 @@ impl Session {
         };
         if matches!(conflict, Conflict::Ignore) && insert.returning.is_some() {
             return Err(Error::Unsupported("RETURNING with ON CONFLICT DO NOTHING is not supported yet".into()));
+        }
+        if let Some(point) = PointInsert::plan(insert, &def, &conflict) {
+            return Ok((Plan::PointInsert(point), None));
         }
         let mut bare = insert.clone();
         bare.on = None;
@@ -376,7 +417,26 @@ impl Session {
                 prepared.params.len()
             )));
         }
+        let target = match &prepared.plan {
+            Plan::PointSelect(p) => Some(&p.def),
+            Plan::PointInsert(p) => Some(&p.def),
+            Plan::Insert { def, .. } | Plan::Update { def, .. } | Plan::Delete { def, .. } => Some(def),
+            _ => None,
+        };
+        if let Some(def) = target {
+            self.check_current(def).await?;
+        }
         match &prepared.plan {
+            Plan::PointSelect(point) => {
+                let batch = point.execute(&self.engine, &params).await?;
+                let schema = point.schema.clone();
+                Ok(Output::Rows { command: "SELECT", schema: schema.clone(), stream: once(schema, vec![batch]) })
+            }
+            Plan::PointInsert(point) => {
+                let n = point.execute(&self.engine, &params).await?;
+                self.transaction_writes += 1;
+                Ok(Output::Command { tag: format!("INSERT 0 {n}") })
+            }
             Plan::Query { plan, command } => {
                 let plan = bind(plan, params)?;
                 let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
@@ -387,13 +447,17 @@ impl Session {
             Plan::Insert { def, source, conflict, returning } => {
                 let plan = bind(source, params)?;
                 let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
-                let mut stream = df.execute_stream().await.map_err(from_datafusion)?;
+                // The whole source first, then one write per shard: the source may read the
+                // target table, and a shard's part of the statement stays one atomic write.
+                let batches = df.collect().await.map_err(from_datafusion)?;
+                let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| def.visible_schema());
+                let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 let mut count = 0;
                 let mut written = Vec::new();
-                while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(from_datafusion)?;
+                if batch.num_rows() > 0 {
                     let (n, rows) = dml::insert(&self.engine, def, batch.columns(), conflict).await?;
-                    count += n;
+                    count = n;
                     self.transaction_writes += 1;
                     if returning.is_some() {
                         written.extend(rows);
@@ -467,6 +531,19 @@ impl Session {
         }
     }
 
+    /// A prepared write or point read holds the table definition it was planned with: refuse to
+    /// run it once that table was dropped (or dropped and created again).
+    async fn check_current(&self, def: &TableDef) -> Result<()> {
+        match self.engine.catalog.get(&def.name).await? {
+            Some(current) if current.id == def.id => Ok(()),
+            Some(_) => Err(Error::Unsupported(format!(
+                "cached plan must be re-prepared: table \"{}\" was dropped and created again",
+                def.name
+            ))),
+            None => Err(Error::UndefinedTable(format!("relation \"{}\" does not exist", def.name))),
+        }
+    }
+
     /// UPDATE (`sets` given) or DELETE: reads the matching rows, writes them conditionally, and
     /// re-runs for the shards where another writer got in first.
     async fn rewrite(
@@ -484,27 +561,26 @@ impl Session {
             let bound = bind(&plan, params.clone())?;
             let df = self.ctx.execute_logical_plan(bound).await.map_err(from_datafusion)?;
             let batches = df.collect().await.map_err(from_datafusion)?;
-            let mut retry = BTreeSet::new();
-            let mut error = None;
-            for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-                let (results, new_rows) = match sets {
-                    Some(sets) => dml::update_rows(&self.engine, def, batch, sets).await?,
-                    None => dml::delete_rows(&self.engine, def, batch).await?,
-                };
-                let failed: BTreeSet<_> = results.iter().filter(|(_, r)| r.is_err()).map(|(s, _)| *s).collect();
-                let (n, again, err) = dml::settle(results);
-                count += n;
-                retry.extend(again);
-                if error.is_none() {
-                    error = err;
-                }
-                rows.push(filter_out_shards(def, &new_rows, &failed)?);
+            // All matching rows of this attempt in one batch, so each shard gets exactly one
+            // atomic write: a shard either applied all its rows or none (and is re-run).
+            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
+            let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            if batch.num_rows() == 0 {
+                return Ok((count, rows));
             }
-            if batches.iter().any(|b| b.num_rows() > 0) {
-                self.transaction_writes += 1;
-            }
+            let (results, new_rows) = match sets {
+                Some(sets) => dml::update_rows(&self.engine, def, &batch, sets).await?,
+                None => dml::delete_rows(&self.engine, def, &batch).await?,
+            };
+            let failed: BTreeSet<_> = results.iter().filter(|(_, r)| r.is_err()).map(|(s, _)| *s).collect();
+            let applied = results.iter().any(|(_, r)| r.is_ok());
+            let (n, retry, error) = dml::settle(results);
+            count += n;
+            rows.push(filter_out_shards(def, &new_rows, &failed)?);
+            self.transaction_writes += 1;
             if let Some(e) = error {
-                return Err(e);
+                return Err(dml::partial(e, applied || count > 0));
             }
             if retry.is_empty() {
                 return Ok((count, rows));
@@ -515,7 +591,7 @@ impl Session {
             tokio::time::sleep(pause.mul_f64(rand_factor())).await;
             plan = self.plan_select_all(def, sql, Some(retry)).await?;
         }
-        Err(Error::Retry("too much write contention; part of the statement was not applied".into()))
+        Err(dml::partial(Error::Retry("too much write contention".into()), count > 0))
     }
 
     async fn finish_write(
@@ -575,6 +651,18 @@ fn rand_factor() -> f64 {
 fn once(schema: SchemaRef, batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
     let stream = futures::stream::iter(batches.into_iter().map(Ok));
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// Parameter types from (index, type) pairs, `$1..$n` (Null where none is known).
+fn typed(pairs: Vec<(usize, DataType)>) -> Vec<DataType> {
+    let mut out = Vec::new();
+    for (i, t) in pairs {
+        if out.len() <= i {
+            out.resize(i + 1, DataType::Null);
+        }
+        out[i] = t;
+    }
+    out
 }
 
 /// The parameter types DataFusion inferred, `$1..$n` (Null where it could not tell).
@@ -677,6 +765,24 @@ fn rewrite_excluded(expr: &AstExpr, def: &TableDef) -> String {
     e.to_string()
 }
 
+/// Whether a statement reads PostgreSQL's catalogs (`pg_catalog`, `information_schema`,
+/// `pg_*` relations).
+fn reads_catalog(stmt: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_relations;
+    use std::ops::ControlFlow;
+    let found = visit_relations(stmt, |name| {
+        let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.to_lowercase()).collect();
+        let catalog = parts.iter().any(|p| p == "pg_catalog" || p == "information_schema")
+            || parts.last().is_some_and(|t| t.starts_with("pg_"));
+        if catalog {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    found.is_break()
+}
+
 /// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
 /// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
 fn float_exponents(stmt: &mut Statement) {
@@ -703,17 +809,9 @@ fn float_exponents(stmt: &mut Statement) {
 /// planner does not do itself.
 fn replace_defaults(insert: &mut datafusion::sql::sqlparser::ast::Insert, def: &TableDef) -> Result<()> {
     use datafusion::sql::sqlparser::ast::SetExpr;
+    let columns = crate::point::target_columns(insert, def)?;
     let Some(source) = insert.source.as_mut() else { return Ok(()) };
     let SetExpr::Values(values) = source.body.as_mut() else { return Ok(()) };
-    let columns: Vec<usize> = if insert.columns.is_empty() {
-        def.visible()
-    } else {
-        insert
-            .columns
-            .iter()
-            .map(|c| def.column(&c.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default()))
-            .collect::<Result<_>>()?
-    };
     for row in &mut values.rows {
         for (i, e) in row.iter_mut().enumerate() {
             let Some(&col) = columns.get(i) else { continue };

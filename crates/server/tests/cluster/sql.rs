@@ -152,3 +152,36 @@ async fn psycopg_scenario() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("ok"), "examples/app.py failed:\n{text}");
 }
+
+/// psql (simple query protocol) runs the scenario, including `\dt` and `\d` on the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_scenario() {
+    let cluster = Cluster::start(1, &[]).await;
+    let (host, port) = cluster.proc(1).pg.rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let script = "CREATE TABLE psql_t (id BIGINT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION);\n\
+                  INSERT INTO psql_t VALUES (1, 'one', 1.5), (2, 'two', 2.5), (3, 'three', NULL);\n\
+                  SELECT name FROM psql_t WHERE id = 2;\n\
+                  SELECT count(*) AS n FROM psql_t WHERE id BETWEEN 1 AND 3;\n\
+                  UPDATE psql_t SET score = 9 WHERE id = 3;\n\
+                  DELETE FROM psql_t WHERE id = 1;\n\
+                  SELECT sum(score) AS total FROM psql_t;\n\
+                  \\dt\n\
+                  \\d psql_t\n\
+                  DROP TABLE psql_t;\n";
+    let mut child = tokio::process::Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", &host, "-p", &port, "-U", "app", "-d", "app", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, script.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "psql failed:\n{text}");
+    for expected in ["INSERT 0 3", "two", "UPDATE 1", "DELETE 1", "11.5", "psql_t", "bigint", "DROP TABLE"] {
+        assert!(text.contains(expected), "psql output lacks {expected:?}:\n{text}");
+    }
+}

@@ -1,0 +1,319 @@
+//! The workloads, each a loop of real Postgres-protocol statements (prepared, with parameters)
+//! run by N concurrent clients for a fixed time, and the data loading they need. Only
+//! tokio-postgres is used, so every target (raftable or PostgreSQL) runs identical statements.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use tokio_postgres::{Client, NoTls};
+
+use crate::stats::Run;
+
+/// Bytes per value.
+pub const VALUE_LEN: usize = 100;
+
+/// Rows per INSERT when loading and in bulk-insert.
+pub const BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    PointSelect,
+    PointUpsert,
+    Kv95,
+    Upsert1c,
+    BulkInsert,
+    ScanAgg,
+    RangeScan,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 7] = [
+        Workload::PointSelect,
+        Workload::PointUpsert,
+        Workload::Kv95,
+        Workload::Upsert1c,
+        Workload::BulkInsert,
+        Workload::ScanAgg,
+        Workload::RangeScan,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::PointSelect => "point-select",
+            Workload::PointUpsert => "point-upsert",
+            Workload::Kv95 => "kv95",
+            Workload::Upsert1c => "upsert-1c",
+            Workload::BulkInsert => "bulk-insert",
+            Workload::ScanAgg => "scan-agg",
+            Workload::RangeScan => "range-scan",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// What the rate counts.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::BulkInsert => "rows/s",
+            Workload::ScanAgg | Workload::RangeScan => "queries/s",
+            _ => "ops/s",
+        }
+    }
+
+    /// The table the workload reads or writes.
+    fn table(self) -> &'static str {
+        match self {
+            Workload::ScanAgg | Workload::RangeScan => "kv_scan",
+            Workload::BulkInsert => "kv_bulk",
+            _ => "kv",
+        }
+    }
+}
+
+/// A connection whose driver task runs in the background.
+pub async fn connect(url: &str) -> Result<Client, String> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|e| format!("connect {url}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The deterministic 100-byte value of key `k` (`salt` varies it for upserts).
+pub fn value(k: i64, salt: u64) -> String {
+    let mut s = format!("{k:020}-{salt:016x}-");
+    while s.len() < VALUE_LEN {
+        s.push((b'a' + ((k as u64 + s.len() as u64 + salt) % 26) as u8) as char);
+    }
+    s
+}
+
+/// (Re)creates `table` and loads keys 0..rows with `clients` concurrent loaders.
+pub async fn load(url: &str, name: &str, table: &str, rows: i64, clients: usize) -> Result<(), String> {
+    let admin = connect(url).await?;
+    admin.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).await.map_err(|e| e.to_string())?;
+    admin
+        .batch_execute(&format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY, v TEXT)"))
+        .await
+        .map_err(|e| format!("create {table}: {e}"))?;
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (url, table, next, done) = (url.to_string(), table.to_string(), next.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = connect(&url).await?;
+            let stmt = insert_statement(&client, &table, BATCH).await?;
+            loop {
+                let start = next.fetch_add(BATCH as u64, Ordering::Relaxed) as i64;
+                if start >= rows {
+                    return Ok::<(), String>(());
+                }
+                let end = (start + BATCH as i64).min(rows);
+                if end - start == BATCH as i64 {
+                    insert_batch(&client, &stmt, start, end, 0).await?;
+                } else {
+                    let tail = insert_statement(&client, &table, (end - start) as usize).await?;
+                    insert_batch(&client, &tail, start, end, 0).await?;
+                }
+                done.fetch_add((end - start) as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    let progress = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    while !tasks.iter().all(|t| t.is_finished()) {
+        if progress {
+            eprint!("\r  loading {table} on {name}: {}/{rows}", done.load(Ordering::Relaxed));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    eprintln!(
+        "{}  loaded {rows} rows into {table} on {name} in {:.1} s",
+        if progress { "\r" } else { "" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn insert_statement(client: &Client, table: &str, rows: usize) -> Result<tokio_postgres::Statement, String> {
+    let values: Vec<String> = (0..rows).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+    let sql = format!("INSERT INTO {table} (k, v) VALUES {}", values.join(", "));
+    client.prepare(&sql).await.map_err(|e| format!("prepare insert: {e}"))
+}
+
+async fn insert_batch(
+    client: &Client,
+    stmt: &tokio_postgres::Statement,
+    start: i64,
+    end: i64,
+    salt: u64,
+) -> Result<(), String> {
+    let keys: Vec<i64> = (start..end).collect();
+    let values: Vec<String> = keys.iter().map(|k| value(*k, salt)).collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(keys.len() * 2);
+    for (k, v) in keys.iter().zip(&values) {
+        params.push(k);
+        params.push(v);
+    }
+    client.execute(stmt, &params).await.map_err(|e| format!("insert: {e}"))?;
+    Ok(())
+}
+
+/// Prepares the tables `workloads` need on one target.
+pub async fn prepare(
+    url: &str,
+    name: &str,
+    workloads: &[Workload],
+    rows: i64,
+    scan_rows: i64,
+    clients: usize,
+) -> Result<(), String> {
+    let point = workloads.iter().any(|w| w.table() == "kv");
+    let scan = workloads.iter().any(|w| w.table() == "kv_scan");
+    if point {
+        load(url, name, "kv", rows, clients).await?;
+    }
+    if scan {
+        load(url, name, "kv_scan", scan_rows, clients).await?;
+    }
+    Ok(())
+}
+
+/// Runs `workload` against `url` for `duration` (after `warmup`) and measures it.
+pub async fn run(
+    url: &str,
+    workload: Workload,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+    rows: i64,
+    scan_rows: i64,
+) -> Result<Run, String> {
+    let clients = match workload {
+        Workload::Upsert1c => 1,
+        Workload::ScanAgg => clients.clamp(1, 4),
+        _ => clients.max(1),
+    };
+    if workload == Workload::BulkInsert {
+        let admin = connect(url).await?;
+        admin.batch_execute("DROP TABLE IF EXISTS kv_bulk").await.map_err(|e| e.to_string())?;
+        admin.batch_execute("CREATE TABLE kv_bulk (k BIGINT PRIMARY KEY, v TEXT)").await.map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now() + warmup;
+    let end = start + duration;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(
+            async move { client_loop(&url, workload, c as u64, start, end, rows, scan_rows).await },
+        ));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.map_err(|e| e.to_string())??;
+        latencies.extend(l);
+        errors += e;
+    }
+    let units = if workload == Workload::BulkInsert { BATCH as u64 } else { 1 };
+    Ok(Run::from_latencies(latencies, duration, units, errors))
+}
+
+/// One client: statements back to back until `end`; latencies of those started after `start`.
+async fn client_loop(
+    url: &str,
+    workload: Workload,
+    id: u64,
+    start: Instant,
+    end: Instant,
+    rows: i64,
+    scan_rows: i64,
+) -> Result<(Vec<u64>, u64), String> {
+    let client = connect(url).await?;
+    let select = client.prepare("SELECT v FROM kv WHERE k = $1").await.map_err(|e| e.to_string())?;
+    let upsert = client
+        .prepare("INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+        .await
+        .map_err(|e| e.to_string())?;
+    let scan_agg = client.prepare("SELECT count(*), sum(length(v)) FROM kv_scan").await.map_err(|e| e.to_string())?;
+    let range = client
+        .prepare("SELECT count(*), max(v) FROM kv_scan WHERE k >= $1 AND k < $2")
+        .await
+        .map_err(|e| e.to_string())?;
+    let bulk =
+        if workload == Workload::BulkInsert { Some(insert_statement(&client, "kv_bulk", BATCH).await?) } else { None };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(id * 7919 + 1);
+    let mut latencies = Vec::with_capacity(100_000);
+    let mut errors = 0u64;
+    let mut batch_no = 0i64;
+    let mut salt = 1u64;
+    while Instant::now() < end {
+        let began = Instant::now();
+        let result = match workload {
+            Workload::PointSelect => {
+                client.query_opt(&select, &[&rng.gen_range(0..rows)]).await.map(|_| ()).map_err(text)
+            }
+            Workload::PointUpsert | Workload::Upsert1c => {
+                let k = rng.gen_range(0..rows);
+                salt += 1;
+                client.execute(&upsert, &[&k, &value(k, salt)]).await.map(|_| ()).map_err(text)
+            }
+            Workload::Kv95 => {
+                let k = rng.gen_range(0..rows);
+                if rng.gen_range(0..100) < 95 {
+                    client.query_opt(&select, &[&k]).await.map(|_| ()).map_err(text)
+                } else {
+                    salt += 1;
+                    client.execute(&upsert, &[&k, &value(k, salt)]).await.map(|_| ()).map_err(text)
+                }
+            }
+            Workload::BulkInsert => {
+                let first = (id as i64) * 1_000_000_000 + batch_no * BATCH as i64;
+                batch_no += 1;
+                let stmt = bulk.as_ref().expect("prepared for bulk-insert");
+                insert_batch(&client, stmt, first, first + BATCH as i64, 0).await
+            }
+            Workload::ScanAgg => client.query_one(&scan_agg, &[]).await.map(|_| ()).map_err(text),
+            Workload::RangeScan => {
+                let width = (scan_rows / 100).max(1);
+                let lo = rng.gen_range(0..(scan_rows - width).max(1));
+                client.query_one(&range, &[&lo, &(lo + width)]).await.map(|_| ()).map_err(text)
+            }
+        };
+        let took = began.elapsed();
+        match result {
+            Ok(()) if began >= start => latencies.push(took.as_micros() as u64),
+            Ok(()) => {}
+            Err(_) => errors += 1,
+        }
+    }
+    Ok((latencies, errors))
+}
+
+fn text(e: tokio_postgres::Error) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_sized_and_deterministic() {
+        assert_eq!(value(42, 0).len(), VALUE_LEN);
+        assert_eq!(value(42, 0), value(42, 0));
+        assert_ne!(value(42, 0), value(42, 1));
+        for w in Workload::ALL {
+            assert_eq!(Workload::parse(w.name()), Some(w));
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The fast path of prepared point statements: `SELECT cols FROM t WHERE <every key column> =
+//! $n` and single-row `INSERT INTO t (...) VALUES ($1, ...)` (plain, `ON CONFLICT DO NOTHING` or
+//! an upsert overwriting from `excluded`). They are recognised once, at prepare time, from the
+//! statement's shape; each execution then binds the parameters, encodes the key and goes
+//! straight to the shard (one `Get` or one `ShardWrite`), without DataFusion planning,
+//! optimisation or execution. Anything else takes the general path.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr as AstExpr, GroupByExpr, Insert, Query, SelectItem, SetExpr, TableFactor, Value,
+};
+use raftable_common::{Error, Result, ShardRead};
+
+use crate::catalog::TableDef;
+use crate::ddl::{ident, table_name};
+use crate::dml::{self, Conflict};
+use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
+use crate::engine::Engine;
+use crate::types::coerce_scalar;
+
+/// A primary-key lookup.
+pub struct PointSelect {
+    pub def: Arc<TableDef>,
+    /// Table columns returned, in order.
+    columns: Vec<usize>,
+    /// Per key column (in key order), the parameter index holding its value.
+    key_params: Vec<usize>,
+    pub schema: SchemaRef,
+}
+
+/// A single-row insert whose values are all parameters.
+pub struct PointInsert {
+    pub def: Arc<TableDef>,
+    /// Per visible column, the parameter index giving its value (None: the default).
+    params: Vec<Option<usize>>,
+    pub conflict: Conflict,
+}
+
+/// `$n` as a 0-based parameter index.
+fn placeholder(e: &AstExpr) -> Option<usize> {
+    match e {
+        AstExpr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The table named by a query of the point-select shape, if it is one.
+pub fn point_select_table(q: &Query) -> Option<String> {
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else { return None };
+    let plain_group = matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if s.distinct.is_some() || !plain_group || s.having.is_some() || s.from.len() != 1 || !s.from[0].joins.is_empty() {
+        return None;
+    }
+    match &s.from[0].relation {
+        TableFactor::Table { name, alias: None, args: None, .. } => table_name(name).ok(),
+        _ => None,
+    }
+}
+
+impl PointSelect {
+    /// The plan of `q` against `def`, if `q` is a point select on it.
+    pub fn plan(q: &Query, def: &Arc<TableDef>) -> Option<PointSelect> {
+        let SetExpr::Select(s) = q.body.as_ref() else { return None };
+        let mut columns = Vec::new();
+        let mut fields = Vec::new();
+        for item in &s.projection {
+            let (id, alias) = match item {
+                SelectItem::Wildcard(_) => {
+                    for i in def.visible() {
+                        columns.push(i);
+                        fields.push(Field::new(&def.columns[i].name, def.columns[i].ty.arrow(), true));
+                    }
+                    continue;
+                }
+                SelectItem::UnnamedExpr(AstExpr::Identifier(id)) => (id, None),
+                SelectItem::ExprWithAlias { expr: AstExpr::Identifier(id), alias } => (id, Some(ident(alias))),
+                _ => return None,
+            };
+            let i = def.column(&ident(id)).ok().filter(|i| !def.columns[*i].hidden)?;
+            columns.push(i);
+            fields.push(Field::new(
+                alias.unwrap_or_else(|| def.columns[i].name.clone()),
+                def.columns[i].ty.arrow(),
+                true,
+            ));
+        }
+        let mut key_params = vec![None; def.pk.len()];
+        let mut conjuncts = vec![s.selection.as_ref()?];
+        while let Some(e) = conjuncts.pop() {
+            match e {
+                AstExpr::BinaryOp { left, op: BinaryOperator::And, right } => {
+                    conjuncts.push(left);
+                    conjuncts.push(right);
+                }
+                AstExpr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+                    let (col, param) = match (left.as_ref(), right.as_ref()) {
+                        (AstExpr::Identifier(id), p) | (p, AstExpr::Identifier(id)) => (ident(id), placeholder(p)?),
+                        _ => return None,
+                    };
+                    let pos = def.pk.iter().position(|k| def.columns[*k].name == col)?;
+                    if key_params[pos].replace(param).is_some() {
+                        return None;
+                    }
+                }
+                AstExpr::Nested(inner) => conjuncts.push(inner),
+                _ => return None,
+            }
+        }
+        let key_params = key_params.into_iter().collect::<Option<Vec<_>>>()?;
+        let mut distinct = columns.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != columns.len() {
+            return None; // a column returned twice: the general path handles it
+        }
+        Some(PointSelect { def: def.clone(), columns, key_params, schema: Arc::new(Schema::new(fields)) })
+    }
+
+    /// Parameter types: the key columns' types where the key takes them.
+    pub fn param_types(&self) -> Vec<(usize, DataType)> {
+        self.key_params.iter().enumerate().map(|(k, p)| (*p, self.def.columns[self.def.pk[k]].ty.arrow())).collect()
+    }
+
+    pub async fn execute(&self, engine: &Engine, params: &[ScalarValue]) -> Result<RecordBatch> {
+        let mut pk = Vec::with_capacity(16);
+        for (k, p) in self.key_params.iter().enumerate() {
+            let col = &self.def.columns[self.def.pk[k]];
+            let value = match coerce_scalar(&col.ty, &col.name, &params[*p]) {
+                Ok(v) => v,
+                // A value the key column cannot hold (too long, out of range) matches no row.
+                Err(Error::StringTooLong(_) | Error::OutOfRange(_)) => {
+                    return Ok(RecordBatch::new_empty(self.schema.clone()))
+                }
+                Err(e) => return Err(e),
+            };
+            if changed_text(&params[*p], &value) {
+                // Coercion rewrote the text (blank-trimmed, canonical uuid): equality on the
+                // stored text would not hold.
+                return Ok(RecordBatch::new_empty(self.schema.clone()));
+            }
+            if value.is_null() {
+                // `key = NULL` matches nothing.
+                return Ok(RecordBatch::new_empty(self.schema.clone()));
+            }
+            let array = value.to_array().map_err(crate::error::from_datafusion)?;
+            encode_key_part(&mut pk, array.as_ref(), 0)?;
+        }
+        let shard = self.def.shards[bucket_of(&pk, self.def.buckets) as usize];
+        let rows = engine.cluster.read(shard, ShardRead::Get { key: row_key(&self.def, &pk) }).await?;
+        let mut decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
+        for row in &rows {
+            decoder.push(&row.value)?;
+        }
+        decoder.finish()
+    }
+}
+
+/// The table columns an INSERT lists (all visible ones when it lists none).
+pub fn target_columns(insert: &Insert, def: &TableDef) -> Result<Vec<usize>> {
+    if insert.columns.is_empty() {
+        return Ok(def.visible());
+    }
+    insert
+        .columns
+        .iter()
+        .map(|c| def.column(&c.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default()))
+        .collect()
+}
+
+/// Whether coercing text changed it (then the value is not the text the query compares).
+pub fn changed_text(before: &ScalarValue, after: &ScalarValue) -> bool {
+    match (before, after) {
+        (ScalarValue::Utf8(Some(a)), ScalarValue::Utf8(Some(b))) => a != b,
+        _ => false,
+    }
+}
+
+impl PointInsert {
+    /// The plan of `insert` into `def`, if it is a single row of parameters without RETURNING.
+    pub fn plan(insert: &Insert, def: &Arc<TableDef>, conflict: &Conflict) -> Option<PointInsert> {
+        if insert.returning.is_some() || matches!(conflict, Conflict::Update { .. }) {
+            return None;
+        }
+        let q = insert.source.as_ref()?;
+        if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() {
+            return None;
+        }
+        let SetExpr::Values(values) = q.body.as_ref() else { return None };
+        let [row] = values.rows.as_slice() else { return None };
+        let columns = target_columns(insert, def).ok()?;
+        if columns.len() != row.len() || columns.iter().any(|c| def.columns[*c].hidden) {
+            return None;
+        }
+        let visible = def.visible();
+        let mut params = vec![None; visible.len()];
+        for (col, e) in columns.iter().zip(row.iter()) {
+            let slot = visible.iter().position(|v| v == col)?;
+            if params[slot].replace(placeholder(e)?).is_some() {
+                return None;
+            }
+        }
+        Some(PointInsert { def: def.clone(), params, conflict: conflict.clone() })
+    }
+
+    pub fn param_types(&self) -> Vec<(usize, DataType)> {
+        let visible = self.def.visible();
+        self.params
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, p)| p.map(|p| (p, self.def.columns[visible[slot]].ty.arrow())))
+            .collect()
+    }
+
+    /// Inserts the row; returns how many rows were written (0 for a skipped conflict).
+    pub async fn execute(&self, engine: &Engine, params: &[ScalarValue]) -> Result<usize> {
+        let visible = self.def.visible();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(visible.len());
+        for (slot, p) in self.params.iter().enumerate() {
+            let value = match p {
+                Some(p) => params[*p].clone(),
+                None => self.def.default_value(visible[slot])?,
+            };
+            arrays.push(value.to_array().map_err(crate::error::from_datafusion)?);
+        }
+        Ok(dml::insert(engine, &self.def, &arrays, &self.conflict).await?.0)
+    }
+}
