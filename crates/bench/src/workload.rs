@@ -164,8 +164,17 @@ async fn insert_batch(
         params.push(k);
         params.push(v);
     }
-    client.execute(stmt, &params).await.map_err(|e| format!("insert: {e}"))?;
-    Ok(())
+    // A retryable failure (40001: an election, a lost race; nothing was applied) is retried.
+    for attempt in 0.. {
+        match client.execute(stmt, &params).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) && attempt < 20 => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(format!("insert: {}", text(e))),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Prepares the tables `workloads` need on one target.
@@ -239,16 +248,13 @@ async fn client_loop(
     scan_rows: i64,
 ) -> Result<(Vec<u64>, u64), String> {
     let client = connect(url).await?;
-    let select = client.prepare("SELECT v FROM kv WHERE k = $1").await.map_err(|e| e.to_string())?;
+    let select = client.prepare("SELECT v FROM kv WHERE k = $1").await.map_err(text)?;
     let upsert = client
         .prepare("INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
         .await
-        .map_err(|e| e.to_string())?;
-    let scan_agg = client.prepare("SELECT count(*), sum(length(v)) FROM kv_scan").await.map_err(|e| e.to_string())?;
-    let range = client
-        .prepare("SELECT count(*), max(v) FROM kv_scan WHERE k >= $1 AND k < $2")
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(text)?;
+    let scan_agg = client.prepare("SELECT count(*), sum(length(v)) FROM kv_scan").await.map_err(text)?;
+    let range = client.prepare("SELECT count(*), max(v) FROM kv_scan WHERE k >= $1 AND k < $2").await.map_err(text)?;
     let bulk =
         if workload == Workload::BulkInsert { Some(insert_statement(&client, "kv_bulk", BATCH).await?) } else { None };
     let mut rng = rand::rngs::StdRng::seed_from_u64(id * 7919 + 1);
@@ -299,8 +305,12 @@ async fn client_loop(
     Ok((latencies, errors))
 }
 
+/// An error with the server's SQLSTATE and message, not just "db error".
 fn text(e: tokio_postgres::Error) -> String {
-    e.to_string()
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub const KEYSPACE_END: &[u8] = &[0xff; 64];
 /// A half-open key range `[start, end)`. An empty `end` means "to the end of the keyspace".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct KeyRange {
+    #[serde(with = "serde_bytes")]
     pub start: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub end: Vec<u8>,
 }
 
@@ -56,7 +58,9 @@ impl KeyRange {
 /// changed it, so identical on every replica).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub version: u64,
 }
@@ -65,12 +69,22 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardRead {
     /// One row, if present.
-    Get { key: Vec<u8> },
+    Get {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// Several rows; absent keys are skipped. Results come in the order of `keys`.
     MultiGet { keys: Vec<Vec<u8>> },
     /// Rows with `start <= key < end` (empty end: to the shard's end), in key order, or in
     /// reverse key order when `reverse`; at most `limit` rows when set.
-    Scan { start: Vec<u8>, end: Vec<u8>, limit: Option<u64>, reverse: bool },
+    Scan {
+        #[serde(with = "serde_bytes")]
+        start: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        end: Vec<u8>,
+        limit: Option<u64>,
+        reverse: bool,
+    },
 }
 
 /// What a compare-and-put / compare-and-delete expects the row's current state to be.
@@ -79,7 +93,7 @@ pub enum Expect {
     /// The row does not exist.
     Absent,
     /// The row exists with exactly this value.
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The row exists and was last written at this version.
     Version(u64),
 }
@@ -88,18 +102,46 @@ pub enum Expect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
     /// Insert or overwrite.
-    Put { key: Vec<u8>, value: Vec<u8> },
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Remove if present.
-    Delete { key: Vec<u8> },
+    Delete {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// Insert; if the key exists the whole batch fails with [`Error::DuplicateKey`].
-    PutIfAbsent { key: Vec<u8>, value: Vec<u8> },
+    PutIfAbsent {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Insert if absent; if the key exists, leave the row as it is (reported as not changed).
-    InsertOrIgnore { key: Vec<u8>, value: Vec<u8> },
+    InsertOrIgnore {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Overwrite if the row matches `expect`, else the batch fails with
     /// [`Error::ConditionFailed`].
-    CompareAndPut { key: Vec<u8>, expect: Expect, value: Vec<u8> },
+    CompareAndPut {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        expect: Expect,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Delete if the row matches `expect`, else the batch fails with [`Error::ConditionFailed`].
-    CompareAndDelete { key: Vec<u8>, expect: Expect },
+    CompareAndDelete {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        expect: Expect,
+    },
 }
 
 impl WriteOp {

@@ -113,9 +113,15 @@ pub(crate) fn apply_write(
     // First pass: evaluate every operation against the state as it would be, without touching
     // the batch, so a failing operation leaves no trace.
     let mut staged: Vec<(Vec<u8>, RowState)> = Vec::with_capacity(write.ops.len());
+    // Latest staged position per key: a batch of thousands of rows stays linear, not quadratic
+    // (apply runs on the node's async runtime; a long apply delays its heartbeats).
+    let mut latest: HashMap<Vec<u8>, usize> = HashMap::with_capacity(write.ops.len());
     let mut changed = Vec::with_capacity(write.ops.len());
     for op in &write.ops {
-        let current = current(rocks, overlay, &staged, op.key())?;
+        let current = match latest.get(op.key()) {
+            Some(&i) => staged[i].1.clone(),
+            None => current(rocks, overlay, op.key())?,
+        };
         let (new, did_change) = match op {
             WriteOp::Put { value, .. } => (Some(value), true),
             WriteOp::Delete { .. } => (None, current.is_some()),
@@ -141,6 +147,7 @@ pub(crate) fn apply_write(
                 (None, current.is_some())
             }
         };
+        latest.insert(op.key().to_vec(), staged.len());
         staged.push((op.key().to_vec(), new.map(|v| (version, v.clone()))));
         changed.push(did_change);
     }
@@ -155,12 +162,9 @@ pub(crate) fn apply_write(
     Ok(WriteOutcome { version, changed })
 }
 
-/// The row's current (version, value): staged ops of this write, then earlier writes of this
-/// apply call, then RocksDB.
-fn current(rocks: &Rocks, overlay: &Overlay, staged: &[(Vec<u8>, RowState)], key: &[u8]) -> Result<RowState> {
-    if let Some((_, v)) = staged.iter().rev().find(|(k, _)| k == key) {
-        return Ok(v.clone());
-    }
+/// The row's current (version, value) before this write: earlier writes of this apply call,
+/// then RocksDB.
+fn current(rocks: &Rocks, overlay: &Overlay, key: &[u8]) -> Result<RowState> {
     if let Some(v) = overlay.get(key) {
         return Ok(v.clone());
     }
