@@ -157,6 +157,7 @@ impl Session {
         ) {
             tracing::warn!(error = %e, "pg_catalog unavailable in this session");
         }
+        ctx.register_udf(version_udf());
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Self { engine, id, ctx, scope, settings, in_transaction: false, transaction_writes: 0, notices: Vec::new() }
     }
@@ -249,7 +250,11 @@ impl Session {
             Statement::Set(set) => (set_plan(set)?, None),
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
-                let name = if name == "time zone" { "timezone".to_string() } else { name };
+                let name = match name.as_str() {
+                    "time zone" => "timezone".to_string(),
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    _ => name,
+                };
                 if !self.settings.contains_key(&name) && name != "all" {
                     return Err(Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")));
                 }
@@ -765,11 +770,33 @@ fn rewrite_excluded(expr: &AstExpr, def: &TableDef) -> String {
     e.to_string()
 }
 
+/// `version()`, which drivers and ORMs call on connect (SQLAlchemy: `pg_catalog.version()`).
+fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    let text = "PostgreSQL 15.0 (raftable) on x86_64-pc-linux-gnu";
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.to_string()))))),
+    )
+}
+
 /// Whether a statement reads PostgreSQL's catalogs (`pg_catalog`, `information_schema`,
 /// `pg_*` relations).
 fn reads_catalog(stmt: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_expressions;
     use datafusion::sql::sqlparser::ast::visit_relations;
     use std::ops::ControlFlow;
+    // A `pg_catalog.`-qualified function (`pg_catalog.version()`) also needs the rewrites.
+    let qualified_call = visit_expressions(stmt, |e| match e {
+        AstExpr::Function(f) if f.name.0.len() > 1 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    if qualified_call.is_break() {
+        return true;
+    }
     let found = visit_relations(stmt, |name| {
         let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.to_lowercase()).collect();
         let catalog = parts.iter().any(|p| p == "pg_catalog" || p == "information_schema")

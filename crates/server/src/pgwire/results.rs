@@ -12,7 +12,7 @@ use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use bytes::BytesMut;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Schema, TimeUnit};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{future, stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::Format;
@@ -104,11 +104,57 @@ impl BatchRows {
         for (col, (column, pg_field)) in batch.columns().iter().zip(fields.iter()).enumerate() {
             match column.data_type() {
                 DataType::Decimal128(_, scale) => encode_numeric(encoder, numeric, column, *row, *scale, pg_field)?,
+                DataType::Timestamp(TimeUnit::Microsecond, tz) if pg_field.format() == FieldFormat::Text => {
+                    encode_timestamp_text(encoder, numeric, column, *row, tz.is_some(), pg_field)?
+                }
                 _ => encode_value(encoder, column, *row, schema.field(col), pg_field)?,
             }
         }
         Ok(encoder.take_row())
     }
+}
+
+/// Encodes row `row` of a microsecond timestamp `column` as PostgreSQL's text output does: the
+/// fraction without trailing zeros (none at all when zero), `+00` for timestamptz (UTC).
+fn encode_timestamp_text(
+    encoder: &mut DataRowEncoder,
+    buf: &mut BytesMut,
+    column: &ArrayRef,
+    row: usize,
+    with_tz: bool,
+    pg_field: &FieldInfo,
+) -> PgWireResult<()> {
+    use datafusion::arrow::datatypes::TimestampMicrosecondType;
+    let Some(array) = column.as_primitive_opt::<TimestampMicrosecondType>() else {
+        return Err(user_error("XX000", format!("column {} is not a timestamp array", pg_field.name())));
+    };
+    let cell = if array.is_null(row) {
+        None
+    } else {
+        let micros = array.value(row);
+        let Some(t) = datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(micros) else {
+            return Err(user_error("22008", format!("timestamp {micros} µs out of range")));
+        };
+        buf.clear();
+        let fraction = micros.rem_euclid(1_000_000);
+        let text = if fraction == 0 {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        } else {
+            let digits = format!("{fraction:06}");
+            format!("{}.{}", t.format("%Y-%m-%d %H:%M:%S"), digits.trim_end_matches('0'))
+        };
+        buf.extend_from_slice(text.as_bytes());
+        if with_tz {
+            buf.extend_from_slice(b"+00");
+        }
+        Some(&buf[..])
+    };
+    encoder.encode_field_with_type_and_format(
+        &cell,
+        pg_field.datatype(),
+        FieldFormat::Binary,
+        pg_field.format_options(),
+    )
 }
 
 /// Encodes row `row` of the Decimal128 `column` in the field's format, as PostgreSQL would, using
