@@ -12,7 +12,9 @@ use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use bytes::BytesMut;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Schema, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{future, stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::Format;
@@ -103,9 +105,17 @@ impl BatchRows {
         let schema = batch.schema_ref();
         for (col, (column, pg_field)) in batch.columns().iter().zip(fields.iter()).enumerate() {
             match column.data_type() {
-                DataType::Decimal128(_, scale) => encode_numeric(encoder, numeric, column, *row, *scale, pg_field)?,
+                DataType::Decimal128(_, scale) => {
+                    let format = pg_field.format();
+                    encode_cell::<Decimal128Type>(encoder, numeric, column, *row, pg_field, |v, buf| {
+                        self::numeric(v, *scale, format, buf)
+                    })?
+                }
                 DataType::Timestamp(TimeUnit::Microsecond, tz) if pg_field.format() == FieldFormat::Text => {
-                    encode_timestamp_text(encoder, numeric, column, *row, tz.is_some(), pg_field)?
+                    let with_tz = tz.is_some();
+                    encode_cell::<TimestampMicrosecondType>(encoder, numeric, column, *row, pg_field, |v, buf| {
+                        timestamp_text(v, with_tz, buf)
+                    })?
                 }
                 _ => encode_value(encoder, column, *row, schema.field(col), pg_field)?,
             }
@@ -114,39 +124,25 @@ impl BatchRows {
     }
 }
 
-/// Encodes row `row` of a microsecond timestamp `column` as PostgreSQL's text output does: the
-/// fraction without trailing zeros (none at all when zero), `+00` for timestamptz (UTC).
-fn encode_timestamp_text(
+/// Encodes row `row` of a primitive `column` with `write`, which puts the cell's bytes (in the
+/// field's format) into `buf`. They are handed to `encoder` as a byte slice in binary format,
+/// whose `to_sql` copies them as they are whatever the format (a DataRow does not record it).
+fn encode_cell<T: ArrowPrimitiveType>(
     encoder: &mut DataRowEncoder,
     buf: &mut BytesMut,
     column: &ArrayRef,
     row: usize,
-    with_tz: bool,
     pg_field: &FieldInfo,
+    write: impl FnOnce(T::Native, &mut BytesMut) -> PgWireResult<()>,
 ) -> PgWireResult<()> {
-    use datafusion::arrow::datatypes::TimestampMicrosecondType;
-    let Some(array) = column.as_primitive_opt::<TimestampMicrosecondType>() else {
-        return Err(user_error("XX000", format!("column {} is not a timestamp array", pg_field.name())));
+    let Some(array) = column.as_primitive_opt::<T>() else {
+        return Err(user_error("XX000", format!("column {} is not a {:?} array", pg_field.name(), T::DATA_TYPE)));
     };
     let cell = if array.is_null(row) {
         None
     } else {
-        let micros = array.value(row);
-        let Some(t) = datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(micros) else {
-            return Err(user_error("22008", format!("timestamp {micros} µs out of range")));
-        };
         buf.clear();
-        let fraction = micros.rem_euclid(1_000_000);
-        let text = if fraction == 0 {
-            t.format("%Y-%m-%d %H:%M:%S").to_string()
-        } else {
-            let digits = format!("{fraction:06}");
-            format!("{}.{}", t.format("%Y-%m-%d %H:%M:%S"), digits.trim_end_matches('0'))
-        };
-        buf.extend_from_slice(text.as_bytes());
-        if with_tz {
-            buf.extend_from_slice(b"+00");
-        }
+        write(array.value(row), buf)?;
         Some(&buf[..])
     };
     encoder.encode_field_with_type_and_format(
@@ -157,38 +153,39 @@ fn encode_timestamp_text(
     )
 }
 
-/// Encodes row `row` of the Decimal128 `column` in the field's format, as PostgreSQL would, using
-/// `buf` for the bytes. They are handed to `encoder` as a byte slice in binary format, whose
-/// `to_sql` copies them as they are whatever the format (a DataRow does not record it).
-fn encode_numeric(
-    encoder: &mut DataRowEncoder,
-    buf: &mut BytesMut,
-    column: &ArrayRef,
-    row: usize,
-    scale: i8,
-    pg_field: &FieldInfo,
-) -> PgWireResult<()> {
-    let Some(array) = column.as_primitive_opt::<Decimal128Type>() else {
-        return Err(user_error("XX000", format!("column {} is not a Decimal128 array", pg_field.name())));
+/// A microsecond timestamp as PostgreSQL's text output shows it: the fraction without trailing
+/// zeros (none at all when zero), `+00` for timestamptz (UTC).
+fn timestamp_text(micros: i64, with_tz: bool, buf: &mut BytesMut) -> PgWireResult<()> {
+    let Some(t) = datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(micros) else {
+        return Err(user_error("22008", format!("timestamp {micros} µs out of range")));
     };
-    let cell = if array.is_null(row) {
-        None
+    let fraction = micros.rem_euclid(1_000_000);
+    let whole = t.format("%Y-%m-%d %H:%M:%S");
+    let text = if fraction == 0 {
+        whole.to_string()
     } else {
-        buf.clear();
-        let numeric = Numeric::new(array.value(row), scale);
-        match pg_field.format() {
-            FieldFormat::Text => write!(buf, "{numeric}")
-                .map_err(|e| user_error("XX000", format!("encoding numeric {numeric:?}: {e}")))?,
-            FieldFormat::Binary => numeric.write_binary(buf),
-        }
-        Some(&buf[..])
+        format!("{whole}.{}", format!("{fraction:06}").trim_end_matches('0'))
     };
-    encoder.encode_field_with_type_and_format(
-        &cell,
-        pg_field.datatype(),
-        FieldFormat::Binary,
-        pg_field.format_options(),
-    )
+    buf.extend_from_slice(text.as_bytes());
+    if with_tz {
+        buf.extend_from_slice(b"+00");
+    }
+    Ok(())
+}
+
+/// A Decimal128 value as PostgreSQL would send it in `format` (all 38 digits, and the scale of
+/// a zero, which arrow-pg's rust_decimal path loses).
+fn numeric(value: i128, scale: i8, format: FieldFormat, buf: &mut BytesMut) -> PgWireResult<()> {
+    let numeric = Numeric::new(value, scale);
+    match format {
+        FieldFormat::Text => {
+            write!(buf, "{numeric}").map_err(|e| user_error("XX000", format!("encoding numeric {numeric:?}: {e}")))
+        }
+        FieldFormat::Binary => {
+            numeric.write_binary(buf);
+            Ok(())
+        }
+    }
 }
 
 impl Iterator for BatchRows {
