@@ -31,7 +31,7 @@ pub use group::Group;
 pub use meta::{NodeRecord, ShardRecord};
 pub use network::Peers;
 pub use node::{Node, Op, OpResult};
-pub use placement::Background;
+pub use placement::{now_ms, Background};
 pub use router::Router;
 pub use service::{serve, Client};
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raftable_cluster::{meta, Router};
+use raftable_cluster::{meta, now_ms, Router};
 use raftable_common::{
     Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome,
 };
@@ -22,10 +22,6 @@ impl SqlCluster {
     pub fn new(router: Arc<Router>) -> Arc<Self> {
         Arc::new(Self { router })
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[async_trait::async_trait]
