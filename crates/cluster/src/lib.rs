@@ -29,7 +29,7 @@ mod service;
 pub use config::RaftSettings;
 pub use group::Group;
 pub use meta::{NodeRecord, ShardRecord};
-pub use network::Peers;
+pub use network::{NetFaults, Peers};
 pub use node::{Node, Op, OpResult};
 pub use placement::{now_ms, Background};
 pub use router::Router;

@@ -2,9 +2,11 @@
 //! shared by every Raft group and every shard call; [`NetworkFactory`] / `GroupClient` implement
 //! openraft's network for one group on top of it, tagging each message with the group id.
 //!
-//! Transport failures are mapped to raftable or openraft errors here and nowhere else.
+//! Transport failures are mapped to raftable or openraft errors here and nowhere else. Injected
+//! network faults ([`NetFaults`], the chaos runner's partitions and delays) act here too: every
+//! outbound message to a peer passes [`Peers::channel`], which drops or delays it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -35,6 +37,20 @@ pub(crate) const MAX_WRITE: usize = 16 << 20;
 pub struct Peers {
     addrs: RwLock<HashMap<NodeId, NodeInfo>>,
     channels: RwLock<HashMap<NodeId, (String, Channel)>>,
+    faults: RwLock<NetFaults>,
+}
+
+/// Injected network faults of this node's outbound traffic (Raft messages, shard calls, admin
+/// calls to peers). A dropped message fails before it is sent, like a refused connection, so a
+/// dropped write is known not to have applied. Partitioning nodes A and B both ways takes
+/// `drop_to` on both; on one side only, A cannot send to B while B's requests to A (and A's
+/// replies) still pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetFaults {
+    /// Peers this node cannot send to.
+    pub drop_to: HashSet<NodeId>,
+    /// Extra latency before each message to these peers.
+    pub delay_to: HashMap<NodeId, Duration>,
 }
 
 impl Peers {
@@ -57,9 +73,31 @@ impl Peers {
         all
     }
 
-    /// The channel to node `id` at `rpc_addr`, created lazily and reused; replaced when the
-    /// node's address changed.
-    pub fn channel(&self, id: NodeId, rpc_addr: &str) -> Result<Channel, Error> {
+    /// Replaces the injected network faults (an empty set heals).
+    pub fn set_faults(&self, faults: NetFaults) {
+        *self.faults.write().expect("faults lock") = faults;
+    }
+
+    /// Applies the injected faults to one message for `id`: fails if it is dropped, waits if
+    /// it is delayed.
+    async fn pass_faults(&self, id: NodeId) -> Result<(), Error> {
+        let delay = {
+            let faults = self.faults.read().expect("faults lock");
+            if faults.drop_to.contains(&id) {
+                return Err(Error::Retry(format!("node {id} unreachable (injected partition)")));
+            }
+            faults.delay_to.get(&id).copied()
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+
+    /// The channel to send one message to node `id` at `rpc_addr`, created lazily and reused;
+    /// replaced when the node's address changed. Injected faults act here (see [`NetFaults`]).
+    pub async fn channel(&self, id: NodeId, rpc_addr: &str) -> Result<Channel, Error> {
+        self.pass_faults(id).await?;
         if let Some((addr, ch)) = self.channels.read().expect("channels lock").get(&id) {
             if addr == rpc_addr {
                 return Ok(ch.clone());
@@ -71,9 +109,9 @@ impl Peers {
     }
 
     /// The channel to node `id` by its known address.
-    pub fn channel_to(&self, id: NodeId) -> Result<Channel, Error> {
+    pub async fn channel_to(&self, id: NodeId) -> Result<Channel, Error> {
         let info = self.get(id).ok_or_else(|| Error::Retry(format!("address of node {id} unknown")))?;
-        self.channel(id, &info.rpc_addr)
+        self.channel(id, &info.rpc_addr).await
     }
 }
 
@@ -152,8 +190,11 @@ impl GroupClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let channel =
-            self.peers.channel(self.target, &self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let channel = self
+            .peers
+            .channel(self.target, &self.addr)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut client = RaftClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let msg = RaftMessage { group: self.group, payload };
         let call = async {

@@ -39,6 +39,8 @@ pub struct Node {
     opening: tokio::sync::Mutex<()>,
     /// Set when the node stops: no group opens after that.
     stopping: std::sync::atomic::AtomicBool,
+    /// Whether the node accepts injected faults (`raftable start --fault-injection`).
+    fault_injection: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -54,7 +56,17 @@ impl Node {
             groups: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
             stopping: Default::default(),
+            fault_injection: Default::default(),
         })
+    }
+
+    /// Lets the node accept injected faults (`SetFaults`): for the chaos runner and tests only.
+    pub fn allow_fault_injection(&self) {
+        self.fault_injection.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn fault_injection_allowed(&self) -> bool {
+        self.fault_injection.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn group(&self, shard: ShardId) -> Option<Arc<Group>> {

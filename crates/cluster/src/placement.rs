@@ -163,7 +163,7 @@ pub(crate) async fn open_on_replicas(router: &Arc<Router>, record: &ShardRecord)
         let result = if *id == node.id {
             open_local(router, record).await
         } else {
-            match node.peers.channel_to(*id) {
+            match node.peers.channel_to(*id).await {
                 Ok(ch) => MetaClient::new(ch)
                     .open_group(OpenGroupRequest { shard: record.id, initialize: record.initial.first() == Some(id) })
                     .await

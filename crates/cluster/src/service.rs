@@ -15,15 +15,16 @@ use raftable_proto::raft_server::{Raft, RaftServer};
 use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::shard_server::{Shard, ShardServer};
 use raftable_proto::{
-    CompactReply, CompactRequest, CreateShardReply, CreateShardRequest, JoinReply, JoinRequest, NodeStatus,
-    OpenGroupReply, OpenGroupRequest, RaftMessage, ShardReply, ShardRequest, ShardStatus, StatusReply, StatusRequest,
+    CompactReply, CompactRequest, CreateShardReply, CreateShardRequest, FaultsReply, FaultsRequest, JoinReply,
+    JoinRequest, NodeStatus, OpenGroupReply, OpenGroupRequest, RaftMessage, ShardReply, ShardRequest, ShardStatus,
+    StatusReply, StatusRequest,
 };
 use raftable_storage::NodeInfo;
 use tonic::{Request, Response, Status};
 
 use crate::group::Group;
 use crate::meta::{self, NodeRecord};
-use crate::network::{decode, encode, endpoint, status_error, undecodable, MAX_MESSAGE};
+use crate::network::{decode, encode, endpoint, status_error, undecodable, NetFaults, MAX_MESSAGE};
 use crate::node::{Op, OpResult};
 use crate::placement::now_ms;
 use crate::router::Router;
@@ -169,10 +170,14 @@ impl Meta for MetaService {
         Ok(Response::new(CreateShardReply { shard: record.id }))
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> std::result::Result<Response<StatusReply>, Status> {
-        // Best effort: a node cut off from the meta group still reports its own replicas.
-        if let Err(e) = self.router.refresh().await {
-            tracing::debug!(error = %e, "status: shard map refresh failed");
+    async fn status(&self, req: Request<StatusRequest>) -> std::result::Result<Response<StatusReply>, Status> {
+        let digests = req.into_inner().digests;
+        // Best effort and brief: a node cut off from the meta group (or waiting out its
+        // election) still reports its own replicas at once.
+        match tokio::time::timeout(Duration::from_millis(300), self.router.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "status: shard map refresh failed"),
+            Err(_) => tracing::debug!("status: shard map refresh timed out"),
         }
         let now = now_ms();
         let nodes = self
@@ -190,7 +195,8 @@ impl Meta for MetaService {
         for group in node.groups() {
             let record = records.remove(&group.shard);
             let (applied, snapshot, purged) = group.progress();
-            let digest = raftable_storage::digest(&node.rocks, &group.range).map_err(to_status)?;
+            let digest =
+                if digests { raftable_storage::digest(&node.rocks, &group.range).map_err(to_status)? } else { 0 };
             shards.push(ShardStatus {
                 shard: group.shard,
                 start: group.range.start.clone(),
@@ -235,6 +241,27 @@ impl Meta for MetaService {
     async fn compact(&self, _req: Request<CompactRequest>) -> std::result::Result<Response<CompactReply>, Status> {
         let snapshot_index = self.router.node().compact().await.map_err(to_status)?.into_iter().collect();
         Ok(Response::new(CompactReply { snapshot_index }))
+    }
+
+    async fn set_faults(&self, req: Request<FaultsRequest>) -> std::result::Result<Response<FaultsReply>, Status> {
+        let node = self.router.node();
+        if !node.fault_injection_allowed() {
+            return Err(Status::failed_precondition("fault injection is off (start the node with --fault-injection)"));
+        }
+        let req = req.into_inner();
+        let faults = NetFaults {
+            drop_to: req.drop_to.into_iter().collect(),
+            delay_to: req.delay_to_ms.into_iter().map(|(id, ms)| (id, Duration::from_millis(ms))).collect(),
+        };
+        tracing::warn!(
+            ?faults,
+            fsync_delay_ms = req.fsync_delay_ms,
+            fsync_fail = req.fsync_fail,
+            "injected faults set"
+        );
+        node.peers.set_faults(faults);
+        node.rocks.sync_fault().set(Duration::from_millis(req.fsync_delay_ms), req.fsync_fail);
+        Ok(Response::new(FaultsReply {}))
     }
 }
 
@@ -294,9 +321,17 @@ impl Client {
         Ok(reply.into_inner().shard)
     }
 
-    /// Node #`i`'s view of the cluster.
-    pub async fn status(&self, i: usize) -> Result<StatusReply> {
-        Ok(self.meta(i)?.status(StatusRequest {}).await.map_err(|s| from_status(s, false))?.into_inner())
+    /// Node #`i`'s view of the cluster, with a digest of each of its replicas' rows if
+    /// `digests` (a full scan of every hosted replica).
+    pub async fn status(&self, i: usize, digests: bool) -> Result<StatusReply> {
+        let request = StatusRequest { digests };
+        Ok(self.meta(i)?.status(request).await.map_err(|s| from_status(s, false))?.into_inner())
+    }
+
+    /// Replaces node #`i`'s injected faults (see `SetFaults` in the proto).
+    pub async fn set_faults(&self, i: usize, faults: FaultsRequest) -> Result<()> {
+        self.meta(i)?.set_faults(faults).await.map_err(|s| from_status(s, false))?;
+        Ok(())
     }
 
     /// Snapshots every group on node #`i` and purges its logs.

@@ -25,10 +25,22 @@ pub struct Config {
     pub raft: RaftSettings,
     /// Shards of a table created without `WITH (shards = N)`.
     pub default_shards: u16,
+    /// Accept injected faults (network partitions and delays, slow or failing fsync) through
+    /// the `SetFaults` admin call: for the chaos runner only, never in production.
+    pub fault_injection: bool,
 }
 
 impl Config {
     pub fn new(node_id: NodeId, data_dir: PathBuf, rpc_addr: String, pg_addr: String) -> Self {
-        Self { node_id, data_dir, rpc_addr, pg_addr, join: None, raft: RaftSettings::default(), default_shards: 4 }
+        Self {
+            node_id,
+            data_dir,
+            rpc_addr,
+            pg_addr,
+            join: None,
+            raft: RaftSettings::default(),
+            default_shards: 4,
+            fault_injection: false,
+        }
     }
 }

@@ -105,7 +105,7 @@ async fn wait_ready(rpc_addrs: &[String], nodes: usize) -> Result<()> {
     let client = Client::new(rpc_addrs.to_vec());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(status) = client.status(0).await {
+        if let Ok(status) = client.status(0, false).await {
             if status.nodes.iter().filter(|n| n.alive).count() >= nodes {
                 return Ok(());
             }

@@ -52,6 +52,10 @@ pub async fn run(
     let info = NodeInfo { rpc_addr: rpc_addr.clone(), pg_addr: pg_addr.clone() };
     let rocks = Rocks::open(&config.data_dir.join("db"))?;
     let node = Node::new(config.node_id, info.clone(), config.raft.clone(), rocks.clone());
+    if config.fault_injection {
+        tracing::warn!("fault injection is on: any peer with network access can partition this node");
+        node.allow_fault_injection();
+    }
     let router = Router::new(node.clone());
 
     let (stop_rpc, rpc_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -158,7 +162,7 @@ async fn join(
 
 /// Prints the cluster as the node at `rpc_addr` sees it (`raftable status`).
 pub async fn print_status(rpc_addr: &str) -> Result<()> {
-    let status = Client::new(vec![rpc_addr.to_string()]).status(0).await?;
+    let status = Client::new(vec![rpc_addr.to_string()]).status(0, false).await?;
     println!("{:>5}  {:<22} {:<22} alive", "node", "rpc", "pg");
     for n in &status.nodes {
         if let Some(info) = &n.node {

@@ -41,7 +41,7 @@ enum Command {
         /// Raft heartbeat interval in ms (default 100).
         #[arg(long, hide = true)]
         heartbeat_ms: Option<u64>,
-        /// Raft election timeout range in ms, as MIN-MAX (default 300-600).
+        /// Raft election timeout range in ms, as MIN-MAX (default 120-200).
         #[arg(long, hide = true)]
         election_timeout_ms: Option<String>,
         /// Replicas per shard (default 3, capped by the node count).
@@ -50,6 +50,9 @@ enum Command {
         /// Shards of a table created without WITH (shards = N) (default 4).
         #[arg(long, hide = true)]
         default_shards: Option<u16>,
+        /// Accept injected faults (partitions, delays, fsync faults) from the chaos runner.
+        #[arg(long, hide = true)]
+        fault_injection: bool,
     },
     /// Print the cluster as one node sees it: nodes with liveness, shards with replicas and
     /// leaders.
@@ -93,10 +96,12 @@ fn main() -> std::process::ExitCode {
             election_timeout_ms,
             replication_factor,
             default_shards,
+            fault_injection,
         } => {
             let mut config = Config::new(node_id, data_dir, rpc_addr, pg_addr);
             config.join = join;
             config.default_shards = default_shards.unwrap_or(config.default_shards);
+            config.fault_injection = fault_injection;
             let raft = &mut config.raft;
             raft.snapshot_logs = snapshot_logs.unwrap_or(raft.snapshot_logs);
             raft.keep_logs = keep_logs.unwrap_or(raft.keep_logs);

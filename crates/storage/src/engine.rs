@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use raftable_common::{Error, Result, ShardId};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -28,6 +29,34 @@ pub struct SyncStats {
     pub requests: AtomicU64,
 }
 
+/// Injected fsync faults, for the fault-injection suite (`raftable start --fault-injection`):
+/// a delay before every fsync, or a failing fsync, which aborts the node like a real one.
+#[derive(Debug, Default)]
+pub struct SyncFault {
+    delay_ms: AtomicU64,
+    fail: AtomicBool,
+}
+
+impl SyncFault {
+    /// Sets both faults at once (zero delay and `fail = false` heal).
+    pub fn set(&self, delay: Duration, fail: bool) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.fail.store(fail, Ordering::Relaxed);
+    }
+
+    /// Applies the faults before an fsync: sleeps, or reports the failure to inject.
+    fn before_sync(&self) -> std::result::Result<(), String> {
+        let delay = self.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        if self.fail.load(Ordering::Relaxed) {
+            return Err("injected fsync failure".into());
+        }
+        Ok(())
+    }
+}
+
 /// The node's RocksDB: rows, Raft logs and Raft state of every group hosted on the node.
 pub struct Rocks {
     db: Arc<DB>,
@@ -35,6 +64,7 @@ pub struct Rocks {
     sync_tx: Mutex<Option<mpsc::Sender<SyncCallback>>>,
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<SyncStats>,
+    fault: Arc<SyncFault>,
     coverage: Mutex<HashMap<u64, Arc<Coverage>>>,
 }
 
@@ -84,10 +114,11 @@ impl Rocks {
             .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs).map_err(io)?);
         let stats = Arc::new(SyncStats::default());
+        let fault = Arc::new(SyncFault::default());
         let (tx, rx) = mpsc::channel::<SyncCallback>();
         let thread = {
-            let (db, stats) = (db.clone(), stats.clone());
-            std::thread::Builder::new().name("rocks-sync".into()).spawn(move || sync_loop(&db, &rx, &stats))?
+            let (db, stats, fault) = (db.clone(), stats.clone(), fault.clone());
+            std::thread::Builder::new().name("rocks-sync".into()).spawn(move || sync_loop(&db, &rx, &stats, &fault))?
         };
         Ok(Arc::new(Self {
             db,
@@ -95,6 +126,7 @@ impl Rocks {
             sync_tx: Mutex::new(Some(tx)),
             sync_thread: Mutex::new(Some(thread)),
             stats,
+            fault,
             coverage: Mutex::default(),
         }))
     }
@@ -105,6 +137,11 @@ impl Rocks {
 
     pub fn stats(&self) -> &SyncStats {
         &self.stats
+    }
+
+    /// The fsync fault hook of the group-commit thread.
+    pub fn sync_fault(&self) -> &SyncFault {
+        &self.fault
     }
 
     pub(crate) fn db(&self) -> &DB {
@@ -208,10 +245,13 @@ impl Drop for Rocks {
     }
 }
 
-fn sync_loop(db: &DB, rx: &mpsc::Receiver<SyncCallback>, stats: &SyncStats) {
+fn sync_loop(db: &DB, rx: &mpsc::Receiver<SyncCallback>, stats: &SyncStats, fault: &SyncFault) {
     while let Ok(first) = rx.recv() {
         let mut pending = vec![first];
         pending.extend(rx.try_iter());
+        if let Err(e) = fault.before_sync() {
+            fatal(&format!("fsync of the RocksDB WAL failed: {e}"));
+        }
         if let Err(e) = db.flush_wal(true) {
             fatal(&format!("fsync of the RocksDB WAL failed: {e}"));
         }
@@ -285,5 +325,21 @@ mod tests {
         drop(rocks);
         let rocks = Rocks::open(dir.path()).unwrap();
         assert_eq!(rocks.node_record(7).unwrap(), Some(vec![7]));
+    }
+
+    /// The hook fails only while set, and its delay holds the sync back; the aborting path
+    /// itself is exercised on real processes by the chaos runner's fsync-fail fault.
+    #[test]
+    fn sync_fault_fails_and_delays_only_while_set() {
+        let fault = SyncFault::default();
+        assert!(fault.before_sync().is_ok());
+        fault.set(Duration::ZERO, true);
+        assert_eq!(fault.before_sync(), Err("injected fsync failure".to_string()));
+        fault.set(Duration::from_millis(30), false);
+        let start = std::time::Instant::now();
+        assert!(fault.before_sync().is_ok());
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        fault.set(Duration::ZERO, false);
+        assert!(fault.before_sync().is_ok());
     }
 }

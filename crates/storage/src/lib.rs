@@ -15,7 +15,7 @@ mod shard;
 mod state_machine;
 mod types;
 
-pub use engine::{Rocks, SyncStats};
+pub use engine::{Rocks, SyncFault, SyncStats};
 pub use local::LocalShards;
 pub use log_store::LogStore;
 pub use shard::{digest, read};

@@ -132,7 +132,7 @@ impl Cluster {
     }
 
     pub async fn status(&self, id: u64) -> Result<StatusReply> {
-        self.client(id).status(0).await
+        self.client(id).status(0, true).await
     }
 
     pub async fn create_shard(&self, via: u64, start: Vec<u8>, end: Vec<u8>) -> ShardId {

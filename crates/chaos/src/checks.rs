@@ -1,0 +1,179 @@
+//! The set, counter and convergence checkers: pure functions of what the clients saw and what
+//! the final reads and the replicas report. The runner (`runner`) calls them after healing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::history::{Attempt, Outcome};
+
+/// The set workload's verdict: every acknowledged insert present exactly once, no failed insert
+/// present, nothing present that was never attempted.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SetReport {
+    pub acknowledged: usize,
+    pub unknown: usize,
+    pub failed: usize,
+    pub present: usize,
+    /// Acknowledged but missing: lost writes.
+    pub lost: Vec<i64>,
+    /// Reported failed but present: an error that lied.
+    pub failed_but_present: Vec<i64>,
+    /// Present but never attempted.
+    pub unexpected: Vec<i64>,
+    /// Present more than once.
+    pub duplicated: Vec<i64>,
+}
+
+impl SetReport {
+    pub fn passed(&self) -> bool {
+        self.lost.is_empty()
+            && self.failed_but_present.is_empty()
+            && self.unexpected.is_empty()
+            && self.duplicated.is_empty()
+    }
+}
+
+pub fn check_set(attempts: &[Attempt], final_read: &[i64]) -> SetReport {
+    let mut by_value: HashMap<i64, Outcome> = HashMap::new();
+    for a in attempts {
+        by_value.insert(a.value, a.outcome);
+    }
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for v in final_read {
+        *counts.entry(*v).or_default() += 1;
+    }
+    let count = |o: Outcome| attempts.iter().filter(|a| a.outcome == o).count();
+    let mut report = SetReport {
+        acknowledged: count(Outcome::Ok),
+        unknown: count(Outcome::Unknown),
+        failed: count(Outcome::Failed),
+        present: counts.len(),
+        ..Default::default()
+    };
+    for (v, n) in &counts {
+        if *n > 1 {
+            report.duplicated.push(*v);
+        }
+        match by_value.get(v) {
+            None => report.unexpected.push(*v),
+            Some(Outcome::Failed) => report.failed_but_present.push(*v),
+            Some(_) => {}
+        }
+    }
+    let present: HashSet<i64> = counts.keys().copied().collect();
+    let mut lost: Vec<i64> =
+        attempts.iter().filter(|a| a.outcome == Outcome::Ok && !present.contains(&a.value)).map(|a| a.value).collect();
+    lost.sort_unstable();
+    report.lost = lost;
+    report
+}
+
+/// The counter workload's verdict: the final value counts every acknowledged increment and no
+/// failed one.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CounterReport {
+    pub acknowledged: i64,
+    pub unknown: i64,
+    pub failed: i64,
+    pub final_value: i64,
+}
+
+impl CounterReport {
+    pub fn passed(&self) -> bool {
+        self.acknowledged <= self.final_value && self.final_value <= self.acknowledged + self.unknown
+    }
+}
+
+pub fn check_counter(attempts: &[Attempt], final_value: i64) -> CounterReport {
+    let count = |o: Outcome| attempts.iter().filter(|a| a.outcome == o).count() as i64;
+    CounterReport {
+        acknowledged: count(Outcome::Ok),
+        unknown: count(Outcome::Unknown),
+        failed: count(Outcome::Failed),
+        final_value,
+    }
+}
+
+/// One replica's state as its node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replica {
+    pub node: u64,
+    pub shard: u64,
+    pub applied: u64,
+    pub digest: u64,
+}
+
+/// Shards whose replicas disagree (applied index or data digest) or that have fewer than
+/// `replicas` replicas reporting, each with a description. Empty: converged.
+pub fn divergent(reported: &[Replica], replicas: usize) -> Vec<String> {
+    let mut by_shard: BTreeMap<u64, Vec<&Replica>> = BTreeMap::new();
+    for r in reported {
+        by_shard.entry(r.shard).or_default().push(r);
+    }
+    by_shard
+        .into_iter()
+        .filter_map(|(shard, rs)| {
+            let same = rs.windows(2).all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest);
+            (!same || rs.len() < replicas).then(|| {
+                let each: Vec<String> = rs
+                    .iter()
+                    .map(|r| format!("node {} applied {} digest {:016x}", r.node, r.applied, r.digest))
+                    .collect();
+                format!("shard {shard}: {} of {replicas} replicas: {}", rs.len(), each.join(", "))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(value: i64, outcome: Outcome) -> Attempt {
+        Attempt { value, outcome }
+    }
+
+    #[test]
+    fn set_passes_when_every_acknowledged_insert_is_there_once() {
+        let attempts = [a(1, Outcome::Ok), a(2, Outcome::Unknown), a(3, Outcome::Unknown), a(4, Outcome::Failed)];
+        let r = check_set(&attempts, &[1, 3]);
+        assert!(r.passed(), "{r:?}");
+        assert_eq!((r.acknowledged, r.unknown, r.failed, r.present), (1, 2, 1, 2));
+    }
+
+    #[test]
+    fn set_catches_lost_lying_unexpected_and_duplicated_elements() {
+        let attempts = [a(1, Outcome::Ok), a(2, Outcome::Ok), a(4, Outcome::Failed)];
+        let r = check_set(&attempts, &[2, 2, 4, 9]);
+        assert!(!r.passed());
+        assert_eq!(r.lost, vec![1]);
+        assert_eq!(r.failed_but_present, vec![4]);
+        assert_eq!(r.unexpected, vec![9]);
+        assert_eq!(r.duplicated, vec![2]);
+    }
+
+    #[test]
+    fn counter_bounds() {
+        let attempts = [a(1, Outcome::Ok), a(1, Outcome::Ok), a(1, Outcome::Unknown), a(1, Outcome::Failed)];
+        assert!(check_counter(&attempts, 2).passed());
+        assert!(check_counter(&attempts, 3).passed());
+        assert!(!check_counter(&attempts, 1).passed(), "an acknowledged increment was lost");
+        assert!(!check_counter(&attempts, 4).passed(), "a failed increment applied");
+    }
+
+    #[test]
+    fn divergence_is_reported_per_shard() {
+        let r = |node, shard, applied, digest| Replica { node, shard, applied, digest };
+        let same = [r(1, 5, 10, 7), r(2, 5, 10, 7), r(3, 5, 10, 7)];
+        assert!(divergent(&same, 3).is_empty());
+        let behind = [r(1, 5, 10, 7), r(2, 5, 9, 7), r(3, 5, 10, 7)];
+        assert_eq!(divergent(&behind, 3).len(), 1);
+        let differ = [r(1, 5, 10, 7), r(2, 5, 10, 8), r(3, 5, 10, 7), r(1, 6, 3, 1), r(2, 6, 3, 1), r(3, 6, 3, 1)];
+        let d = divergent(&differ, 3);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].starts_with("shard 5"), "{d:?}");
+        let missing = [r(1, 5, 10, 7), r(2, 5, 10, 7)];
+        assert_eq!(divergent(&missing, 3).len(), 1);
+    }
+}

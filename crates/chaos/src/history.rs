@@ -1,0 +1,94 @@
+//! What the clients saw: every operation with its invocation and completion time (nanoseconds
+//! since the run started) and its outcome. The workloads (`workload`) record into a [`Recorder`];
+//! the checkers (`linearizability`, `checks`) read the finished history.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// How an operation ended, as the client can know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    /// The server acknowledged it.
+    Ok,
+    /// The server answered with an error: the operation certainly did not apply.
+    Failed,
+    /// The connection broke or timed out mid-flight (or the server said 08007): it may or may
+    /// not have applied.
+    Unknown,
+}
+
+/// One operation on the register of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RegisterOp {
+    /// A read; `value` is what it returned (None: no row), meaningful only when Ok.
+    Read { value: Option<i64> },
+    /// An unconditional write of `value`.
+    Write { value: i64 },
+    /// Compare-and-set: `UPDATE ... SET v = new WHERE k = $k AND v = old`. `swapped` is whether
+    /// it reported one row changed (meaningful only when Ok).
+    Cas { old: i64, new: i64, swapped: bool },
+}
+
+/// A register operation as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RegisterEvent {
+    pub client: usize,
+    pub key: i64,
+    pub op: RegisterOp,
+    pub outcome: Outcome,
+    /// When the client sent it.
+    pub invoked: u64,
+    /// When the client got the answer (for Unknown: when it gave up).
+    pub completed: u64,
+}
+
+/// One attempt to add an element (set workload) or one increment (counter workload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub value: i64,
+    pub outcome: Outcome,
+}
+
+/// The histories of one run, shared by every client task.
+#[derive(Clone)]
+pub struct Recorder {
+    start: Instant,
+    inner: Arc<Mutex<Histories>>,
+}
+
+/// Everything recorded.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Histories {
+    pub register: Vec<RegisterEvent>,
+    pub set: Vec<Attempt>,
+    pub counter: Vec<Attempt>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Self {
+        Self { start, inner: Arc::default() }
+    }
+
+    /// Nanoseconds since the run started: the clock of every recorded time.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    pub fn register(&self, event: RegisterEvent) {
+        self.inner.lock().expect("history lock").register.push(event);
+    }
+
+    pub fn set(&self, attempt: Attempt) {
+        self.inner.lock().expect("history lock").set.push(attempt);
+    }
+
+    pub fn counter(&self, attempt: Attempt) {
+        self.inner.lock().expect("history lock").counter.push(attempt);
+    }
+
+    pub fn snapshot(&self) -> Histories {
+        self.inner.lock().expect("history lock").clone()
+    }
+}

@@ -1,0 +1,363 @@
+//! One chaos run, start to verdict: start the cluster (`procs`), create the workload tables,
+//! start the clients (`workload`), let the nemesis inject faults on a schedule (`nemesis`),
+//! heal, stop the clients, do the final reads, and judge: linearizability of every register,
+//! the set and counter checks (`checks`), replica convergence, and no unexpected exit, panic or
+//! fatal error in any node's log.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::checks::{self, CounterReport, Replica, SetReport};
+use crate::history::{Outcome, Recorder, RegisterEvent, RegisterOp};
+use crate::linearizability;
+use crate::nemesis::{heal, Fault, FaultRecord, Nemesis, ProbeKeys};
+use crate::procs::Cluster;
+use crate::workload::{call, Clients, Conn, Kind, Settings, SCHEMA};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub profile: String,
+    pub nodes: u64,
+    /// How long the nemesis injects faults (setup, healing and checks come on top).
+    pub duration: Duration,
+    pub seed: u64,
+    /// The `raftable` binary.
+    pub raftable: PathBuf,
+    /// Faults in the order they are injected, repeated until `duration` is over.
+    pub faults: Vec<Fault>,
+    /// Range of how long each fault is held.
+    pub hold: (Duration, Duration),
+    pub register_clients: usize,
+    pub set_clients: usize,
+    pub counter_clients: usize,
+    /// Register keys (spread over the table's shards).
+    pub keys: i64,
+    pub think: Duration,
+    pub op_timeout: Duration,
+    /// Extra arguments for every `raftable start` (e.g. Raft timing).
+    pub node_args: Vec<String>,
+}
+
+/// Operation counts by outcome.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counts {
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+}
+
+impl Counts {
+    fn of(outcomes: impl Iterator<Item = Outcome>) -> Counts {
+        let mut c = Counts::default();
+        for o in outcomes {
+            match o {
+                Outcome::Ok => c.ok += 1,
+                Outcome::Failed => c.failed += 1,
+                Outcome::Unknown => c.unknown += 1,
+            }
+        }
+        c
+    }
+}
+
+/// The verdict of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub profile: String,
+    pub nodes: u64,
+    pub seed: u64,
+    /// Wall time of the whole run, seconds.
+    pub elapsed_s: f64,
+    pub faults: Vec<FaultRecord>,
+    pub register: Counts,
+    pub set: SetReport,
+    pub counter: CounterReport,
+    /// Leader kills timed, and kill → first successful write, median and max in ms.
+    pub failovers: usize,
+    pub failover_median_ms: Option<f64>,
+    pub failover_max_ms: Option<f64>,
+    /// Everything that went wrong. Empty: the run passed.
+    pub violations: Vec<String>,
+    /// The run's directory, kept when the run failed.
+    pub dir: Option<String>,
+}
+
+pub async fn run(opts: &Options) -> Result<Report, String> {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(&opts.raftable, opts.nodes, &opts.node_args).await?;
+    let mut violations = Vec::new();
+    let setup = setup(&cluster, opts).await;
+    let (probe, shards) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            let dir = cluster.keep_dir();
+            return Err(format!("setup failed: {e} (run dir kept at {})", dir.display()));
+        }
+    };
+    cluster
+        .wait("a healthy cluster", Duration::from_secs(60), |c| async move { c.healthy().await.then_some(()) })
+        .await?;
+
+    let recorder = Recorder::new(started);
+    let urls: Vec<String> = cluster.ids().iter().map(|id| cluster.pg_url(*id)).collect();
+    let settings = Settings { urls, op_timeout: opts.op_timeout, think: opts.think, seed: opts.seed };
+    let mut kinds = vec![Kind::Register { keys: opts.keys }; opts.register_clients];
+    kinds.extend(std::iter::repeat_n(Kind::Set, opts.set_clients));
+    kinds.extend(std::iter::repeat_n(Kind::Counter, opts.counter_clients));
+    let clients = Clients::start(&kinds, &settings, &recorder);
+
+    let mut nemesis = Nemesis { rng: StdRng::seed_from_u64(opts.seed), hold: opts.hold, start: started, probe, shards };
+    let mut records = Vec::new();
+    let nemesis_start = Instant::now();
+    // Let the clients get going before the first fault.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for fault in opts.faults.iter().cycle() {
+        if nemesis_start.elapsed() >= opts.duration {
+            break;
+        }
+        tracing::info!(?fault, "injecting");
+        match nemesis.run(&mut cluster, *fault).await {
+            Ok(record) => {
+                tracing::info!(?record, "healed");
+                records.push(record);
+            }
+            Err(e) => {
+                violations.push(format!("{fault:?}: {e}"));
+                break;
+            }
+        }
+        for (id, status) in cluster.exited() {
+            violations.push(format!("node {id} exited unexpectedly ({status}):\n{}", cluster.log_tail(id, 30)));
+            if let Err(e) = cluster.restart(id).await {
+                violations.push(e);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // Heal everything, let the clients see a healthy cluster, then stop them.
+    if let Err(e) = heal_all(&mut cluster).await {
+        violations.push(format!("final heal: {e}"));
+    }
+    let healthy = cluster.wait("a healthy cluster after healing", Duration::from_secs(60), |c| async move {
+        c.healthy().await.then_some(())
+    });
+    if let Err(e) = healthy.await {
+        violations.push(e);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    clients.stop().await;
+
+    match final_reads(&cluster, opts, &recorder).await {
+        Ok((elements, counter)) => {
+            let histories = recorder.snapshot();
+            for v in linearizability::check(&histories.register, Some(0)) {
+                violations.push(format!("register key {}: {}", v.key, v.message));
+            }
+            let set = checks::check_set(&histories.set, &elements);
+            if !set.passed() {
+                violations.push(format!("set: {set:?}"));
+            }
+            let counter = checks::check_counter(&histories.counter, counter);
+            if !counter.passed() {
+                violations.push(format!("counter: {counter:?}"));
+            }
+            if let Err(e) = converged(&cluster).await {
+                violations.push(e);
+            }
+            for (id, status) in cluster.exited() {
+                violations.push(format!("node {id} exited unexpectedly ({status})"));
+            }
+            violations.extend(cluster.log_failures());
+            let failovers: Vec<f64> = records.iter().filter_map(|r| r.failover_ms).collect();
+            let mut report = Report {
+                profile: opts.profile.clone(),
+                nodes: opts.nodes,
+                seed: opts.seed,
+                elapsed_s: started.elapsed().as_secs_f64(),
+                failovers: failovers.len(),
+                failover_median_ms: median(&failovers),
+                failover_max_ms: failovers.iter().copied().reduce(f64::max),
+                faults: records,
+                register: Counts::of(histories.register.iter().map(|e| e.outcome)),
+                set,
+                counter,
+                violations,
+                dir: None,
+            };
+            if !report.violations.is_empty() {
+                let history = serde_json::to_string(&histories).unwrap_or_default();
+                let _ = std::fs::write(cluster.dir().join("history.json"), history);
+                report.dir = Some(cluster.keep_dir().display().to_string());
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let dir = cluster.keep_dir();
+            Err(format!(
+                "final reads failed: {e}; violations so far: {violations:?} (run dir kept at {})",
+                dir.display()
+            ))
+        }
+    }
+}
+
+/// Creates the tables and initial rows; returns the probe table's key per shard and every
+/// data shard.
+async fn setup(cluster: &Cluster, opts: &Options) -> Result<(ProbeKeys, Vec<u64>), String> {
+    let conn = Conn::open(&cluster.pg_url(1), &[], Duration::from_secs(10)).await.ok_or("cannot connect to node 1")?;
+    let sql = |e: tokio_postgres::Error| e.to_string();
+    for statement in SCHEMA {
+        conn.client.batch_execute(statement).await.map_err(sql)?;
+    }
+    let rows: Vec<String> = (0..opts.keys).map(|k| format!("({k}, 0)")).collect();
+    conn.client.batch_execute(&format!("INSERT INTO reg (k, v) VALUES {}", rows.join(", "))).await.map_err(sql)?;
+    conn.client.batch_execute("INSERT INTO counter (id, n) VALUES (0, 0)").await.map_err(sql)?;
+
+    let mut shards = Vec::new();
+    let mut probe_shards = Vec::new();
+    for row in conn.client.query("SELECT shard_id, table_name FROM raftable.shards", &[]).await.map_err(sql)? {
+        let (shard, table): (i64, Option<String>) = (row.get(0), row.get(1));
+        if table.is_some() {
+            shards.push(shard as u64);
+        }
+        if table.as_deref() == Some("probe") {
+            probe_shards.push(shard as u64);
+        }
+    }
+    let mut probe = ProbeKeys::default();
+    for k in 0..1000i64 {
+        if probe.by_shard.len() == probe_shards.len() {
+            break;
+        }
+        let plan =
+            conn.client.simple_query(&format!("EXPLAIN SELECT v FROM probe WHERE k = {k}")).await.map_err(sql)?;
+        let text: String = plan
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).filter_map(|i| r.get(i)).collect()),
+                _ => None,
+            })
+            .collect::<Vec<String>>()
+            .join(" ");
+        let shard = text
+            .split("shard ")
+            .skip(1)
+            .find_map(|rest| rest.split_once(": get").and_then(|(id, _)| id.trim().parse::<u64>().ok()));
+        if let Some(shard) = shard {
+            if !probe.by_shard.iter().any(|(s, _)| *s == shard) {
+                probe.by_shard.push((shard, k));
+            }
+        }
+    }
+    if probe.by_shard.len() != probe_shards.len() || probe_shards.is_empty() {
+        return Err(format!("probe keys found for {:?} of shards {probe_shards:?}", probe.by_shard));
+    }
+    Ok((probe, shards))
+}
+
+/// Resumes paused nodes, restarts stopped ones, clears every injected fault.
+async fn heal_all(cluster: &mut Cluster) -> Result<(), String> {
+    for id in cluster.ids() {
+        if cluster.running().contains(&id) && !cluster.responsive().contains(&id) {
+            cluster.pause(id, false).await?;
+        }
+        if !cluster.running().contains(&id) {
+            cluster.restart(id).await?;
+        }
+    }
+    heal(cluster).await
+}
+
+/// Reads every register (recorded as client operations, so the checker orders them too), the
+/// set and the counter, retrying through any node until each read succeeds.
+async fn final_reads(cluster: &Cluster, opts: &Options, recorder: &Recorder) -> Result<(Vec<i64>, i64), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let statements =
+        ["SELECT v FROM reg WHERE k = $1", "SELECT id FROM elements", "SELECT n FROM counter WHERE id = 0"];
+    let mut node = 0usize;
+    let ids = cluster.ids();
+    let mut conn: Option<Conn> = None;
+    let mut key = 0i64;
+    let mut elements = None;
+    loop {
+        if Instant::now() >= deadline {
+            return Err("no final read succeeded within 60 s".into());
+        }
+        let c = match conn.take() {
+            Some(c) if !c.client.is_closed() => c,
+            _ => {
+                node += 1;
+                let url = cluster.pg_url(ids[node % ids.len()]);
+                match Conn::open(&url, &statements, Duration::from_secs(5)).await {
+                    Some(c) => c,
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let timeout = opts.op_timeout;
+        if key < opts.keys {
+            let invoked = recorder.now();
+            let r = call(timeout, c.client.query_opt(c.statement(0), &[&key])).await;
+            let value = r.as_ref().ok().and_then(|row| row.as_ref().map(|row| row.get::<_, i64>(0)));
+            let outcome = r.as_ref().err().copied().unwrap_or(Outcome::Ok);
+            let completed = recorder.now();
+            let op = RegisterOp::Read { value };
+            recorder.register(RegisterEvent { client: usize::MAX, key, op, outcome, invoked, completed });
+            if r.is_ok() {
+                key += 1;
+            }
+        } else if elements.is_none() {
+            if let Ok(rows) = call(timeout, c.client.query(c.statement(1), &[])).await {
+                elements = Some(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>());
+            }
+        } else if let Ok(row) = call(timeout, c.client.query_one(c.statement(2), &[])).await {
+            return Ok((elements.unwrap_or_default(), row.get(0)));
+        }
+        conn = Some(c);
+    }
+}
+
+/// Waits until every replica of every shard reports the same applied index and data digest.
+async fn converged(cluster: &Cluster) -> Result<(), String> {
+    let replicas = cluster.ids().len().min(3);
+    let mut last = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let mut reported = Vec::new();
+        for id in cluster.responsive() {
+            if let Some(status) = cluster.status_of(id, true).await {
+                reported.extend(status.shards.iter().filter(|s| s.hosted).map(|s| Replica {
+                    node: id,
+                    shard: s.shard,
+                    applied: s.applied,
+                    digest: s.digest,
+                }));
+            }
+        }
+        last = checks::divergent(&reported, replicas);
+        if last.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("replicas did not converge within 60 s: {}", last.join("; ")))
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}

@@ -1,0 +1,264 @@
+//! The clients: tasks that run operations over pgwire (tokio-postgres, prepared statements)
+//! against any node and record each one with its outcome (`history`). They know nothing about
+//! the faults; a client whose connection breaks records the operation in flight as unknown and
+//! reconnects, to the next node in turn.
+//!
+//! Outcome rules (what the server promises): an error response with a SQLSTATE other than 08007
+//! means the statement did not apply (Failed); 08007, a broken connection or no answer within
+//! the operation timeout means it may have (Unknown).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::history::{Attempt, Outcome, Recorder, RegisterEvent, RegisterOp};
+
+/// The tables of the workloads; `probe` is the failover probe's (`nemesis`).
+pub const SCHEMA: &[&str] = &[
+    "CREATE TABLE reg (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
+    "CREATE TABLE elements (id BIGINT PRIMARY KEY)",
+    "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+    "CREATE TABLE probe (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
+];
+
+/// What a client does.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Reads, writes and compare-and-sets on `keys` registers (keys 0..keys, initially 0).
+    Register { keys: i64 },
+    /// Inserts of unique elements.
+    Set,
+    /// Increments of one counter row.
+    Counter,
+}
+
+/// Client settings shared by every task.
+#[derive(Clone)]
+pub struct Settings {
+    /// Postgres URLs of every node; client `i` starts at node `i % len` and moves on to the
+    /// next one whenever it cannot connect.
+    pub urls: Vec<String>,
+    /// Give up on an operation (outcome unknown) after this long.
+    pub op_timeout: Duration,
+    /// Pause between a client's operations.
+    pub think: Duration,
+    pub seed: u64,
+}
+
+/// The running clients.
+pub struct Clients {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Clients {
+    pub fn start(kinds: &[Kind], settings: &Settings, recorder: &Recorder) -> Clients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = kinds
+            .iter()
+            .enumerate()
+            .map(|(id, kind)| {
+                let client = Worker {
+                    id,
+                    kind: *kind,
+                    settings: settings.clone(),
+                    recorder: recorder.clone(),
+                    rng: StdRng::seed_from_u64(settings.seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9)),
+                    seq: 0,
+                    last_seen: Default::default(),
+                };
+                tokio::spawn(client.run(stop.clone()))
+            })
+            .collect();
+        Clients { stop, tasks }
+    }
+
+    /// Stops every client after its current operation.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A connection with the statements of one workload prepared.
+pub struct Conn {
+    pub client: Client,
+    task: JoinHandle<()>,
+    statements: Vec<Statement>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Conn {
+    /// Connects to `url` and prepares `statements`, within `timeout`.
+    pub async fn open(url: &str, statements: &[&str], timeout: Duration) -> Option<Conn> {
+        let connect = async {
+            let (client, connection) = tokio_postgres::connect(url, NoTls).await.ok()?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let mut prepared = Vec::new();
+            for sql in statements {
+                prepared.push(client.prepare(sql).await.ok()?);
+            }
+            Some(Conn { client, task, statements: prepared })
+        };
+        tokio::time::timeout(timeout, connect).await.ok().flatten()
+    }
+
+    pub fn statement(&self, i: usize) -> &Statement {
+        &self.statements[i]
+    }
+}
+
+/// The outcome of a failed call (see the module doc).
+pub fn outcome_of(error: &tokio_postgres::Error) -> Outcome {
+    match error.code() {
+        Some(code) if code.code() != "08007" => Outcome::Failed,
+        _ => Outcome::Unknown,
+    }
+}
+
+const READ: usize = 0;
+const WRITE: usize = 1;
+const CAS: usize = 2;
+
+fn statements(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Register { .. } => &[
+            "SELECT v FROM reg WHERE k = $1",
+            "INSERT INTO reg (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            "UPDATE reg SET v = $3 WHERE k = $1 AND v = $2",
+        ],
+        Kind::Set => &["INSERT INTO elements (id) VALUES ($1)"],
+        Kind::Counter => &["UPDATE counter SET n = n + 1 WHERE id = 0"],
+    }
+}
+
+struct Worker {
+    id: usize,
+    kind: Kind,
+    settings: Settings,
+    recorder: Recorder,
+    rng: StdRng,
+    /// Operations issued so far: makes every written value unique.
+    seq: i64,
+    /// The last value this client saw per register key: the `old` of its next CAS there.
+    last_seen: std::collections::HashMap<i64, i64>,
+}
+
+impl Worker {
+    async fn run(mut self, stop: Arc<AtomicBool>) {
+        let mut conn: Option<Conn> = None;
+        let mut node = self.id;
+        while !stop.load(Ordering::Relaxed) {
+            let c = match conn.take() {
+                Some(c) if !c.client.is_closed() => c,
+                _ => {
+                    let url = &self.settings.urls[node % self.settings.urls.len()];
+                    match Conn::open(url, statements(self.kind), self.settings.op_timeout).await {
+                        Some(c) => c,
+                        None => {
+                            node += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if self.operate(&c).await != Outcome::Unknown {
+                conn = Some(c);
+            } else {
+                // The statement may still be running: never reuse the connection.
+                node += 1;
+            }
+            tokio::time::sleep(self.settings.think).await;
+        }
+    }
+
+    /// A value no other operation of the run writes.
+    fn unique(&mut self) -> i64 {
+        self.seq += 1;
+        ((self.id as i64 + 1) << 32) | self.seq
+    }
+
+    /// Runs one operation, records it, returns its outcome.
+    async fn operate(&mut self, conn: &Conn) -> Outcome {
+        let timeout = self.settings.op_timeout;
+        match self.kind {
+            Kind::Register { keys } => {
+                let key = self.rng.gen_range(0..keys);
+                let roll = self.rng.gen_range(0..4);
+                let invoked = self.recorder.now();
+                let (op, outcome) = match roll {
+                    0 | 1 => {
+                        let r = call(timeout, conn.client.query_opt(conn.statement(READ), &[&key])).await;
+                        let value = r.as_ref().ok().and_then(|row| row.as_ref().map(|row| row.get::<_, i64>(0)));
+                        if let Some(v) = value {
+                            self.last_seen.insert(key, v);
+                        }
+                        (RegisterOp::Read { value }, r.err().unwrap_or(Outcome::Ok))
+                    }
+                    2 => {
+                        let value = self.unique();
+                        let r = call(timeout, conn.client.execute(conn.statement(WRITE), &[&key, &value])).await;
+                        if r.is_ok() {
+                            self.last_seen.insert(key, value);
+                        }
+                        (RegisterOp::Write { value }, r.err().unwrap_or(Outcome::Ok))
+                    }
+                    _ => {
+                        let old = self.last_seen.get(&key).copied().unwrap_or(0);
+                        let new = self.unique();
+                        let r = call(timeout, conn.client.execute(conn.statement(CAS), &[&key, &old, &new])).await;
+                        let swapped = matches!(r, Ok(1));
+                        if swapped {
+                            self.last_seen.insert(key, new);
+                        }
+                        (RegisterOp::Cas { old, new, swapped }, r.err().unwrap_or(Outcome::Ok))
+                    }
+                };
+                let completed = self.recorder.now();
+                self.recorder.register(RegisterEvent { client: self.id, key, op, outcome, invoked, completed });
+                outcome
+            }
+            Kind::Set => {
+                let value = self.unique();
+                let r = call(timeout, conn.client.execute(conn.statement(0), &[&value])).await;
+                let outcome = r.err().unwrap_or(Outcome::Ok);
+                self.recorder.set(Attempt { value, outcome });
+                outcome
+            }
+            Kind::Counter => {
+                let r = call(timeout, conn.client.execute(conn.statement(0), &[])).await;
+                // Zero rows updated would mean the counter row vanished: the final read shows it.
+                let outcome = r.err().unwrap_or(Outcome::Ok);
+                self.recorder.counter(Attempt { value: 1, outcome });
+                outcome
+            }
+        }
+    }
+}
+
+/// Awaits a call within `timeout`, mapping failures to their outcome.
+pub async fn call<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Outcome> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(outcome_of(&e)),
+        Err(_) => Err(Outcome::Unknown),
+    }
+}
