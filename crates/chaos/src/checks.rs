@@ -106,7 +106,11 @@ pub struct Replica {
 
 /// Shards whose replicas disagree (applied index or data digest) or that have fewer than
 /// `replicas` replicas reporting, each with a description. Empty: converged.
-pub fn divergent(reported: &[Replica], replicas: usize) -> Vec<String> {
+///
+/// `busy` shards never stop taking writes (the meta group's liveness heartbeats), so their
+/// replicas are rarely caught at one applied index: for them, replicas at the same index must
+/// have the same digest, and at least two must be at the same index.
+pub fn divergent(reported: &[Replica], replicas: usize, busy: &[u64]) -> Vec<String> {
     let mut by_shard: BTreeMap<u64, Vec<&Replica>> = BTreeMap::new();
     for r in reported {
         by_shard.entry(r.shard).or_default().push(r);
@@ -114,7 +118,16 @@ pub fn divergent(reported: &[Replica], replicas: usize) -> Vec<String> {
     by_shard
         .into_iter()
         .filter_map(|(shard, rs)| {
-            let same = rs.windows(2).all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest);
+            let same = if busy.contains(&shard) {
+                let mut by_index: BTreeMap<u64, HashSet<u64>> = BTreeMap::new();
+                for r in &rs {
+                    by_index.entry(r.applied).or_default().insert(r.digest);
+                }
+                let pairs = rs.iter().filter(|r| rs.iter().filter(|o| o.applied == r.applied).count() > 1).count();
+                by_index.values().all(|digests| digests.len() == 1) && pairs >= 2
+            } else {
+                rs.windows(2).all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest)
+            };
             (!same || rs.len() < replicas).then(|| {
                 let each: Vec<String> = rs
                     .iter()
@@ -166,14 +179,25 @@ mod tests {
     fn divergence_is_reported_per_shard() {
         let r = |node, shard, applied, digest| Replica { node, shard, applied, digest };
         let same = [r(1, 5, 10, 7), r(2, 5, 10, 7), r(3, 5, 10, 7)];
-        assert!(divergent(&same, 3).is_empty());
+        assert!(divergent(&same, 3, &[]).is_empty());
         let behind = [r(1, 5, 10, 7), r(2, 5, 9, 7), r(3, 5, 10, 7)];
-        assert_eq!(divergent(&behind, 3).len(), 1);
+        assert_eq!(divergent(&behind, 3, &[]).len(), 1);
         let differ = [r(1, 5, 10, 7), r(2, 5, 10, 8), r(3, 5, 10, 7), r(1, 6, 3, 1), r(2, 6, 3, 1), r(3, 6, 3, 1)];
-        let d = divergent(&differ, 3);
+        let d = divergent(&differ, 3, &[]);
         assert_eq!(d.len(), 1);
         assert!(d[0].starts_with("shard 5"), "{d:?}");
         let missing = [r(1, 5, 10, 7), r(2, 5, 10, 7)];
-        assert_eq!(divergent(&missing, 3).len(), 1);
+        assert_eq!(divergent(&missing, 3, &[]).len(), 1);
+    }
+
+    #[test]
+    fn a_busy_shard_compares_replicas_at_the_same_index() {
+        let r = |node, applied, digest| Replica { node, shard: 0, applied, digest };
+        // One replica a write behind: the two at index 10 agree.
+        assert!(divergent(&[r(1, 10, 7), r(2, 9, 6), r(3, 10, 7)], 3, &[0]).is_empty());
+        // Two at the same index with different data.
+        assert_eq!(divergent(&[r(1, 10, 7), r(2, 9, 6), r(3, 10, 8)], 3, &[0]).len(), 1);
+        // No two at one index: nothing compared yet, not converged.
+        assert_eq!(divergent(&[r(1, 10, 7), r(2, 9, 6), r(3, 11, 8)], 3, &[0]).len(), 1);
     }
 }

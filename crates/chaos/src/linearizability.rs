@@ -23,9 +23,10 @@ pub struct Violation {
     pub message: String,
 }
 
-/// Search steps allowed per key before the checker gives up (and reports that as a failure:
-/// an undecided history is not a passing one).
+/// Search steps and memoized states allowed per key before the checker gives up (and reports
+/// that as a failure: an undecided history is not a passing one).
 const STEP_BUDGET: u64 = 50_000_000;
+const STATE_BUDGET: usize = 2_000_000;
 
 /// Checks every key's register history; `initial` is each register's value before the run.
 /// Returns one violation per key that has no linearization.
@@ -118,8 +119,12 @@ fn check_key(events: &[&RegisterEvent], initial: Option<i64>) -> Result<(), Stri
     let mut steps = 0u64;
     while next[0] != NIL {
         steps += 1;
-        if steps > STEP_BUDGET {
-            return Err(format!("undecided: {n} operations, search budget of {STEP_BUDGET} steps exhausted"));
+        if steps > STEP_BUDGET || seen.len() > STATE_BUDGET {
+            return Err(format!(
+                "undecided (not a proven violation): {n} operations, search budget exhausted after {steps} steps \
+                 and {} states",
+                seen.len()
+            ));
         }
         let (is_return, op) = if entry == NIL { (true, NIL) } else { (events[entry - 1].1, events[entry - 1].2) };
         if !is_return {

@@ -29,7 +29,8 @@ pub enum Fault {
     OneWayLeader,
     /// Split the nodes into a minority and a majority, both ways.
     Halves,
-    /// Delay every message a random node sends by 100 ms.
+    /// Delay every message a random node sends by 40 ms (openraft times an AppendEntries out
+    /// after one heartbeat, 100 ms, delay included: a longer delay would be a partition).
     Delay,
     /// Delay every fsync of a random node by 200 ms.
     SlowFsync,
@@ -100,7 +101,7 @@ impl Nemesis {
             Fault::KillRandom => {
                 let victim = *ids.choose(&mut self.rng).expect("nodes");
                 record.nodes = vec![victim];
-                cluster.kill(victim).await;
+                cluster.kill(victim).await?;
                 tokio::time::sleep(hold).await;
                 cluster.restart(victim).await?;
             }
@@ -113,14 +114,26 @@ impl Nemesis {
                     .ok_or_else(|| format!("probe could not connect to node {via}"))?;
                 let urls: Vec<String> = ids.iter().filter(|id| **id != victim).map(|id| cluster.pg_url(*id)).collect();
                 (record.nodes, record.shard) = (vec![victim], Some(shard));
-                cluster.kill(victim).await;
+                cluster.kill(victim).await?;
                 let killed = Instant::now();
-                let probe = tokio::spawn(probe(conn, urls, key, killed));
-                record.new_leader_ms = Some(hold_until_new_leader(cluster, shard, victim, hold).await?);
-                let took = tokio::time::timeout(Duration::from_secs(30), probe).await;
+                let mut probe = tokio::spawn(probe(conn, urls, key, killed));
+                let moved = hold_until_new_leader(cluster, shard, victim, hold).await;
+                let took = match moved {
+                    Ok(ms) => {
+                        record.new_leader_ms = Some(ms);
+                        tokio::time::timeout(Duration::from_secs(30), &mut probe).await
+                    }
+                    Err(e) => {
+                        probe.abort();
+                        return Err(e);
+                    }
+                };
                 record.failover_ms = match took {
                     Ok(Ok(d)) => Some(d.as_secs_f64() * 1e3),
-                    _ => return Err(format!("shard {shard}: no write succeeded within 30 s of killing node {victim}")),
+                    _ => {
+                        probe.abort();
+                        return Err(format!("shard {shard}: no write succeeded within 30 s of killing node {victim}"));
+                    }
                 };
                 cluster.restart(victim).await?;
             }
@@ -153,7 +166,7 @@ impl Nemesis {
             Fault::Delay => {
                 let victim = *ids.choose(&mut self.rng).expect("nodes");
                 record.nodes = vec![victim];
-                let delay_to_ms = ids.iter().filter(|id| **id != victim).map(|id| (*id, 100)).collect();
+                let delay_to_ms = ids.iter().filter(|id| **id != victim).map(|id| (*id, 40)).collect();
                 cluster.set_faults(victim, FaultsRequest { delay_to_ms, ..Default::default() }).await?;
                 tokio::time::sleep(hold).await;
                 heal(cluster).await?;
@@ -168,10 +181,11 @@ impl Nemesis {
             Fault::FailFsync => {
                 let victim = *ids.choose(&mut self.rng).expect("nodes");
                 record.nodes = vec![victim];
+                let log_before = cluster.log_len(victim);
                 cluster.set_faults(victim, FaultsRequest { fsync_fail: true, ..Default::default() }).await?;
                 // Nodes fsync at least once a second (liveness heartbeats go through Raft).
                 let status = cluster.wait_exit(victim, Duration::from_secs(20)).await?;
-                if !cluster.aborted_on_injected_fsync(victim) {
+                if !cluster.aborted_on_injected_fsync(victim, log_before) {
                     return Err(format!("node {victim} exited ({status}) without reporting the failed fsync"));
                 }
                 tokio::time::sleep(hold).await;
@@ -183,7 +197,7 @@ impl Nemesis {
                 let victims: Vec<u64> = shuffled[..(ids.len() - 1) / 2].to_vec();
                 record.nodes = victims.clone();
                 for v in &victims {
-                    cluster.kill(*v).await;
+                    cluster.kill(*v).await?;
                 }
                 tokio::time::sleep(hold).await;
                 for v in &victims {
@@ -199,7 +213,7 @@ impl Nemesis {
                 let (isolated, killed) = (shuffled[0], shuffled[1]);
                 record.nodes = vec![isolated, killed];
                 self.partition(cluster, &[isolated], true).await?;
-                cluster.kill(killed).await;
+                cluster.kill(killed).await?;
                 tokio::time::sleep(hold).await;
                 heal(cluster).await?;
                 cluster.restart(killed).await?;

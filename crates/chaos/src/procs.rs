@@ -129,13 +129,18 @@ impl Cluster {
         format!("postgres://chaos@{}/raftable", self.proc(id).pg)
     }
 
-    /// SIGKILL, and reap the process.
-    pub async fn kill(&mut self, id: u64) {
+    /// SIGKILL, and reap the process. A node that had already exited by itself is an error
+    /// (its crash would otherwise pass as the injected kill).
+    pub async fn kill(&mut self, id: u64) -> Result<(), String> {
         let proc = self.proc_mut(id);
         proc.paused = false;
         if let Some(mut child) = proc.child.take() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("node {id} had exited by itself ({status}) before the kill"));
+            }
             let _ = child.kill().await;
         }
+        Ok(())
     }
 
     /// Restarts a stopped node from its data dir at its old addresses.
@@ -181,16 +186,23 @@ impl Cluster {
         tokio::time::timeout(ADMIN_TIMEOUT, client.status(0, digests)).await.ok()?.ok()
     }
 
-    /// The node that leads `shard` by its own account, if a responsive one does.
+    /// The node that leads `shard`: it says so itself, and a majority of the replicas that
+    /// answer name it (a deposed leader cut off from the others may still think it leads).
     pub async fn leader(&self, shard: u64) -> Option<u64> {
+        let mut claims = Vec::new();
+        let mut named = std::collections::HashMap::<u64, usize>::new();
+        let mut replicas = 0;
         for id in self.responsive() {
-            if let Some(status) = self.status(id).await {
-                if status.shards.iter().any(|s| s.shard == shard && s.hosted && s.leader == id) {
-                    return Some(id);
+            let Some(status) = self.status(id).await else { continue };
+            if let Some(s) = status.shards.iter().find(|s| s.shard == shard && s.hosted) {
+                replicas += 1;
+                *named.entry(s.leader).or_default() += 1;
+                if s.leader == id {
+                    claims.push(id);
                 }
             }
         }
-        None
+        claims.into_iter().find(|id| named.get(id).copied().unwrap_or(0) * 2 > replicas)
     }
 
     /// Whether every node is registered alive and every shard has a responsive leader.
@@ -275,9 +287,15 @@ impl Cluster {
         found
     }
 
-    /// Whether node `id`'s log says it aborted on the injected fsync failure.
-    pub fn aborted_on_injected_fsync(&self, id: u64) -> bool {
-        std::fs::read_to_string(self.log_path(id)).unwrap_or_default().contains("injected fsync failure")
+    /// The size of node `id`'s log so far (logs accumulate over restarts).
+    pub fn log_len(&self, id: u64) -> usize {
+        std::fs::read(self.log_path(id)).map(|l| l.len()).unwrap_or(0)
+    }
+
+    /// Whether node `id`'s log after byte `from` says it aborted on the injected fsync failure.
+    pub fn aborted_on_injected_fsync(&self, id: u64, from: usize) -> bool {
+        let log = std::fs::read(self.log_path(id)).unwrap_or_default();
+        String::from_utf8_lossy(log.get(from..).unwrap_or_default()).contains("injected fsync failure")
     }
 
     pub fn log_tail(&self, id: u64, lines: usize) -> String {

@@ -26,10 +26,23 @@ impl Group {
     }
 
     /// Replicates and applies `write` if this replica leads the group.
+    ///
+    /// openraft answers `ForwardToLeader` both when it refuses a proposal (not leader: nothing
+    /// appended, safe to retry on the leader) and when it truncates a proposal it had appended
+    /// after losing leadership (another replica may still hold that entry and a later leader
+    /// commit it: the outcome is unknown). The two are told apart by asking first: a replica
+    /// that does not believe it leads refuses without proposing; once proposed, a
+    /// `ForwardToLeader` is reported as unknown. (Stale metrics only err towards unknown.)
     pub async fn write(&self, write: ShardWrite) -> Result<WriteOutcome> {
+        if let Some(refusal) = self.not_leading() {
+            return Err(refusal);
+        }
         match self.raft.client_write(write).await {
             Ok(resp) => resp.data,
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::Unknown(format!(
+                "shard {}: leadership lost with the write proposed (leader now {:?})",
+                self.shard, f.leader_id
+            ))),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(Error::Internal(format!("membership error on a plain write: {e}")))
             }
@@ -47,6 +60,20 @@ impl Group {
     /// Read-index rounds this replica has run (each serves every read that waited for it).
     pub fn read_rounds(&self) -> u64 {
         self.reads.rounds()
+    }
+
+    /// `NotLeader` (with the known leader as hint) unless this replica believes it leads.
+    fn not_leading(&self) -> Option<Error> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state == openraft::ServerState::Leader {
+            return None;
+        }
+        let leader = m.current_leader.and_then(|id| {
+            let node = m.membership_config.membership().get_node(&id)?;
+            Some((id, node.rpc_addr.clone()))
+        });
+        Some(Error::NotLeader { leader })
     }
 
     /// The leader this replica currently knows of.

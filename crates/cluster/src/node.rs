@@ -206,7 +206,7 @@ mod tests {
         let range = KeyRange::new(vec![1], vec![2]);
         let group = node.open_group(5, range).await.unwrap();
         node.initialize(5, &[1]).await.unwrap();
-        group.raft.wait(Some(Duration::from_secs(10))).current_leader(1, "leader").await.unwrap();
+        group.raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "leader").await.unwrap();
 
         let put = WriteOp::Put { key: vec![1, 1], value: b"v".to_vec() };
         let outcome = group.write(ShardWrite::new(vec![put])).await.unwrap();
