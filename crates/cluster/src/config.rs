@@ -3,10 +3,12 @@
 //!
 //! How long a follower waits for a dead leader: openraft 0.9 honours the leader's lease
 //! (= election timeout max) before granting or starting an election, so a follower elects after
-//! `election_max + rand(election_min..election_max)` without a heartbeat (320–400 ms with the
+//! `election_max + rand(election_min..election_max)` without a heartbeat (400–500 ms with the
 //! defaults), checked on every tick (1.5 × heartbeat). The heartbeat cannot shrink much below
-//! 100 ms: openraft also uses it as the AppendEntries timeout, follower fsync included.
-//! Measured by the chaos runner (docs/reliability.md): leader-kill failover median ~0.4 s.
+//! 100 ms: openraft also uses it as the AppendEntries timeout, follower fsync included. Shorter
+//! elections fail over faster (120–200 ms: ~0.37 s median) but a starved machine then sees
+//! spurious elections, each turning in-flight writes into unknown outcomes; 150–250 ms is the
+//! compromise (~0.5 s median). Measured by the chaos runner: docs/reliability.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +36,8 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            election_min_ms: 120,
-            election_max_ms: 200,
+            election_min_ms: 150,
+            election_max_ms: 250,
             snapshot_logs: 10_000,
             keep_logs: 1_000,
             replication_factor: 3,

@@ -41,7 +41,7 @@ enum Command {
         /// Raft heartbeat interval in ms (default 100).
         #[arg(long, hide = true)]
         heartbeat_ms: Option<u64>,
-        /// Raft election timeout range in ms, as MIN-MAX (default 120-200).
+        /// Raft election timeout range in ms, as MIN-MAX (default 150-250).
         #[arg(long, hide = true)]
         election_timeout_ms: Option<String>,
         /// Replicas per shard (default 3, capped by the node count).

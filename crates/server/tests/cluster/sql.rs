@@ -59,7 +59,10 @@ async fn client_scenario_on_every_node() {
 }
 
 /// Eight clients incrementing one row 1000 times each, through different nodes: every
-/// increment is kept (compare-and-put plus re-evaluation on a lost race).
+/// acknowledged increment is kept (compare-and-put plus re-evaluation on a lost race), none is
+/// applied twice. An increment whose outcome is unknown (08007: a leader lost its leadership
+/// with the write proposed, which a starved CI machine can cause) may or may not count; the
+/// client then reconnects, as an application would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_increments_lose_nothing() {
     let cluster = Cluster::start(3, &[]).await;
@@ -70,19 +73,43 @@ async fn concurrent_increments_lose_nothing() {
         .unwrap();
     let mut tasks = Vec::new();
     for client in 0..8u64 {
-        let conn = cluster.sql(client % 3 + 1).await;
+        let node = client % 3 + 1;
+        let mut conn = cluster.sql(node).await;
+        let url = format!("postgres://raftable@{}/raftable", cluster.proc(node).pg);
         tasks.push(tokio::spawn(async move {
-            let stmt = conn.prepare("UPDATE counter SET n = n + 1 WHERE k = 1").await.unwrap();
+            let (mut acknowledged, mut unknown) = (0i64, 0i64);
+            let sql = "UPDATE counter SET n = n + 1 WHERE k = 1";
+            let mut stmt = conn.prepare(sql).await.unwrap();
             for _ in 0..1000 {
-                assert_eq!(conn.execute(&stmt, &[]).await.unwrap(), 1);
+                match conn.execute(&stmt, &[]).await {
+                    Ok(rows) => {
+                        assert_eq!(rows, 1);
+                        acknowledged += 1;
+                    }
+                    Err(e) if e.code().map(|c| c.code()) == Some("08007") => {
+                        unknown += 1;
+                        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                        tokio::spawn(connection);
+                        conn = client;
+                        stmt = conn.prepare(sql).await.unwrap();
+                    }
+                    Err(e) => panic!("increment failed: {e}"),
+                }
             }
+            (acknowledged, unknown)
         }));
     }
+    let (mut acknowledged, mut unknown) = (0, 0);
     for t in tasks {
-        t.await.unwrap();
+        let (a, u) = t.await.unwrap();
+        (acknowledged, unknown) = (acknowledged + a, unknown + u);
     }
     let n: i64 = setup.query_one("SELECT n FROM counter WHERE k = 1", &[]).await.unwrap().get(0);
-    assert_eq!(n, 8000);
+    assert!(
+        acknowledged <= n && n <= acknowledged + unknown,
+        "{acknowledged} acknowledged, {unknown} unknown, final {n}"
+    );
+    assert_eq!(acknowledged + unknown, 8000);
 }
 
 fn slt_dir() -> PathBuf {
