@@ -182,9 +182,14 @@ impl Nemesis {
                 let victim = *ids.choose(&mut self.rng).expect("nodes");
                 record.nodes = vec![victim];
                 let log_before = cluster.log_len(victim);
-                cluster.set_faults(victim, FaultsRequest { fsync_fail: true, ..Default::default() }).await?;
+                // The node may abort before it answers (its next fsync can come first): the
+                // exit and its log decide.
+                let set = cluster.set_faults(victim, FaultsRequest { fsync_fail: true, ..Default::default() }).await;
                 // Nodes fsync at least once a second (liveness heartbeats go through Raft).
-                let status = cluster.wait_exit(victim, Duration::from_secs(20)).await?;
+                let status = match cluster.wait_exit(victim, Duration::from_secs(20)).await {
+                    Ok(status) => status,
+                    Err(e) => return Err(set.err().map(|s| format!("{e} ({s})")).unwrap_or(e)),
+                };
                 if !cluster.aborted_on_injected_fsync(victim, log_before) {
                     return Err(format!("node {victim} exited ({status}) without reporting the failed fsync"));
                 }

@@ -142,6 +142,9 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     }
 
     // Heal everything, let the clients see a healthy cluster, then stop them.
+    for (id, status) in cluster.exited() {
+        violations.push(format!("node {id} exited unexpectedly ({status}):\n{}", cluster.log_tail(id, 30)));
+    }
     if let Err(e) = heal_all(&mut cluster).await {
         violations.push(format!("final heal: {e}"));
     }
