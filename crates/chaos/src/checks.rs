@@ -109,7 +109,7 @@ pub struct Replica {
 ///
 /// `busy` shards never stop taking writes (the meta group's liveness heartbeats), so their
 /// replicas are rarely caught at one applied index: for them, replicas at the same index must
-/// have the same digest, and at least two must be at the same index.
+/// have the same digest, and at least two must be at the same index (unless there is one).
 pub fn divergent(reported: &[Replica], replicas: usize, busy: &[u64]) -> Vec<String> {
     let mut by_shard: BTreeMap<u64, Vec<&Replica>> = BTreeMap::new();
     for r in reported {
@@ -124,7 +124,7 @@ pub fn divergent(reported: &[Replica], replicas: usize, busy: &[u64]) -> Vec<Str
                     by_index.entry(r.applied).or_default().insert(r.digest);
                 }
                 let pairs = rs.iter().filter(|r| rs.iter().filter(|o| o.applied == r.applied).count() > 1).count();
-                by_index.values().all(|digests| digests.len() == 1) && pairs >= 2
+                by_index.values().all(|digests| digests.len() == 1) && (rs.len() == 1 || pairs >= 2)
             } else {
                 rs.windows(2).all(|w| w[0].applied == w[1].applied && w[0].digest == w[1].digest)
             };

@@ -171,7 +171,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
             if !counter.passed() {
                 violations.push(format!("counter: {counter:?}"));
             }
-            if let Err(e) = converged(&cluster).await {
+            if let Err(e) = converged(&cluster, opts).await {
                 violations.push(e);
             }
             for (id, status) in cluster.exited() {
@@ -331,8 +331,8 @@ async fn final_reads(cluster: &Cluster, opts: &Options, recorder: &Recorder) -> 
 }
 
 /// Waits until every replica of every shard reports the same applied index and data digest.
-async fn converged(cluster: &Cluster) -> Result<(), String> {
-    let replicas = cluster.ids().len().min(3);
+async fn converged(cluster: &Cluster, opts: &Options) -> Result<(), String> {
+    let replicas = cluster.ids().len().min(replication_factor(&opts.node_args));
     let mut last = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -358,6 +358,23 @@ async fn converged(cluster: &Cluster) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(format!("replicas did not converge within 60 s: {}", last.join("; ")))
+}
+
+/// The replication factor the nodes run with: `--replication-factor` among the node
+/// arguments, else the default 3.
+fn replication_factor(node_args: &[String]) -> usize {
+    let mut args = node_args.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--replication-factor") {
+            Some("") => args.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(n) = value.and_then(|v| v.parse().ok()) {
+            return n;
+        }
+    }
+    3
 }
 
 fn median(values: &[f64]) -> Option<f64> {
