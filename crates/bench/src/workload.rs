@@ -247,70 +247,85 @@ async fn client_loop(
     rows: i64,
     scan_rows: i64,
 ) -> Result<(Vec<u64>, u64), String> {
-    let client = connect(url).await?;
-    // Only the statements of this workload's table (the others may not be loaded).
-    let prepare = |table: &'static str, sql: &'static str| {
-        let client = &client;
-        async move {
-            if workload.table() == table {
-                client.prepare(sql).await.map(Some).map_err(text)
-            } else {
-                Ok(None)
-            }
-        }
-    };
-    let select = prepare("kv", "SELECT v FROM kv WHERE k = $1").await?;
-    let upsert =
-        prepare("kv", "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v").await?;
-    let scan_agg = prepare("kv_scan", "SELECT count(*), sum(length(v)) FROM kv_scan").await?;
-    let range = prepare("kv_scan", "SELECT count(*), max(v) FROM kv_scan WHERE k >= $1 AND k < $2").await?;
-    let (select, upsert) = (select.as_ref(), upsert.as_ref());
-    let (scan_agg, range) = (scan_agg.as_ref(), range.as_ref());
-    let bulk =
-        if workload == Workload::BulkInsert { Some(insert_statement(&client, "kv_bulk", BATCH).await?) } else { None };
     let mut rng = rand::rngs::StdRng::seed_from_u64(id * 7919 + 1);
     let mut latencies = Vec::with_capacity(100_000);
     let mut errors = 0u64;
     let mut batch_no = 0i64;
     let mut salt = 1u64;
-    while Instant::now() < end {
-        let began = Instant::now();
-        let result = match workload {
-            Workload::PointSelect => {
-                client.query_opt(select.expect("kv"), &[&rng.gen_range(0..rows)]).await.map(|_| ()).map_err(text)
-            }
-            Workload::PointUpsert | Workload::Upsert1c => {
-                let k = rng.gen_range(0..rows);
-                salt += 1;
-                client.execute(upsert.expect("kv"), &[&k, &value(k, salt)]).await.map(|_| ()).map_err(text)
-            }
-            Workload::Kv95 => {
-                let k = rng.gen_range(0..rows);
-                if rng.gen_range(0..100) < 95 {
-                    client.query_opt(select.expect("kv"), &[&k]).await.map(|_| ()).map_err(text)
+    // A statement whose outcome is unknown (08007) ends its connection: reconnect, as an
+    // application would, and count the error.
+    'connection: while Instant::now() < end {
+        let client = connect(url).await?;
+        // Only the statements of this workload's table (the others may not be loaded).
+        let prepare = |table: &'static str, sql: &'static str| {
+            let client = &client;
+            async move {
+                if workload.table() == table {
+                    client.prepare(sql).await.map(Some).map_err(text)
                 } else {
+                    Ok(None)
+                }
+            }
+        };
+        let select = prepare("kv", "SELECT v FROM kv WHERE k = $1").await?;
+        let upsert =
+            prepare("kv", "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v").await?;
+        let scan_agg = prepare("kv_scan", "SELECT count(*), sum(length(v)) FROM kv_scan").await?;
+        let range = prepare("kv_scan", "SELECT count(*), max(v) FROM kv_scan WHERE k >= $1 AND k < $2").await?;
+        let (select, upsert) = (select.as_ref(), upsert.as_ref());
+        let (scan_agg, range) = (scan_agg.as_ref(), range.as_ref());
+        let bulk = if workload == Workload::BulkInsert {
+            Some(insert_statement(&client, "kv_bulk", BATCH).await?)
+        } else {
+            None
+        };
+        while Instant::now() < end {
+            let began = Instant::now();
+            let result = match workload {
+                Workload::PointSelect => {
+                    client.query_opt(select.expect("kv"), &[&rng.gen_range(0..rows)]).await.map(|_| ()).map_err(text)
+                }
+                Workload::PointUpsert | Workload::Upsert1c => {
+                    let k = rng.gen_range(0..rows);
                     salt += 1;
                     client.execute(upsert.expect("kv"), &[&k, &value(k, salt)]).await.map(|_| ()).map_err(text)
                 }
+                Workload::Kv95 => {
+                    let k = rng.gen_range(0..rows);
+                    if rng.gen_range(0..100) < 95 {
+                        client.query_opt(select.expect("kv"), &[&k]).await.map(|_| ()).map_err(text)
+                    } else {
+                        salt += 1;
+                        client.execute(upsert.expect("kv"), &[&k, &value(k, salt)]).await.map(|_| ()).map_err(text)
+                    }
+                }
+                Workload::BulkInsert => {
+                    let first = (id as i64) * 1_000_000_000 + batch_no * BATCH as i64;
+                    batch_no += 1;
+                    let stmt = bulk.as_ref().expect("prepared for bulk-insert");
+                    insert_batch(&client, stmt, first, first + BATCH as i64, 0).await
+                }
+                Workload::ScanAgg => client.query_one(scan_agg.expect("kv_scan"), &[]).await.map(|_| ()).map_err(text),
+                Workload::RangeScan => {
+                    let width = (scan_rows / 100).max(1);
+                    let lo = rng.gen_range(0..(scan_rows - width).max(1));
+                    client.query_one(range.expect("kv_scan"), &[&lo, &(lo + width)]).await.map(|_| ()).map_err(text)
+                }
+            };
+            let took = began.elapsed();
+            match result {
+                Ok(()) if began >= start => latencies.push(took.as_micros() as u64),
+                Ok(()) => {}
+                Err(e) => {
+                    errors += 1;
+                    if errors == 1 {
+                        eprintln!("client {id}: first error: {e}");
+                    }
+                    if client.is_closed() {
+                        continue 'connection;
+                    }
+                }
             }
-            Workload::BulkInsert => {
-                let first = (id as i64) * 1_000_000_000 + batch_no * BATCH as i64;
-                batch_no += 1;
-                let stmt = bulk.as_ref().expect("prepared for bulk-insert");
-                insert_batch(&client, stmt, first, first + BATCH as i64, 0).await
-            }
-            Workload::ScanAgg => client.query_one(scan_agg.expect("kv_scan"), &[]).await.map(|_| ()).map_err(text),
-            Workload::RangeScan => {
-                let width = (scan_rows / 100).max(1);
-                let lo = rng.gen_range(0..(scan_rows - width).max(1));
-                client.query_one(range.expect("kv_scan"), &[&lo, &(lo + width)]).await.map(|_| ()).map_err(text)
-            }
-        };
-        let took = began.elapsed();
-        match result {
-            Ok(()) if began >= start => latencies.push(took.as_micros() as u64),
-            Ok(()) => {}
-            Err(_) => errors += 1,
         }
     }
     Ok((latencies, errors))

@@ -18,11 +18,14 @@ pub struct Group {
     pub raft: Raft<TypeConfig>,
     pub(crate) rocks: Arc<Rocks>,
     reads: ReadIndex,
+    /// Set before this replica proposes a voter change: from then on `sole_leader` is false
+    /// (metrics may still show the old voters while the change is being decided).
+    voters_changing: std::sync::atomic::AtomicBool,
 }
 
 impl Group {
     pub(crate) fn new(shard: ShardId, range: KeyRange, raft: Raft<TypeConfig>, rocks: Arc<Rocks>) -> Self {
-        Self { shard, range, raft, rocks, reads: ReadIndex::default() }
+        Self { shard, range, raft, rocks, reads: ReadIndex::default(), voters_changing: Default::default() }
     }
 
     /// Replicates and applies `write` if this replica leads the group.
@@ -67,7 +70,15 @@ impl Group {
     /// committed before this term is applied (it precedes the term's first entry): a read
     /// needs no read-index round. Found by profiling RF=1 point reads: the round is a hop
     /// through the Raft core task and back per read batch.
+    ///
+    /// Metrics are published between passes of openraft's core loop, so they can still show the
+    /// sole voter after this leader appended a configuration adding voters (which can elect
+    /// another leader before the metrics catch up): [`Group::voters_may_change`] turns the
+    /// shortcut off for good before such a change is proposed.
     fn sole_leader(&self) -> bool {
+        if self.voters_changing.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let mut voters = m.membership_config.membership().voter_ids();
@@ -94,6 +105,12 @@ impl Group {
             Some((id, node.rpc_addr.clone()))
         });
         Some(Error::NotLeader { leader })
+    }
+
+    /// Called before proposing a change of voters through this replica: reads confirm
+    /// leadership with a read-index round from now on (see [`Group::sole_leader`]).
+    pub(crate) fn voters_may_change(&self) {
+        self.voters_changing.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The leader this replica currently knows of.

@@ -168,10 +168,10 @@ impl Router {
         let channel = self.node.peers.channel_to(id).await?;
         let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: false, payload: encode(op) };
-        // A read may be retried elsewhere, so a leader that stopped answering (paused, cut off)
-        // costs it one attempt; a write's outcome is unknown once sent, so it waits it out.
-        let limit = if write { remaining } else { remaining.min(READ_ATTEMPT) };
-        match tokio::time::timeout(limit, client.call(request)).await {
+        // A leader that stopped answering (paused, cut off) fails the call once the channel's
+        // HTTP/2 keep-alive gives up on it (~3 s); a slow answer (a big page, a leader catching
+        // up) is waited for.
+        match tokio::time::timeout(remaining, client.call(request)).await {
             Ok(Ok(reply)) => {
                 decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
             }
@@ -181,10 +181,6 @@ impl Router {
         }
     }
 }
-
-/// How long one attempt of a read may take on a remote leader before the router tries the next
-/// replica (a read-index round plus one page of rows takes milliseconds).
-const READ_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// A call to a local replica, bounded by the router's remaining time.
 async fn local(node: &Node, shard: ShardId, op: Op, remaining: Duration, write: bool) -> Result<OpResult> {
