@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::history::{Attempt, Outcome};
+use crate::history::{Attempt, Counts, Outcome};
 
 /// The set workload's verdict: every acknowledged insert present exactly once, no failed insert
 /// present, nothing present that was never attempted.
@@ -43,11 +43,11 @@ pub fn check_set(attempts: &[Attempt], final_read: &[i64]) -> SetReport {
     for v in final_read {
         *counts.entry(*v).or_default() += 1;
     }
-    let count = |o: Outcome| attempts.iter().filter(|a| a.outcome == o).count();
+    let outcomes = Counts::of(attempts.iter().map(|a| a.outcome));
     let mut report = SetReport {
-        acknowledged: count(Outcome::Ok),
-        unknown: count(Outcome::Unknown),
-        failed: count(Outcome::Failed),
+        acknowledged: outcomes.ok,
+        unknown: outcomes.unknown,
+        failed: outcomes.failed,
         present: counts.len(),
         ..Default::default()
     };
@@ -86,11 +86,11 @@ impl CounterReport {
 }
 
 pub fn check_counter(attempts: &[Attempt], final_value: i64) -> CounterReport {
-    let count = |o: Outcome| attempts.iter().filter(|a| a.outcome == o).count() as i64;
+    let outcomes = Counts::of(attempts.iter().map(|a| a.outcome));
     CounterReport {
-        acknowledged: count(Outcome::Ok),
-        unknown: count(Outcome::Unknown),
-        failed: count(Outcome::Failed),
+        acknowledged: outcomes.ok as i64,
+        unknown: outcomes.unknown as i64,
+        failed: outcomes.failed as i64,
         final_value,
     }
 }

@@ -92,3 +92,25 @@ impl Recorder {
         self.inner.lock().expect("history lock").clone()
     }
 }
+
+/// Operation counts by outcome.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counts {
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+}
+
+impl Counts {
+    pub fn of(outcomes: impl Iterator<Item = Outcome>) -> Counts {
+        let mut c = Counts::default();
+        for o in outcomes {
+            match o {
+                Outcome::Ok => c.ok += 1,
+                Outcome::Failed => c.failed += 1,
+                Outcome::Unknown => c.unknown += 1,
+            }
+        }
+        c
+    }
+}

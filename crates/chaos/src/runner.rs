@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::checks::{self, CounterReport, Replica, SetReport};
-use crate::history::{Outcome, Recorder, RegisterEvent, RegisterOp};
+use crate::history::{Counts, Outcome, Recorder, RegisterEvent, RegisterOp};
 use crate::linearizability;
 use crate::nemesis::{heal, Fault, FaultRecord, Nemesis, ProbeKeys};
 use crate::procs::Cluster;
@@ -42,28 +42,6 @@ pub struct Options {
     pub op_timeout: Duration,
     /// Extra arguments for every `raftable start` (e.g. Raft timing).
     pub node_args: Vec<String>,
-}
-
-/// Operation counts by outcome.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Counts {
-    pub ok: usize,
-    pub failed: usize,
-    pub unknown: usize,
-}
-
-impl Counts {
-    fn of(outcomes: impl Iterator<Item = Outcome>) -> Counts {
-        let mut c = Counts::default();
-        for o in outcomes {
-            match o {
-                Outcome::Ok => c.ok += 1,
-                Outcome::Failed => c.failed += 1,
-                Outcome::Unknown => c.unknown += 1,
-            }
-        }
-        c
-    }
 }
 
 /// The verdict of a run.
