@@ -3,12 +3,14 @@
 //! raftable's.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::Raft;
 use raftable_common::{Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, WriteOutcome};
 use raftable_storage::{NodeInfo, Rocks, TypeConfig};
 
+use crate::lease::{Hold, Lease};
 use crate::read_index::ReadIndex;
 
 /// A Raft group replica on this node.
@@ -18,14 +20,21 @@ pub struct Group {
     pub raft: Raft<TypeConfig>,
     pub(crate) rocks: Arc<Rocks>,
     reads: ReadIndex,
-    /// Set before this replica proposes a voter change: from then on `sole_leader` is false
-    /// (metrics may still show the old voters while the change is being decided).
-    voters_changing: std::sync::atomic::AtomicBool,
+    lease: Arc<Lease>,
+    /// Until then this replica answers no vote request (see [`Group::vote_gate`]).
+    votes_from: Instant,
 }
 
 impl Group {
-    pub(crate) fn new(shard: ShardId, range: KeyRange, raft: Raft<TypeConfig>, rocks: Arc<Rocks>) -> Self {
-        Self { shard, range, raft, rocks, reads: ReadIndex::default(), voters_changing: Default::default() }
+    pub(crate) fn new(
+        shard: ShardId,
+        range: KeyRange,
+        raft: Raft<TypeConfig>,
+        rocks: Arc<Rocks>,
+        lease: Arc<Lease>,
+        votes_from: Instant,
+    ) -> Self {
+        Self { shard, range, raft, rocks, reads: ReadIndex::default(), lease, votes_from }
     }
 
     /// Replicates and applies `write` if this replica leads the group.
@@ -54,38 +63,14 @@ impl Group {
         }
     }
 
-    /// A linearizable read: confirm leadership (shared round), then read the applied rows.
-    /// A group whose only voter is this leader skips the round (see [`Group::sole_leader`]).
+    /// A linearizable read: confirm leadership (by the leader lease, else a shared read-index
+    /// round), then read the applied rows.
     pub async fn read(&self, read: ShardRead) -> Result<Vec<Row>> {
-        if !self.sole_leader() {
+        let metrics = self.raft.metrics();
+        if !self.lease.valid(|| metrics.borrow()) {
             self.reads.wait(&self.raft).await?;
         }
         raftable_storage::read(&self.rocks, &self.range, &read)
-    }
-
-    /// Whether this replica is the leader of a group with no other voter and has applied an
-    /// entry of its own term. Then no other leader can exist (an election needs this voter,
-    /// also in a joint configuration, whose voters metrics report as a union), every
-    /// acknowledged write is applied here (openraft acknowledges after apply), and everything
-    /// committed before this term is applied (it precedes the term's first entry): a read
-    /// needs no read-index round. Found by profiling RF=1 point reads: the round is a hop
-    /// through the Raft core task and back per read batch.
-    ///
-    /// Metrics are published between passes of openraft's core loop, so they can still show the
-    /// sole voter after this leader appended a configuration adding voters (which can elect
-    /// another leader before the metrics catch up): [`Group::voters_may_change`] turns the
-    /// shortcut off for good before such a change is proposed.
-    fn sole_leader(&self) -> bool {
-        if self.voters_changing.load(std::sync::atomic::Ordering::Acquire) {
-            return false;
-        }
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let mut voters = m.membership_config.membership().voter_ids();
-        m.state == openraft::ServerState::Leader
-            && voters.next() == Some(m.id)
-            && voters.next().is_none()
-            && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
     }
 
     /// Read-index rounds this replica has run (each serves every read that waited for it).
@@ -107,10 +92,34 @@ impl Group {
         Some(Error::NotLeader { leader })
     }
 
-    /// Called before proposing a change of voters through this replica: reads confirm
-    /// leadership with a read-index round from now on (see [`Group::sole_leader`]).
-    pub(crate) fn voters_may_change(&self) {
-        self.voters_changing.store(true, std::sync::atomic::Ordering::Release);
+    /// Suspends the leader lease (reads take read-index rounds) until the hold is dropped:
+    /// taken across a voter change, after which openraft's metrics may lag the voters.
+    pub(crate) fn hold_lease(&self) -> Hold {
+        self.lease.hold()
+    }
+
+    /// Hands a vote request to openraft. Granting a vote ends this replica's leadership in
+    /// every term up to the vote's, while openraft's metrics may still show it leading: the
+    /// lease is suspended from before openraft sees the request until a granted vote's term is
+    /// recorded as the floor the lease's term must exceed (lease module).
+    pub(crate) async fn vote(
+        &self,
+        request: openraft::raft::VoteRequest<NodeId>,
+    ) -> std::result::Result<openraft::raft::VoteResponse<NodeId>, RaftError<NodeId>> {
+        let _hold = self.lease.hold();
+        let response = self.raft.vote(request).await;
+        match &response {
+            Ok(r) if r.vote_granted => self.lease.granted(r.vote),
+            _ => {}
+        }
+        response
+    }
+
+    /// Waits until this replica may answer vote requests: a group restored from disk votes
+    /// only `election_timeout_max` after this process opened it, since the replica that ran
+    /// before the restart may have promised a leader not to (the lease module explains).
+    pub(crate) async fn vote_gate(&self) {
+        tokio::time::sleep_until(self.votes_from.into()).await;
     }
 
     /// The leader this replica currently knows of.

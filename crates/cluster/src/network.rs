@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -25,6 +25,8 @@ use raftable_storage::{NodeInfo, TypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::lease::Lease;
 
 /// Largest gRPC message a node accepts (Raft appends and snapshot chunks, scan results).
 pub(crate) const MAX_MESSAGE: usize = 64 << 20;
@@ -162,6 +164,8 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, tonic::Stat
 pub struct NetworkFactory {
     pub(crate) group: u64,
     pub(crate) peers: Arc<Peers>,
+    /// The group's leader lease, told of every AppendEntries a peer accepts.
+    pub(crate) lease: Arc<Lease>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -169,7 +173,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> GroupClient {
         self.peers.set(target, node.clone());
-        GroupClient { group: self.group, target, addr: node.rpc_addr.clone(), peers: self.peers.clone() }
+        GroupClient {
+            group: self.group,
+            target,
+            addr: node.rpc_addr.clone(),
+            peers: self.peers.clone(),
+            lease: self.lease.clone(),
+        }
     }
 }
 
@@ -179,6 +189,7 @@ pub struct GroupClient {
     target: NodeId,
     addr: String,
     peers: Arc<Peers>,
+    lease: Arc<Lease>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
@@ -237,7 +248,16 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         if entries > 1 && payload.len() > MAX_MESSAGE / 2 {
             return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
         }
-        self.send(Kind::Append, payload, &option).await
+        // Taken before the message leaves: the peer's promise not to vote runs from when it
+        // received the message, later than this.
+        let sent = Instant::now();
+        let reply = self.send(Kind::Append, payload, &option).await;
+        if let Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))
+        | Ok(AppendEntriesResponse::Conflict) = &reply
+        {
+            self.lease.accepted(self.target, rpc.vote, sent);
+        }
+        reply
     }
 
     async fn install_snapshot(

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use raftable_common::{Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, WriteOutcome};
 use raftable_storage::{LogStore, NodeInfo, Rocks, StateMachine};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RaftSettings;
 use crate::group::Group;
+use crate::lease::Lease;
 use crate::network::{NetworkFactory, Peers};
 
 /// A shard command as it travels to the shard's leader.
@@ -94,22 +96,37 @@ impl Node {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Retry("node is stopping".into()));
         }
-        let config = self
-            .settings
-            .openraft_config()
-            .validate()
-            .map_err(|e| Error::InvalidInput(format!("raft settings: {e}")))?;
+        // The replica that ran here before a restart may have promised a leader not to vote or
+        // campaign for election_timeout_max; openraft forgets such promises, so a group with
+        // state on disk keeps them: no campaign and no vote during its first max timeout (the
+        // lease module explains). A group new to this node promised nothing.
+        let restored = StateMachine::stored_range(&self.rocks, shard)?.is_some();
+        let votes_from =
+            Instant::now() + Duration::from_millis(if restored { self.settings.election_max_ms } else { 0 });
+        let mut config = self.settings.openraft_config();
+        config.enable_elect = !restored;
+        let config = config.validate().map_err(|e| Error::InvalidInput(format!("raft settings: {e}")))?;
         let log = LogStore::new(self.rocks.clone(), shard);
         let sm = StateMachine::open(self.rocks.clone(), shard, range.clone()).await?;
-        let network = NetworkFactory { group: shard, peers: self.peers.clone() };
+        let lease = Lease::new(Duration::from_millis(self.settings.election_min_ms));
+        let network = NetworkFactory { group: shard, peers: self.peers.clone(), lease: lease.clone() };
         let raft = openraft::Raft::new(self.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| Error::Internal(format!("starting raft group {shard}: {e}")))?;
+        if restored {
+            tokio::spawn({
+                let raft = raft.clone();
+                async move {
+                    tokio::time::sleep_until(votes_from.into()).await;
+                    raft.runtime_config().elect(true);
+                }
+            });
+        }
         // Learn peer addresses from the membership stored on disk (a restarted node).
         for (id, info) in raft.metrics().borrow().membership_config.nodes() {
             self.peers.set(*id, info.clone());
         }
-        let group = Arc::new(Group::new(shard, range, raft, self.rocks.clone()));
+        let group = Arc::new(Group::new(shard, range, raft, self.rocks.clone(), lease, votes_from));
         self.groups.write().expect("groups lock").insert(shard, group.clone());
         tracing::debug!(shard, "opened raft group");
         Ok(group)
@@ -189,8 +206,6 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use raftable_common::WriteOp;
 
     use super::*;

@@ -188,9 +188,13 @@ async fn change_membership(router: &Router, group: &Group, desired: BTreeSet<u64
         tracing::info!(shard = group.shard, node = id, "adding replica as learner");
         group.raft.add_learner(*id, info, true).await.map_err(|e| Error::Retry(e.to_string()))?;
     }
-    // From here on the group may gain voters: its reads take the read-index round again.
-    group.voters_may_change();
-    group.raft.change_membership(desired.clone(), false).await.map_err(|e| Error::Retry(e.to_string()))?;
+    // openraft's metrics may show the old voters for a moment after the change: no lease
+    // reads until they show its outcome (lease module).
+    let hold = group.hold_lease();
+    let changed = group.raft.change_membership(desired.clone(), false).await;
+    crate::lease::metrics_caught_up(&group.raft).await;
+    drop(hold);
+    changed.map_err(|e| Error::Retry(e.to_string()))?;
     tracing::info!(shard = group.shard, voters = ?desired, "membership changed");
     Ok(())
 }

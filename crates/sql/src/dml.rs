@@ -31,8 +31,43 @@ use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::engine::Engine;
 use crate::error::from_datafusion;
 
-/// How many times a write re-runs for shards whose conditional writes lost a race.
-pub const MAX_ATTEMPTS: usize = 100;
+/// How long a write keeps re-running for shards whose conditional writes lost races.
+const CONTENTION_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Paces the re-runs of a write whose conditional writes lost races to other writers: a
+/// jittered pause growing with each lost race up to about one replicated commit (so a writer
+/// that keeps losing is not pushed further back than the winners), for up to
+/// `CONTENTION_BUDGET`. A budget in time rather than attempts: how often a writer loses
+/// depends on how far it is from the shard's leader (a client on the leader's node reads
+/// without a network hop), and the distant one must keep its chance.
+pub(crate) struct Contention {
+    attempt: u32,
+    deadline: std::time::Instant,
+}
+
+impl Contention {
+    pub(crate) fn new() -> Self {
+        Self { attempt: 0, deadline: std::time::Instant::now() + CONTENTION_BUDGET }
+    }
+
+    /// After a lost race: waits before the next attempt; `false` once the budget is spent.
+    pub(crate) async fn pause(&mut self) -> bool {
+        if std::time::Instant::now() >= self.deadline {
+            return false;
+        }
+        let pause = std::time::Duration::from_micros(200 << self.attempt.min(5));
+        self.attempt += 1;
+        tokio::time::sleep(pause.mul_f64(jitter())).await;
+        true
+    }
+}
+
+/// A factor in [0.5, 1.5), from the clock's nanoseconds (enough to de-synchronise writers).
+fn jitter() -> f64 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    0.5 + f64::from(nanos % 1000) / 1000.0
+}
 
 /// What an INSERT does with a row whose key exists.
 #[derive(Debug, Clone)]
@@ -247,7 +282,8 @@ async fn upsert_update(
     }
     let mut count = 0;
     let mut written: Vec<RecordBatch> = Vec::new();
-    for _ in 0..MAX_ATTEMPTS {
+    let mut contention = Contention::new();
+    loop {
         if pending.is_empty() {
             let batches = written;
             let merged = datafusion::arrow::compute::concat_batches(&def.visible_schema(), &batches)
@@ -314,8 +350,10 @@ async fn upsert_update(
             }
         }
         pending = retry;
+        if !pending.is_empty() && !contention.pause().await {
+            return Err(Error::Retry("too much contention on ON CONFLICT DO UPDATE; nothing more was written".into()));
+        }
     }
-    Err(Error::Retry("too much contention on ON CONFLICT DO UPDATE; nothing more was written".into()))
 }
 
 fn take_rows(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {

@@ -33,7 +33,7 @@ use raftable_common::{Error, Result};
 
 use crate::catalog::TableDef;
 use crate::ddl::{create_table, drop_table, ident, table_name};
-use crate::dml::{self, Conflict, MAX_ATTEMPTS};
+use crate::dml::{self, Conflict, Contention};
 use crate::engine::Engine;
 use crate::error::from_datafusion;
 use crate::point::{PointInsert, PointSelect};
@@ -562,7 +562,8 @@ impl Session {
         let mut plan = select.clone();
         let mut count = 0;
         let mut rows = Vec::new();
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut contention = Contention::new();
+        loop {
             let bound = bind(&plan, params.clone())?;
             let df = self.ctx.execute_logical_plan(bound).await.map_err(from_datafusion)?;
             let batches = df.collect().await.map_err(from_datafusion)?;
@@ -590,13 +591,12 @@ impl Session {
             if retry.is_empty() {
                 return Ok((count, rows));
             }
-            // Lost a race on these shards: read them again and re-evaluate, after a short pause
-            // that grows with contention.
-            let pause = std::time::Duration::from_micros(200 * (1 << attempt.min(6)) as u64);
-            tokio::time::sleep(pause.mul_f64(rand_factor())).await;
+            // Lost a race on these shards: read them again and re-evaluate, after a pause.
+            if !contention.pause().await {
+                return Err(dml::partial(Error::Retry("too much write contention".into()), count > 0));
+            }
             plan = self.plan_select_all(def, sql, Some(retry)).await?;
         }
-        Err(dml::partial(Error::Retry("too much write contention".into()), count > 0))
     }
 
     async fn finish_write(
@@ -644,12 +644,6 @@ fn filter_out_shards(def: &TableDef, batch: &RecordBatch, failed: &BTreeSet<u64>
         keep.push(!failed.contains(&shard));
     }
     datafusion::arrow::compute::filter_record_batch(batch, &keep.into()).map_err(|e| Error::Internal(e.to_string()))
-}
-
-fn rand_factor() -> f64 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    0.5 + f64::from(nanos % 1000) / 1000.0
 }
 
 /// A stream over batches already in memory.

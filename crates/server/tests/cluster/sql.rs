@@ -93,7 +93,7 @@ async fn concurrent_increments_lose_nothing() {
                         conn = client;
                         stmt = conn.prepare(sql).await.unwrap();
                     }
-                    Err(e) => panic!("increment failed: {e}"),
+                    Err(e) => panic!("increment failed: {e:?}"),
                 }
             }
             (acknowledged, unknown)
