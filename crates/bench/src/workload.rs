@@ -107,19 +107,34 @@ pub async fn load(url: &str, name: &str, table: &str, rows: i64, clients: usize)
     for _ in 0..clients.max(1) {
         let (url, table, next, done) = (url.to_string(), table.to_string(), next.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            let client = connect(&url).await?;
-            let stmt = insert_statement(&client, &table, BATCH).await?;
+            let mut client = connect(&url).await?;
+            let mut stmt = insert_statement(&client, &table, BATCH, false).await?;
             loop {
                 let start = next.fetch_add(BATCH as u64, Ordering::Relaxed) as i64;
                 if start >= rows {
                     return Ok::<(), String>(());
                 }
                 let end = (start + BATCH as i64).min(rows);
-                if end - start == BATCH as i64 {
-                    insert_batch(&client, &stmt, start, end, 0).await?;
+                let full = end - start == BATCH as i64;
+                let outcome = if full {
+                    insert_batch(&client, &stmt, start, end, 0).await
                 } else {
-                    let tail = insert_statement(&client, &table, (end - start) as usize).await?;
-                    insert_batch(&client, &tail, start, end, 0).await?;
+                    let tail = insert_statement(&client, &table, (end - start) as usize, false).await?;
+                    insert_batch(&client, &tail, start, end, 0).await
+                };
+                if let Err(e) = outcome {
+                    // Outcome unknown (08007: a leader changed under load; the server closed
+                    // the connection): the batch may be partly in. Reconnect and write it again
+                    // as an upsert of the same values, which is idempotent.
+                    if e.code() != Some(&tokio_postgres::error::SqlState::TRANSACTION_RESOLUTION_UNKNOWN)
+                        && !client.is_closed()
+                    {
+                        return Err(format!("insert: {}", text(e)));
+                    }
+                    client = connect(&url).await?;
+                    let again = insert_statement(&client, &table, (end - start) as usize, true).await?;
+                    insert_batch(&client, &again, start, end, 0).await.map_err(|e| format!("insert: {}", text(e)))?;
+                    stmt = insert_statement(&client, &table, BATCH, false).await?;
                 }
                 done.fetch_add((end - start) as u64, Ordering::Relaxed);
             }
@@ -144,9 +159,16 @@ pub async fn load(url: &str, name: &str, table: &str, rows: i64, clients: usize)
     Ok(())
 }
 
-async fn insert_statement(client: &Client, table: &str, rows: usize) -> Result<tokio_postgres::Statement, String> {
+/// A prepared `rows`-row INSERT into `table`; `upsert` makes it idempotent (ON CONFLICT DO UPDATE).
+async fn insert_statement(
+    client: &Client,
+    table: &str,
+    rows: usize,
+    upsert: bool,
+) -> Result<tokio_postgres::Statement, String> {
     let values: Vec<String> = (0..rows).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
-    let sql = format!("INSERT INTO {table} (k, v) VALUES {}", values.join(", "));
+    let conflict = if upsert { " ON CONFLICT (k) DO UPDATE SET v = excluded.v" } else { "" };
+    let sql = format!("INSERT INTO {table} (k, v) VALUES {}{conflict}", values.join(", "));
     client.prepare(&sql).await.map_err(|e| format!("prepare insert: {e}"))
 }
 
@@ -156,7 +178,7 @@ async fn insert_batch(
     start: i64,
     end: i64,
     salt: u64,
-) -> Result<(), String> {
+) -> Result<(), tokio_postgres::Error> {
     let keys: Vec<i64> = (start..end).collect();
     let values: Vec<String> = keys.iter().map(|k| value(*k, salt)).collect();
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(keys.len() * 2);
@@ -171,7 +193,7 @@ async fn insert_batch(
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) && attempt < 20 => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => return Err(format!("insert: {}", text(e))),
+            Err(e) => return Err(e),
         }
     }
     unreachable!("the loop returns")
@@ -275,7 +297,7 @@ async fn client_loop(
         let (select, upsert) = (select.as_ref(), upsert.as_ref());
         let (scan_agg, range) = (scan_agg.as_ref(), range.as_ref());
         let bulk = if workload == Workload::BulkInsert {
-            Some(insert_statement(&client, "kv_bulk", BATCH).await?)
+            Some(insert_statement(&client, "kv_bulk", BATCH, false).await?)
         } else {
             None
         };
@@ -303,7 +325,7 @@ async fn client_loop(
                     let first = (id as i64) * 1_000_000_000 + batch_no * BATCH as i64;
                     batch_no += 1;
                     let stmt = bulk.as_ref().expect("prepared for bulk-insert");
-                    insert_batch(&client, stmt, first, first + BATCH as i64, 0).await
+                    insert_batch(&client, stmt, first, first + BATCH as i64, 0).await.map_err(text)
                 }
                 Workload::ScanAgg => client.query_one(scan_agg.expect("kv_scan"), &[]).await.map(|_| ()).map_err(text),
                 Workload::RangeScan => {

@@ -34,6 +34,14 @@ pub(crate) const MAX_MESSAGE: usize = 64 << 20;
 /// Largest shard write accepted: a single Raft entry must fit a message with room to spare.
 pub(crate) const MAX_WRITE: usize = 16 << 20;
 
+/// Most bytes of Raft entries sent in one AppendEntries (a single larger entry goes alone).
+/// openraft 0.9 gives an AppendEntries the heartbeat interval (100 ms) to be answered, the
+/// follower's decode, write and fsync included, and sends a timed-out batch again whole: a
+/// batch of many megabytes that a loaded follower cannot take in time is resent forever. Seen
+/// under bulk-insert load with the benchmark's five clusters on 2 cores: a shard's writes
+/// timed out after 10 s while its three idle-looking replicas kept 1.4 cores busy resending.
+const APPEND_BUDGET: usize = 1 << 20;
+
 /// The address book and the channel pool of a node.
 #[derive(Default)]
 pub struct Peers {
@@ -132,14 +140,17 @@ pub(crate) fn endpoint(rpc_addr: &str) -> Result<Endpoint, Error> {
 /// reached the peer (no connection) certainly did not apply; any other failure of a write
 /// leaves its outcome unknown.
 pub(crate) fn status_error(status: &tonic::Status, write: bool) -> Error {
-    let text = format!("{status}: {:?}", std::error::Error::source(status));
-    let not_sent =
-        status.code() == tonic::Code::Unavailable && (text.contains("connect") || text.contains("Connection refused"));
-    if !write || not_sent {
+    if !write || not_sent(status) {
         Error::Retry(format!("peer unreachable: {}", status.message()))
     } else {
         Error::Unknown(format!("peer failed mid-request: {}", status.message()))
     }
+}
+
+/// Whether a failed call never reached the peer (no connection could be made).
+fn not_sent(status: &tonic::Status) -> bool {
+    let text = format!("{status}: {:?}", std::error::Error::source(status));
+    status.code() == tonic::Code::Unavailable && (text.contains("connect") || text.contains("Connection refused"))
 }
 
 /// A reply that cannot be decoded: for a write, whether it applied is unknown.
@@ -217,10 +228,14 @@ impl GroupClient {
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) => {
-                let e = status_error(&status, false);
-                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            // Only a peer that cannot be connected to is unreachable: openraft then stops
+            // sending to it (heartbeats included) for a backoff period. Any other failure is a
+            // network error, retried with the next heartbeat; treating it as unreachable
+            // silenced a live follower long enough to elect another leader under load.
+            Ok(Err(status)) if not_sent(&status) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status_error(&status, false))));
             }
+            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status_error(&status, false)))),
             Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
         };
         let result: Result<Resp, RaftError<NodeId, E>> =
@@ -242,11 +257,12 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        // A batch the peer would refuse as too large: ask openraft to send fewer entries.
+        // A batch over the budget: ask openraft to send fewer entries (for its next few sends).
         let payload = encode(&rpc);
-        let entries = rpc.entries.len() as u64;
-        if entries > 1 && payload.len() > MAX_MESSAGE / 2 {
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2)));
+        let entries = rpc.entries.len();
+        if entries > 1 && payload.len() > APPEND_BUDGET {
+            let fit = (entries * APPEND_BUDGET / payload.len()).clamp(1, entries - 1);
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit as u64)));
         }
         // Taken before the message leaves: the peer's promise not to vote runs from when it
         // received the message, later than this.
