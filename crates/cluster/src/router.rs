@@ -14,6 +14,7 @@ use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::ShardRequest;
 use raftable_storage::NodeInfo;
 
+use crate::coalesce::Coalescer;
 use crate::meta::{self, NodeRecord, ShardRecord};
 use crate::network::{decode, encode, status_error, undecodable, MAX_MESSAGE, MAX_WRITE};
 use crate::node::{Node, Op, OpResult};
@@ -24,13 +25,21 @@ pub struct Router {
     shards: RwLock<HashMap<ShardId, (ShardRecord, u64)>>,
     nodes: RwLock<Vec<NodeRecord>>,
     leaders: Mutex<HashMap<ShardId, NodeId>>,
+    reads: Arc<Coalescer>,
     timeout: Duration,
 }
 
 impl Router {
     pub fn new(node: Arc<Node>) -> Arc<Self> {
         let timeout = Duration::from_millis(node.settings.route_timeout_ms);
-        Arc::new(Self { node, shards: RwLock::default(), nodes: RwLock::default(), leaders: Mutex::default(), timeout })
+        Arc::new(Self {
+            node,
+            shards: RwLock::default(),
+            nodes: RwLock::default(),
+            leaders: Mutex::default(),
+            reads: Arc::default(),
+            timeout,
+        })
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -165,19 +174,25 @@ impl Router {
     }
 
     async fn remote(&self, id: NodeId, shard: ShardId, op: &Op, remaining: Duration, write: bool) -> Result<OpResult> {
-        let channel = self.node.peers.channel_to(id).await?;
-        let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: false, payload: encode(op) };
         // A leader that stopped answering (paused, cut off) fails the call once the channel's
         // HTTP/2 keep-alive gives up on it (~3 s); a slow answer (a big page, a leader catching
         // up) is waited for.
+        if !write {
+            // Reads to one peer share gRPC calls under load (crate::coalesce).
+            return match tokio::time::timeout(remaining, self.reads.read(&self.node.peers, id, request)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
+            };
+        }
+        let channel = self.node.peers.channel_to(id).await?;
+        let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         match tokio::time::timeout(remaining, client.call(request)).await {
             Ok(Ok(reply)) => {
-                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
+                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, true))?
             }
-            Ok(Err(status)) => Err(status_error(&status, write)),
-            Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
-            Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
+            Ok(Err(status)) => Err(status_error(&status, true)),
+            Err(_) => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
         }
     }
 }

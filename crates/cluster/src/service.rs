@@ -16,8 +16,8 @@ use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::shard_server::{Shard, ShardServer};
 use raftable_proto::{
     CompactReply, CompactRequest, CreateShardReply, CreateShardRequest, FaultsReply, FaultsRequest, JoinReply,
-    JoinRequest, NodeStatus, OpenGroupReply, OpenGroupRequest, RaftMessage, ShardReply, ShardRequest, ShardStatus,
-    StatusReply, StatusRequest,
+    JoinRequest, NodeStatus, OpenGroupReply, OpenGroupRequest, RaftMessage, ShardBatch, ShardBatchReply, ShardReply,
+    ShardRequest, ShardStatus, StatusReply, StatusRequest,
 };
 use raftable_storage::NodeInfo;
 use tonic::{Request, Response, Status};
@@ -119,14 +119,25 @@ struct ShardService {
 #[tonic::async_trait]
 impl Shard for ShardService {
     async fn call(&self, req: Request<ShardRequest>) -> std::result::Result<Response<ShardReply>, Status> {
-        let req = req.into_inner();
+        Ok(Response::new(self.serve(req.into_inner()).await?))
+    }
+
+    async fn call_many(&self, req: Request<ShardBatch>) -> std::result::Result<Response<ShardBatchReply>, Status> {
+        let calls = req.into_inner().requests.into_iter().map(|r| self.serve(r));
+        let replies = futures::future::join_all(calls).await.into_iter().collect::<std::result::Result<_, _>>()?;
+        Ok(Response::new(ShardBatchReply { replies }))
+    }
+}
+
+impl ShardService {
+    async fn serve(&self, req: ShardRequest) -> std::result::Result<ShardReply, Status> {
         let op: Op = decode(&req.payload)?;
         let result = if req.forward {
             self.router.call(req.shard, op).await
         } else {
             self.router.node().local_call(req.shard, op).await
         };
-        Ok(Response::new(ShardReply { payload: encode(&result) }))
+        Ok(ShardReply { payload: encode(&result) })
     }
 }
 
