@@ -3,10 +3,11 @@
 //! once, and each gRPC call costs more CPU (HTTP/2 framing, task hops, syscalls on both ends)
 //! than serving the read. So reads for one peer share calls: when no call to the peer is in
 //! flight a read goes at once, else it waits, and the next call takes every read waiting
-//! (`Shard.CallMany`, served concurrently, answered in order). Writes are not coalesced: a
-//! batch is answered when its slowest member is, and a read should not wait for a replicated
-//! write. Measured on the 3-node benchmark (docs/benchmarks.md): point-select +16% with two
-//! calls in flight per peer, +23% more with one.
+//! (`Shard.CallMany`, answered in order). Only point reads (`ShardRead::Get`) take this path:
+//! a batch is answered when its slowest member is, so writes (a replicated commit) and scans
+//! (pages of rows, which gain nothing from sharing a call) go on their own calls. Measured on
+//! the 3-node benchmark (docs/benchmarks.md): point-select +16% with two calls in flight per
+//! peer, +23% more with one; with scan pages coalesced too, scan-agg lost 25%.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,7 +40,7 @@ struct Queue {
 }
 
 impl Coalescer {
-    /// Sends `request` (a read) to node `id` and returns its answer. The caller bounds the
+    /// Sends `request` (a point read) to node `id` and returns its answer. The caller bounds the
     /// wait; a read it stops waiting for is still sent or answered, and dropped.
     pub(crate) async fn read(
         self: &Arc<Self>,

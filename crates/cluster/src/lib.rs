@@ -13,7 +13,7 @@
 //! 4. The apply result travels back: leader → router → caller. A `NotLeader` or election on the
 //!    way makes the router retry elsewhere until its deadline.
 //!
-//! A read is the same up to step 2 (reads forwarded to one peer share gRPC calls under load:
+//! A read is the same up to step 2 (point reads forwarded to one peer share gRPC calls under load:
 //! `coalesce::Coalescer`), where [`Group::read`] confirms leadership by the leader
 //! lease (`lease::Lease`, kept up by the acknowledgements of heartbeats and appends), or else by
 //! joining a shared read-index round (`read_index::ReadIndex`), and then reads the leader's

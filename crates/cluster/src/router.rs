@@ -178,8 +178,8 @@ impl Router {
         // A leader that stopped answering (paused, cut off) fails the call once the channel's
         // HTTP/2 keep-alive gives up on it (~3 s); a slow answer (a big page, a leader catching
         // up) is waited for.
-        if !write {
-            // Reads to one peer share gRPC calls under load (crate::coalesce).
+        if matches!(op, Op::Read(ShardRead::Get { .. })) {
+            // Point reads to one peer share gRPC calls under load (crate::coalesce).
             return match tokio::time::timeout(remaining, self.reads.read(&self.node.peers, id, request)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
@@ -189,10 +189,11 @@ impl Router {
         let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         match tokio::time::timeout(remaining, client.call(request)).await {
             Ok(Ok(reply)) => {
-                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, true))?
+                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
             }
-            Ok(Err(status)) => Err(status_error(&status, true)),
-            Err(_) => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
+            Ok(Err(status)) => Err(status_error(&status, write)),
+            Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
+            Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
         }
     }
 }
