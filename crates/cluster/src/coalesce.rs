@@ -28,9 +28,9 @@ const IN_FLIGHT: usize = 1;
 type Waiter = (ShardRequest, oneshot::Sender<Result<OpResult>>);
 
 /// The per-peer queues of one node's forwarded reads.
-#[derive(Default)]
 pub(crate) struct Coalescer {
-    peers: Mutex<HashMap<NodeId, Queue>>,
+    peers: Arc<Peers>,
+    queues: Mutex<HashMap<NodeId, Queue>>,
 }
 
 #[derive(Default)]
@@ -40,15 +40,14 @@ struct Queue {
 }
 
 impl Coalescer {
+    pub(crate) fn new(peers: Arc<Peers>) -> Arc<Self> {
+        Arc::new(Self { peers, queues: Mutex::default() })
+    }
+
     /// Sends `request` (a point read) to node `id` and returns its answer. The caller bounds the
     /// wait; a read it stops waiting for is still sent or answered, and dropped.
-    pub(crate) async fn read(
-        self: &Arc<Self>,
-        peers: &Arc<Peers>,
-        id: NodeId,
-        request: ShardRequest,
-    ) -> Result<OpResult> {
-        let peers = peers.clone();
+    pub(crate) async fn read(self: &Arc<Self>, id: NodeId, request: ShardRequest) -> Result<OpResult> {
+        let peers = self.peers.clone();
         self.read_with(id, request, move |requests| {
             let peers = peers.clone();
             async move { call(&peers, id, requests).await }
@@ -64,7 +63,7 @@ impl Coalescer {
     {
         let (tx, rx) = oneshot::channel();
         let start = {
-            let mut queues = self.peers.lock().expect("coalescer lock");
+            let mut queues = self.queues.lock().expect("coalescer lock");
             let queue = queues.entry(id).or_default();
             queue.waiting.push((request, tx));
             queue.in_flight < IN_FLIGHT && {
@@ -86,7 +85,7 @@ impl Coalescer {
     {
         loop {
             let batch = {
-                let mut queues = self.peers.lock().expect("coalescer lock");
+                let mut queues = self.queues.lock().expect("coalescer lock");
                 let queue = queues.entry(id).or_default();
                 if queue.waiting.is_empty() {
                     queue.in_flight -= 1;
@@ -171,7 +170,7 @@ mod tests {
     /// read gets its own answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_waiting_for_a_slot_share_one_call() {
-        let coalescer = Arc::new(Coalescer::default());
+        let coalescer = Coalescer::new(Arc::default());
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let call = echo(sizes.clone(), gate.clone());
@@ -195,7 +194,7 @@ mod tests {
         for shard in first..first + 10 {
             reads.push((shard, read(shard)));
         }
-        while coalescer.peers.lock().unwrap().get(&7).map(|q| q.waiting.len()) != Some(10) {
+        while coalescer.queues.lock().unwrap().get(&7).map(|q| q.waiting.len()) != Some(10) {
             tokio::task::yield_now().await;
         }
         gate.add_permits(IN_FLIGHT + 1);
@@ -208,6 +207,6 @@ mod tests {
         let mut expected = vec![1; IN_FLIGHT];
         expected.push(10);
         assert_eq!(*sizes.lock().unwrap(), expected, "single calls, then one call for the ten waiting");
-        assert_eq!(coalescer.peers.lock().unwrap()[&7].in_flight, 0, "slots released");
+        assert_eq!(coalescer.queues.lock().unwrap()[&7].in_flight, 0, "slots released");
     }
 }

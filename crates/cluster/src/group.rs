@@ -21,7 +21,7 @@ pub struct Group {
     pub(crate) rocks: Arc<Rocks>,
     reads: ReadIndex,
     lease: Arc<Lease>,
-    /// Until then this replica answers no vote request (see [`Group::vote_gate`]).
+    /// Until then this replica answers no vote request (see [`Group::vote`]).
     votes_from: Instant,
 }
 
@@ -98,14 +98,17 @@ impl Group {
         self.lease.hold()
     }
 
-    /// Hands a vote request to openraft. Granting a vote ends this replica's leadership in
-    /// every term up to the vote's, while openraft's metrics may still show it leading: the
-    /// lease is suspended from before openraft sees the request until a granted vote's term is
-    /// recorded as the floor the lease's term must exceed (lease module).
+    /// Hands a vote request to openraft, once this replica may vote: a group restored from
+    /// disk votes only `election_timeout_max` after this process opened it, since the replica
+    /// that ran before the restart may have promised a leader not to. Granting a vote ends this
+    /// replica's leadership in every term up to the vote's, while openraft's metrics may still
+    /// show it leading: the lease is suspended from before openraft sees the request until a
+    /// granted vote's term is recorded as the floor the lease's term must exceed (lease module).
     pub(crate) async fn vote(
         &self,
         request: openraft::raft::VoteRequest<NodeId>,
     ) -> std::result::Result<openraft::raft::VoteResponse<NodeId>, RaftError<NodeId>> {
+        tokio::time::sleep_until(self.votes_from.into()).await;
         let _hold = self.lease.hold();
         let response = self.raft.vote(request).await;
         match &response {
@@ -113,13 +116,6 @@ impl Group {
             _ => {}
         }
         response
-    }
-
-    /// Waits until this replica may answer vote requests: a group restored from disk votes
-    /// only `election_timeout_max` after this process opened it, since the replica that ran
-    /// before the restart may have promised a leader not to (the lease module explains).
-    pub(crate) async fn vote_gate(&self) {
-        tokio::time::sleep_until(self.votes_from.into()).await;
     }
 
     /// The leader this replica currently knows of.

@@ -25,7 +25,7 @@
 //!   more: openraft elects a sole voter without waiting for any lease.)
 //! - A restarted replica forgets the promises it made before the crash: a group restored from
 //!   disk neither votes nor campaigns during its first `election_timeout_max`
-//!   (`Group::vote_gate`, `node::Node::open_group`).
+//!   (`Group::vote`, `node::Node::open_group`).
 //!
 //! The argument assumes every node runs the same election timeouts (`RaftSettings` defaults;
 //! the flags that change them are hidden and for tests): a leader with a longer minimum than a
@@ -187,11 +187,16 @@ mod tests {
 
     /// Metrics of node 1 leading term 3 with voters `configs` and an entry of term 3 applied.
     fn leader(configs: Vec<Vec<NodeId>>) -> RaftMetrics<NodeId, NodeInfo> {
+        leader_in(3, configs)
+    }
+
+    /// Metrics of node 1 leading `term` with voters `configs` and an entry of `term` applied.
+    fn leader_in(term: u64, configs: Vec<Vec<NodeId>>) -> RaftMetrics<NodeId, NodeInfo> {
         let mut m = RaftMetrics::new_initial(1);
         m.state = ServerState::Leader;
-        m.vote = Vote::new_committed(3, 1);
-        m.current_term = 3;
-        m.last_applied = Some(LogId::new(CommittedLeaderId::new(3, 1), 7));
+        m.vote = Vote::new_committed(term, 1);
+        m.current_term = term;
+        m.last_applied = Some(LogId::new(CommittedLeaderId::new(term, 1), 7));
         let configs: Vec<BTreeSet<NodeId>> = configs.into_iter().map(|c| c.into_iter().collect()).collect();
         let nodes: BTreeMap<NodeId, NodeInfo> = configs.iter().flatten().map(|id| (*id, NodeInfo::default())).collect();
         let membership = Membership::new(configs, nodes);
@@ -259,10 +264,7 @@ mod tests {
         assert!(lease.valid(|| &m));
         lease.granted(Vote::new(4, 2));
         assert!(!lease.valid(|| &m), "the metrics still show term 3, but this replica voted in term 4");
-        let mut later = m.clone();
-        later.vote = Vote::new_committed(5, 1);
-        later.current_term = 5;
-        later.last_applied = Some(LogId::new(CommittedLeaderId::new(5, 1), 9));
+        let later = leader_in(5, vec![vec![1, 2, 3]]);
         lease.accepted(2, Vote::new_committed(5, 1), Instant::now());
         assert!(lease.valid(|| &later), "leading again in a later term");
     }

@@ -268,9 +268,8 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         // received the message, later than this.
         let sent = Instant::now();
         let reply = self.send(Kind::Append, payload, &option).await;
-        if let Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))
-        | Ok(AppendEntriesResponse::Conflict) = &reply
-        {
+        // Any answer but HigherVote means the peer accepted this leader's vote.
+        if matches!(&reply, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
             self.lease.accepted(self.target, rpc.vote, sent);
         }
         reply

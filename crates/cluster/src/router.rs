@@ -32,12 +32,13 @@ pub struct Router {
 impl Router {
     pub fn new(node: Arc<Node>) -> Arc<Self> {
         let timeout = Duration::from_millis(node.settings.route_timeout_ms);
+        let reads = Coalescer::new(node.peers.clone());
         Arc::new(Self {
             node,
             shards: RwLock::default(),
             nodes: RwLock::default(),
             leaders: Mutex::default(),
-            reads: Arc::default(),
+            reads,
             timeout,
         })
     }
@@ -180,7 +181,7 @@ impl Router {
         // up) is waited for.
         if matches!(op, Op::Read(ShardRead::Get { .. })) {
             // Point reads to one peer share gRPC calls under load (crate::coalesce).
-            return match tokio::time::timeout(remaining, self.reads.read(&self.node.peers, id, request)).await {
+            return match tokio::time::timeout(remaining, self.reads.read(id, request)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
             };

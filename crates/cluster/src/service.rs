@@ -93,10 +93,7 @@ impl Raft for RaftService {
     async fn vote(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let group = self.group(m.group).await.map_err(to_status)?;
-        let request = decode(&m.payload)?;
-        group.vote_gate().await;
-        let response = group.vote(request).await;
-        reply(m.group, &response)
+        reply(m.group, &group.vote(decode(&m.payload)?).await)
     }
 
     async fn append(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
