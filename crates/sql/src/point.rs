@@ -1,9 +1,10 @@
 //! The fast path of prepared point statements: `SELECT cols FROM t WHERE <every key column> =
-//! $n` and single-row `INSERT INTO t (...) VALUES ($1, ...)` (plain, `ON CONFLICT DO NOTHING` or
-//! an upsert overwriting from `excluded`). They are recognised once, at prepare time, from the
-//! statement's shape; each execution then binds the parameters, encodes the key and goes
-//! straight to the shard (one `Get` or one `ShardWrite`), without DataFusion planning,
-//! optimisation or execution. Anything else takes the general path.
+//! $n` and `INSERT INTO t (...) VALUES ($1, ...), ($k, ...)` whose values are all parameters, one
+//! row or many (plain, `ON CONFLICT DO NOTHING` or an upsert overwriting from `excluded`). They
+//! are recognised once, at prepare time, from the statement's shape; each execution then binds
+//! the parameters, encodes the keys and goes straight to the shards (one `Get`, or one
+//! `ShardWrite` per shard), without DataFusion planning, optimisation or execution. Anything
+//! else takes the general path.
 
 use std::sync::Arc;
 
@@ -33,11 +34,11 @@ pub struct PointSelect {
     pub schema: SchemaRef,
 }
 
-/// A single-row insert whose values are all parameters.
-pub struct PointInsert {
+/// An insert of rows whose values are all parameters.
+pub struct ParamInsert {
     pub def: Arc<TableDef>,
-    /// Per visible column, the parameter index giving its value (None: the default).
-    params: Vec<Option<usize>>,
+    /// Per row, per visible column, the parameter index giving its value (None: the default).
+    rows: Vec<Vec<Option<usize>>>,
     pub conflict: Conflict,
 }
 
@@ -186,9 +187,9 @@ pub fn changed_text(before: &ScalarValue, after: &ScalarValue) -> bool {
     }
 }
 
-impl PointInsert {
-    /// The plan of `insert` into `def`, if it is a single row of parameters without RETURNING.
-    pub fn plan(insert: &Insert, def: &Arc<TableDef>, conflict: &Conflict) -> Option<PointInsert> {
+impl ParamInsert {
+    /// The plan of `insert` into `def`, if it is rows of parameters without RETURNING.
+    pub fn plan(insert: &Insert, def: &Arc<TableDef>, conflict: &Conflict) -> Option<ParamInsert> {
         if insert.returning.is_some() || matches!(conflict, Conflict::Update { .. }) {
             return None;
         }
@@ -197,42 +198,120 @@ impl PointInsert {
             return None;
         }
         let SetExpr::Values(values) = q.body.as_ref() else { return None };
-        let [row] = values.rows.as_slice() else { return None };
         let columns = target_columns(insert, def).ok()?;
-        if columns.len() != row.len() || columns.iter().any(|c| def.columns[*c].hidden) {
+        if values.rows.is_empty() || columns.iter().any(|c| def.columns[*c].hidden) {
             return None;
         }
         let visible = def.visible();
-        let mut params = vec![None; visible.len()];
-        for (col, e) in columns.iter().zip(row.iter()) {
-            let slot = visible.iter().position(|v| v == col)?;
-            if params[slot].replace(placeholder(e)?).is_some() {
+        let slots = columns.iter().map(|col| visible.iter().position(|v| v == col)).collect::<Option<Vec<_>>>()?;
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            if row.len() != columns.len() {
                 return None;
             }
+            let mut params = vec![None; visible.len()];
+            for (slot, e) in slots.iter().zip(row.iter()) {
+                if params[*slot].replace(placeholder(e)?).is_some() {
+                    return None;
+                }
+            }
+            rows.push(params);
         }
-        Some(PointInsert { def: def.clone(), params, conflict: conflict.clone() })
+        Some(ParamInsert { def: def.clone(), rows, conflict: conflict.clone() })
     }
 
     pub fn param_types(&self) -> Vec<(usize, DataType)> {
         let visible = self.def.visible();
-        self.params
+        self.rows
             .iter()
-            .enumerate()
+            .flat_map(|row| row.iter().enumerate())
             .filter_map(|(slot, p)| p.map(|p| (p, self.def.columns[visible[slot]].ty.arrow())))
             .collect()
     }
 
-    /// Inserts the row; returns how many rows were written (0 for a skipped conflict).
+    /// Inserts the rows; returns how many rows were written (skipped conflicts not counted).
     pub async fn execute(&self, engine: &Engine, params: &[ScalarValue]) -> Result<usize> {
         let visible = self.def.visible();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(visible.len());
-        for (slot, p) in self.params.iter().enumerate() {
-            let value = match p {
-                Some(p) => params[*p].clone(),
-                None => self.def.default_value(visible[slot])?,
-            };
-            arrays.push(value.to_array().map_err(crate::error::from_datafusion)?);
+        for (slot, &col) in visible.iter().enumerate() {
+            let mut values = Vec::with_capacity(self.rows.len());
+            for row in &self.rows {
+                values.push(match row[slot] {
+                    Some(p) => params[p].clone(),
+                    None => self.def.default_value(col)?,
+                });
+            }
+            arrays.push(column_array(&self.def, col, values)?);
         }
         Ok(dml::insert(engine, &self.def, &arrays, &self.conflict).await?.0)
+    }
+}
+
+/// One column's values as an array. Parameters arrive decoded to the column's type, so the
+/// values share one type; where they do not (a typed NULL of another type, a default), each is
+/// first coerced to the column's type by PostgreSQL's rules. `dml::insert` checks the result.
+fn column_array(def: &TableDef, col: usize, values: Vec<ScalarValue>) -> Result<ArrayRef> {
+    let first = values.first().map(ScalarValue::data_type);
+    let values = if values.iter().all(|v| Some(v.data_type()) == first) {
+        values
+    } else {
+        let column = &def.columns[col];
+        values.iter().map(|v| coerce_scalar(&column.ty, &column.name, v)).collect::<Result<Vec<_>>>()?
+    };
+    ScalarValue::iter_to_array(values).map_err(crate::error::from_datafusion)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+    use crate::catalog::ColumnDef;
+    use crate::types::SqlType;
+
+    fn table() -> Arc<TableDef> {
+        let column =
+            |name: &str, ty, nullable| ColumnDef { name: name.into(), ty, nullable, default: None, hidden: false };
+        Arc::new(TableDef {
+            id: 1,
+            name: "t".into(),
+            columns: vec![column("k", SqlType::BigInt, false), column("v", SqlType::Text, true)],
+            pk: vec![0],
+            buckets: 2,
+            shards: vec![1, 2],
+        })
+    }
+
+    fn insert_plan(sql: &str) -> Option<ParamInsert> {
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        let Statement::Insert(insert) = stmt else { panic!("not an insert: {sql}") };
+        ParamInsert::plan(&insert, &table(), &Conflict::Fail)
+    }
+
+    #[test]
+    fn rows_of_parameters_take_the_fast_path() {
+        let plan = insert_plan("INSERT INTO t (v, k) VALUES ($2, $1), ($4, $3)").expect("fast path");
+        assert_eq!(plan.rows, vec![vec![Some(0), Some(1)], vec![Some(2), Some(3)]]);
+        let types = plan.param_types();
+        assert_eq!(types.iter().filter(|(_, t)| *t == DataType::Int64).map(|(p, _)| *p).collect::<Vec<_>>(), [0, 2]);
+        // A column left out takes its default.
+        let plan = insert_plan("INSERT INTO t (k) VALUES ($1), ($2), ($3)").expect("fast path");
+        assert_eq!(plan.rows, vec![vec![Some(0), None], vec![Some(1), None], vec![Some(2), None]]);
+    }
+
+    #[test]
+    fn anything_but_parameters_takes_the_general_path() {
+        for sql in [
+            "INSERT INTO t VALUES ($1, $2), (3, $4)",
+            "INSERT INTO t VALUES ($1, $2), ($3)",
+            "INSERT INTO t VALUES ($1, $2::text)",
+            "INSERT INTO t (k, k) VALUES ($1, $2)",
+            "INSERT INTO t VALUES ($1, $2) RETURNING k",
+            "INSERT INTO t SELECT $1, $2",
+        ] {
+            assert!(insert_plan(sql).is_none(), "{sql}");
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::ddl::{create_table, drop_table, ident, table_name};
 use crate::dml::{self, Conflict, Contention};
 use crate::engine::Engine;
 use crate::error::from_datafusion;
-use crate::point::{PointInsert, PointSelect};
+use crate::point::{ParamInsert, PointSelect};
 use crate::provider::{RaftableCatalog, Scope, CATALOG, PUBLIC};
 use crate::scan::ClusterRef;
 
@@ -53,7 +53,7 @@ enum Plan {
     /// A primary-key lookup, executed without DataFusion.
     PointSelect(PointSelect),
     /// A single-row insert of parameters, executed without DataFusion.
-    PointInsert(PointInsert),
+    ParamInsert(ParamInsert),
     Query {
         plan: LogicalPlan,
         command: &'static str,
@@ -201,7 +201,7 @@ impl Session {
             | Plan::Update { select: plan, .. }
             | Plan::Delete { select: plan, .. } => inferred(plan)?,
             Plan::PointSelect(p) => typed(p.param_types()),
-            Plan::PointInsert(p) => typed(p.param_types()),
+            Plan::ParamInsert(p) => typed(p.param_types()),
             _ => Vec::new(),
         };
         if let Plan::Update { hints, .. } = &plan {
@@ -312,8 +312,8 @@ impl Session {
         if matches!(conflict, Conflict::Ignore) && insert.returning.is_some() {
             return Err(Error::Unsupported("RETURNING with ON CONFLICT DO NOTHING is not supported yet".into()));
         }
-        if let Some(point) = PointInsert::plan(insert, &def, &conflict) {
-            return Ok((Plan::PointInsert(point), None));
+        if let Some(insert) = ParamInsert::plan(insert, &def, &conflict) {
+            return Ok((Plan::ParamInsert(insert), None));
         }
         let mut bare = insert.clone();
         bare.on = None;
@@ -424,7 +424,7 @@ impl Session {
         }
         let target = match &prepared.plan {
             Plan::PointSelect(p) => Some(&p.def),
-            Plan::PointInsert(p) => Some(&p.def),
+            Plan::ParamInsert(p) => Some(&p.def),
             Plan::Insert { def, .. } | Plan::Update { def, .. } | Plan::Delete { def, .. } => Some(def),
             _ => None,
         };
@@ -437,8 +437,8 @@ impl Session {
                 let schema = point.schema.clone();
                 Ok(Output::Rows { command: "SELECT", schema: schema.clone(), stream: once(schema, vec![batch]) })
             }
-            Plan::PointInsert(point) => {
-                let n = point.execute(&self.engine, &params).await?;
+            Plan::ParamInsert(insert) => {
+                let n = insert.execute(&self.engine, &params).await?;
                 self.transaction_writes += 1;
                 Ok(Output::Command { tag: format!("INSERT 0 {n}") })
             }

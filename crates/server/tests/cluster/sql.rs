@@ -53,6 +53,26 @@ async fn client_scenario_on_every_node() {
     assert_eq!(nodes.len(), 3);
     let shards = a.query("SELECT shard_id FROM raftable.shards WHERE table_name = 'accounts'", &[]).await.unwrap();
     assert_eq!(shards.len(), 3);
+    // Multi-row inserts of parameters (the fast path of prepared INSERTs): a NULL, a default,
+    // the count, ON CONFLICT DO NOTHING counting only new rows, a duplicate failing the whole
+    // statement with 23505, a NOT NULL violation with 23502.
+    let multi = b.prepare("INSERT INTO accounts (id, owner, opened) VALUES ($1, $2, $3), ($4, $5, $6)").await.unwrap();
+    let (none, some) = (None::<chrono::NaiveDate>, Some(day));
+    assert_eq!(b.execute(&multi, &[&101i64, &"m1", &some, &102i64, &"m2", &none]).await.unwrap(), 2);
+    let err = b.execute(&multi, &[&103i64, &"m3", &some, &101i64, &"m1", &some]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "23505");
+    let err = b.execute(&multi, &[&104i64, &None::<String>, &some, &105i64, &"m5", &some]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "23502");
+    let ignore = b
+        .prepare("INSERT INTO accounts (id, owner, opened) VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT DO NOTHING")
+        .await
+        .unwrap();
+    assert_eq!(b.execute(&ignore, &[&102i64, &"again", &some, &106i64, &"m6", &some]).await.unwrap(), 1);
+    let rows = c.query("SELECT id, owner, opened, active FROM accounts WHERE id > 100 ORDER BY id", &[]).await.unwrap();
+    let got: Vec<(i64, String, Option<chrono::NaiveDate>, bool)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    let want = [(101, "m1", some), (102, "m2", none), (106, "m6", some)];
+    assert_eq!(got, want.map(|(i, o, d)| (i, o.to_string(), d, true)).to_vec());
     a.batch_execute("DROP TABLE accounts").await.unwrap();
     let err = c.query("SELECT * FROM accounts", &[]).await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "42P01");
