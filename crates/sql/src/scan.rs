@@ -157,9 +157,12 @@ fn key_column(e: &Expr, pk: &[&str]) -> Option<usize> {
     }
 }
 
-fn literal(e: &Expr) -> Option<&ScalarValue> {
+/// The value of a literal, or of a cast of one (a parameter bound into a plan optimized before
+/// its value was known keeps the cast the optimizer put around it).
+fn literal(e: &Expr) -> Option<ScalarValue> {
     match e {
-        Expr::Literal(v, _) if !v.is_null() => Some(v),
+        Expr::Literal(v, _) if !v.is_null() => Some(v.clone()),
+        Expr::Cast(cast) => literal(&cast.expr)?.cast_to(cast.field.data_type()).ok().filter(|v| !v.is_null()),
         _ => None,
     }
 }
@@ -202,10 +205,10 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
                         (_, _, Some(col), Some(v)) => (col, v, op.swap().unwrap_or(*op)),
                         _ => continue,
                     };
-                if !exact_for_key(value, &def.columns[def.pk[col]].ty.arrow()) {
+                if !exact_for_key(&value, &def.columns[def.pk[col]].ty.arrow()) {
                     continue;
                 }
-                let Some(enc) = encode(col, value) else { continue };
+                let Some(enc) = encode(col, &value) else { continue };
                 let b = &mut bounds[col];
                 match op {
                     Operator::Eq => b.eq = Some(vec![enc]),
@@ -222,7 +225,7 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
                 let values: Option<Vec<Vec<u8>>> = list
                     .list
                     .iter()
-                    .map(|e| literal(e).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, v)))
+                    .map(|e| literal(e).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, &v)))
                     .collect();
                 if let Some(mut values) = values {
                     values.sort();
@@ -233,8 +236,8 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
             Expr::Between(b) if !b.negated => {
                 let Some(col) = key_column(&b.expr, &pk) else { continue };
                 let ty = def.columns[def.pk[col]].ty.arrow();
-                let lo = literal(&b.low).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, v));
-                let hi = literal(&b.high).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, v));
+                let lo = literal(&b.low).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, &v));
+                let hi = literal(&b.high).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, &v));
                 if let (Some(lo), Some(hi)) = (lo, hi) {
                     bounds[col].lower = Some((lo, true));
                     bounds[col].upper = Some((hi, true));

@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp as DfWriteOp};
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, Volatility, WriteOp as DfWriteOp};
+use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -52,10 +54,15 @@ pub struct Prepared {
 enum Plan {
     /// A primary-key lookup, executed without DataFusion.
     PointSelect(PointSelect),
-    /// A single-row insert of parameters, executed without DataFusion.
+    /// An insert of rows of parameters, executed without DataFusion.
     ParamInsert(ParamInsert),
     Query {
         plan: LogicalPlan,
+        /// The plan through DataFusion's analyzer and logical optimizer once, placeholders still
+        /// in it, with the parameter types: each execution binds the values into it and plans it
+        /// physically, without optimizing again. `None` where that is not safe (see
+        /// [`Session::optimize_once`]): then every execution optimizes `plan` with its values.
+        optimized: Option<(LogicalPlan, Vec<DataType>)>,
         command: &'static str,
     },
     Insert {
@@ -234,8 +241,11 @@ impl Session {
                 }
                 let plan = self.df_plan(stmt.clone()).await?;
                 let schema = Arc::new(plan.schema().as_arrow().clone());
-                let command = if matches!(stmt, Statement::Explain { .. }) { "EXPLAIN" } else { "SELECT" };
-                (Plan::Query { plan, command }, Some(schema))
+                let (command, optimized) = match stmt {
+                    Statement::Explain { .. } => ("EXPLAIN", None),
+                    _ => ("SELECT", self.optimize_once(&plan)),
+                };
+                (Plan::Query { plan, optimized, command }, Some(schema))
             }
             Statement::Insert(_) => self.plan_insert(stmt).await?,
             Statement::Update(_) => self.plan_update(stmt).await?,
@@ -270,6 +280,19 @@ impl Session {
         let name = crate::point::point_select_table(q)?;
         let def = self.engine.catalog.get(&name).await.ok()??;
         PointSelect::plan(q, &def)
+    }
+
+    /// `plan` through the analyzer and optimizer, with its parameter types, if the optimized
+    /// plan may be reused by every execution: not when the plan calls a function that is not
+    /// immutable (the optimizer folds `now()` into the time it runs), and not when the optimizer
+    /// cannot handle the placeholders (a parameter of unknown type).
+    fn optimize_once(&self, plan: &LogicalPlan) -> Option<(LogicalPlan, Vec<DataType>)> {
+        if !immutable(plan) {
+            return None;
+        }
+        let types = inferred(plan).ok()?;
+        let optimized = self.ctx.state().optimize(plan).ok()?;
+        Some((optimized, types))
     }
 
     async fn df_plan(&self, stmt: Statement) -> Result<LogicalPlan> {
@@ -442,7 +465,16 @@ impl Session {
                 self.transaction_writes += 1;
                 Ok(Output::Command { tag: format!("INSERT 0 {n}") })
             }
-            Plan::Query { plan, command } => {
+            Plan::Query { optimized: Some((optimized, types)), command, .. } => {
+                let plan = bind_as(optimized, params, types)?;
+                let state = self.ctx.state();
+                let physical =
+                    state.query_planner().create_physical_plan(&plan, &state).await.map_err(from_datafusion)?;
+                let schema = prepared.schema.clone().unwrap_or_else(|| physical.schema());
+                let stream = execute_stream(physical, self.ctx.task_ctx()).map_err(from_datafusion)?;
+                Ok(Output::Rows { command, schema, stream })
+            }
+            Plan::Query { plan, command, .. } => {
                 let plan = bind(plan, params)?;
                 let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
                 let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
@@ -682,12 +714,39 @@ fn inferred(plan: &LogicalPlan) -> Result<Vec<DataType>> {
     Ok(out)
 }
 
+/// Whether every function `plan` calls (subqueries included) is immutable: the same result for
+/// the same arguments, whenever it runs.
+fn immutable(plan: &LogicalPlan) -> bool {
+    let mut immutable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let volatility = match e {
+                    Expr::ScalarFunction(f) => Some(f.func.signature().volatility),
+                    Expr::AggregateFunction(f) => Some(f.func.signature().volatility),
+                    _ => None,
+                };
+                immutable &= volatility.is_none_or(|v| v == Volatility::Immutable);
+                Ok(if immutable { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+            })
+        })
+    });
+    immutable
+}
+
 /// Replaces `$n` placeholders with values, cast to the type DataFusion expects where it knows.
 fn bind(plan: &LogicalPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
     if params.is_empty() {
         return Ok(plan.clone());
     }
-    let types = inferred(plan)?;
+    bind_as(plan, params, &inferred(plan)?)
+}
+
+/// [`bind`] with the parameter types known (`DataType::Null`: unknown, the value as given).
+fn bind_as(plan: &LogicalPlan, params: Vec<ScalarValue>, types: &[DataType]) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan.clone());
+    }
     let mut values = Vec::with_capacity(params.len());
     for (i, v) in params.into_iter().enumerate() {
         let v = match types.get(i) {

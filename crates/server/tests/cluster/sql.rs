@@ -37,6 +37,19 @@ async fn client_scenario_on_every_node() {
     let rows =
         c.query("SELECT id FROM accounts WHERE id BETWEEN $1 AND $2 ORDER BY id", &[&10i64, &14i64]).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    // One prepared query (planned and optimized once), executed with different values.
+    let range = c.prepare("SELECT count(*), min(id) FROM accounts WHERE id >= $1 AND id < $2").await.unwrap();
+    for (lo, hi, count) in [(1i64, 51i64, 50i64), (20, 25, 5), (49, 100, 2)] {
+        let row = c.query_one(&range, &[&lo, &hi]).await.unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (count, lo));
+    }
+    // A prepared now() is evaluated at each execution, not when the statement was planned.
+    let now = c.prepare("SELECT CAST(now() AS TEXT)").await.unwrap();
+    let first: String = c.query_one(&now, &[]).await.unwrap().get(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while c.query_one(&now, &[]).await.unwrap().get::<_, String>(0) == first {
+        assert!(std::time::Instant::now() < deadline, "prepared now() stays at {first}");
+    }
     // Update and delete, with their counts.
     assert_eq!(a.execute("UPDATE accounts SET owner = $1 WHERE id <= $2", &[&"renamed", &5i64]).await.unwrap(), 5);
     assert_eq!(c.execute("DELETE FROM accounts WHERE id > $1", &[&40i64]).await.unwrap(), 10);
