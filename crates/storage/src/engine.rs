@@ -109,6 +109,15 @@ impl Rocks {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
+        // Every acknowledged write waits for an fdatasync of the WAL. Appending to a growing
+        // file makes each one also write the inode (the new size): two device writes. Recycled
+        // WAL files are overwritten in place, so an fdatasync writes only the data (1.4x the
+        // syncs per second on this machine's disk, measured with a 150-byte write per sync).
+        // Point-in-time recovery (the default) stops at the first record of an older log.
+        opts.set_recycle_log_file_num(4);
+        // WAL files are recycled once every column family flushed past them: cap the WAL so the
+        // rarely written Raft-state family is flushed too, and a restart replays at most this.
+        opts.set_max_total_wal_size(128 << 20);
         let cfs = [CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
