@@ -283,14 +283,21 @@ impl Session {
     }
 
     /// `plan` through the analyzer and optimizer, with its parameter types, if the optimized
-    /// plan may be reused by every execution: not when the plan calls a function that is not
-    /// immutable (the optimizer folds `now()` into the time it runs), and not when the optimizer
-    /// cannot handle the placeholders (a parameter of unknown type).
+    /// plan may be reused by every execution. Not when:
+    /// - the plan calls a function that is not immutable (the optimizer folds `now()` into the
+    ///   time it runs);
+    /// - a parameter's type is unknown anywhere it is used (`LIMIT $1`, planned without a type,
+    ///   or `$1` compared with a column and also tested with `IS NULL`): the analyzer coerced the
+    ///   plan around the placeholder's type, and a value bound later is not coerced again;
+    /// - the optimizer fails on the placeholders.
     fn optimize_once(&self, plan: &LogicalPlan) -> Option<(LogicalPlan, Vec<DataType>)> {
-        if !immutable(plan) {
+        if !immutable(plan) || placeholder_in_limit(plan) {
             return None;
         }
         let types = inferred(plan).ok()?;
+        if types.contains(&DataType::Null) {
+            return None;
+        }
         let optimized = self.ctx.state().optimize(plan).ok()?;
         Some((optimized, types))
     }
@@ -732,6 +739,24 @@ fn immutable(plan: &LogicalPlan) -> bool {
         })
     });
     immutable
+}
+
+/// Whether a LIMIT or OFFSET of `plan` is a parameter (the physical planner takes only a literal
+/// there, which the optimizer produces only once the value is bound).
+fn placeholder_in_limit(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Limit(limit) = node {
+            for e in limit.skip.iter().chain(limit.fetch.iter()) {
+                let _ = e.apply(|e| {
+                    found |= matches!(e, Expr::Placeholder(_));
+                    Ok(TreeNodeRecursion::Continue)
+                });
+            }
+        }
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
 }
 
 /// Replaces `$n` placeholders with values, cast to the type DataFusion expects where it knows.

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use raftable_sql_tests::{run_file, slt_files, Target};
+use tokio_postgres::types::Type;
 
 use crate::harness::Cluster;
 
@@ -43,6 +44,14 @@ async fn client_scenario_on_every_node() {
         let row = c.query_one(&range, &[&lo, &hi]).await.unwrap();
         assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (count, lo));
     }
+    // Parameters without a type at prepare (a LIMIT; one compared with a column and tested
+    // with IS NULL) are bound and optimized at each execution, and work.
+    let limited = c.prepare_typed("SELECT id FROM accounts ORDER BY id LIMIT $1", &[Type::INT8]).await.unwrap();
+    assert_eq!(c.query(&limited, &[&3i64]).await.unwrap().len(), 3);
+    let either =
+        c.prepare_typed("SELECT count(*) FROM accounts WHERE id = $1 OR $1 IS NULL", &[Type::INT4]).await.unwrap();
+    assert_eq!(c.query_one(&either, &[&7i32]).await.unwrap().get::<_, i64>(0), 1);
+    assert_eq!(c.query_one(&either, &[&None::<i32>]).await.unwrap().get::<_, i64>(0), 50);
     // A prepared now() is evaluated at each execution, not when the statement was planned.
     let now = c.prepare("SELECT CAST(now() AS TEXT)").await.unwrap();
     let first: String = c.query_one(&now, &[]).await.unwrap().get(0);
