@@ -67,6 +67,10 @@ pub enum Error {
     /// Valid SQL that raftable does not support (yet) (0A000).
     #[error("{0}")]
     Unsupported(String),
+    /// A statement would change one row twice where PostgreSQL forbids it (21000), such as an
+    /// `INSERT ... ON CONFLICT DO UPDATE` proposing the same key twice. Nothing was written.
+    #[error("{0}")]
+    CardinalityViolation(String),
     /// A put-if-absent found the key present; the whole write batch was rejected.
     #[error("duplicate key {}", show_key(.key))]
     DuplicateKey { key: Vec<u8> },

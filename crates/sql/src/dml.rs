@@ -194,6 +194,14 @@ pub async fn insert(
 ) -> Result<(usize, Option<RecordBatch>)> {
     let columns = full_columns(engine, def, visible)?;
     let rows = encode_rows(def, &columns)?;
+    if matches!(conflict, Conflict::Overwrite | Conflict::Update { .. }) {
+        let mut keys = std::collections::HashSet::with_capacity(rows.len());
+        if !rows.iter().all(|r| keys.insert(r.key.as_slice())) {
+            return Err(Error::CardinalityViolation(
+                "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
+            ));
+        }
+    }
     if let Conflict::Update { sets, filter } = conflict {
         return upsert_update(engine, def, &columns, rows, sets, filter.as_deref()).await;
     }

@@ -32,6 +32,7 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
             ("23505", format!("duplicate key value violates unique constraint \"{constraint}\""))
         }
         Error::NotNullViolation(m) => ("23502", m.clone()),
+        Error::CardinalityViolation(m) => ("21000", m.clone()),
         Error::InvalidText(m) => ("22P02", m.clone()),
         Error::OutOfRange(m) => ("22003", m.clone()),
         Error::DivisionByZero => ("22012", "division by zero".to_string()),
@@ -88,6 +89,7 @@ mod tests {
             (Error::DuplicateTable(s()), "42P07"),
             (Error::UndefinedObject(s()), "42704"),
             (Error::DuplicateKey { key: b"k".to_vec() }, "23505"),
+            (Error::CardinalityViolation("twice".into()), "21000"),
             (Error::NotNullViolation(s()), "23502"),
             (Error::InvalidText(s()), "22P02"),
             (Error::OutOfRange(s()), "22003"),
