@@ -194,7 +194,7 @@ pub async fn insert(
 ) -> Result<(usize, Option<RecordBatch>)> {
     let columns = full_columns(engine, def, visible)?;
     let rows = encode_rows(def, &columns)?;
-    if matches!(conflict, Conflict::Overwrite | Conflict::Update { .. }) {
+    if rows.len() > 1 && matches!(conflict, Conflict::Overwrite | Conflict::Update { .. }) {
         let mut keys = std::collections::HashSet::with_capacity(rows.len());
         if !rows.iter().all(|r| keys.insert(r.key.as_slice())) {
             return Err(Error::CardinalityViolation(

@@ -234,14 +234,14 @@ impl ParamInsert {
         let visible = self.def.visible();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(visible.len());
         for (slot, &col) in visible.iter().enumerate() {
-            let mut values = Vec::with_capacity(self.rows.len());
-            for row in &self.rows {
-                values.push(match row[slot] {
-                    Some(p) => params[p].clone(),
-                    None => self.def.default_value(col)?,
-                });
-            }
-            arrays.push(column_array(&self.def, col, values)?);
+            // A column the statement leaves out takes its default in every row: coerced once.
+            let default =
+                self.rows.iter().any(|row| row[slot].is_none()).then(|| self.def.default_value(col)).transpose()?;
+            let values = self.rows.iter().map(|row| match row[slot] {
+                Some(p) => params[p].clone(),
+                None => default.clone().expect("computed when a row lacks the column"),
+            });
+            arrays.push(column_array(&self.def, col, values.collect())?);
         }
         Ok(dml::insert(engine, &self.def, &arrays, &self.conflict).await?.0)
     }

@@ -291,7 +291,7 @@ impl Session {
     ///   plan around the placeholder's type, and a value bound later is not coerced again;
     /// - the optimizer fails on the placeholders.
     fn optimize_once(&self, plan: &LogicalPlan) -> Option<(LogicalPlan, Vec<DataType>)> {
-        if !immutable(plan) || placeholder_in_limit(plan) {
+        if !immutable(plan) {
             return None;
         }
         let types = inferred(plan).ok()?;
@@ -739,24 +739,6 @@ fn immutable(plan: &LogicalPlan) -> bool {
         })
     });
     immutable
-}
-
-/// Whether a LIMIT or OFFSET of `plan` is a parameter (the physical planner takes only a literal
-/// there, which the optimizer produces only once the value is bound).
-fn placeholder_in_limit(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::Limit(limit) = node {
-            for e in limit.skip.iter().chain(limit.fetch.iter()) {
-                let _ = e.apply(|e| {
-                    found |= matches!(e, Expr::Placeholder(_));
-                    Ok(TreeNodeRecursion::Continue)
-                });
-            }
-        }
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    });
-    found
 }
 
 /// Replaces `$n` placeholders with values, cast to the type DataFusion expects where it knows.
