@@ -21,16 +21,18 @@
 //! parameters) skip DataFusion after prepare: [`point`] binds, encodes the key and calls the
 //! shard directly.
 //!
-//! Results travel back up as Arrow record batches in an [`Output`], which `server::pgwire`
-//! encodes as DataRows.
+//! Results travel back up as Arrow record batches in an [`Output`], their columns named and
+//! typed as PostgreSQL would ([`columns`]), which `server::pgwire` encodes as DataRows.
 
 pub mod catalog;
 mod cluster;
+mod columns;
 pub mod ddl;
 pub mod dml;
 pub mod encoding;
 mod engine;
 pub mod error;
+mod pg_keys;
 pub mod point;
 pub mod provider;
 pub mod scan;

@@ -34,6 +34,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use raftable_common::{Error, Result};
 
 use crate::catalog::TableDef;
+use crate::columns::Columns;
 use crate::ddl::{create_table, drop_table, ident, table_name};
 use crate::dml::{self, Conflict, Contention};
 use crate::engine::Engine;
@@ -63,6 +64,8 @@ enum Plan {
         /// physically, without optimizing again. `None` where that is not safe (see
         /// [`Session::optimize_once`]): then every execution optimizes `plan` with its values.
         optimized: Option<(LogicalPlan, Vec<DataType>)>,
+        /// The result columns' PostgreSQL names and types, where DataFusion's differ.
+        columns: Option<Arc<Columns>>,
         command: &'static str,
     },
     Insert {
@@ -163,6 +166,8 @@ impl Session {
             datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         ) {
             tracing::warn!(error = %e, "pg_catalog unavailable in this session");
+        } else if let Err(e) = crate::pg_keys::amend(&ctx, engine.catalog.clone()) {
+            tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
         }
         ctx.register_udf(version_udf());
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -218,6 +223,11 @@ impl Session {
                 }
             }
         }
+        for n in limit_params(&stmt) {
+            if params.get(n - 1) == Some(&DataType::Null) {
+                params[n - 1] = DataType::Int64;
+            }
+        }
         for (i, given) in param_types.iter().enumerate() {
             if let Some(t) = given {
                 if i >= params.len() {
@@ -240,12 +250,15 @@ impl Session {
                     }
                 }
                 let plan = self.df_plan(stmt.clone()).await?;
-                let schema = Arc::new(plan.schema().as_arrow().clone());
-                let (command, optimized) = match stmt {
-                    Statement::Explain { .. } => ("EXPLAIN", None),
-                    _ => ("SELECT", self.optimize_once(&plan)),
+                let mut schema = Arc::new(plan.schema().as_arrow().clone());
+                let (command, optimized, columns) = match stmt {
+                    Statement::Query(q) => ("SELECT", self.optimize_once(&plan), Columns::of(q, &schema).map(Arc::new)),
+                    _ => ("EXPLAIN", None, None),
                 };
-                (Plan::Query { plan, optimized, command }, Some(schema))
+                if let Some(columns) = &columns {
+                    schema = columns.schema();
+                }
+                (Plan::Query { plan, optimized, columns, command }, Some(schema))
             }
             Statement::Insert(_) => self.plan_insert(stmt).await?,
             Statement::Update(_) => self.plan_update(stmt).await?,
@@ -472,21 +485,21 @@ impl Session {
                 self.transaction_writes += 1;
                 Ok(Output::Command { tag: format!("INSERT 0 {n}") })
             }
-            Plan::Query { optimized: Some((optimized, types)), command, .. } => {
+            Plan::Query { optimized: Some((optimized, types)), columns, command, .. } => {
                 let plan = bind_as(optimized, params, types)?;
                 let state = self.ctx.state();
                 let physical =
                     state.query_planner().create_physical_plan(&plan, &state).await.map_err(from_datafusion)?;
                 let schema = prepared.schema.clone().unwrap_or_else(|| physical.schema());
                 let stream = execute_stream(physical, self.ctx.task_ctx()).map_err(from_datafusion)?;
-                Ok(Output::Rows { command, schema, stream })
+                Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
             }
-            Plan::Query { plan, command, .. } => {
+            Plan::Query { plan, columns, command, .. } => {
                 let plan = bind(plan, params)?;
                 let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
                 let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
                 let stream = df.execute_stream().await.map_err(from_datafusion)?;
-                Ok(Output::Rows { command, schema, stream })
+                Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
             }
             Plan::Insert { def, source, conflict, returning } => {
                 let plan = bind(source, params)?;
@@ -691,6 +704,14 @@ fn once(schema: SchemaRef, batches: Vec<RecordBatch>) -> SendableRecordBatchStre
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 
+/// `stream` with `columns`' names and types, if any.
+fn shaped(columns: &Option<Arc<Columns>>, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    match columns {
+        Some(columns) => columns.apply(stream),
+        None => stream,
+    }
+}
+
 /// Parameter types from (index, type) pairs, `$1..$n` (Null where none is known).
 fn typed(pairs: Vec<(usize, DataType)>) -> Vec<DataType> {
     let mut out = Vec::new();
@@ -872,6 +893,38 @@ fn reads_catalog(stmt: &Statement) -> bool {
 
 /// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
 /// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
+/// The `$n` that are a LIMIT or OFFSET: bigint, as PostgreSQL types them, where DataFusion
+/// leaves them untyped (and a client sending untyped text values, as node-postgres does, would
+/// otherwise bind a string there).
+fn limit_params(stmt: &Statement) -> Vec<usize> {
+    use datafusion::sql::sqlparser::ast::{LimitClause, Query, Value, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Limits(Vec<usize>);
+    impl Visitor for Limits {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            let (limit, offset) = match &q.limit_clause {
+                Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+                    (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                }
+                Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(limit), Some(offset)),
+                None => (None, None),
+            };
+            for e in [limit, offset].into_iter().flatten() {
+                if let AstExpr::Value(v) = e {
+                    if let Value::Placeholder(p) = &v.value {
+                        self.0.extend(p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0));
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut limits = Limits(Vec::new());
+    let _ = stmt.visit(&mut limits);
+    limits.0
+}
+
 fn float_exponents(stmt: &mut Statement) {
     use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Value};
     use std::ops::ControlFlow;

@@ -48,6 +48,27 @@ async fn client_scenario_on_every_node() {
     // with IS NULL) are bound and optimized at each execution, and work.
     let limited = c.prepare_typed("SELECT id FROM accounts ORDER BY id LIMIT $1", &[Type::INT8]).await.unwrap();
     assert_eq!(c.query(&limited, &[&3i64]).await.unwrap().len(), 3);
+    // Left untyped by the client, a LIMIT / OFFSET parameter is bigint, as in PostgreSQL.
+    let limited = c.prepare("SELECT id FROM accounts ORDER BY id LIMIT $1 OFFSET $2").await.unwrap();
+    assert_eq!(limited.params(), &[Type::INT8, Type::INT8]);
+    let ids: Vec<i64> = c.query(&limited, &[&2i64, &4i64]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, [5, 6]);
+    // Result columns are named and typed as PostgreSQL does: a literal that fits is int4.
+    let described =
+        c.prepare("SELECT 1, 1 AS one, count(*), owner::text, 3000000000 FROM accounts GROUP BY owner").await.unwrap();
+    let columns: Vec<(&str, &Type)> = described.columns().iter().map(|c| (c.name(), c.type_())).collect();
+    assert_eq!(
+        columns,
+        [
+            ("?column?", &Type::INT4),
+            ("one", &Type::INT4),
+            ("count", &Type::INT8),
+            ("owner", &Type::TEXT),
+            ("?column?", &Type::INT8)
+        ]
+    );
+    let row = c.query_one("SELECT 41 + 1, 7 AS seven", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>("seven")), (42, 7));
     let either =
         c.prepare_typed("SELECT count(*) FROM accounts WHERE id = $1 OR $1 IS NULL", &[Type::INT4]).await.unwrap();
     assert_eq!(c.query_one(&either, &[&7i32]).await.unwrap().get::<_, i64>(0), 1);
@@ -59,6 +80,31 @@ async fn client_scenario_on_every_node() {
     while c.query_one(&now, &[]).await.unwrap().get::<_, String>(0) == first {
         assert!(std::time::Instant::now() < deadline, "prepared now() stays at {first}");
     }
+    // The primary key in pg_catalog, as drivers' metadata queries read it.
+    let key = c
+        .query_one(
+            "SELECT c2.relname, i.indisprimary, i.indkey, pg_catalog.pg_get_indexdef(i.indexrelid, 0, true), \
+             pg_catalog.pg_get_constraintdef(con.oid, true), con.conkey, c.relhasindex \
+             FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i \
+             LEFT JOIN pg_catalog.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid) \
+             WHERE c.relname = 'accounts' AND c.oid = i.indrelid AND i.indexrelid = c2.oid",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row_text(&key, 0), key.get::<_, bool>(1), row_text(&key, 2), row_text(&key, 3)),
+        (
+            "accounts_pkey".into(),
+            true,
+            "1".into(),
+            "CREATE UNIQUE INDEX accounts_pkey ON public.accounts USING btree (id)".into()
+        )
+    );
+    assert_eq!(
+        (row_text(&key, 4), row_text(&key, 5), key.get::<_, bool>(6)),
+        ("PRIMARY KEY (id)".into(), "{1}".into(), true)
+    );
     // Update and delete, with their counts.
     assert_eq!(a.execute("UPDATE accounts SET owner = $1 WHERE id <= $2", &[&"renamed", &5i64]).await.unwrap(), 5);
     assert_eq!(c.execute("DELETE FROM accounts WHERE id > $1", &[&40i64]).await.unwrap(), 10);
@@ -250,7 +296,13 @@ async fn psql_scenario() {
     let out = child.wait_with_output().await.unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "psql failed:\n{text}");
-    for expected in ["INSERT 0 3", "two", "UPDATE 1", "DELETE 1", "11.5", "psql_t", "bigint", "DROP TABLE"] {
+    // `\d` lists the primary key as PostgreSQL does (pg_class, pg_index, pg_get_indexdef).
+    let pkey = "\"psql_t_pkey\" PRIMARY KEY, btree (id)";
+    for expected in ["INSERT 0 3", "two", "UPDATE 1", "DELETE 1", "11.5", "psql_t", "bigint", pkey, "DROP TABLE"] {
         assert!(text.contains(expected), "psql output lacks {expected:?}:\n{text}");
     }
+}
+
+fn row_text(row: &tokio_postgres::Row, i: usize) -> String {
+    row.get(i)
 }

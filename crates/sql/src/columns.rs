@@ -1,0 +1,291 @@
+//! Result columns named and typed the way PostgreSQL does: the RowDescription of a query.
+//!
+//! Sits between planning ([`crate::Session::prepare`]) and the wire (`server::pgwire`).
+//! DataFusion names an output column after its whole expression (`count(*)`, `Int64(1)`) and
+//! types every integer literal as BIGINT; PostgreSQL names it after the column or function
+//! (`count`), a cast's type (`int4`) or `?column?`, and types an integer literal that fits as
+//! int4. Drivers build rows from those names (node-postgres objects, psycopg dict rows) and pick
+//! value types from the OIDs (node-postgres hands an int8 over as a string), so [`Columns`]
+//! renames the outputs of a query's first select list as PostgreSQL's `FigureColname` does and
+//! sends its integer literals as int4. DataFusion's plan is untouched: PostgreSQL allows two
+//! outputs with one name (`SELECT 1, 2`), DataFusion's projections do not.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::ast::{
+    CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, UnaryOperator, Value,
+};
+use futures::StreamExt;
+
+/// How a query's result columns differ from DataFusion's: their names, and the columns sent as
+/// another type (an integer literal as int4).
+#[derive(Debug)]
+pub(crate) struct Columns {
+    schema: SchemaRef,
+    casts: Vec<Option<DataType>>,
+}
+
+impl Columns {
+    /// The PostgreSQL columns of `query`, planned by DataFusion as `planned`; `None` when they
+    /// are DataFusion's already (or the select list cannot be matched to the outputs).
+    pub(crate) fn of(query: &Query, planned: &Schema) -> Option<Columns> {
+        let (items, plain) = first_select(&query.body)?;
+        let wildcards =
+            items.iter().filter(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..))).count();
+        let n = planned.fields().len();
+        // A wildcard stands for the outputs the other items leave; with more than one, which
+        // output belongs to which item is not known here.
+        if wildcards > 1 || (wildcards == 0 && items.len() != n) || items.len() - wildcards > n {
+            return None;
+        }
+        let star = n - (items.len() - wildcards);
+        let mut fields = Vec::with_capacity(n);
+        let mut casts = Vec::with_capacity(n);
+        for item in items {
+            let (name, expr) = match item {
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    for f in &planned.fields()[fields.len()..fields.len() + star] {
+                        fields.push(f.as_ref().clone());
+                        casts.push(None);
+                    }
+                    continue;
+                }
+                SelectItem::UnnamedExpr(e) => (name(e).map_or_else(|| "?column?".to_string(), |(n, _)| n), e),
+                SelectItem::ExprWithAlias { expr, alias } => (folded(alias), expr),
+                SelectItem::ExprWithAliases { .. } => return None,
+            };
+            let field = &planned.fields()[fields.len()];
+            // In a plain select list a literal's column holds that literal only, so it fits.
+            let int4 = plain && field.data_type() == &DataType::Int64 && int4_literal(expr);
+            let ty = if int4 { DataType::Int32 } else { field.data_type().clone() };
+            casts.push(int4.then_some(DataType::Int32));
+            fields.push(Field::new(name, ty, field.is_nullable()));
+        }
+        let changed = casts.iter().any(Option::is_some)
+            || fields.iter().zip(planned.fields().iter()).any(|(a, b)| a.name() != b.name());
+        changed.then(|| Columns { schema: Arc::new(Schema::new(fields)), casts })
+    }
+
+    /// The columns to describe to the client.
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// `stream`'s batches with these columns.
+    pub(crate) fn apply(self: &Arc<Self>, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let columns = self.clone();
+        let batches = stream.map(move |batch| columns.batch(batch?));
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+
+    fn batch(&self, batch: RecordBatch) -> datafusion::error::Result<RecordBatch> {
+        let mut arrays = batch.columns().to_vec();
+        for (array, to) in arrays.iter_mut().zip(&self.casts) {
+            if let Some(to) = to {
+                *array = cast(array, to)?;
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+/// The select list that names a query's outputs (a set operation's first branch), and whether
+/// it is the query's only one (no set operation, so its outputs hold its own values only).
+fn first_select(body: &SetExpr) -> Option<(&[SelectItem], bool)> {
+    match body {
+        SetExpr::Select(s) => Some((&s.projection, true)),
+        SetExpr::Query(q) => first_select(&q.body).map(|(items, _)| (items, false)),
+        SetExpr::SetOperation { left, .. } => first_select(left).map(|(items, _)| (items, false)),
+        _ => None,
+    }
+}
+
+/// An integer literal PostgreSQL types as int4 (`1`, `-5`; not `3000000000`).
+fn int4_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if n.parse::<i32>().is_ok()),
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => {
+            matches!(expr.as_ref(), Expr::Value(v) if matches!(&v.value, Value::Number(n, _)
+                if format!("-{n}").parse::<i32>().is_ok()))
+        }
+        Expr::Nested(e) => int4_literal(e),
+        _ => false,
+    }
+}
+
+/// The name PostgreSQL gives an unnamed output (`FigureColname`), with its strength: 2 for a
+/// column or function name, 1 for a keyword-like name (`case`, a cast's type), which a cast
+/// replaces with its type's name. `None`: `?column?`.
+fn name(expr: &Expr) -> Option<(String, u8)> {
+    let strong = |s: &str| Some((s.to_string(), 2));
+    match expr {
+        Expr::Identifier(id) => Some((folded(id), 2)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(|id| (folded(id), 2)),
+        Expr::Function(f) => last(&f.name).map(|n| (n, 2)),
+        Expr::Nested(e) | Expr::Collate { expr: e, .. } => name(e),
+        Expr::Cast { expr, data_type, .. } => match name(expr) {
+            Some((n, 2)) => Some((n, 2)),
+            _ => Some((type_name(data_type), 1)),
+        },
+        Expr::TypedString(t) => Some((type_name(&t.data_type), 1)),
+        Expr::Interval(_) => Some(("interval".into(), 1)),
+        Expr::Case { .. } => Some(("case".into(), 1)),
+        Expr::Array(_) => Some(("array".into(), 1)),
+        Expr::Exists { .. } => strong("exists"),
+        Expr::Subquery(q) => match first_select(&q.body) {
+            Some(([SelectItem::UnnamedExpr(e)], _)) => name(e),
+            Some(([SelectItem::ExprWithAlias { alias, .. }], _)) => Some((folded(alias), 2)),
+            _ => None,
+        },
+        Expr::Extract { .. } => strong("extract"),
+        Expr::Substring { .. } => strong("substring"),
+        Expr::Trim { .. } => strong("btrim"),
+        Expr::Position { .. } => strong("position"),
+        Expr::Overlay { .. } => strong("overlay"),
+        Expr::AtTimeZone { .. } => strong("timezone"),
+        Expr::Ceil { field: CeilFloorKind::DateTimeField(_), .. } => strong("ceil"),
+        Expr::Floor { field: CeilFloorKind::DateTimeField(_), .. } => strong("floor"),
+        _ => None,
+    }
+}
+
+/// An identifier as PostgreSQL stores it: lower-cased unless quoted.
+fn folded(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+fn last(name: &ObjectName) -> Option<String> {
+    name.0.last().and_then(|p| p.as_ident()).map(folded)
+}
+
+/// A type's name in `pg_type`, which PostgreSQL gives a cast of an unnamed value.
+fn type_name(ty: &SqlType) -> String {
+    match ty {
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => "int4",
+        SqlType::BigInt(_) | SqlType::Int8(_) => "int8",
+        SqlType::SmallInt(_) | SqlType::Int2(_) => "int2",
+        SqlType::Real | SqlType::Float4 => "float4",
+        SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float(_) => "float8",
+        SqlType::Boolean | SqlType::Bool => "bool",
+        SqlType::Varchar(_) | SqlType::CharacterVarying(_) => "varchar",
+        SqlType::Char(_) | SqlType::Character(_) => "bpchar",
+        SqlType::Numeric(_) | SqlType::Decimal(_) | SqlType::Dec(_) => "numeric",
+        SqlType::Timestamp(_, tz) => {
+            use datafusion::sql::sqlparser::ast::TimezoneInfo;
+            if matches!(tz, TimezoneInfo::Tz | TimezoneInfo::WithTimeZone) {
+                "timestamptz"
+            } else {
+                "timestamp"
+            }
+        }
+        SqlType::Custom(name, _) => return last(name).unwrap_or_else(|| ty.to_string().to_lowercase()),
+        other => return other.to_string().to_lowercase(),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    /// The columns of `sql` given DataFusion's output types, as (name, type) pairs.
+    fn columns(sql: &str, planned: &[DataType]) -> Vec<(String, DataType)> {
+        let Statement::Query(q) = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0) else {
+            panic!("not a query")
+        };
+        let planned = Schema::new(
+            planned.iter().enumerate().map(|(i, t)| Field::new(format!("df{i}"), t.clone(), true)).collect::<Vec<_>>(),
+        );
+        let columns = Columns::of(&q, &planned).expect("renamed");
+        columns.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+    }
+
+    fn names(sql: &str, n: usize) -> Vec<String> {
+        columns(sql, &vec![DataType::Utf8; n]).into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Expected names are PostgreSQL 15's for the same select lists.
+    #[test]
+    fn outputs_are_named_as_postgres_names_them() {
+        assert_eq!(
+            names("SELECT 1, 1 AS One, 1 + 1, \"Q\", t.Id, COUNT(*), pg_catalog.version(), 'a'", 8),
+            ["?column?", "one", "?column?", "Q", "id", "count", "version", "?column?"]
+        );
+        assert_eq!(
+            names("SELECT 1::int, '1'::bigint, now()::date, count(*)::int, CAST(x AS DOUBLE PRECISION), 'a'::text::varchar", 6),
+            ["int4", "int8", "now", "count", "x", "varchar"]
+        );
+        assert_eq!(
+            names("SELECT CASE WHEN true THEN 1 END, (SELECT 1 AS x), EXISTS (SELECT 1), COALESCE(a, 1), ARRAY[1]", 5),
+            ["case", "x", "exists", "coalesce", "array"]
+        );
+        assert_eq!(
+            names("SELECT EXTRACT(year FROM d), SUBSTRING(s FROM 1 FOR 1), TRIM(s), DATE '2020-01-01', (x), -1", 6),
+            ["extract", "substring", "btrim", "date", "x", "?column?"]
+        );
+        assert_eq!(names("SELECT a FROM t UNION SELECT b FROM u", 1), ["a"]);
+    }
+
+    #[test]
+    fn a_wildcard_keeps_the_names_it_expands_to() {
+        assert_eq!(names("SELECT *, 1 FROM t", 3), ["df0", "df1", "?column?"]);
+        assert_eq!(names("SELECT 1, t.* FROM t", 3), ["?column?", "df1", "df2"]);
+        let Statement::Query(q) = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT *, * FROM t").unwrap().remove(0)
+        else {
+            unreachable!()
+        };
+        let planned = Schema::new(vec![Field::new("a", DataType::Utf8, true), Field::new("a", DataType::Utf8, true)]);
+        assert!(Columns::of(&q, &planned).is_none());
+    }
+
+    #[test]
+    fn integer_literals_that_fit_are_int4_in_a_plain_select_only() {
+        let types = |sql: &str| -> Vec<DataType> {
+            columns(sql, &[DataType::Int64, DataType::Int64, DataType::Int64]).into_iter().map(|(_, t)| t).collect()
+        };
+        assert_eq!(types("SELECT 1, -2147483648, 2147483648"), [DataType::Int32, DataType::Int32, DataType::Int64]);
+        assert_eq!(types("SELECT 1 + 1, (7), k"), [DataType::Int64, DataType::Int32, DataType::Int64]);
+        // A UNION's column may hold the other branch's larger values.
+        assert_eq!(
+            types("SELECT 1, 2, 3 UNION SELECT 3000000000, 2, 3"),
+            vec![DataType::Int64, DataType::Int64, DataType::Int64]
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_take_the_new_names_and_types() {
+        use datafusion::arrow::array::{Array, Int32Array, Int64Array};
+        let Statement::Query(q) = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 7, 7").unwrap().remove(0) else {
+            unreachable!()
+        };
+        let planned = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, false),
+        ]));
+        let columns = Arc::new(Columns::of(&q, &planned).unwrap());
+        let batch = RecordBatch::try_new(
+            planned.clone(),
+            vec![Arc::new(Int64Array::from(vec![7])), Arc::new(Int64Array::from(vec![7]))],
+        )
+        .unwrap();
+        let stream = Box::pin(RecordBatchStreamAdapter::new(planned, futures::stream::iter(vec![Ok(batch)])));
+        let out: Vec<RecordBatch> = columns.apply(stream).map(|b| b.unwrap()).collect().await;
+        assert_eq!(out[0].schema().field(1).name(), "?column?");
+        let col = out[0].column(1).as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!((col.len(), col.value(0)), (1, 7));
+    }
+}
