@@ -27,8 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
 
-    let insert =
-        client.prepare("INSERT INTO orders (id, customer, amount, placed) VALUES ($1, $2, $3::numeric, now())").await?;
+    let insert = client
+        .prepare("INSERT INTO orders (id, customer, amount, placed) VALUES ($1, $2, $3::text::numeric, now())")
+        .await?;
     for id in 1..=100i64 {
         let customer = format!("customer-{}", id % 7);
         let amount = format!("{}.{:02}", id * 3, id % 100);

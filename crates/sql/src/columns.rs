@@ -65,7 +65,7 @@ impl Columns {
             let int4 = plain && field.data_type() == &DataType::Int64 && int4_literal(expr);
             let ty = if int4 { DataType::Int32 } else { field.data_type().clone() };
             casts.push(int4.then_some(DataType::Int32));
-            fields.push(Field::new(name, ty, field.is_nullable()));
+            fields.push(Field::new(name, ty, field.is_nullable()).with_metadata(field.metadata().clone()));
         }
         let changed = casts.iter().any(Option::is_some)
             || fields.iter().zip(planned.fields().iter()).any(|(a, b)| a.name() != b.name());

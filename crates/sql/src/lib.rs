@@ -32,7 +32,7 @@ pub mod dml;
 pub mod encoding;
 mod engine;
 pub mod error;
-mod pg_keys;
+mod pg_catalog;
 pub mod point;
 pub mod provider;
 pub mod scan;
@@ -41,4 +41,5 @@ pub mod types;
 
 pub use cluster::{Cluster, NodeStatus, ShardStatus};
 pub use engine::{Engine, SqlConfig};
+pub use pg_catalog::origin as column_origin;
 pub use session::{Output, Prepared, Session};

@@ -22,6 +22,7 @@ use crate::ddl::{ident, table_name};
 use crate::dml::{self, Conflict};
 use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
 use crate::engine::Engine;
+use crate::pg_catalog::origin_field;
 use crate::types::coerce_scalar;
 
 /// A primary-key lookup.
@@ -80,7 +81,8 @@ impl PointSelect {
                 SelectItem::Wildcard(_) => {
                     for i in def.visible() {
                         columns.push(i);
-                        fields.push(Field::new(&def.columns[i].name, def.columns[i].ty.arrow(), true));
+                        let field = Field::new(&def.columns[i].name, def.columns[i].ty.arrow(), true);
+                        fields.push(origin_field(field, def, i));
                     }
                     continue;
                 }
@@ -90,11 +92,9 @@ impl PointSelect {
             };
             let i = def.column(&ident(id)).ok().filter(|i| !def.columns[*i].hidden)?;
             columns.push(i);
-            fields.push(Field::new(
-                alias.unwrap_or_else(|| def.columns[i].name.clone()),
-                def.columns[i].ty.arrow(),
-                true,
-            ));
+            let field =
+                Field::new(alias.unwrap_or_else(|| def.columns[i].name.clone()), def.columns[i].ty.arrow(), true);
+            fields.push(origin_field(field, def, i));
         }
         let mut key_params = vec![None; def.pk.len()];
         let mut conjuncts = vec![s.selection.as_ref()?];

@@ -166,7 +166,7 @@ impl Session {
             datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         ) {
             tracing::warn!(error = %e, "pg_catalog unavailable in this session");
-        } else if let Err(e) = crate::pg_keys::amend(&ctx, engine.catalog.clone()) {
+        } else if let Err(e) = crate::pg_catalog::amend(&ctx, engine.catalog.clone()) {
             tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
         }
         ctx.register_udf(version_udf());
@@ -185,9 +185,19 @@ impl Session {
             // ::regclass, ...) make them plannable. Only those: its rewrites change the meaning
             // of some ordinary queries (correlated subqueries in a select list).
             Ok(statements) if !statements.iter().any(reads_catalog) => Ok(statements),
-            Ok(_) => self.engine.parser.parse(sql).map_err(syntax),
-            Err(e) => self.engine.parser.parse(sql).map_err(|_| syntax(e)),
+            Ok(_) => self.catalog_parse(sql).map_err(syntax),
+            Err(e) => self.catalog_parse(sql).map_err(|_| syntax(e)),
         }
+    }
+
+    /// A catalog query through datafusion-pg-catalog's parser and raftable's own rewrites.
+    fn catalog_parse(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<Vec<Statement>, datafusion::sql::sqlparser::parser::ParserError> {
+        let mut statements = self.engine.parser.parse(sql)?;
+        statements.iter_mut().for_each(crate::pg_catalog::rewrite);
+        Ok(statements)
     }
 
     pub fn take_notices(&mut self) -> Vec<String> {
@@ -223,9 +233,9 @@ impl Session {
                 }
             }
         }
-        for n in limit_params(&stmt) {
+        for (n, ty) in param_hints(&stmt) {
             if params.get(n - 1) == Some(&DataType::Null) {
-                params[n - 1] = DataType::Int64;
+                params[n - 1] = ty;
             }
         }
         for (i, given) in param_types.iter().enumerate() {
@@ -250,7 +260,8 @@ impl Session {
                     }
                 }
                 let plan = self.df_plan(stmt.clone()).await?;
-                let mut schema = Arc::new(plan.schema().as_arrow().clone());
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                let mut schema = crate::pg_catalog::with_origins(&plan, schema, &self.engine.catalog);
                 let (command, optimized, columns) = match stmt {
                     Statement::Query(q) => ("SELECT", self.optimize_once(&plan), Columns::of(q, &schema).map(Arc::new)),
                     _ => ("EXPLAIN", None, None),
@@ -893,14 +904,19 @@ fn reads_catalog(stmt: &Statement) -> bool {
 
 /// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
 /// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
-/// The `$n` that are a LIMIT or OFFSET: bigint, as PostgreSQL types them, where DataFusion
-/// leaves them untyped (and a client sending untyped text values, as node-postgres does, would
-/// otherwise bind a string there).
-fn limit_params(stmt: &Statement) -> Vec<usize> {
+/// Types of `$n` that PostgreSQL takes from where they stand and DataFusion leaves unknown:
+/// bigint for a LIMIT or OFFSET, the target type of a cast (`$1::bigint`). A client that sends
+/// untyped text values (node-postgres, pgJDBC's metadata) would otherwise bind a string there.
+fn param_hints(stmt: &Statement) -> Vec<(usize, DataType)> {
     use datafusion::sql::sqlparser::ast::{LimitClause, Query, Value, Visit, Visitor};
     use std::ops::ControlFlow;
-    struct Limits(Vec<usize>);
-    impl Visitor for Limits {
+    fn placeholder(e: &AstExpr) -> Option<usize> {
+        let AstExpr::Value(v) = e else { return None };
+        let Value::Placeholder(p) = &v.value else { return None };
+        p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0)
+    }
+    struct Hints(Vec<(usize, DataType)>);
+    impl Visitor for Hints {
         type Break = ();
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
             let (limit, offset) = match &q.limit_clause {
@@ -910,19 +926,23 @@ fn limit_params(stmt: &Statement) -> Vec<usize> {
                 Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(limit), Some(offset)),
                 None => (None, None),
             };
-            for e in [limit, offset].into_iter().flatten() {
-                if let AstExpr::Value(v) = e {
-                    if let Value::Placeholder(p) = &v.value {
-                        self.0.extend(p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0));
-                    }
+            for n in [limit, offset].into_iter().flatten().filter_map(placeholder) {
+                self.0.push((n, DataType::Int64));
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &AstExpr) -> ControlFlow<()> {
+            if let AstExpr::Cast { expr, data_type, .. } = e {
+                if let (Some(n), Ok(ty)) = (placeholder(expr), crate::types::SqlType::from_ast(data_type)) {
+                    self.0.push((n, ty.arrow()));
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let mut limits = Limits(Vec::new());
-    let _ = stmt.visit(&mut limits);
-    limits.0
+    let mut hints = Hints(Vec::new());
+    let _ = stmt.visit(&mut hints);
+    hints.0
 }
 
 fn float_exponents(stmt: &mut Statement) {

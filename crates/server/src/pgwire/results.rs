@@ -41,7 +41,16 @@ pub(super) fn fields(schema: &Schema, format: &Format) -> PgWireResult<Arc<Vec<F
             ));
         }
     }
-    Ok(Arc::new(arrow_schema_to_pg_fields(schema, format, None)?))
+    let mut fields = arrow_schema_to_pg_fields(schema, format, None)?;
+    // A column of a table names it (its OID and column number), as PostgreSQL's do: pgJDBC
+    // looks nullability and serial-ness up in pg_attribute by them.
+    for (info, field) in fields.iter_mut().zip(schema.fields()) {
+        if let Some((table, column)) = raftable_sql::column_origin(field) {
+            *info =
+                FieldInfo::new(info.name().into(), Some(table), Some(column), info.datatype().clone(), info.format());
+        }
+    }
+    Ok(Arc::new(fields))
 }
 
 /// RowDescription for `fields`, or NoData for a statement that returns no rows.

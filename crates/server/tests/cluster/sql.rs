@@ -21,8 +21,10 @@ async fn client_scenario_on_every_node() {
     .unwrap();
     // Insert with parameters through node 2.
     let b = cluster.sql(2).await;
-    let insert =
-        b.prepare("INSERT INTO accounts (id, owner, balance, opened) VALUES ($1, $2, $3::numeric, $4)").await.unwrap();
+    let insert = b
+        .prepare("INSERT INTO accounts (id, owner, balance, opened) VALUES ($1, $2, $3::text::numeric, $4)")
+        .await
+        .unwrap();
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
     for id in 1..=50i64 {
         let balance = format!("{}.50", id * 10);
@@ -104,6 +106,28 @@ async fn client_scenario_on_every_node() {
     assert_eq!(
         (row_text(&key, 4), row_text(&key, 5), key.get::<_, bool>(6)),
         ("PRIMARY KEY (id)".into(), "{1}".into(), true)
+    );
+    // RowDescription names a table column's table OID and column number, the same in every
+    // session (pgJDBC looks nullability up by them), and pg_attribute answers by them.
+    let point = a.prepare("SELECT owner, id AS key FROM accounts WHERE id = $1").await.unwrap();
+    let general = c.prepare("SELECT x.id, count(*) FROM accounts x GROUP BY x.id").await.unwrap();
+    let origin = |c: &tokio_postgres::Column| (c.table_oid(), c.column_id());
+    let oid = point.columns()[0].table_oid().expect("a table OID");
+    assert_eq!(point.columns().iter().map(origin).collect::<Vec<_>>(), [(Some(oid), Some(2)), (Some(oid), Some(1))]);
+    assert_eq!(general.columns().iter().map(origin).collect::<Vec<_>>(), [(Some(oid), Some(1)), (None, None)]);
+    let attribute = b
+        .query_one(
+            "SELECT c.relname, a.attname, a.attnotnull FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_attribute a ON (c.oid = a.attrelid) \
+             JOIN (SELECT $1::bigint AS oid, CAST($2 AS SMALLINT) AS attnum) vals \
+             ON (c.oid = vals.oid AND a.attnum = vals.attnum)",
+            &[&i64::from(oid), &1i16],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row_text(&attribute, 0), row_text(&attribute, 1), attribute.get::<_, bool>(2)),
+        ("accounts".into(), "id".into(), true)
     );
     // Update and delete, with their counts.
     assert_eq!(a.execute("UPDATE accounts SET owner = $1 WHERE id <= $2", &[&"renamed", &5i64]).await.unwrap(), 5);

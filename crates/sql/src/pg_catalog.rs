@@ -1,38 +1,61 @@
-//! Primary keys in `pg_catalog`, as PostgreSQL shows them: each table's key is a unique btree
-//! index `<table>_pkey` (a `pg_class` row of relkind 'i' and a `pg_index` row) and a constraint
-//! (`pg_constraint`, contype 'p'), described by `pg_get_indexdef` / `pg_get_constraintdef`.
+//! raftable's amendments to the `pg_catalog` of datafusion-pg-catalog: stable table OIDs, the
+//! result columns' origin in RowDescription, and primary keys as PostgreSQL shows them.
 //!
-//! datafusion-pg-catalog builds `pg_class` and `pg_attribute` from DataFusion's catalogs
-//! (tables and columns, OIDs numbered per session) but knows no indexes: its `pg_index` and
-//! `pg_constraint` are empty, and psql's `\d`, SQLAlchemy's and pgJDBC's metadata calls find no
-//! primary key. [`amend`] wraps its `pg_catalog` schema in [`Overlay`], which amends those three
-//! tables at every scan from the table OIDs its `pg_class` gives and the primary keys in
-//! [`Catalog`], and registers the two functions over what the last scan found.
+//! datafusion-pg-catalog builds `pg_class` and `pg_attribute` from DataFusion's catalogs, its
+//! OIDs numbered per session as the catalog is first read, and knows no indexes (its
+//! `pg_index` and `pg_constraint` hold only PostgreSQL's own system rows). So psql's `\d`,
+//! SQLAlchemy's and pgJDBC's metadata calls found no primary key, and a RowDescription could
+//! not name a column's table (pgJDBC asks `pg_attribute` by that OID for `isNullable`).
+//! [`amend`] wraps that `pg_catalog` in [`Overlay`], which at every scan:
+//! - gives each user table the OID [`table_oid`] derives from its raftable id (the same in
+//!   every session and on every node, as a PostgreSQL OID is), in `pg_class` and in
+//!   `pg_attribute`;
+//! - adds each table's primary key: a unique btree index `<table>_pkey` (a `pg_class` row of
+//!   relkind 'i' and a `pg_index` row) and a constraint (`pg_constraint`, contype 'p'),
+//!   described by `pg_get_indexdef` / `pg_get_constraintdef`.
+//!
+//! Result columns that are a table's column carry [`ORIGIN`] metadata ([`with_origins`],
+//! [`origin_field`]), which `server::pgwire` sends as the RowDescription's table OID and
+//! column number.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, Int16Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use std::ops::ControlFlow;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int16Array, Int64Array, ListArray, StringArray, StructArray};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, Session as CatalogSession};
 use datafusion::common::cast::as_int64_array;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::TableReference;
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, AccessExpr, Expr as AstExpr, Statement, Subscript, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::catalog::{Catalog, TableDef};
 use crate::provider::{CATALOG, PUBLIC};
 
-/// An index's OID is its table's plus this, its constraint's plus twice this: datafusion-pg-catalog
-/// numbers tables upwards from 16384, so these never meet another relation's OID.
+/// A user table's OID is this plus its raftable id, its primary key index's that plus
+/// [`INDEX_OID`], its constraint's that plus twice [`INDEX_OID`]: datafusion-pg-catalog numbers
+/// the other objects upwards from 16384, PostgreSQL's own are below that, so these never meet.
+const TABLE_OID: i64 = 0x1000_0000;
 const INDEX_OID: i64 = 0x2000_0000;
+/// Field metadata of a result column that is a table's column: `<table OID>.<attnum>`.
+pub const ORIGIN: &str = "raftable.origin";
 /// `pg_am`'s OID of btree.
 const BTREE: i64 = 403;
 
@@ -45,7 +68,198 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     schemas.register_schema("pg_catalog", Arc::new(Overlay { inner, catalog, defs: defs.clone() }))?;
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_indexdef", defs.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", defs)));
+    ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     Ok(())
+}
+
+/// Rewrites a catalog query into what DataFusion plans:
+/// - `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of an
+///   array's (element, position) pairs that pgJDBC's `getPrimaryKeys` calls, becomes
+///   `unnest(_pg_expandarray(a))` over [`ExpandArray`];
+/// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`.
+pub(crate) fn rewrite(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        match e {
+            AstExpr::Function(f) if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value == EXPAND) => {
+                let call = format!("unnest({EXPAND}{})", f.args);
+                if let Ok(unnest) =
+                    Parser::new(&PostgreSqlDialect {}).try_with_sql(&call).and_then(|mut p| p.parse_expr())
+                {
+                    *e = unnest;
+                }
+            }
+            AstExpr::CompoundFieldAccess { root, access_chain } if matches!(root.as_ref(), AstExpr::Nested(_)) => {
+                for access in access_chain.iter_mut() {
+                    if let AccessExpr::Dot(AstExpr::Identifier(id)) = access {
+                        let name = Value::SingleQuotedString(id.value.to_lowercase()).with_empty_span();
+                        *access = AccessExpr::Subscript(Subscript::Index { index: AstExpr::Value(name) });
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+const EXPAND: &str = "_pg_expandarray";
+
+/// `_pg_expandarray(a)`: the list of `{x: element, n: position}` of an int2vector / array
+/// (a list, or its text form as the catalog tables hold it: `1 3`, `{1,3}`, `[1, 3]`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+impl ExpandArray {
+    fn new() -> Self {
+        Self { signature: Signature::any(1, Volatility::Immutable) }
+    }
+
+    fn pair_fields() -> Fields {
+        Fields::from(vec![Field::new("x", DataType::Int64, true), Field::new("n", DataType::Int64, true)])
+    }
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        EXPAND
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Struct(Self::pair_fields()), true))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let array = args.args[0].to_array(args.number_rows)?;
+        let (mut xs, mut ns, mut lengths, mut valid) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..array.len() {
+            let items: Vec<i64> = if array.is_null(i) {
+                Vec::new()
+            } else {
+                match ScalarValue::try_from_array(&array, i)? {
+                    ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t)) => t
+                        .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+                        .filter(|s| !s.is_empty())
+                        .filter_map(|s| s.parse().ok())
+                        .collect(),
+                    ScalarValue::List(l) => {
+                        let values = datafusion::arrow::compute::cast(&l.value(0), &DataType::Int64)?;
+                        as_int64_array(&values)?.iter().flatten().collect()
+                    }
+                    other => return Err(DataFusionError::Plan(format!("{EXPAND} of {}", other.data_type()))),
+                }
+            };
+            for (n, x) in items.iter().enumerate() {
+                xs.push(*x);
+                ns.push(n as i64 + 1);
+            }
+            lengths.push(items.len());
+            valid.push(!array.is_null(i));
+        }
+        let pairs = StructArray::new(
+            Self::pair_fields(),
+            vec![Arc::new(Int64Array::from(xs)) as ArrayRef, Arc::new(Int64Array::from(ns))],
+            None,
+        );
+        let list = ListArray::new(
+            Arc::new(Field::new_list_field(DataType::Struct(Self::pair_fields()), true)),
+            OffsetBuffer::from_lengths(lengths),
+            Arc::new(pairs),
+            Some(NullBuffer::from(valid)),
+        );
+        Ok(ColumnarValue::Array(Arc::new(list)))
+    }
+}
+
+/// The OID of `def`'s table in `pg_class`.
+pub fn table_oid(def: &TableDef) -> i32 {
+    (TABLE_OID + i64::from(def.id & 0x0fff_ffff)) as i32
+}
+
+/// The column's number in `pg_attribute` (1-based among the visible columns).
+fn attnum(def: &TableDef, column: usize) -> Option<i16> {
+    def.visible().iter().position(|c| *c == column).map(|p| p as i16 + 1)
+}
+
+/// `field` marked as column `column` of `def` (for RowDescription).
+pub(crate) fn origin_field(field: Field, def: &TableDef, column: usize) -> Field {
+    match attnum(def, column) {
+        Some(n) => {
+            let mut metadata = field.metadata().clone();
+            metadata.insert(ORIGIN.to_string(), format!("{}.{n}", table_oid(def)));
+            field.with_metadata(metadata)
+        }
+        None => field,
+    }
+}
+
+/// The table OID and column number a result field was marked with, if any.
+pub fn origin(field: &Field) -> Option<(i32, i16)> {
+    let (table, column) = field.metadata().get(ORIGIN)?.split_once('.')?;
+    Some((table.parse().ok()?, column.parse().ok()?))
+}
+
+/// `schema` (the output of `plan`) with its columns that are a user table's column marked
+/// with their origin: those qualified by a scanned table or by an alias of one.
+pub(crate) fn with_origins(plan: &LogicalPlan, schema: SchemaRef, catalog: &Catalog) -> SchemaRef {
+    let mut tables: HashMap<TableReference, Arc<TableDef>> = HashMap::new();
+    let user_table = |name: &TableReference| match name.schema() {
+        None | Some(PUBLIC) => catalog.cached(name.table()),
+        Some(_) => None,
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                if let Some(def) = user_table(&scan.table_name) {
+                    tables.insert(scan.table_name.clone(), def);
+                }
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                if let LogicalPlan::TableScan(scan) = a.input.as_ref() {
+                    if let Some(def) = user_table(&scan.table_name) {
+                        tables.insert(a.alias.clone(), def);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if tables.is_empty() {
+        return schema;
+    }
+    let dfschema = plan.schema();
+    let mut marked = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let field = field.as_ref().clone();
+            if i >= dfschema.fields().len() {
+                return field;
+            }
+            let (qualifier, planned) = dfschema.qualified_field(i);
+            let def = qualifier.and_then(|q| tables.get(q));
+            match def.and_then(|d| d.column(planned.name()).ok().map(|c| (d, c))) {
+                Some((def, column)) => {
+                    marked = true;
+                    origin_field(field, def, column)
+                }
+                None => field,
+            }
+        })
+        .collect();
+    if marked {
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    } else {
+        schema
+    }
 }
 
 /// The definitions of the indexes and constraints the session's last catalog scan showed, by
@@ -53,10 +267,18 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
 #[derive(Debug, Default)]
 struct Definitions(RwLock<HashMap<i64, String>>);
 
-/// A table with a primary key, and its OID in this session.
+/// A table with a primary key, with its OID.
 struct Keyed {
     oid: i64,
     def: Arc<TableDef>,
+}
+
+/// What a scan of the amended tables needs: the keyed tables, `pg_class`'s rows (OIDs as
+/// datafusion-pg-catalog numbers them), and its OID of each user table mapped to [`table_oid`].
+struct Snapshot {
+    keyed: Vec<Keyed>,
+    classes: Vec<Row>,
+    oids: HashMap<i64, i64>,
 }
 
 impl Keyed {
@@ -72,10 +294,9 @@ impl Keyed {
         format!("{}_pkey", self.def.name)
     }
 
-    /// The key's column numbers (`attnum`, 1-based among the visible columns), in key order.
+    /// The key's column numbers, in key order.
     fn attnums(&self) -> Vec<i16> {
-        let visible = self.def.visible();
-        self.def.pk.iter().filter_map(|c| visible.iter().position(|v| v == c).map(|p| p as i16 + 1)).collect()
+        self.def.pk.iter().filter_map(|c| attnum(&self.def, *c)).collect()
     }
 
     fn key_columns(&self) -> String {
@@ -111,6 +332,7 @@ impl std::fmt::Debug for Overlay {
 #[derive(Debug, Clone, Copy)]
 enum Amended {
     Class,
+    Attribute,
     Index,
     Constraint,
 }
@@ -124,6 +346,7 @@ impl SchemaProvider for Overlay {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let kind = match name {
             "pg_class" => Amended::Class,
+            "pg_attribute" => Amended::Attribute,
             "pg_index" => Amended::Index,
             "pg_constraint" => Amended::Constraint,
             _ => return self.inner.table(name).await,
@@ -139,23 +362,23 @@ impl SchemaProvider for Overlay {
 }
 
 impl Overlay {
-    /// The user tables with a primary key, with the OIDs this session's `pg_class` gives them,
-    /// and `pg_class`'s rows.
-    async fn keyed(&self, state: &dyn CatalogSession) -> DfResult<(Vec<Keyed>, Vec<Row>)> {
+    /// The user tables, their OIDs in `pg_class` and ours, and those with a primary key.
+    async fn snapshot(&self, state: &dyn CatalogSession) -> DfResult<Snapshot> {
         let namespaces = self.rows("pg_namespace", state).await?;
         let public = namespaces.iter().find(|r| text(r, "nspname") == Some(PUBLIC)).and_then(|r| int(r, "oid"));
         let classes = self.rows("pg_class", state).await?;
         let mut keyed = Vec::new();
+        let mut oids = HashMap::new();
         for def in self.catalog.all() {
-            if def.has_rowid() || def.pk.is_empty() {
-                continue;
-            }
             let row = classes.iter().find(|r| {
                 text(r, "relname") == Some(def.name.as_str())
                     && text(r, "relkind") == Some("r")
                     && int(r, "relnamespace") == public
             });
-            if let Some(oid) = row.and_then(|r| int(r, "oid")) {
+            let Some(theirs) = row.and_then(|r| int(r, "oid")) else { continue };
+            let oid = i64::from(table_oid(&def));
+            oids.insert(theirs, oid);
+            if !def.has_rowid() && !def.pk.is_empty() {
                 keyed.push(Keyed { oid, def });
             }
         }
@@ -172,7 +395,7 @@ impl Overlay {
             defs.insert(k.constraint_oid(), format!("PRIMARY KEY ({})", k.key_columns()));
         }
         drop(defs);
-        Ok((keyed, classes))
+        Ok(Snapshot { keyed, classes, oids })
     }
 
     /// Every row of an inner table, as (column name, value) maps.
@@ -240,7 +463,7 @@ impl TableProvider for AmendedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let (keyed, classes) = self.overlay.keyed(state).await?;
+        let Snapshot { keyed, classes, oids } = self.overlay.snapshot(state).await?;
         let schema = self.schema();
         let mut batches = scan_all(&self.table, state)
             .await?
@@ -249,17 +472,34 @@ impl TableProvider for AmendedTable {
             .collect::<Result<Vec<_>, _>>()?;
         let added: Vec<Vec<(&str, ScalarValue)>> = match self.kind {
             Amended::Class => {
-                batches = batches.iter().map(|b| with_indexes(b, &keyed)).collect::<DfResult<_>>()?;
+                let indexed: HashMap<i64, i64> = oids
+                    .iter()
+                    .filter(|(_, ours)| keyed.iter().any(|k| k.oid == **ours))
+                    .map(|(t, o)| (*t, *o))
+                    .collect();
+                batches = batches
+                    .iter()
+                    .map(|b| replaced(b, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
+                    .map(|b| replaced(&b?, "oid", "oid", &oids, |oid| ScalarValue::Int64(Some(oid))))
+                    .collect::<DfResult<_>>()?;
                 keyed.iter().map(class_row).collect()
+            }
+            Amended::Attribute => {
+                batches = batches
+                    .iter()
+                    .map(|b| replaced(b, "attrelid", "attrelid", &oids, |oid| ScalarValue::Int64(Some(oid))))
+                    .collect::<DfResult<_>>()?;
+                Vec::new()
             }
             Amended::Index => keyed.iter().map(|k| index_row(k, &schema)).collect(),
             Amended::Constraint => keyed.iter().map(|k| constraint_row(k, &schema)).collect(),
         };
         // pg_class's index rows copy their table's row, then change what differs.
+        let theirs: HashMap<i64, i64> = oids.iter().map(|(theirs, ours)| (*ours, *theirs)).collect();
         let mut extra = Vec::new();
         for (k, values) in keyed.iter().zip(added) {
             let base = match self.kind {
-                Amended::Class => classes.iter().find(|r| int(r, "oid") == Some(k.oid)),
+                Amended::Class => classes.iter().find(|r| int(r, "oid") == theirs.get(&k.oid).copied()),
                 _ => None,
             };
             extra.push(row_of(&schema, base, &values)?);
@@ -271,24 +511,29 @@ impl TableProvider for AmendedTable {
     }
 }
 
-/// `batch` (of `pg_class`) with `relhasindex` set on the keyed tables' rows.
-fn with_indexes(batch: &RecordBatch, keyed: &[Keyed]) -> DfResult<RecordBatch> {
+/// `batch` with `column` replaced by `value(ours)` in the rows whose `key` column holds one of
+/// datafusion-pg-catalog's table OIDs in `oids` (mapped to ours).
+fn replaced(
+    batch: &RecordBatch,
+    key: &str,
+    column: &str,
+    oids: &HashMap<i64, i64>,
+    value: impl Fn(i64) -> ScalarValue,
+) -> DfResult<RecordBatch> {
     let schema = batch.schema();
-    let (Ok(oid), Ok(has)) = (schema.index_of("oid"), schema.index_of("relhasindex")) else { return Ok(batch.clone()) };
-    let oids = datafusion::arrow::compute::cast(batch.column(oid), &DataType::Int64)?;
-    let oids = as_int64_array(&oids)?;
-    let old = batch.column(has);
+    let (Ok(key), Ok(target)) = (schema.index_of(key), schema.index_of(column)) else { return Ok(batch.clone()) };
+    let keys = datafusion::arrow::compute::cast(batch.column(key), &DataType::Int64)?;
+    let keys = as_int64_array(&keys)?;
+    let old = batch.column(target);
+    let ty = schema.field(target).data_type();
     let values: Vec<ScalarValue> = (0..batch.num_rows())
-        .map(|i| {
-            if keyed.iter().any(|k| oids.is_valid(i) && oids.value(i) == k.oid) {
-                Ok(ScalarValue::Boolean(Some(true)))
-            } else {
-                ScalarValue::try_from_array(old, i)
-            }
+        .map(|i| match oids.get(&keys.value(i)).filter(|_| keys.is_valid(i)) {
+            Some(ours) => value(*ours).cast_to(ty),
+            None => ScalarValue::try_from_array(old, i),
         })
         .collect::<DfResult<_>>()?;
     let mut columns = batch.columns().to_vec();
-    columns[has] = ScalarValue::iter_to_array(values)?;
+    columns[target] = ScalarValue::iter_to_array(values)?;
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
@@ -357,9 +602,9 @@ fn int2vector(field: &Field, values: &[i16], array: bool) -> ScalarValue {
     match field.data_type() {
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
             let array: ArrayRef = Arc::new(Int16Array::from(values.to_vec()));
-            ScalarValue::List(Arc::new(datafusion::arrow::array::ListArray::new(
+            ScalarValue::List(Arc::new(ListArray::new(
                 Arc::new(Field::new_list_field(DataType::Int16, true)),
-                datafusion::arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+                OffsetBuffer::from_lengths([values.len()]),
                 array,
                 None,
             )))
@@ -502,6 +747,81 @@ mod tests {
         );
         let batch = batch_of(&schema, &[row]).unwrap();
         assert_eq!(batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn a_column_origin_is_its_table_oid_and_visible_column_number() {
+        use crate::catalog::ColumnDef;
+        use crate::types::SqlType;
+        let column = |name: &str, hidden| ColumnDef {
+            name: name.into(),
+            ty: SqlType::BigInt,
+            nullable: true,
+            default: None,
+            hidden,
+        };
+        let def = TableDef {
+            id: 7,
+            name: "t".into(),
+            columns: vec![column("rowid", true), column("a", false), column("b", false)],
+            pk: vec![0],
+            buckets: 1,
+            shards: vec![1],
+        };
+        let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);
+        assert_eq!(origin(&field), Some((0x1000_0007, 2)));
+        // The hidden row id has no column number: no origin.
+        assert_eq!(origin(&origin_field(Field::new("rowid", DataType::Int64, true), &def, 0)), None);
+        assert_eq!(origin(&Field::new("b", DataType::Int64, true)), None);
+    }
+
+    #[test]
+    fn replaced_maps_only_the_rows_of_known_oids() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("attrelid", DataType::Int32, false),
+            Field::new("attname", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(datafusion::arrow::array::Int32Array::from(vec![16390, 1259])),
+                Arc::new(StringArray::from(vec!["id", "relname"])),
+            ],
+        )
+        .unwrap();
+        let oids = HashMap::from([(16390, 0x1000_0003)]);
+        let out = replaced(&batch, "attrelid", "attrelid", &oids, |o| ScalarValue::Int64(Some(o))).unwrap();
+        let col = out.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int32Array>().unwrap();
+        assert_eq!((col.value(0), col.value(1)), (0x1000_0003, 1259));
+    }
+
+    #[test]
+    fn expand_array_pairs_elements_with_positions() {
+        let udf = ExpandArray::new();
+        let input = Arc::new(StringArray::from(vec![Some("3 1"), None, Some("{7}")])) as ArrayRef;
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(input)],
+            arg_fields: vec![Arc::new(Field::new("a", DataType::Utf8, true))],
+            number_rows: 3,
+            return_field: Arc::new(Field::new("r", udf.return_type(&[]).unwrap(), true)),
+            config_options: Arc::new(Default::default()),
+        };
+        let ColumnarValue::Array(out) = udf.invoke_with_args(args).unwrap() else { panic!("not an array") };
+        let list = out.as_any().downcast_ref::<ListArray>().unwrap();
+        assert!(list.is_null(1));
+        let first = list.value(0);
+        let pairs = first.as_any().downcast_ref::<StructArray>().unwrap();
+        let column = |i: usize| as_int64_array(pairs.column(i)).unwrap().values().to_vec();
+        assert_eq!((column(0), column(1)), (vec![3, 1], vec![1, 2]));
+        assert_eq!(list.value(2).len(), 1);
+    }
+
+    #[test]
+    fn catalog_rewrites_give_datafusion_unnest_and_subscripts() {
+        let sql = "SELECT (information_schema._pg_expandarray(i.indkey)).n AS s, (r.KEYS).x FROM i, r";
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        rewrite(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT (unnest(_pg_expandarray(i.indkey)))['n'] AS s, (r.KEYS)['x'] FROM i, r");
     }
 
     #[test]
