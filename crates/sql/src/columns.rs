@@ -84,14 +84,25 @@ impl Columns {
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
 
+    /// `batch` renamed and cast. Each field keeps the type and nullability of what execution
+    /// produced, which the plan described at prepare may not know yet (an untyped parameter in
+    /// the select list, a UNION's branches before coercion, a scalar subquery finding no row
+    /// for a NOT NULL column).
     fn batch(&self, batch: RecordBatch) -> datafusion::error::Result<RecordBatch> {
         let mut arrays = batch.columns().to_vec();
-        for (array, to) in arrays.iter_mut().zip(&self.casts) {
-            if let Some(to) = to {
+        let mut fields = Vec::with_capacity(arrays.len());
+        for (i, array) in arrays.iter_mut().enumerate() {
+            if let Some(Some(to)) = self.casts.get(i) {
                 *array = cast(array, to)?;
             }
+            let field = match self.schema.fields().get(i) {
+                Some(f) => Field::new(f.name(), array.data_type().clone(), true).with_metadata(f.metadata().clone()),
+                None => Field::new(batch.schema().field(i).name(), array.data_type().clone(), true),
+            };
+            fields.push(field);
         }
-        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
     }
 }
 
@@ -287,5 +298,36 @@ mod tests {
         assert_eq!(out[0].schema().field(1).name(), "?column?");
         let col = out[0].column(1).as_any().downcast_ref::<Int32Array>().unwrap();
         assert_eq!((col.len(), col.value(0)), (1, 7));
+    }
+
+    /// What runs may differ from what was planned at prepare (a NULL in a column planned NOT
+    /// NULL, another type): the batch passes renamed, with its own types.
+    #[tokio::test]
+    async fn batches_keep_the_types_and_nulls_execution_gave() {
+        use datafusion::arrow::array::{Float64Array, Int64Array};
+        let Statement::Query(q) =
+            Parser::parse_sql(&PostgreSqlDialect {}, "SELECT (SELECT k FROM t), x + 1 FROM u").unwrap().remove(0)
+        else {
+            unreachable!()
+        };
+        let planned = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, false),
+        ]));
+        let columns = Arc::new(Columns::of(&q, &planned).unwrap());
+        let ran = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            ran.clone(),
+            vec![Arc::new(Int64Array::from(vec![None::<i64>])), Arc::new(Float64Array::from(vec![2.5]))],
+        )
+        .unwrap();
+        let stream = Box::pin(RecordBatchStreamAdapter::new(ran, futures::stream::iter(vec![Ok(batch)])));
+        let out: Vec<RecordBatch> = columns.apply(stream).map(|b| b.unwrap()).collect().await;
+        let schema = out[0].schema();
+        assert_eq!((schema.field(0).name().as_str(), schema.field(1).data_type()), ("k", &DataType::Float64));
+        assert!(out[0].column(0).is_null(0));
     }
 }

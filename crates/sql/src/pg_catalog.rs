@@ -19,7 +19,7 @@
 //! column number.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use std::ops::ControlFlow;
@@ -31,7 +31,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, Session as CatalogSession};
 use datafusion::common::cast::as_int64_array;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::TableReference;
+use datafusion::common::{Column, TableReference};
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
@@ -64,10 +64,9 @@ const BTREE: i64 = 403;
 pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()> {
     let schemas = ctx.catalog(CATALOG).ok_or_else(|| DataFusionError::Plan("no raftable catalog".into()))?;
     let inner = schemas.schema("pg_catalog").ok_or_else(|| DataFusionError::Plan("no pg_catalog".into()))?;
-    let defs = Arc::new(Definitions::default());
-    schemas.register_schema("pg_catalog", Arc::new(Overlay { inner, catalog, defs: defs.clone() }))?;
-    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_indexdef", defs.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", defs)));
+    schemas.register_schema("pg_catalog", Arc::new(Overlay { inner, catalog: catalog.clone() }))?;
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_indexdef", catalog.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog)));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     Ok(())
 }
@@ -205,9 +204,12 @@ pub fn origin(field: &Field) -> Option<(i32, i16)> {
 }
 
 /// `schema` (the output of `plan`) with its columns that are a user table's column marked
-/// with their origin: those qualified by a scanned table or by an alias of one.
+/// with their origin: a column (or an alias of one) of the top projection, else an output
+/// field, qualified by a scanned table or by an alias of one. A name that is also an alias of
+/// anything else (a subquery or CTE named like a table) marks nothing.
 pub(crate) fn with_origins(plan: &LogicalPlan, schema: SchemaRef, catalog: &Catalog) -> SchemaRef {
     let mut tables: HashMap<TableReference, Arc<TableDef>> = HashMap::new();
+    let mut shadowed: Vec<TableReference> = Vec::new();
     let user_table = |name: &TableReference| match name.schema() {
         None | Some(PUBLIC) => catalog.cached(name.table()),
         Some(_) => None,
@@ -219,17 +221,19 @@ pub(crate) fn with_origins(plan: &LogicalPlan, schema: SchemaRef, catalog: &Cata
                     tables.insert(scan.table_name.clone(), def);
                 }
             }
-            LogicalPlan::SubqueryAlias(a) => {
-                if let LogicalPlan::TableScan(scan) = a.input.as_ref() {
-                    if let Some(def) = user_table(&scan.table_name) {
-                        tables.insert(a.alias.clone(), def);
-                    }
+            LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
+                LogicalPlan::TableScan(scan) if user_table(&scan.table_name).is_some() => {
+                    tables.extend(user_table(&scan.table_name).map(|def| (a.alias.clone(), def)));
                 }
-            }
+                _ => shadowed.push(a.alias.clone()),
+            },
             _ => {}
         }
         Ok(TreeNodeRecursion::Continue)
     });
+    for name in &shadowed {
+        tables.remove(name);
+    }
     if tables.is_empty() {
         return schema;
     }
@@ -241,12 +245,12 @@ pub(crate) fn with_origins(plan: &LogicalPlan, schema: SchemaRef, catalog: &Cata
         .enumerate()
         .map(|(i, field)| {
             let field = field.as_ref().clone();
-            if i >= dfschema.fields().len() {
-                return field;
-            }
-            let (qualifier, planned) = dfschema.qualified_field(i);
-            let def = qualifier.and_then(|q| tables.get(q));
-            match def.and_then(|d| d.column(planned.name()).ok().map(|c| (d, c))) {
+            let source = projected_column(plan, i).or_else(|| {
+                let (qualifier, planned) = (i < dfschema.fields().len()).then(|| dfschema.qualified_field(i))?;
+                Some(Column::new(qualifier.cloned(), planned.name()))
+            });
+            let def = source.as_ref().and_then(|c| c.relation.as_ref()).and_then(|q| tables.get(q));
+            match def.zip(source.as_ref()).and_then(|(d, c)| d.column(&c.name).ok().map(|i| (d, i))) {
                 Some((def, column)) => {
                     marked = true;
                     origin_field(field, def, column)
@@ -262,10 +266,23 @@ pub(crate) fn with_origins(plan: &LogicalPlan, schema: SchemaRef, catalog: &Cata
     }
 }
 
-/// The definitions of the indexes and constraints the session's last catalog scan showed, by
-/// OID: `pg_get_indexdef(oid)` is asked about rows `pg_index` has just returned.
-#[derive(Debug, Default)]
-struct Definitions(RwLock<HashMap<i64, String>>);
+/// The column output `i` of the top projection of `plan` is, or an alias of (through a sort or
+/// limit above it).
+fn projected_column(plan: &LogicalPlan, i: usize) -> Option<Column> {
+    match plan {
+        LogicalPlan::Projection(p) => match p.expr.get(i)? {
+            Expr::Column(c) => Some(c.clone()),
+            Expr::Alias(a) => match a.expr.as_ref() {
+                Expr::Column(c) => Some(c.clone()),
+                _ => None,
+            },
+            _ => None,
+        },
+        LogicalPlan::Sort(s) => projected_column(&s.input, i),
+        LogicalPlan::Limit(l) => projected_column(&l.input, i),
+        _ => None,
+    }
+}
 
 /// A table with a primary key, with its OID.
 struct Keyed {
@@ -320,7 +337,6 @@ fn quoted(name: &str) -> String {
 struct Overlay {
     inner: Arc<dyn SchemaProvider>,
     catalog: Arc<Catalog>,
-    defs: Arc<Definitions>,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -352,7 +368,7 @@ impl SchemaProvider for Overlay {
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
-        let overlay = Overlay { inner: self.inner.clone(), catalog: self.catalog.clone(), defs: self.defs.clone() };
+        let overlay = Overlay { inner: self.inner.clone(), catalog: self.catalog.clone() };
         Ok(Some(Arc::new(AmendedTable { table, kind, overlay: Arc::new(overlay) })))
     }
 
@@ -382,19 +398,6 @@ impl Overlay {
                 keyed.push(Keyed { oid, def });
             }
         }
-        let mut defs = self.defs.0.write().expect("definitions lock");
-        defs.clear();
-        for k in &keyed {
-            let index = format!(
-                "CREATE UNIQUE INDEX {} ON {PUBLIC}.{} USING btree ({})",
-                quoted(&k.index_name()),
-                quoted(&k.def.name),
-                k.key_columns()
-            );
-            defs.insert(k.index_oid(), index);
-            defs.insert(k.constraint_oid(), format!("PRIMARY KEY ({})", k.key_columns()));
-        }
-        drop(defs);
         Ok(Snapshot { keyed, classes, oids })
     }
 
@@ -653,18 +656,48 @@ fn batch_of(schema: &SchemaRef, rows: &[Vec<ScalarValue>]) -> DfResult<RecordBat
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// `pg_get_indexdef(oid [, column, pretty])` / `pg_get_constraintdef(oid [, pretty])` for the
-/// primary keys the catalog showed; NULL for any other OID.
-#[derive(Debug)]
+/// `pg_get_indexdef(oid [, column, pretty])` / `pg_get_constraintdef(oid [, pretty])` of the
+/// primary keys (from the table definitions: their OIDs derive from the table's); NULL for any
+/// other OID. With a column number other than 0, `pg_get_indexdef` gives that key column only.
 struct DefinitionUdf {
     name: &'static str,
     signature: Signature,
-    defs: Arc<Definitions>,
+    catalog: Arc<Catalog>,
 }
 
 impl DefinitionUdf {
-    fn new(name: &'static str, defs: Arc<Definitions>) -> Self {
-        Self { name, signature: Signature::variadic_any(Volatility::Stable), defs }
+    fn new(name: &'static str, catalog: Arc<Catalog>) -> Self {
+        Self { name, signature: Signature::variadic_any(Volatility::Stable), catalog }
+    }
+
+    /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
+    fn definition(&self, oid: i64, column: i64) -> Option<String> {
+        let keyed = self.catalog.all().into_iter().filter(|d| !d.has_rowid() && !d.pk.is_empty()).find_map(|def| {
+            let k = Keyed { oid: i64::from(table_oid(&def)), def };
+            (k.index_oid() == oid || k.constraint_oid() == oid).then_some(k)
+        })?;
+        if keyed.constraint_oid() == oid {
+            return (self.name == "pg_get_constraintdef").then(|| format!("PRIMARY KEY ({})", keyed.key_columns()));
+        }
+        if self.name != "pg_get_indexdef" {
+            return None;
+        }
+        if column > 0 {
+            let c = *keyed.def.pk.get(usize::try_from(column - 1).ok()?)?;
+            return Some(quoted(&keyed.def.columns[c].name));
+        }
+        Some(format!(
+            "CREATE UNIQUE INDEX {} ON {PUBLIC}.{} USING btree ({})",
+            quoted(&keyed.index_name()),
+            quoted(&keyed.def.name),
+            keyed.key_columns()
+        ))
+    }
+}
+
+impl std::fmt::Debug for DefinitionUdf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
     }
 }
 
@@ -699,10 +732,23 @@ impl ScalarUDFImpl for DefinitionUdf {
         let Some(first) = args.args.first() else {
             return Err(DataFusionError::Plan(format!("{} needs an OID", self.name)));
         };
-        let oids = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::Int64)?;
+        let as_ints = |arg: &ColumnarValue| -> DfResult<ArrayRef> {
+            Ok(datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Int64)?)
+        };
+        let oids = as_ints(first)?;
         let oids = as_int64_array(&oids)?;
-        let defs = self.defs.0.read().expect("definitions lock");
-        let out: StringArray = oids.iter().map(|oid| oid.and_then(|o| defs.get(&o).cloned())).collect();
+        // pg_get_indexdef's second argument is a column number; pg_get_constraintdef's is `pretty`.
+        let columns = match args.args.get(1) {
+            Some(arg) if self.name == "pg_get_indexdef" => Some(as_ints(arg)?),
+            _ => None,
+        };
+        let columns = columns.as_ref().map(|c| as_int64_array(c)).transpose()?;
+        let out: StringArray = (0..oids.len())
+            .map(|i| {
+                let column = columns.map_or(0, |c| if c.is_valid(i) { c.value(i) } else { 0 });
+                oids.is_valid(i).then(|| self.definition(oids.value(i), column)).flatten()
+            })
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

@@ -902,8 +902,6 @@ fn reads_catalog(stmt: &Statement) -> bool {
     found.is_break()
 }
 
-/// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
-/// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
 /// Types of `$n` that PostgreSQL takes from where they stand and DataFusion leaves unknown:
 /// bigint for a LIMIT or OFFSET, the target type of a cast (`$1::bigint`). A client that sends
 /// untyped text values (node-postgres, pgJDBC's metadata) would otherwise bind a string there.
@@ -945,6 +943,8 @@ fn param_hints(stmt: &Statement) -> Vec<(usize, DataType)> {
     hints.0
 }
 
+/// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
+/// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
 fn float_exponents(stmt: &mut Statement) {
     use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Value};
     use std::ops::ControlFlow;

@@ -115,6 +115,25 @@ async fn client_scenario_on_every_node() {
     let oid = point.columns()[0].table_oid().expect("a table OID");
     assert_eq!(point.columns().iter().map(origin).collect::<Vec<_>>(), [(Some(oid), Some(2)), (Some(oid), Some(1))]);
     assert_eq!(general.columns().iter().map(origin).collect::<Vec<_>>(), [(Some(oid), Some(1)), (None, None)]);
+    let aliased = c.prepare("SELECT id AS key FROM accounts WHERE id > $1 ORDER BY id LIMIT 3").await.unwrap();
+    assert_eq!(origin(&aliased.columns()[0]), (Some(oid), Some(1)));
+    // A subquery named like the table is not the table.
+    let shadow = c.prepare("SELECT accounts.id FROM (SELECT balance AS id FROM accounts) accounts").await.unwrap();
+    assert_eq!(origin(&shadow.columns()[0]), (None, None));
+    // What runs may differ from what was planned: an untyped parameter in the select list.
+    let echo = c.prepare("SELECT $1 AS echo").await.unwrap();
+    assert_eq!(c.query_one(&echo, &[&"hi"]).await.unwrap().get::<_, String>(0), "hi");
+    // The definitions come from the table itself, in a session that has not read the catalog.
+    let fresh = cluster.sql(1).await;
+    let defs = fresh
+        .query_one(
+            "SELECT pg_catalog.pg_get_indexdef($1::int4 + 536870912, 1, false), \
+             pg_catalog.pg_get_constraintdef($1::int4 + 1073741824)",
+            &[&(oid as i32)],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row_text(&defs, 0), row_text(&defs, 1)), ("id".into(), "PRIMARY KEY (id)".into()));
     let attribute = b
         .query_one(
             "SELECT c.relname, a.attname, a.attnotnull FROM pg_catalog.pg_class c \
