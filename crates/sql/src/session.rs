@@ -260,7 +260,7 @@ impl Session {
                     }
                 }
                 let plan = self.df_plan(stmt.clone()).await?;
-                let schema = Arc::new(plan.schema().as_arrow().clone());
+                let schema = self.described(&plan);
                 let mut schema = crate::pg_catalog::with_origins(&plan, schema, &self.engine.catalog);
                 let (command, optimized, columns) = match stmt {
                     Statement::Query(q) => ("SELECT", self.optimize_once(&plan), Columns::of(q, &schema).map(Arc::new)),
@@ -304,6 +304,32 @@ impl Session {
         let name = crate::point::point_select_table(q)?;
         let def = self.engine.catalog.get(&name).await.ok()??;
         PointSelect::plan(q, &def)
+    }
+
+    /// The columns `plan` returns as execution produces them: names from the plan, types after
+    /// DataFusion's analyzer (type coercion), where the plan as built may still give a UNION its
+    /// left branch's types (`SELECT 1 UNION ALL SELECT 2.5` is numeric, not bigint: described as
+    /// bigint, binary-format clients read the numeric's bytes as an int8). The plan's own types
+    /// where the analyzer cannot run before parameters are bound.
+    fn described(&self, plan: &LogicalPlan) -> SchemaRef {
+        let planned = plan.schema().as_arrow().clone();
+        let state = self.ctx.state();
+        let Ok(analyzed) = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) else {
+            return Arc::new(planned);
+        };
+        let types = analyzed.schema().as_arrow().fields().iter().map(|f| f.data_type().clone()).collect::<Vec<_>>();
+        if types.len() != planned.fields().len() {
+            return Arc::new(planned);
+        }
+        let fields = planned
+            .fields()
+            .iter()
+            .zip(types)
+            .map(
+                |(f, ty)| if ty == DataType::Null { f.as_ref().clone() } else { f.as_ref().clone().with_data_type(ty) },
+            )
+            .collect::<Vec<_>>();
+        Arc::new(Schema::new_with_metadata(fields, planned.metadata().clone()))
     }
 
     /// `plan` through the analyzer and optimizer, with its parameter types, if the optimized

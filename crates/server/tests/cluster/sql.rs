@@ -120,6 +120,21 @@ async fn client_scenario_on_every_node() {
     // A subquery named like the table is not the table.
     let shadow = c.prepare("SELECT accounts.id FROM (SELECT balance AS id FROM accounts) accounts").await.unwrap();
     assert_eq!(origin(&shadow.columns()[0]), (None, None));
+    // A UNION is described with its coerced types (binary results of the numeric branch were
+    // read as int8 when the left branch's type was described).
+    let union = c.prepare("SELECT 1 AS n UNION ALL SELECT 2.5 ORDER BY n").await.unwrap();
+    assert_eq!(union.columns()[0].type_(), &Type::NUMERIC);
+    let text: Vec<String> = c
+        .simple_query("SELECT 1 AS n UNION ALL SELECT 2.5")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text.len(), 2);
     // What runs may differ from what was planned: an untyped parameter in the select list.
     let echo = c.prepare("SELECT $1 AS echo").await.unwrap();
     assert_eq!(c.query_one(&echo, &[&"hi"]).await.unwrap().get::<_, String>(0), "hi");
