@@ -260,11 +260,15 @@ impl Session {
                     }
                 }
                 let plan = self.df_plan(stmt.clone()).await?;
-                let schema = self.described(&plan);
+                let optimized = match stmt {
+                    Statement::Query(_) => self.optimize_once(&plan),
+                    _ => None,
+                };
+                let schema = self.described(&plan, optimized.as_ref().map(|(p, _)| p));
                 let mut schema = crate::pg_catalog::with_origins(&plan, schema, &self.engine.catalog);
-                let (command, optimized, columns) = match stmt {
-                    Statement::Query(q) => ("SELECT", self.optimize_once(&plan), Columns::of(q, &schema).map(Arc::new)),
-                    _ => ("EXPLAIN", None, None),
+                let (command, columns) = match stmt {
+                    Statement::Query(q) => ("SELECT", Columns::of(q, &schema).map(Arc::new)),
+                    _ => ("EXPLAIN", None),
                 };
                 if let Some(columns) = &columns {
                     schema = columns.schema();
@@ -309,13 +313,22 @@ impl Session {
     /// The columns `plan` returns as execution produces them: names from the plan, types after
     /// DataFusion's analyzer (type coercion), where the plan as built may still give a UNION its
     /// left branch's types (`SELECT 1 UNION ALL SELECT 2.5` is numeric, not bigint: described as
-    /// bigint, binary-format clients read the numeric's bytes as an int8). The plan's own types
-    /// where the analyzer cannot run before parameters are bound.
-    fn described(&self, plan: &LogicalPlan) -> SchemaRef {
+    /// bigint, binary-format clients read the numeric's bytes as an int8). `optimized` (the plan
+    /// through analyzer and optimizer already, which keep its output) spares a second analysis;
+    /// the plan's own types where the analyzer cannot run before parameters are bound.
+    fn described(&self, plan: &LogicalPlan, optimized: Option<&LogicalPlan>) -> SchemaRef {
         let planned = plan.schema().as_arrow().clone();
-        let state = self.ctx.state();
-        let Ok(analyzed) = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) else {
-            return Arc::new(planned);
+        let analyzed_here;
+        let analyzed = match optimized {
+            Some(optimized) => optimized,
+            None => {
+                let state = self.ctx.state();
+                match state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {}) {
+                    Ok(analyzed) => analyzed_here = analyzed,
+                    Err(_) => return Arc::new(planned),
+                }
+                &analyzed_here
+            }
         };
         let types = analyzed.schema().as_arrow().fields().iter().map(|f| f.data_type().clone()).collect::<Vec<_>>();
         if types.len() != planned.fields().len() {
