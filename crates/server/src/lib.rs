@@ -19,6 +19,9 @@ use std::time::Duration;
 
 pub use config::Config;
 pub use demo::{demo, DemoOptions};
+/// The PostgreSQL front end alone, over any `raftable_sql::Engine` (the in-process SQL tests
+/// serve one over `raftable_sql::local`).
+pub use pgwire::serve as serve_pg;
 use raftable_cluster::{Background, Client, Node, RaftSettings, Router};
 use raftable_common::{Error, NodeId, Result, META_SHARD};
 use raftable_storage::{NodeInfo, Rocks};
@@ -67,7 +70,7 @@ pub async fn run(
     let background = Background::start(router.clone());
     let sql = raftable_sql::SqlConfig { default_shards: config.default_shards };
     let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), sql);
-    let refresh = engine.spawn_refresh(raftable_sql::catalog::REFRESH);
+    let refresh = engine.spawn_refresh();
     let (stop_pg, pg_stopped) = tokio::sync::oneshot::channel::<()>();
     let pg_server = tokio::spawn(pgwire::serve(engine, pg, async {
         let _ = pg_stopped.await;

@@ -3,6 +3,9 @@
 //! `raftable.*` system tables need. `server` implements it over `cluster::Router`; tests can
 //! implement it over `storage::LocalShards`. `sql` never depends on `cluster` itself.
 
+use std::fmt;
+use std::sync::Arc;
+
 use raftable_common::{KeyRange, NodeId, Result, ShardClient, ShardId};
 
 /// A node as `raftable.nodes` shows it.
@@ -42,4 +45,14 @@ pub trait Cluster: ShardClient {
 
     /// The shard map with each shard's current leader, if known.
     async fn shards(&self) -> Result<Vec<ShardStatus>>;
+}
+
+/// `Arc<dyn Cluster>` with a Debug impl, as DataFusion's traits require.
+#[derive(Clone)]
+pub struct ClusterRef(pub Arc<dyn Cluster>);
+
+impl fmt::Debug for ClusterRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Cluster")
+    }
 }

@@ -19,9 +19,12 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{
-    CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, UnaryOperator, Value,
+    CeilFloorKind, DataType as SqlType, Expr, ObjectName, Query, SelectItem, SetExpr, UnaryOperator, Value,
 };
 use futures::StreamExt;
+
+use crate::ast::ident;
+use crate::table::TableDef;
 
 /// How a query's result columns differ from DataFusion's: their names, and the columns sent as
 /// another type (an integer literal as int4).
@@ -56,8 +59,8 @@ impl Columns {
                     }
                     continue;
                 }
-                SelectItem::UnnamedExpr(e) => (name(e).map_or_else(|| "?column?".to_string(), |(n, _)| n), e),
-                SelectItem::ExprWithAlias { expr, alias } => (folded(alias), expr),
+                SelectItem::UnnamedExpr(e) => (output_name(e), e),
+                SelectItem::ExprWithAlias { expr, alias } => (ident(alias), expr),
                 SelectItem::ExprWithAliases { .. } => return None,
             };
             let field = &planned.fields()[fields.len()];
@@ -106,6 +109,34 @@ impl Columns {
     }
 }
 
+/// Field metadata of a result column that is a table's column: `<table OID>.<attnum>`, which
+/// `server::pgwire` sends in RowDescription (pgJDBC looks the column up by them).
+const ORIGIN: &str = "raftable.origin";
+
+/// `field` marked as column `column` of `def` (for RowDescription).
+pub(crate) fn origin_field(field: Field, def: &TableDef, column: usize) -> Field {
+    match def.attnum(column) {
+        Some(n) => {
+            let mut metadata = field.metadata().clone();
+            metadata.insert(ORIGIN.to_string(), format!("{}.{n}", def.oid()));
+            field.with_metadata(metadata)
+        }
+        None => field,
+    }
+}
+
+/// The table OID and column number a result field was marked with, if any.
+pub fn origin(field: &Field) -> Option<(i32, i16)> {
+    let (table, column) = field.metadata().get(ORIGIN)?.split_once('.')?;
+    Some((table.parse().ok()?, column.parse().ok()?))
+}
+
+/// The name PostgreSQL gives an output expression without an alias (`?column?` when nothing
+/// names it).
+pub(crate) fn output_name(expr: &Expr) -> String {
+    name(expr).map_or_else(|| "?column?".to_string(), |(n, _)| n)
+}
+
 /// The select list that names a query's outputs (a set operation's first branch), and whether
 /// it is the query's only one (no set operation, so its outputs hold its own values only).
 fn first_select(body: &SetExpr) -> Option<(&[SelectItem], bool)> {
@@ -136,8 +167,8 @@ fn int4_literal(expr: &Expr) -> bool {
 fn name(expr: &Expr) -> Option<(String, u8)> {
     let strong = |s: &str| Some((s.to_string(), 2));
     match expr {
-        Expr::Identifier(id) => Some((folded(id), 2)),
-        Expr::CompoundIdentifier(ids) => ids.last().map(|id| (folded(id), 2)),
+        Expr::Identifier(id) => Some((ident(id), 2)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(|id| (ident(id), 2)),
         Expr::Function(f) => last(&f.name).map(|n| (n, 2)),
         Expr::Nested(e) | Expr::Collate { expr: e, .. } => name(e),
         Expr::Cast { expr, data_type, .. } => match name(expr) {
@@ -151,7 +182,7 @@ fn name(expr: &Expr) -> Option<(String, u8)> {
         Expr::Exists { .. } => strong("exists"),
         Expr::Subquery(q) => match first_select(&q.body) {
             Some(([SelectItem::UnnamedExpr(e)], _)) => name(e),
-            Some(([SelectItem::ExprWithAlias { alias, .. }], _)) => Some((folded(alias), 2)),
+            Some(([SelectItem::ExprWithAlias { alias, .. }], _)) => Some((ident(alias), 2)),
             _ => None,
         },
         Expr::Extract { .. } => strong("extract"),
@@ -166,17 +197,8 @@ fn name(expr: &Expr) -> Option<(String, u8)> {
     }
 }
 
-/// An identifier as PostgreSQL stores it: lower-cased unless quoted.
-fn folded(id: &Ident) -> String {
-    if id.quote_style.is_some() {
-        id.value.clone()
-    } else {
-        id.value.to_lowercase()
-    }
-}
-
 fn last(name: &ObjectName) -> Option<String> {
-    name.0.last().and_then(|p| p.as_ident()).map(folded)
+    name.0.last().and_then(|p| p.as_ident()).map(ident)
 }
 
 /// A type's name in `pg_type`, which PostgreSQL gives a cast of an unnamed value.
@@ -329,5 +351,31 @@ mod tests {
         let schema = out[0].schema();
         assert_eq!((schema.field(0).name().as_str(), schema.field(1).data_type()), ("k", &DataType::Float64));
         assert!(out[0].column(0).is_null(0));
+    }
+
+    #[test]
+    fn a_column_origin_is_its_table_oid_and_visible_column_number() {
+        use crate::table::ColumnDef;
+        use crate::types::SqlType;
+        let column = |name: &str, hidden| ColumnDef {
+            name: name.into(),
+            ty: SqlType::BigInt,
+            nullable: true,
+            default: None,
+            hidden,
+        };
+        let def = TableDef {
+            id: 7,
+            name: "t".into(),
+            columns: vec![column("rowid", true), column("a", false), column("b", false)],
+            pk: vec![0],
+            buckets: 1,
+            shards: vec![1],
+        };
+        let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);
+        assert_eq!(origin(&field), Some((0x1000_0007, 2)));
+        // The hidden row id has no column number: no origin.
+        assert_eq!(origin(&origin_field(Field::new("rowid", DataType::Int64, true), &def, 0)), None);
+        assert_eq!(origin(&Field::new("b", DataType::Int64, true)), None);
     }
 }

@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use raftable_common::{Error, KeyRange, Result};
 
-use crate::catalog::TableDef;
+use crate::table::TableDef;
 
 /// First byte of every table key (meta keys start with 0x00).
 const TABLE_KEYSPACE: u8 = 0x01;

@@ -1,45 +1,56 @@
-//! The SQL layer: from a parsed statement to shard reads and writes, through DataFusion.
+//! The SQL layer: from SQL text to shard reads and writes, through DataFusion.
 //!
-//! A query's way down, naming the function at each step:
-//! 1. `server::pgwire` hands the SQL text to [`Session::parse`] (sqlparser, PostgreSQL
-//!    dialect, the copy DataFusion re-exports) and each statement to [`Session::prepare`].
-//! 2. `prepare` matches on the `Statement`: a query is planned by DataFusion
-//!    (`SessionState::statement_to_plan`), resolving tables through
-//!    [`provider::RaftableCatalog`] → [`catalog::Catalog`] (definitions in the meta group);
-//!    DDL goes to [`ddl`]; INSERT / UPDATE / DELETE are planned as DataFusion reads plus a
-//!    write step in [`dml`].
-//! 3. [`Session::execute`] binds `$n` values and runs the plan. Scans reach
-//!    [`scan::ShardedTable::scan`], which turns primary-key predicates into point reads or key
-//!    ranges ([`scan::key_scan`]) and returns a [`scan::ShardScanExec`] with one partition per
-//!    shard, each streaming pages of rows read with `ShardClient::read` and decoded by
-//!    [`encoding::RowDecoder`].
-//! 4. Writes encode rows ([`encoding`]: key = table ‖ bucket ‖ memcomparable primary key) and
-//!    send one atomic `ShardWrite` per shard through [`Cluster`] (the `ShardClient` the
-//!    `server` crate implements over the cluster's router).
+//! A statement's way down, by stage (each a module; imports point down this list only):
+//! 1. [`session`]: `server::pgwire` hands the text to [`Session::parse`], which calls
+//!    `ast::parse` (sqlparser, PostgreSQL dialect; catalog queries through
+//!    datafusion-pg-catalog's parser and `ast::rewrite::catalog_query`). The session keeps the
+//!    connection's state (SET / SHOW, transaction status, notices) and runs those commands
+//!    itself; everything else goes down.
+//! 2. `plan`: [`Session::prepare`] calls `plan::Planner::prepare`, which matches on the
+//!    `Statement` once: `plan::query` (DataFusion's `statement_to_plan`, tables resolved
+//!    through `catalog::RaftableCatalog`; `plan::point` for a prepared primary-key lookup),
+//!    `plan::insert`, `plan::modify` (UPDATE / DELETE as a DataFusion plan built from the AST,
+//!    reading every column of the matching rows), `plan::returning`; parameter types in
+//!    `plan::params`. The result is a [`Prepared`].
+//! 3. `exec`: [`Session::execute`] calls `exec::Executor::execute`, which binds the `$n` values
+//!    and runs the plan: queries stream from DataFusion, writes go through `exec::write`
+//!    (INSERT) and `exec::modify` (UPDATE / DELETE, re-run for shards that lost a race), DDL
+//!    through `exec::ddl`, the fast paths through `exec::point`.
+//! 4. `catalog`: table definitions cached from the meta group (`catalog::Catalog`), the
+//!    DataFusion catalog providers, the `pg_catalog` overlay.
+//! 5. `scan`: a table as DataFusion reads it: `scan::ShardedTable` (a `TableProvider`), its
+//!    primary-key pushdown (`scan::key_scan`) and `ShardScanExec`, one partition per shard,
+//!    pages of rows read with `Cluster::read`.
+//! 6. below them all: `encoding` (key = table ‖ bucket ‖ memcomparable primary key; value =
+//!    every column), `table` (what a definition holds), `types` (column types and PostgreSQL's
+//!    coercions), `columns` (result columns named and typed as PostgreSQL does), `error`
+//!    (DataFusion's errors as raftable's), and [`Cluster`], the shards as the `server` crate
+//!    gives them (over `cluster::Router`; [`local`] over one unreplicated RocksDB for tests).
 //!
-//! Prepared point statements (a SELECT by the full primary key, a single-row INSERT of
-//! parameters) skip DataFusion after prepare: [`point`] binds, encodes the key and calls the
-//! shard directly.
-//!
-//! Results travel back up as Arrow record batches in an [`Output`], their columns named and
-//! typed as PostgreSQL would ([`columns`]), which `server::pgwire` encodes as DataRows.
+//! Results travel back up as Arrow record batches in an [`Output`], which `server::pgwire`
+//! encodes as DataRows.
 
-pub mod catalog;
+mod ast;
+mod catalog;
 mod cluster;
 mod columns;
-pub mod ddl;
-pub mod dml;
-pub mod encoding;
+mod encoding;
 mod engine;
-pub mod error;
-mod pg_catalog;
-pub mod point;
-pub mod provider;
-pub mod scan;
+mod error;
+mod exec;
+#[cfg(any(test, feature = "local"))]
+pub mod local;
+mod plan;
+mod scan;
 mod session;
-pub mod types;
+mod table;
+mod types;
 
 pub use cluster::{Cluster, NodeStatus, ShardStatus};
+pub use columns::origin as column_origin;
 pub use engine::{Engine, SqlConfig};
-pub use pg_catalog::origin as column_origin;
-pub use session::{Output, Prepared, Session};
+pub use error::from_datafusion;
+pub use exec::Output;
+pub use plan::Prepared;
+pub use session::Session;
+pub use types::bytea_from_text;

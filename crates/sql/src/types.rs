@@ -323,6 +323,15 @@ pub fn coerce_scalar(ty: &SqlType, column: &str, value: &ScalarValue) -> Result<
     ScalarValue::try_from_array(&coerced, 0).map_err(crate::error::from_datafusion)
 }
 
+/// Whether coercing text changed it (trimmed blanks, a canonical uuid): then the coerced value
+/// is not the text a query compares, so it cannot stand for it in a key.
+pub(crate) fn changed_text(before: &ScalarValue, after: &ScalarValue) -> bool {
+    match (before, after) {
+        (ScalarValue::Utf8(Some(a)), ScalarValue::Utf8(Some(b))) => a != b,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ pub(super) fn from_text(text: &str, target: &DataType) -> Result<ScalarValue> {
         DataType::Float32 => ScalarValue::Float32(Some(trimmed.parse().map_err(|_| invalid())?)),
         DataType::Float64 => ScalarValue::Float64(Some(trimmed.parse().map_err(|_| invalid())?)),
         DataType::Decimal128(p, s) => ScalarValue::Decimal128(Some(parse_decimal(trimmed, *p, *s)?), *p, *s),
-        DataType::Binary => ScalarValue::Binary(Some(raftable_sql::types::bytea_from_text(text)?)),
+        DataType::Binary => ScalarValue::Binary(Some(raftable_sql::bytea_from_text(text)?)),
         DataType::Date32 | DataType::Timestamp(..) => {
             ScalarValue::try_from_string(trimmed.to_string(), target).map_err(|_| invalid())?
         }

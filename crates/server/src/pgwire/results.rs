@@ -23,7 +23,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{DataRow, NoData, RowDescription};
 use pgwire::messages::response::{CommandComplete, NoticeResponse, TransactionStatus};
 use pgwire::messages::PgWireBackendMessage;
-use raftable_sql::error::from_datafusion;
+use raftable_sql::from_datafusion;
 
 use super::cancel::CancelToken;
 use super::connection::Connection;

@@ -3,7 +3,7 @@
 //!
 //! The front end (pgwire session → `sql::Session` → shards) converts each failed statement
 //! here right before it becomes an ErrorResponse. Errors that travel inside DataFusion (row
-//! streams) are unwrapped back to raftable errors first (`raftable_sql::error`).
+//! streams) are unwrapped back to raftable errors first (`raftable_sql::from_datafusion`).
 
 use pgwire::error::{ErrorInfo, PgWireError};
 use raftable_common::Error;

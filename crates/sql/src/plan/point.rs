@@ -1,61 +1,49 @@
 //! The fast path of prepared point statements: `SELECT cols FROM t WHERE <every key column> =
 //! $n` and `INSERT INTO t (...) VALUES ($1, ...), ($k, ...)` whose values are all parameters, one
 //! row or many (plain, `ON CONFLICT DO NOTHING` or an upsert overwriting from `excluded`). They
-//! are recognised once, at prepare time, from the statement's shape; each execution then binds
-//! the parameters, encodes the keys and goes straight to the shards (one `Get`, or one
-//! `ShardWrite` per shard), without DataFusion planning, optimisation or execution. Anything
-//! else takes the general path.
+//! are recognised here once, at prepare time, from the statement's shape; each execution
+//! (`exec::point`) then binds the parameters, encodes the keys and goes straight to the shards
+//! (one `Get`, or one `ShardWrite` per shard), without DataFusion planning, optimisation or
+//! execution. Anything else takes the general path.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr as AstExpr, GroupByExpr, Insert, Query, SelectItem, SetExpr, TableFactor, Value,
+    BinaryOperator, Expr as AstExpr, GroupByExpr, Insert, Query, SelectItem, SetExpr, TableFactor,
 };
-use raftable_common::{Error, Result, ShardRead};
+use raftable_common::Result;
 
-use crate::catalog::TableDef;
-use crate::ddl::{ident, table_name};
-use crate::dml::{self, Conflict};
-use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
-use crate::engine::Engine;
-use crate::pg_catalog::origin_field;
-use crate::types::coerce_scalar;
+use super::Conflict;
+use crate::ast::{column_name, ident, param_number, table_name};
+use crate::columns::origin_field;
+use crate::table::TableDef;
 
 /// A primary-key lookup.
-pub struct PointSelect {
+pub(crate) struct PointSelect {
     pub def: Arc<TableDef>,
     /// Table columns returned, in order.
-    columns: Vec<usize>,
+    pub columns: Vec<usize>,
     /// Per key column (in key order), the parameter index holding its value.
-    key_params: Vec<usize>,
+    pub key_params: Vec<usize>,
     pub schema: SchemaRef,
 }
 
 /// An insert of rows whose values are all parameters.
-pub struct ParamInsert {
+pub(crate) struct ParamInsert {
     pub def: Arc<TableDef>,
     /// Per row, per visible column, the parameter index giving its value (None: the default).
-    rows: Vec<Vec<Option<usize>>>,
+    pub rows: Vec<Vec<Option<usize>>>,
     pub conflict: Conflict,
 }
 
 /// `$n` as a 0-based parameter index.
 fn placeholder(e: &AstExpr) -> Option<usize> {
-    match e {
-        AstExpr::Value(v) => match &v.value {
-            Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
-            _ => None,
-        },
-        _ => None,
-    }
+    param_number(e).map(|n| n - 1)
 }
 
 /// The table named by a query of the point-select shape, if it is one.
-pub fn point_select_table(q: &Query) -> Option<String> {
+pub(crate) fn point_select_table(q: &Query) -> Option<String> {
     if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
         return None;
     }
@@ -72,7 +60,7 @@ pub fn point_select_table(q: &Query) -> Option<String> {
 
 impl PointSelect {
     /// The plan of `q` against `def`, if `q` is a point select on it.
-    pub fn plan(q: &Query, def: &Arc<TableDef>) -> Option<PointSelect> {
+    pub(crate) fn plan(q: &Query, def: &Arc<TableDef>) -> Option<PointSelect> {
         let SetExpr::Select(s) = q.body.as_ref() else { return None };
         let mut columns = Vec::new();
         let mut fields = Vec::new();
@@ -129,67 +117,22 @@ impl PointSelect {
     }
 
     /// Parameter types: the key columns' types where the key takes them.
-    pub fn param_types(&self) -> Vec<(usize, DataType)> {
+    pub(crate) fn param_types(&self) -> Vec<(usize, DataType)> {
         self.key_params.iter().enumerate().map(|(k, p)| (*p, self.def.columns[self.def.pk[k]].ty.arrow())).collect()
-    }
-
-    pub async fn execute(&self, engine: &Engine, params: &[ScalarValue]) -> Result<RecordBatch> {
-        let mut pk = Vec::with_capacity(16);
-        for (k, p) in self.key_params.iter().enumerate() {
-            let col = &self.def.columns[self.def.pk[k]];
-            let value = match coerce_scalar(&col.ty, &col.name, &params[*p]) {
-                Ok(v) => v,
-                // A value the key column cannot hold (too long, out of range) matches no row.
-                Err(Error::StringTooLong(_) | Error::OutOfRange(_)) => {
-                    return Ok(RecordBatch::new_empty(self.schema.clone()))
-                }
-                Err(e) => return Err(e),
-            };
-            if changed_text(&params[*p], &value) {
-                // Coercion rewrote the text (blank-trimmed, canonical uuid): equality on the
-                // stored text would not hold.
-                return Ok(RecordBatch::new_empty(self.schema.clone()));
-            }
-            if value.is_null() {
-                // `key = NULL` matches nothing.
-                return Ok(RecordBatch::new_empty(self.schema.clone()));
-            }
-            let array = value.to_array().map_err(crate::error::from_datafusion)?;
-            encode_key_part(&mut pk, array.as_ref(), 0)?;
-        }
-        let shard = self.def.shards[bucket_of(&pk, self.def.buckets) as usize];
-        let rows = engine.cluster.read(shard, ShardRead::Get { key: row_key(&self.def, &pk) }).await?;
-        let mut decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
-        for row in &rows {
-            decoder.push(&row.value)?;
-        }
-        decoder.finish()
     }
 }
 
 /// The table columns an INSERT lists (all visible ones when it lists none).
-pub fn target_columns(insert: &Insert, def: &TableDef) -> Result<Vec<usize>> {
+pub(crate) fn target_columns(insert: &Insert, def: &TableDef) -> Result<Vec<usize>> {
     if insert.columns.is_empty() {
         return Ok(def.visible());
     }
-    insert
-        .columns
-        .iter()
-        .map(|c| def.column(&c.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default()))
-        .collect()
-}
-
-/// Whether coercing text changed it (then the value is not the text the query compares).
-pub fn changed_text(before: &ScalarValue, after: &ScalarValue) -> bool {
-    match (before, after) {
-        (ScalarValue::Utf8(Some(a)), ScalarValue::Utf8(Some(b))) => a != b,
-        _ => false,
-    }
+    insert.columns.iter().map(|c| def.column(&column_name(c))).collect()
 }
 
 impl ParamInsert {
     /// The plan of `insert` into `def`, if it is rows of parameters without RETURNING.
-    pub fn plan(insert: &Insert, def: &Arc<TableDef>, conflict: &Conflict) -> Option<ParamInsert> {
+    pub(crate) fn plan(insert: &Insert, def: &Arc<TableDef>, conflict: &Conflict) -> Option<ParamInsert> {
         if insert.returning.is_some() || matches!(conflict, Conflict::Update { .. }) {
             return None;
         }
@@ -220,7 +163,7 @@ impl ParamInsert {
         Some(ParamInsert { def: def.clone(), rows, conflict: conflict.clone() })
     }
 
-    pub fn param_types(&self) -> Vec<(usize, DataType)> {
+    pub(crate) fn param_types(&self) -> Vec<(usize, DataType)> {
         let visible = self.def.visible();
         self.rows
             .iter()
@@ -228,37 +171,6 @@ impl ParamInsert {
             .filter_map(|(slot, p)| p.map(|p| (p, self.def.columns[visible[slot]].ty.arrow())))
             .collect()
     }
-
-    /// Inserts the rows; returns how many rows were written (skipped conflicts not counted).
-    pub async fn execute(&self, engine: &Engine, params: &[ScalarValue]) -> Result<usize> {
-        let visible = self.def.visible();
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(visible.len());
-        for (slot, &col) in visible.iter().enumerate() {
-            // A column the statement leaves out takes its default in every row: coerced once.
-            let default =
-                self.rows.iter().any(|row| row[slot].is_none()).then(|| self.def.default_value(col)).transpose()?;
-            let values = self.rows.iter().map(|row| match row[slot] {
-                Some(p) => params[p].clone(),
-                None => default.clone().expect("computed when a row lacks the column"),
-            });
-            arrays.push(column_array(&self.def, col, values.collect())?);
-        }
-        Ok(dml::insert(engine, &self.def, &arrays, &self.conflict).await?.0)
-    }
-}
-
-/// One column's values as an array. Parameters arrive decoded to the column's type, so the
-/// values share one type; where they do not (a typed NULL of another type, a default), each is
-/// first coerced to the column's type by PostgreSQL's rules. `dml::insert` checks the result.
-fn column_array(def: &TableDef, col: usize, values: Vec<ScalarValue>) -> Result<ArrayRef> {
-    let first = values.first().map(ScalarValue::data_type);
-    let values = if values.iter().all(|v| Some(v.data_type()) == first) {
-        values
-    } else {
-        let column = &def.columns[col];
-        values.iter().map(|v| coerce_scalar(&column.ty, &column.name, v)).collect::<Result<Vec<_>>>()?
-    };
-    ScalarValue::iter_to_array(values).map_err(crate::error::from_datafusion)
 }
 
 #[cfg(test)]
@@ -268,7 +180,7 @@ mod tests {
     use datafusion::sql::sqlparser::parser::Parser;
 
     use super::*;
-    use crate::catalog::ColumnDef;
+    use crate::table::ColumnDef;
     use crate::types::SqlType;
 
     fn table() -> Arc<TableDef> {

@@ -1,5 +1,5 @@
-//! raftable's amendments to the `pg_catalog` of datafusion-pg-catalog: stable table OIDs, the
-//! result columns' origin in RowDescription, and primary keys as PostgreSQL shows them.
+//! raftable's amendments to the `pg_catalog` of datafusion-pg-catalog: stable table OIDs and
+//! primary keys as PostgreSQL shows them.
 //!
 //! datafusion-pg-catalog builds `pg_class` and `pg_attribute` from DataFusion's catalogs, its
 //! OIDs numbered per session as the catalog is first read, and knows no indexes (its
@@ -7,55 +7,45 @@
 //! SQLAlchemy's and pgJDBC's metadata calls found no primary key, and a RowDescription could
 //! not name a column's table (pgJDBC asks `pg_attribute` by that OID for `isNullable`).
 //! [`amend`] wraps that `pg_catalog` in [`Overlay`], which at every scan:
-//! - gives each user table the OID [`table_oid`] derives from its raftable id (the same in
+//! - gives each user table the OID [`TableDef::oid`] derives from its raftable id (the same in
 //!   every session and on every node, as a PostgreSQL OID is), in `pg_class` and in
 //!   `pg_attribute`;
 //! - adds each table's primary key: a unique btree index `<table>_pkey` (a `pg_class` row of
 //!   relkind 'i' and a `pg_index` row) and a constraint (`pg_constraint`, contype 'p'),
 //!   described by `pg_get_indexdef` / `pg_get_constraintdef`.
 //!
-//! Result columns that are a table's column carry [`ORIGIN`] metadata ([`with_origins`],
-//! [`origin_field`]), which `server::pgwire` sends as the RowDescription's table OID and
-//! column number.
+//! (The result columns' origin in RowDescription, which uses the same OIDs, is
+//! `columns::origin_field`.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use std::ops::ControlFlow;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int16Array, Int64Array, ListArray, StringArray, StructArray};
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, Session as CatalogSession};
 use datafusion::common::cast::as_int64_array;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Column, TableReference};
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, AccessExpr, Expr as AstExpr, Statement, Subscript, Value,
-};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::catalog::{Catalog, TableDef};
-use crate::provider::{CATALOG, PUBLIC};
+use super::cache::Catalog;
+use super::provider::{CATALOG, PUBLIC};
+use crate::ast::rewrite::EXPAND;
+use crate::table::TableDef;
 
-/// A user table's OID is this plus its raftable id, its primary key index's that plus
-/// [`INDEX_OID`], its constraint's that plus twice [`INDEX_OID`]: datafusion-pg-catalog numbers
-/// the other objects upwards from 16384, PostgreSQL's own are below that, so these never meet.
-const TABLE_OID: i64 = 0x1000_0000;
+/// A user table's primary key index's OID is its table's ([`TableDef::oid`]) plus this, its
+/// constraint's that plus twice this: datafusion-pg-catalog numbers the other objects upwards
+/// from 16384, PostgreSQL's own are below that, so these never meet.
 const INDEX_OID: i64 = 0x2000_0000;
-/// Field metadata of a result column that is a table's column: `<table OID>.<attnum>`.
-pub const ORIGIN: &str = "raftable.origin";
 /// `pg_am`'s OID of btree.
 const BTREE: i64 = 403;
 
@@ -70,38 +60,6 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     Ok(())
 }
-
-/// Rewrites a catalog query into what DataFusion plans:
-/// - `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of an
-///   array's (element, position) pairs that pgJDBC's `getPrimaryKeys` calls, becomes
-///   `unnest(_pg_expandarray(a))` over [`ExpandArray`];
-/// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`.
-pub(crate) fn rewrite(stmt: &mut Statement) {
-    let _ = visit_expressions_mut(stmt, |e| {
-        match e {
-            AstExpr::Function(f) if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value == EXPAND) => {
-                let call = format!("unnest({EXPAND}{})", f.args);
-                if let Ok(unnest) =
-                    Parser::new(&PostgreSqlDialect {}).try_with_sql(&call).and_then(|mut p| p.parse_expr())
-                {
-                    *e = unnest;
-                }
-            }
-            AstExpr::CompoundFieldAccess { root, access_chain } if matches!(root.as_ref(), AstExpr::Nested(_)) => {
-                for access in access_chain.iter_mut() {
-                    if let AccessExpr::Dot(AstExpr::Identifier(id)) = access {
-                        let name = Value::SingleQuotedString(id.value.to_lowercase()).with_empty_span();
-                        *access = AccessExpr::Subscript(Subscript::Index { index: AstExpr::Value(name) });
-                    }
-                }
-            }
-            _ => {}
-        }
-        ControlFlow::<()>::Continue(())
-    });
-}
-
-const EXPAND: &str = "_pg_expandarray";
 
 /// `_pg_expandarray(a)`: the list of `{x: element, n: position}` of an int2vector / array
 /// (a list, or its text form as the catalog tables hold it: `1 3`, `{1,3}`, `[1, 3]`).
@@ -175,115 +133,6 @@ impl ScalarUDFImpl for ExpandArray {
     }
 }
 
-/// The OID of `def`'s table in `pg_class`.
-pub fn table_oid(def: &TableDef) -> i32 {
-    (TABLE_OID + i64::from(def.id & 0x0fff_ffff)) as i32
-}
-
-/// The column's number in `pg_attribute` (1-based among the visible columns).
-fn attnum(def: &TableDef, column: usize) -> Option<i16> {
-    def.visible().iter().position(|c| *c == column).map(|p| p as i16 + 1)
-}
-
-/// `field` marked as column `column` of `def` (for RowDescription).
-pub(crate) fn origin_field(field: Field, def: &TableDef, column: usize) -> Field {
-    match attnum(def, column) {
-        Some(n) => {
-            let mut metadata = field.metadata().clone();
-            metadata.insert(ORIGIN.to_string(), format!("{}.{n}", table_oid(def)));
-            field.with_metadata(metadata)
-        }
-        None => field,
-    }
-}
-
-/// The table OID and column number a result field was marked with, if any.
-pub fn origin(field: &Field) -> Option<(i32, i16)> {
-    let (table, column) = field.metadata().get(ORIGIN)?.split_once('.')?;
-    Some((table.parse().ok()?, column.parse().ok()?))
-}
-
-/// `schema` (the output of `plan`) with its columns that are a user table's column marked
-/// with their origin: a column (or an alias of one) of the top projection, else an output
-/// field, qualified by a scanned table or by an alias of one. A name that is also an alias of
-/// anything else (a subquery or CTE named like a table) marks nothing.
-pub(crate) fn with_origins(plan: &LogicalPlan, schema: SchemaRef, catalog: &Catalog) -> SchemaRef {
-    let mut tables: HashMap<TableReference, Arc<TableDef>> = HashMap::new();
-    let mut shadowed: Vec<TableReference> = Vec::new();
-    let user_table = |name: &TableReference| match name.schema() {
-        None | Some(PUBLIC) => catalog.cached(name.table()),
-        Some(_) => None,
-    };
-    let _ = plan.apply_with_subqueries(|node| {
-        match node {
-            LogicalPlan::TableScan(scan) => {
-                if let Some(def) = user_table(&scan.table_name) {
-                    tables.insert(scan.table_name.clone(), def);
-                }
-            }
-            LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
-                LogicalPlan::TableScan(scan) if user_table(&scan.table_name).is_some() => {
-                    tables.extend(user_table(&scan.table_name).map(|def| (a.alias.clone(), def)));
-                }
-                _ => shadowed.push(a.alias.clone()),
-            },
-            _ => {}
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    for name in &shadowed {
-        tables.remove(name);
-    }
-    if tables.is_empty() {
-        return schema;
-    }
-    let dfschema = plan.schema();
-    let mut marked = false;
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            let field = field.as_ref().clone();
-            let source = projected_column(plan, i).or_else(|| {
-                let (qualifier, planned) = (i < dfschema.fields().len()).then(|| dfschema.qualified_field(i))?;
-                Some(Column::new(qualifier.cloned(), planned.name()))
-            });
-            let def = source.as_ref().and_then(|c| c.relation.as_ref()).and_then(|q| tables.get(q));
-            match def.zip(source.as_ref()).and_then(|(d, c)| d.column(&c.name).ok().map(|i| (d, i))) {
-                Some((def, column)) => {
-                    marked = true;
-                    origin_field(field, def, column)
-                }
-                None => field,
-            }
-        })
-        .collect();
-    if marked {
-        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-    } else {
-        schema
-    }
-}
-
-/// The column output `i` of the top projection of `plan` is, or an alias of (through a sort or
-/// limit above it).
-fn projected_column(plan: &LogicalPlan, i: usize) -> Option<Column> {
-    match plan {
-        LogicalPlan::Projection(p) => match p.expr.get(i)? {
-            Expr::Column(c) => Some(c.clone()),
-            Expr::Alias(a) => match a.expr.as_ref() {
-                Expr::Column(c) => Some(c.clone()),
-                _ => None,
-            },
-            _ => None,
-        },
-        LogicalPlan::Sort(s) => projected_column(&s.input, i),
-        LogicalPlan::Limit(l) => projected_column(&l.input, i),
-        _ => None,
-    }
-}
-
 /// A table with a primary key, with its OID.
 struct Keyed {
     oid: i64,
@@ -291,7 +140,7 @@ struct Keyed {
 }
 
 /// What a scan of the amended tables needs: the keyed tables, `pg_class`'s rows (OIDs as
-/// datafusion-pg-catalog numbers them), and its OID of each user table mapped to [`table_oid`].
+/// datafusion-pg-catalog numbers them), and its OID of each user table mapped to [`TableDef::oid`].
 struct Snapshot {
     keyed: Vec<Keyed>,
     classes: Vec<Row>,
@@ -313,7 +162,7 @@ impl Keyed {
 
     /// The key's column numbers, in key order.
     fn attnums(&self) -> Vec<i16> {
-        self.def.pk.iter().filter_map(|c| attnum(&self.def, *c)).collect()
+        self.def.pk.iter().filter_map(|c| self.def.attnum(*c)).collect()
     }
 
     fn key_columns(&self) -> String {
@@ -392,7 +241,7 @@ impl Overlay {
                     && int(r, "relnamespace") == public
             });
             let Some(theirs) = row.and_then(|r| int(r, "oid")) else { continue };
-            let oid = i64::from(table_oid(&def));
+            let oid = i64::from(def.oid());
             oids.insert(theirs, oid);
             if !def.has_rowid() && !def.pk.is_empty() {
                 keyed.push(Keyed { oid, def });
@@ -673,7 +522,7 @@ impl DefinitionUdf {
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
     fn definition(&self, oid: i64, column: i64) -> Option<String> {
         let keyed = self.catalog.all().into_iter().filter(|d| !d.has_rowid() && !d.pk.is_empty()).find_map(|def| {
-            let k = Keyed { oid: i64::from(table_oid(&def)), def };
+            let k = Keyed { oid: i64::from(def.oid()), def };
             (k.index_oid() == oid || k.constraint_oid() == oid).then_some(k)
         })?;
         if keyed.constraint_oid() == oid {
@@ -755,6 +604,8 @@ impl ScalarUDFImpl for DefinitionUdf {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::datatypes::Schema;
+
     use super::*;
 
     #[test]
@@ -796,32 +647,6 @@ mod tests {
     }
 
     #[test]
-    fn a_column_origin_is_its_table_oid_and_visible_column_number() {
-        use crate::catalog::ColumnDef;
-        use crate::types::SqlType;
-        let column = |name: &str, hidden| ColumnDef {
-            name: name.into(),
-            ty: SqlType::BigInt,
-            nullable: true,
-            default: None,
-            hidden,
-        };
-        let def = TableDef {
-            id: 7,
-            name: "t".into(),
-            columns: vec![column("rowid", true), column("a", false), column("b", false)],
-            pk: vec![0],
-            buckets: 1,
-            shards: vec![1],
-        };
-        let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);
-        assert_eq!(origin(&field), Some((0x1000_0007, 2)));
-        // The hidden row id has no column number: no origin.
-        assert_eq!(origin(&origin_field(Field::new("rowid", DataType::Int64, true), &def, 0)), None);
-        assert_eq!(origin(&Field::new("b", DataType::Int64, true)), None);
-    }
-
-    #[test]
     fn replaced_maps_only_the_rows_of_known_oids() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("attrelid", DataType::Int32, false),
@@ -860,14 +685,6 @@ mod tests {
         let column = |i: usize| as_int64_array(pairs.column(i)).unwrap().values().to_vec();
         assert_eq!((column(0), column(1)), (vec![3, 1], vec![1, 2]));
         assert_eq!(list.value(2).len(), 1);
-    }
-
-    #[test]
-    fn catalog_rewrites_give_datafusion_unnest_and_subscripts() {
-        let sql = "SELECT (information_schema._pg_expandarray(i.indkey)).n AS s, (r.KEYS).x FROM i, r";
-        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
-        rewrite(&mut stmt);
-        assert_eq!(stmt.to_string(), "SELECT (unnest(_pg_expandarray(i.indkey)))['n'] AS s, (r.KEYS)['x'] FROM i, r");
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! What DataFusion's planner sees of the catalog: the `raftable` catalog with schema `public`
-//! (user tables as [`ShardedTable`]s) and schema `raftable` (the cluster's `nodes` and
-//! `shards`, built fresh for every statement that reads them).
-//!
-//! A write statement that re-runs its read for some shards only, or needs the hidden row id,
-//! sets a per-session [`Scope`] for the duration of that read.
+//! (user tables as [`ShardedTable`]s, their visible columns, every shard) and schema
+//! `raftable` (the cluster's `nodes` and `shards`, built fresh for every statement that reads
+//! them). The internal reads of UPDATE and DELETE, which also need the hidden row id and may
+//! be restricted to some shards, build their own [`ShardedTable`] (`plan::modify`).
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
@@ -17,26 +15,17 @@ use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use raftable_common::ShardId;
 
-use crate::catalog::{Catalog, TableDef};
+use super::cache::Catalog;
+use crate::cluster::ClusterRef;
 use crate::error::to_datafusion;
-use crate::scan::{ClusterRef, ShardedTable};
+use crate::scan::ShardedTable;
 
-pub const CATALOG: &str = "raftable";
-pub const PUBLIC: &str = "public";
-pub const SYSTEM: &str = "raftable";
-
-/// A restriction of one table for one internal read of a write statement.
-#[derive(Debug, Clone, Default)]
-pub struct Scope {
-    pub table: String,
-    /// Read only these shards (None: all).
-    pub only: Option<BTreeSet<ShardId>>,
-    /// Expose hidden columns (the row id) too.
-    pub hidden: bool,
-}
+pub(crate) const CATALOG: &str = "raftable";
+pub(crate) const PUBLIC: &str = "public";
+const SYSTEM: &str = "raftable";
 
 #[derive(Debug)]
-pub struct RaftableCatalog {
+pub(crate) struct RaftableCatalog {
     public: Arc<PublicSchema>,
     system: Arc<SystemSchema>,
     /// Schemas registered by others: `pg_catalog` (datafusion-pg-catalog).
@@ -44,9 +33,9 @@ pub struct RaftableCatalog {
 }
 
 impl RaftableCatalog {
-    pub fn new(catalog: Arc<Catalog>, cluster: ClusterRef, scope: Arc<Mutex<Option<Scope>>>) -> Self {
+    pub(crate) fn new(catalog: Arc<Catalog>, cluster: ClusterRef) -> Self {
         Self {
-            public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone(), scope }),
+            public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone() }),
             system: Arc::new(SystemSchema { cluster, catalog: CatalogRef(catalog) }),
             extra: Default::default(),
         }
@@ -92,7 +81,6 @@ impl std::fmt::Debug for CatalogRef {
 struct PublicSchema {
     catalog: CatalogRef,
     cluster: ClusterRef,
-    scope: Arc<Mutex<Option<Scope>>>,
 }
 
 #[async_trait]
@@ -103,27 +91,12 @@ impl SchemaProvider for PublicSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let Some(def) = self.catalog.0.get(name).await.map_err(to_datafusion)? else { return Ok(None) };
-        let scope = self.scope.lock().expect("scope lock").clone().filter(|s| s.table == name);
-        let table = match scope {
-            Some(scope) if scope.hidden => ShardedTable::new(all_visible(&def), self.cluster.clone(), scope.only),
-            Some(scope) => ShardedTable::new(def, self.cluster.clone(), scope.only),
-            None => ShardedTable::new(def, self.cluster.clone(), None),
-        };
-        Ok(Some(Arc::new(table)))
+        Ok(Some(Arc::new(ShardedTable::new(def, self.cluster.clone()))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.0.cached(name).is_some()
     }
-}
-
-/// The definition with every column visible (for the internal reads of write statements).
-fn all_visible(def: &Arc<TableDef>) -> Arc<TableDef> {
-    let mut d = (**def).clone();
-    for c in &mut d.columns {
-        c.hidden = false;
-    }
-    Arc::new(d)
 }
 
 #[derive(Debug)]

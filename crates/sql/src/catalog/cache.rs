@@ -1,6 +1,6 @@
-//! The catalog: table definitions, kept as rows of the meta group (shard 0) under
-//! `0x00 't' name`, so every node reads the same definitions and a DDL statement is one
-//! replicated write.
+//! [`Catalog`]: the node's cache of table definitions ([`TableDef`]), kept as rows of the
+//! meta group (shard 0) under `0x00 't' name`, so every node reads the same definitions and a
+//! DDL statement is one replicated write.
 //!
 //! Each node caches the definitions ([`Catalog`]) under a lease: the cache is refreshed in the
 //! background every [`REFRESH`], and a cache older than [`LEASE`] is not used (a lookup then
@@ -12,91 +12,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::scalar::ScalarValue;
-use raftable_common::{Error, Result, ShardId, ShardRead, ShardWrite, WriteOp, META_SHARD};
-use serde::{Deserialize, Serialize};
+use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp, META_SHARD};
 
 use crate::cluster::Cluster;
-use crate::types::SqlType;
+use crate::table::TableDef;
 
 /// How often each node re-reads the catalog in the background.
 pub const REFRESH: Duration = Duration::from_millis(200);
 
 /// How long a cached catalog may be used after it was read.
 pub const LEASE: Duration = Duration::from_millis(600);
-
-/// Name of the hidden row id column of a table declared without a primary key.
-pub const ROWID: &str = "rowid";
-
-/// One column of a table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ColumnDef {
-    pub name: String,
-    pub ty: SqlType,
-    pub nullable: bool,
-    /// A constant default, already coerced to the column's type, as JSON-encoded text of the
-    /// value (`None`: NULL).
-    pub default: Option<String>,
-    /// The generated row id of a table without a primary key: not shown by `SELECT *`.
-    pub hidden: bool,
-}
-
-/// A table definition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TableDef {
-    pub id: u32,
-    pub name: String,
-    pub columns: Vec<ColumnDef>,
-    /// Indexes of the primary key columns, in key order.
-    pub pk: Vec<usize>,
-    /// Number of hash buckets = shards.
-    pub buckets: u16,
-    /// Shard of each bucket.
-    pub shards: Vec<ShardId>,
-}
-
-impl TableDef {
-    /// The schema of every column, hidden ones included.
-    pub fn full_schema(&self) -> Schema {
-        Schema::new(self.columns.iter().map(|c| Field::new(&c.name, c.ty.arrow(), c.nullable)).collect::<Vec<_>>())
-    }
-
-    /// The schema SQL sees: visible columns only.
-    pub fn visible_schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .filter(|c| !c.hidden)
-                .map(|c| Field::new(&c.name, c.ty.arrow(), c.nullable))
-                .collect::<Vec<_>>(),
-        ))
-    }
-
-    /// Indexes (into `columns`) of the visible columns.
-    pub fn visible(&self) -> Vec<usize> {
-        self.columns.iter().enumerate().filter(|(_, c)| !c.hidden).map(|(i, _)| i).collect()
-    }
-
-    pub fn column(&self, name: &str) -> Result<usize> {
-        self.columns.iter().position(|c| c.name == name).ok_or_else(|| {
-            Error::UndefinedColumn(format!("column \"{name}\" of relation \"{}\" does not exist", self.name))
-        })
-    }
-
-    /// The default value of column `i` as a scalar of its type.
-    pub fn default_value(&self, i: usize) -> Result<ScalarValue> {
-        let col = &self.columns[i];
-        match &col.default {
-            None => ScalarValue::try_from(&col.ty.arrow()).map_err(crate::error::from_datafusion),
-            Some(text) => crate::types::coerce_scalar(&col.ty, &col.name, &ScalarValue::Utf8(Some(text.clone()))),
-        }
-    }
-
-    pub fn has_rowid(&self) -> bool {
-        self.pk.len() == 1 && self.columns[self.pk[0]].hidden
-    }
-}
 
 fn table_key(name: &str) -> Vec<u8> {
     let mut k = vec![0x00, b't'];

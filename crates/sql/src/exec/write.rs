@@ -1,35 +1,61 @@
-//! INSERT, UPDATE and DELETE: turning a statement's rows into shard writes.
-//!
-//! DataFusion computes the rows (the INSERT's source, already cast to the table's columns, or
-//! for UPDATE / DELETE the matching rows plus the new values, read through [`ShardedTable`] with
-//! primary-key pushdown); this module encodes them, groups them by shard and sends one atomic
-//! [`ShardWrite`] per shard, all shards concurrently:
-//! - INSERT: `PutIfAbsent` (23505 on a duplicate), `InsertOrIgnore` for `ON CONFLICT DO
-//!   NOTHING`, `Put` for an upsert that overwrites every column from `excluded`, and for other
-//!   `ON CONFLICT DO UPDATE` a read of the existing rows and conditional writes;
-//! - UPDATE / DELETE: `CompareAndPut` / `CompareAndDelete` expecting the row exactly as read. If
-//!   another writer changed a row in between, that shard's whole batch fails without applying and
-//!   the statement re-runs for that shard only (re-reading and re-evaluating), so concurrent
-//!   `SET n = n + 1` never loses an update.
+//! Writing a statement's rows to their shards: encoding, grouping by shard, one atomic
+//! [`ShardWrite`] per shard, all shards concurrently, and what the per-shard outcomes mean for
+//! the statement ([`total`], [`worst`], [`partial`]). [`insert`] is INSERT's write:
+//! `PutIfAbsent` (23505 on a duplicate), `InsertOrIgnore` for `ON CONFLICT DO NOTHING`, `Put`
+//! for an upsert that overwrites every column from `excluded`, and for other `ON CONFLICT DO
+//! UPDATE` a read of the existing rows and conditional writes. UPDATE and DELETE build on the
+//! same pieces (`super::modify`).
 //!
 //! A statement whose rows fall in one shard is atomic; one spanning shards applies per shard.
-//!
-//! [`ShardedTable`]: crate::scan::ShardedTable
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::prelude::SessionContext;
-use datafusion::scalar::ScalarValue;
-use raftable_common::{Error, Expect, Result, ShardId, ShardRead, ShardWrite, WriteOp};
+use datafusion::physical_expr::PhysicalExpr;
+use raftable_common::{Error, Expect, NodeId, Result, ShardId, ShardRead, ShardWrite, WriteOp};
 
-use crate::catalog::TableDef;
+use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
-use crate::engine::Engine;
 use crate::error::from_datafusion;
+use crate::table::TableDef;
+
+/// What writing rows needs from the node: its shards and its row-id source.
+#[derive(Clone, Copy)]
+pub(crate) struct Shards<'a> {
+    pub cluster: &'a dyn Cluster,
+    pub rowids: &'a RowIds,
+}
+
+/// Cluster-unique row ids for tables without a primary key.
+pub struct RowIds {
+    node: NodeId,
+    last: AtomicU64,
+}
+
+impl RowIds {
+    pub(crate) fn new(node: NodeId) -> Self {
+        Self { node, last: AtomicU64::new(0) }
+    }
+
+    /// The next row id: microseconds since the epoch (strictly increasing on this node)
+    /// shifted left, with the node id in the low 8 bits.
+    pub(crate) fn next(&self) -> i64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return ((next << 8) | (self.node & 0xff)) as i64,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+}
 
 /// How long a write keeps re-running for shards whose conditional writes lost races.
 const CONTENTION_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
@@ -69,29 +95,24 @@ fn jitter() -> f64 {
     0.5 + f64::from(nanos % 1000) / 1000.0
 }
 
-/// What an INSERT does with a row whose key exists.
-#[derive(Debug, Clone)]
-pub enum Conflict {
-    /// Fail the statement with 23505.
+/// What an INSERT does with a row whose key exists, ready to run: `plan::insert::Conflict`
+/// with its expressions bound and compiled against the batch `[existing row, proposed row]`.
+pub(crate) enum OnConflict {
     Fail,
-    /// Skip the row.
     Ignore,
-    /// Overwrite the whole row (every non-key column is set from `excluded`).
     Overwrite,
-    /// `DO UPDATE SET ... [WHERE ...]`, evaluated per existing row: `sets` pairs a column index
-    /// with an SQL expression over the existing row's columns and `excluded_<col>` columns.
-    Update { sets: Vec<(usize, String)>, filter: Option<String> },
+    Update { sets: Vec<(usize, Arc<dyn PhysicalExpr>)>, filter: Option<Arc<dyn PhysicalExpr>> },
 }
 
 /// The table's full column arrays for a batch of rows given in the visible columns: coerced to
 /// the column types, NOT NULL checked, row ids generated for a hidden key.
-pub fn full_columns(engine: &Engine, def: &TableDef, visible: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
+pub(crate) fn full_columns(shards: &Shards<'_>, def: &TableDef, visible: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
     let rows = visible.first().map(|a| a.len()).unwrap_or(0);
     let mut it = visible.iter();
     let mut out = Vec::with_capacity(def.columns.len());
     for col in &def.columns {
         let array = if col.hidden {
-            Arc::new(Int64Array::from_iter_values((0..rows).map(|_| engine.next_rowid()))) as ArrayRef
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|_| shards.rowids.next()))) as ArrayRef
         } else {
             let given = it.next().ok_or_else(|| Error::Internal("fewer columns than the table has".into()))?;
             col.ty.coerce(&col.name, given)?
@@ -108,13 +129,13 @@ pub fn full_columns(engine: &Engine, def: &TableDef, visible: &[ArrayRef]) -> Re
 }
 
 /// One encoded row.
-pub struct Encoded {
+pub(crate) struct Encoded {
     pub shard: ShardId,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
 }
 
-pub fn encode_rows(def: &TableDef, columns: &[ArrayRef]) -> Result<Vec<Encoded>> {
+pub(crate) fn encode_rows(def: &TableDef, columns: &[ArrayRef]) -> Result<Vec<Encoded>> {
     let rows = columns.first().map(|a| a.len()).unwrap_or(0);
     let mut out = Vec::with_capacity(rows);
     for row in 0..rows {
@@ -130,7 +151,7 @@ pub fn encode_rows(def: &TableDef, columns: &[ArrayRef]) -> Result<Vec<Encoded>>
 
 /// Sends `ops` grouped by shard, every shard concurrently. Returns per shard the outcome:
 /// the number of changed rows, or the error.
-pub async fn write_by_shard(engine: &Engine, ops: Vec<(ShardId, WriteOp)>) -> Vec<(ShardId, Result<usize>)> {
+pub(crate) async fn write_by_shard(shards: &Shards<'_>, ops: Vec<(ShardId, WriteOp)>) -> Vec<(ShardId, Result<usize>)> {
     let mut by_shard: BTreeMap<ShardId, Vec<WriteOp>> = BTreeMap::new();
     for (shard, op) in ops {
         by_shard.entry(shard).or_default().push(op);
@@ -138,7 +159,7 @@ pub async fn write_by_shard(engine: &Engine, ops: Vec<(ShardId, WriteOp)>) -> Ve
     // One write per shard: a shard's part of a statement is atomic (the router refuses writes
     // above its size limit rather than splitting them).
     let tasks = by_shard.into_iter().map(|(shard, ops)| async move {
-        let result = engine.cluster.write(shard, ShardWrite::new(ops)).await.map(|o| o.changed_count());
+        let result = shards.cluster.write(shard, ShardWrite::new(ops)).await.map(|o| o.changed_count());
         (shard, result)
     });
     futures::future::join_all(tasks).await
@@ -147,7 +168,7 @@ pub async fn write_by_shard(engine: &Engine, ops: Vec<(ShardId, WriteOp)>) -> Ve
 /// The sum of changed rows, or the error that matters most: an unknown outcome first (the
 /// client must not be told the statement failed), then the first error (a duplicate key named as
 /// PostgreSQL does), marked as partial if other shards applied.
-pub fn total(def: &TableDef, results: Vec<(ShardId, Result<usize>)>) -> Result<usize> {
+pub(crate) fn total(def: &TableDef, results: Vec<(ShardId, Result<usize>)>) -> Result<usize> {
     let applied = results.iter().any(|(_, r)| r.is_ok());
     if let Some(e) = worst(&results) {
         let e = match e {
@@ -161,7 +182,7 @@ pub fn total(def: &TableDef, results: Vec<(ShardId, Result<usize>)>) -> Result<u
 
 /// The error to report among per-shard results: an unknown outcome (anything neither
 /// deterministic nor retryable) before any definite one.
-pub fn worst(results: &[(ShardId, Result<usize>)]) -> Option<Error> {
+pub(crate) fn worst(results: &[(ShardId, Result<usize>)]) -> Option<Error> {
     let errors = results.iter().filter_map(|(_, r)| r.as_ref().err());
     let mut first = None;
     for e in errors {
@@ -176,7 +197,7 @@ pub fn worst(results: &[(ShardId, Result<usize>)]) -> Option<Error> {
 /// A retryable error ("certainly did not apply, retry") is a lie once part of the statement
 /// applied: such a statement's outcome is reported as unknown (the connection closes), so that
 /// no driver retries it automatically.
-pub fn partial(e: Error, applied: bool) -> Error {
+pub(crate) fn partial(e: Error, applied: bool) -> Error {
     if applied && e.is_retryable() {
         Error::Unknown(format!("the statement applied partially before failing: {e}"))
     } else {
@@ -186,15 +207,15 @@ pub fn partial(e: Error, applied: bool) -> Error {
 
 /// Inserts one batch of rows (visible columns) and returns how many were inserted or updated,
 /// with the rows as written (visible columns) for RETURNING.
-pub async fn insert(
-    engine: &Engine,
+pub(crate) async fn insert(
+    shards: &Shards<'_>,
     def: &TableDef,
     visible: &[ArrayRef],
-    conflict: &Conflict,
+    conflict: &OnConflict,
 ) -> Result<(usize, Option<RecordBatch>)> {
-    let columns = full_columns(engine, def, visible)?;
+    let columns = full_columns(shards, def, visible)?;
     let rows = encode_rows(def, &columns)?;
-    if rows.len() > 1 && matches!(conflict, Conflict::Overwrite | Conflict::Update { .. }) {
+    if rows.len() > 1 && matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. }) {
         let mut keys = std::collections::HashSet::with_capacity(rows.len());
         if !rows.iter().all(|r| keys.insert(r.key.as_slice())) {
             return Err(Error::CardinalityViolation(
@@ -202,11 +223,11 @@ pub async fn insert(
             ));
         }
     }
-    if let Conflict::Update { sets, filter } = conflict {
-        return upsert_update(engine, def, &columns, rows, sets, filter.as_deref()).await;
+    if let OnConflict::Update { sets, filter } = conflict {
+        return upsert_update(shards, def, &columns, rows, sets, filter.as_ref()).await;
     }
     let undo: Vec<(ShardId, WriteOp)> = match conflict {
-        Conflict::Fail => rows
+        OnConflict::Fail => rows
             .iter()
             .map(|r| {
                 (r.shard, WriteOp::CompareAndDelete { key: r.key.clone(), expect: Expect::Value(r.value.clone()) })
@@ -218,14 +239,14 @@ pub async fn insert(
         .into_iter()
         .map(|r| {
             let op = match conflict {
-                Conflict::Fail => WriteOp::PutIfAbsent { key: r.key, value: r.value },
-                Conflict::Ignore => WriteOp::InsertOrIgnore { key: r.key, value: r.value },
+                OnConflict::Fail => WriteOp::PutIfAbsent { key: r.key, value: r.value },
+                OnConflict::Ignore => WriteOp::InsertOrIgnore { key: r.key, value: r.value },
                 _ => WriteOp::Put { key: r.key, value: r.value },
             };
             (r.shard, op)
         })
         .collect();
-    let results = write_by_shard(engine, ops).await;
+    let results = write_by_shard(shards, ops).await;
     let failed_cleanly = |r: &Result<usize>| matches!(r, Err(e) if e.is_deterministic() || e.is_retryable());
     if !undo.is_empty() && results.iter().any(|(_, r)| failed_cleanly(r)) && results.iter().any(|(_, r)| r.is_ok()) {
         // Some shards inserted, another certainly did not: take back what the statement wrote
@@ -233,7 +254,7 @@ pub async fn insert(
         // distributed transactions, a concurrent reader may have seen them in between.
         let ok: BTreeSet<ShardId> = results.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| *s).collect();
         let undo: Vec<_> = undo.into_iter().filter(|(s, _)| ok.contains(s)).collect();
-        take_back(engine, undo).await?;
+        take_back(shards, undo).await?;
     }
     let n = total(def, results)?;
     let written = visible_batch(def, &columns)?;
@@ -244,17 +265,17 @@ pub async fn insert(
 
 /// Applies compare-and-delete undo operations; a shard batch that fails because one row was
 /// changed meanwhile (that row is someone else's now) is redone row by row, skipping such rows.
-async fn take_back(engine: &Engine, undo: Vec<(ShardId, WriteOp)>) -> Result<()> {
+pub(crate) async fn take_back(shards: &Shards<'_>, undo: Vec<(ShardId, WriteOp)>) -> Result<()> {
     let by_shard: BTreeMap<ShardId, Vec<WriteOp>> = undo.into_iter().fold(BTreeMap::new(), |mut m, (s, op)| {
         m.entry(s).or_insert_with(Vec::new).push(op);
         m
     });
     for (shard, ops) in by_shard {
-        match engine.cluster.write(shard, ShardWrite::new(ops.clone())).await {
+        match shards.cluster.write(shard, ShardWrite::new(ops.clone())).await {
             Ok(_) => {}
             Err(Error::ConditionFailed { .. }) => {
                 for op in ops {
-                    match engine.cluster.write(shard, ShardWrite::new(vec![op])).await {
+                    match shards.cluster.write(shard, ShardWrite::new(vec![op])).await {
                         Ok(_) | Err(Error::ConditionFailed { .. }) => {}
                         Err(e) => return Err(e),
                     }
@@ -267,7 +288,7 @@ async fn take_back(engine: &Engine, undo: Vec<(ShardId, WriteOp)>) -> Result<()>
 }
 
 /// The visible columns of full column arrays, as a batch.
-pub fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<RecordBatch> {
+pub(crate) fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<RecordBatch> {
     let visible = def.visible();
     let arrays: Vec<ArrayRef> = visible.iter().map(|i| columns[*i].clone()).collect();
     RecordBatch::try_new(def.visible_schema(), arrays).map_err(|e| Error::Internal(e.to_string()))
@@ -277,12 +298,12 @@ pub fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<RecordBatch
 /// (`Expect::Absent`) and rewrites the present ones (`Expect::Value`), re-running a shard's rows
 /// if a concurrent writer got in between.
 async fn upsert_update(
-    engine: &Engine,
+    shards: &Shards<'_>,
     def: &TableDef,
     columns: &[ArrayRef],
     rows: Vec<Encoded>,
-    sets: &[(usize, String)],
-    filter: Option<&str>,
+    sets: &[(usize, Arc<dyn PhysicalExpr>)],
+    filter: Option<&Arc<dyn PhysicalExpr>>,
 ) -> Result<(usize, Option<RecordBatch>)> {
     let mut pending: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
@@ -301,7 +322,7 @@ async fn upsert_update(
         let mut retry = BTreeMap::new();
         for (shard, idx) in std::mem::take(&mut pending) {
             let keys: Vec<Vec<u8>> = idx.iter().map(|i| rows[*i].key.clone()).collect();
-            let existing = engine.cluster.read(shard, ShardRead::MultiGet { keys }).await?;
+            let existing = shards.cluster.read(shard, ShardRead::MultiGet { keys }).await?;
             let found: BTreeMap<&[u8], &[u8]> =
                 existing.iter().map(|r| (r.key.as_slice(), r.value.as_slice())).collect();
             let mut ops = Vec::new();
@@ -325,7 +346,7 @@ async fn upsert_update(
                 let old = decode_all(def, &updates.iter().map(|(_, v)| *v).collect::<Vec<_>>())?;
                 let take: Vec<u32> = updates.iter().map(|(i, _)| *i as u32).collect();
                 let excluded = take_rows(columns, &take)?;
-                let (keep, new_columns) = evaluate_update(def, &old, &excluded, sets, filter).await?;
+                let (keep, new_columns) = evaluate_update(def, &old, &excluded, sets, filter)?;
                 let encoded = encode_rows(def, &new_columns)?;
                 for (j, (i, old_value)) in updates.iter().enumerate() {
                     if keep[j] {
@@ -341,7 +362,7 @@ async fn upsert_update(
             if ops.is_empty() {
                 continue;
             }
-            match engine.cluster.write(shard, ShardWrite::new(ops)).await {
+            match shards.cluster.write(shard, ShardWrite::new(ops)).await {
                 Ok(outcome) => {
                     count += outcome.changed_count();
                     let ins = take_rows(columns, &inserted.iter().map(|i| *i as u32).collect::<Vec<_>>())?;
@@ -374,41 +395,40 @@ fn take_rows(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {
 
 /// Evaluates `DO UPDATE SET` over existing rows (`old`, every column) and the proposed rows
 /// (`excluded`, full columns): which rows the WHERE keeps, and the new full rows.
-async fn evaluate_update(
+fn evaluate_update(
     def: &TableDef,
     old: &RecordBatch,
     excluded: &[ArrayRef],
-    sets: &[(usize, String)],
-    filter: Option<&str>,
+    sets: &[(usize, Arc<dyn PhysicalExpr>)],
+    filter: Option<&Arc<dyn PhysicalExpr>>,
 ) -> Result<(Vec<bool>, Vec<ArrayRef>)> {
-    let mut fields: Vec<Field> = old.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields = old.schema().fields().to_vec();
+    fields.extend(excluded.iter().enumerate().map(|(i, a)| {
+        Arc::new(datafusion::arrow::datatypes::Field::new(format!("excluded.{i}"), a.data_type().clone(), true))
+    }));
     let mut arrays: Vec<ArrayRef> = old.columns().to_vec();
-    for (c, a) in def.columns.iter().zip(excluded) {
-        fields.push(Field::new(format!("excluded_{}", c.name), a.data_type().clone(), true));
-        arrays.push(a.clone());
-    }
+    arrays.extend(excluded.iter().cloned());
     let batch =
         RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut items: Vec<String> = sets.iter().map(|(_, e)| e.clone()).collect();
-    items.push(filter.map(|f| format!("({f}) IS TRUE")).unwrap_or_else(|| "true".into()));
-    let out = eval_select(&def.name, batch, &items.join(", ")).await?;
-    let out = datafusion::arrow::compute::concat_batches(
-        &out.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty())),
-        &out,
-    )
-    .map_err(|e| Error::Internal(e.to_string()))?;
-    let keep_col = out.column(sets.len());
-    let keep: Vec<bool> = keep_col
-        .as_any()
-        .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-        .ok_or_else(|| Error::DatatypeMismatch("argument of WHERE must be type boolean".into()))?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect();
+    let keep: Vec<bool> = match filter {
+        None => vec![true; batch.num_rows()],
+        Some(filter) => {
+            let values = evaluate(filter, &batch)?;
+            let values = values
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| Error::DatatypeMismatch("argument of WHERE must be type boolean".into()))?;
+            values.iter().map(|v| v.unwrap_or(false)).collect()
+        }
+    };
+    let mut out = Vec::with_capacity(sets.len());
+    for (_, e) in sets {
+        out.push(evaluate(e, &batch)?);
+    }
     let mut new_columns: Vec<ArrayRef> = old.columns().to_vec();
     for (j, (col, _)) in sets.iter().enumerate() {
         let c = &def.columns[*col];
-        new_columns[*col] = c.ty.coerce(&c.name, out.column(j))?;
+        new_columns[*col] = c.ty.coerce(&c.name, &out[j])?;
         if !c.nullable && new_columns[*col].null_count() > 0 {
             return Err(Error::NotNullViolation(format!(
                 "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
@@ -419,176 +439,7 @@ async fn evaluate_update(
     Ok((keep, new_columns))
 }
 
-/// Evaluates `SELECT <items> FROM <name>` over one in-memory batch (RETURNING, ON CONFLICT).
-pub async fn eval_select(name: &str, batch: RecordBatch, items: &str) -> Result<Vec<RecordBatch>> {
-    let ctx = SessionContext::new();
-    ctx.register_batch(name, batch).map_err(from_datafusion)?;
-    let df = ctx.sql(&format!("SELECT {items} FROM \"{name}\"")).await.map_err(from_datafusion)?;
-    df.collect().await.map_err(from_datafusion)
-}
-
-/// Applies UPDATE to matched rows: `sets` maps extra column `ncols + j` of `batch` to table
-/// column `sets[j]`. Returns, per shard, the outcome, and the new rows (visible columns).
-pub async fn update_rows(
-    engine: &Engine,
-    def: &TableDef,
-    batch: &RecordBatch,
-    sets: &[usize],
-) -> Result<(Vec<(ShardId, Result<usize>)>, RecordBatch)> {
-    let ncols = def.columns.len();
-    let old: Vec<ArrayRef> = batch.columns()[..ncols].to_vec();
-    let mut new = old.clone();
-    for (j, col) in sets.iter().enumerate() {
-        let c = &def.columns[*col];
-        new[*col] = c.ty.coerce(&c.name, batch.column(ncols + j))?;
-        if !c.nullable && new[*col].null_count() > 0 {
-            return Err(Error::NotNullViolation(format!(
-                "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
-                c.name, def.name
-            )));
-        }
-    }
-    let before = encode_rows(def, &old)?;
-    let after = encode_rows(def, &new)?;
-    let moved = before.iter().zip(&after).any(|(b, a)| a.key != b.key);
-    let rows = visible_batch(def, &new)?;
-    if !moved {
-        let ops = before
-            .into_iter()
-            .zip(after)
-            .map(|(b, a)| {
-                (b.shard, WriteOp::CompareAndPut { key: b.key, expect: Expect::Value(b.value), value: a.value })
-            })
-            .collect();
-        return Ok((write_by_shard(engine, ops).await, rows));
-    }
-    Ok((move_rows(engine, def, before, after).await?, rows))
-}
-
-/// An UPDATE that changes primary keys: first every new row is written (put-if-absent for a
-/// new key, compare-and-put for an unchanged one), then the old keys are deleted
-/// (compare-and-delete). If either step fails anywhere, what the statement wrote is taken back
-/// and the error reported (a lost race as 40001), so such a statement is all or nothing unless
-/// the node fails in the middle.
-async fn move_rows(
-    engine: &Engine,
-    def: &TableDef,
-    before: Vec<Encoded>,
-    after: Vec<Encoded>,
-) -> Result<Vec<(ShardId, Result<usize>)>> {
-    let mut writes = Vec::new();
-    let mut undo_writes = Vec::new();
-    let mut deletes = Vec::new();
-    let mut undo_deletes = Vec::new();
-    for (b, a) in before.into_iter().zip(after) {
-        if a.key == b.key {
-            writes.push((
-                b.shard,
-                WriteOp::CompareAndPut {
-                    key: b.key.clone(),
-                    expect: Expect::Value(b.value.clone()),
-                    value: a.value.clone(),
-                },
-            ));
-            undo_writes
-                .push((b.shard, WriteOp::CompareAndPut { key: b.key, expect: Expect::Value(a.value), value: b.value }));
-        } else {
-            writes.push((a.shard, WriteOp::PutIfAbsent { key: a.key.clone(), value: a.value.clone() }));
-            undo_writes.push((a.shard, WriteOp::CompareAndDelete { key: a.key, expect: Expect::Value(a.value) }));
-            deletes.push((
-                b.shard,
-                WriteOp::CompareAndDelete { key: b.key.clone(), expect: Expect::Value(b.value.clone()) },
-            ));
-            undo_deletes.push((b.shard, WriteOp::PutIfAbsent { key: b.key, value: b.value }));
-        }
-    }
-    let count = writes.len();
-    let written = write_by_shard(engine, writes).await;
-    if let Some(e) = first_error(def, &written) {
-        if !e.is_deterministic() && !e.is_retryable() {
-            return Err(e); // an unknown outcome: undoing could lose the row
-        }
-        let ok: BTreeSet<ShardId> = written.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| *s).collect();
-        take_back(engine, undo_writes.into_iter().filter(|(s, _)| ok.contains(s)).collect()).await?;
-        return Err(e);
-    }
-    let deleted = write_by_shard(engine, deletes).await;
-    if let Some(e) = first_error(def, &deleted) {
-        if !e.is_deterministic() && !e.is_retryable() {
-            return Err(e);
-        }
-        let ok: BTreeSet<ShardId> = deleted.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| *s).collect();
-        for (_, r) in write_by_shard(engine, undo_deletes.into_iter().filter(|(s, _)| ok.contains(s)).collect()).await {
-            r?;
-        }
-        take_back(engine, undo_writes).await?;
-        return Err(e);
-    }
-    Ok(vec![(0, Ok(count))])
-}
-
-/// The first failure among per-shard results, a lost race reported as retryable.
-fn first_error(def: &TableDef, results: &[(ShardId, Result<usize>)]) -> Option<Error> {
-    worst(results).map(|e| match e {
-        Error::ConditionFailed { .. } => {
-            Error::Retry("a row was changed by another statement while its key was updated; nothing was changed".into())
-        }
-        Error::DuplicateKey { .. } => Error::DuplicateKey { key: format!("{}_pkey", def.name).into_bytes() },
-        e => e,
-    })
-}
-
-/// Applies DELETE to matched rows. Returns per shard the outcome, and the deleted rows.
-pub async fn delete_rows(
-    engine: &Engine,
-    def: &TableDef,
-    batch: &RecordBatch,
-) -> Result<(Vec<(ShardId, Result<usize>)>, RecordBatch)> {
-    let old: Vec<ArrayRef> = batch.columns()[..def.columns.len()].to_vec();
-    let ops = encode_rows(def, &old)?
-        .into_iter()
-        .map(|r| (r.shard, WriteOp::CompareAndDelete { key: r.key, expect: Expect::Value(r.value) }))
-        .collect();
-    Ok((write_by_shard(engine, ops).await, visible_batch(def, &old)?))
-}
-
-/// Splits per-shard outcomes into rows changed, shards to re-run (lost a race) and the first
-/// other error.
-pub fn settle(results: Vec<(ShardId, Result<usize>)>) -> (usize, BTreeSet<ShardId>, Option<Error>) {
-    let mut n = 0;
-    let mut retry = BTreeSet::new();
-    let mut others = Vec::new();
-    for (shard, r) in results {
-        match r {
-            Ok(c) => n += c,
-            Err(Error::ConditionFailed { .. }) => {
-                retry.insert(shard);
-            }
-            Err(e) => others.push((shard, Err(e))),
-        }
-    }
-    (n, retry, worst(&others))
-}
-
-/// A scalar as the text a DEFAULT is stored as (parsed back with the column's type).
-pub fn scalar_text(v: &ScalarValue) -> String {
-    match v {
-        ScalarValue::Binary(Some(b)) => {
-            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-        }
-        ScalarValue::TimestampMicrosecond(Some(us), _) => {
-            let secs = us.div_euclid(1_000_000);
-            let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
-            match chrono_like(secs, nanos) {
-                Some(s) => s,
-                None => v.to_string(),
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
-fn chrono_like(secs: i64, nanos: u32) -> Option<String> {
-    let t = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)?;
-    Some(format!("{}.{:06}", t.format("%Y-%m-%d %H:%M:%S"), nanos / 1000))
+/// `expr` evaluated over every row of `batch`.
+pub(crate) fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+    expr.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())).map_err(from_datafusion)
 }

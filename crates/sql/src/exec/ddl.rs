@@ -1,49 +1,38 @@
 //! `CREATE TABLE` and `DROP TABLE`. A table is a catalog row in the meta group plus its shards:
 //! CREATE allocates a table id, creates one shard per hash bucket (waiting until each serves),
-//! then publishes the definition; DROP deletes the rows shard by shard, then the definition.
+//! then publishes the definition; DROP removes the definition, waits until no node can still
+//! use it, then deletes the rows shard by shard.
 
 use std::sync::Arc;
 
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, ObjectName, SqlOption, TableConstraint,
-    UnaryOperator, Value,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, SqlOption, TableConstraint, UnaryOperator, Value,
 };
 use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp};
 
-use crate::catalog::{ColumnDef, TableDef, ROWID};
+use crate::ast::{ident, table_name};
+use crate::catalog::{Catalog, LEASE, REFRESH};
+use crate::cluster::Cluster;
 use crate::encoding::bucket_range;
-use crate::engine::Engine;
+use crate::table::{ColumnDef, TableDef, ROWID};
 use crate::types::{coerce_scalar, SqlType};
 
 /// The most shards one table may have.
 const MAX_SHARDS: u16 = 256;
 
-/// The unqualified, lower-cased (unless quoted) name of a table; `public.t` is `t`.
-pub fn table_name(name: &ObjectName) -> Result<String> {
-    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(ident).collect();
-    match parts.as_slice() {
-        [t] => Ok(t.clone()),
-        [schema, t] if schema == "public" => Ok(t.clone()),
-        _ => Err(Error::Unsupported(format!("table name {name}: only tables in schema public are supported"))),
-    }
-}
-
-/// An identifier as PostgreSQL folds it: lower-case unless quoted.
-pub fn ident(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
-}
-
-pub async fn create_table(engine: &Engine, create: &CreateTable) -> Result<String> {
+/// Creates the table `create` defines (`default_shards` shards unless it says otherwise).
+pub(crate) async fn create_table(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    default_shards: u16,
+    create: &CreateTable,
+) -> Result<String> {
     let name = table_name(&create.name)?;
     if create.query.is_some() || create.like.is_some() {
         return Err(Error::Unsupported("CREATE TABLE ... AS / LIKE is not supported".into()));
     }
-    if engine.catalog.get(&name).await?.is_some() {
+    if catalog.get(&name).await?.is_some() {
         if create.if_not_exists {
             return Ok("CREATE TABLE".into());
         }
@@ -122,13 +111,13 @@ pub async fn create_table(engine: &Engine, create: &CreateTable) -> Result<Strin
     if columns.iter().all(|c| c.hidden) {
         return Err(Error::Unsupported("a table needs at least one column".into()));
     }
-    let buckets = shard_count(&create.table_options, engine.config.default_shards)?;
-    let id = u32::try_from(engine.cluster.next_id("table").await?)
-        .map_err(|_| Error::Internal("table ids exhausted".into()))?;
+    let buckets = shard_count(&create.table_options, default_shards)?;
+    let id =
+        u32::try_from(cluster.next_id("table").await?).map_err(|_| Error::Internal("table ids exhausted".into()))?;
     let ranges = (0..buckets).map(|b| bucket_range(id, b, buckets)).collect();
-    let shards = engine.cluster.create_shards(ranges).await?;
+    let shards = cluster.create_shards(ranges).await?;
     let def = TableDef { id, name: name.clone(), columns, pk, buckets, shards };
-    match engine.catalog.insert(def).await {
+    match catalog.insert(def).await {
         Err(Error::DuplicateTable(_)) if create.if_not_exists => Ok("CREATE TABLE".into()),
         Err(e) => Err(e),
         Ok(()) => Ok("CREATE TABLE".into()),
@@ -173,7 +162,7 @@ fn constant_default(col: &ColumnDef, expr: &AstExpr) -> Result<Option<String>> {
     }
     // Validate now, store as text, coerce again on use.
     let coerced = coerce_scalar(&col.ty, &col.name, &value)?;
-    Ok(Some(crate::dml::scalar_text(&coerced)))
+    Ok(Some(scalar_text(&coerced)))
 }
 
 fn literal(expr: &AstExpr) -> Option<ScalarValue> {
@@ -201,26 +190,30 @@ fn literal(expr: &AstExpr) -> Option<ScalarValue> {
 
 /// Drops a table: deletes its rows shard by shard, then removes the definition. The shards'
 /// Raft groups stay (empty) until shard removal exists.
-pub async fn drop_table(engine: &Engine, names: &[ObjectName], if_exists: bool) -> Result<()> {
+pub(crate) async fn drop_table(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    names: &[String],
+    if_exists: bool,
+) -> Result<()> {
     let mut defs = Vec::new();
     for name in names {
-        let name = table_name(name)?;
-        match engine.catalog.get(&name).await? {
+        match catalog.get(name).await? {
             Some(def) => defs.push(def),
             None if if_exists => {}
             None => return Err(Error::UndefinedTable(format!("table \"{name}\" does not exist"))),
         }
     }
     for def in &defs {
-        engine.catalog.remove(&def.name).await?;
+        catalog.remove(&def.name).await?;
     }
     if !defs.is_empty() {
         // Wait until no node can still use the definition (their cached catalogs expire),
         // then delete the rows: a write a node made just before is deleted too.
-        tokio::time::sleep(crate::catalog::LEASE + crate::catalog::REFRESH).await;
+        tokio::time::sleep(LEASE + REFRESH).await;
     }
     for def in defs {
-        let tasks = (0..def.buckets).map(|b| clear_shard(engine, def.clone(), b));
+        let tasks = (0..def.buckets).map(|b| clear_shard(cluster, def.clone(), b));
         futures::future::try_join_all(tasks).await?;
     }
     Ok(())
@@ -230,16 +223,39 @@ pub async fn drop_table(engine: &Engine, names: &[ObjectName], if_exists: bool) 
 /// at the bucket's start: a scan from the start would step over every tombstone left by the
 /// pages before it, making a large table's drop quadratic. No node writes the table any more
 /// (the caller waited out the catalog lease), so nothing appears behind the cursor.
-async fn clear_shard(engine: &Engine, def: Arc<TableDef>, bucket: u16) -> Result<()> {
+async fn clear_shard(cluster: &dyn Cluster, def: Arc<TableDef>, bucket: u16) -> Result<()> {
     let range = bucket_range(def.id, bucket, def.buckets);
     let shard = def.shards[bucket as usize];
     let mut start = range.start.clone();
     loop {
         let read = ShardRead::Scan { start: start.clone(), end: range.end.clone(), limit: Some(1000), reverse: false };
-        let rows = engine.cluster.read(shard, read).await?;
+        let rows = cluster.read(shard, read).await?;
         let Some(last) = rows.last() else { return Ok(()) };
         start = last.key.iter().copied().chain([0]).collect();
         let ops = rows.into_iter().map(|r| WriteOp::Delete { key: r.key }).collect();
-        engine.cluster.write(shard, ShardWrite::new(ops)).await?;
+        cluster.write(shard, ShardWrite::new(ops)).await?;
     }
+}
+
+/// A scalar as the text a DEFAULT is stored as (parsed back with the column's type).
+fn scalar_text(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Binary(Some(b)) => {
+            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        }
+        ScalarValue::TimestampMicrosecond(Some(us), _) => {
+            let secs = us.div_euclid(1_000_000);
+            let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
+            match chrono_like(secs, nanos) {
+                Some(s) => s,
+                None => v.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn chrono_like(secs: i64, nanos: u32) -> Option<String> {
+    let t = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)?;
+    Some(format!("{}.{:06}", t.format("%Y-%m-%d %H:%M:%S"), nanos / 1000))
 }

@@ -1,0 +1,73 @@
+//! The statement stage: SQL text to sqlparser's AST, and the helpers and rewrites every later
+//! stage applies to it.
+//!
+//! - [`parse`]: the text split into statements (sqlparser, PostgreSQL dialect), catalog
+//!   queries through datafusion-pg-catalog's parser and [`rewrite::catalog_query`].
+//! - [`rewrite`]: AST rewrites before planning (float literals with exponents, catalog queries)
+//!   and what planning reads off the AST (parameter types a position implies, whether a
+//!   statement reads the catalogs).
+//! - names: [`ident`] folds an identifier as PostgreSQL does, [`table_name`] resolves a table
+//!   reference, [`param_number`] reads a `$n`.
+
+pub(crate) mod rewrite;
+
+use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Statement, Value};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use raftable_common::{Error, Result};
+
+/// Parses a query string into statements; an empty query gives none. Catalog queries (psql's
+/// `\d`, drivers' metadata) go through datafusion-pg-catalog's parser, whose rewrites
+/// (pg_catalog qualifiers, `OPERATOR(pg_catalog.~)`, `::regclass`, ...) make them plannable.
+/// Only those: its rewrites change the meaning of some ordinary queries (correlated subqueries
+/// in a select list).
+pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> Result<Vec<Statement>> {
+    let syntax = |e: ParserError| Error::SyntaxError(e.to_string().replace("sql parser error: ", ""));
+    let catalog_parse = || -> std::result::Result<Vec<Statement>, ParserError> {
+        let mut statements = catalog_parser.parse(sql)?;
+        statements.iter_mut().for_each(rewrite::catalog_query);
+        Ok(statements)
+    };
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(statements) if !statements.iter().any(rewrite::reads_catalog) => Ok(statements),
+        Ok(_) => catalog_parse().map_err(syntax),
+        Err(e) => catalog_parse().map_err(|_| syntax(e)),
+    }
+}
+
+/// An identifier as PostgreSQL folds it: lower-case unless quoted.
+pub fn ident(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// The unqualified, lower-cased (unless quoted) name of a table; `public.t` is `t`.
+pub fn table_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(ident).collect();
+    match parts.as_slice() {
+        [t] => Ok(t.clone()),
+        [schema, t] if schema == "public" => Ok(t.clone()),
+        _ => Err(Error::Unsupported(format!("table name {name}: only tables in schema public are supported"))),
+    }
+}
+
+/// The last part of a possibly qualified column name (`t.c`, `c`), folded.
+pub(crate) fn column_name(name: &ObjectName) -> String {
+    name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default()
+}
+
+/// `n` of a `$n` placeholder (1-based; `$0` is none).
+pub(crate) fn param_number(e: &Expr) -> Option<usize> {
+    let Expr::Value(v) = e else { return None };
+    let Value::Placeholder(p) = &v.value else { return None };
+    p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0)
+}
+
+/// The statement's first words, for an "unsupported" message.
+pub(crate) fn first_words(stmt: &Statement) -> String {
+    stmt.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

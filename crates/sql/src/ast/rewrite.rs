@@ -1,0 +1,170 @@
+//! AST rewrites applied before planning, and what planning reads off the AST.
+//!
+//! Rewrites: [`float_exponents`] (a literal with an exponent is a double, not NUMERIC),
+//! [`catalog_query`] (what DataFusion needs to plan drivers' catalog queries). Reads:
+//! [`reads_catalog`] (whether a statement needs the catalog parser), [`param_hints`] (the
+//! types PostgreSQL gives a `$n` from where it stands).
+
+use std::ops::ControlFlow;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, CastKind, DataType as AstType, Expr,
+    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, LimitClause, ObjectName, Query,
+    Statement, Subscript, Value, Visit, Visitor,
+};
+
+use super::param_number;
+use crate::types::SqlType;
+
+/// Name of the function pgJDBC's `getPrimaryKeys` calls as `information_schema._pg_expandarray`
+/// (a UDF of that name is registered by `catalog::pg_catalog`).
+pub(crate) const EXPAND: &str = "_pg_expandarray";
+
+/// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
+/// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
+pub(crate) fn float_exponents(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Value(v) = e {
+            if let Value::Number(n, _) = &v.value {
+                if n.contains(['e', 'E']) {
+                    *e = Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new(Expr::Value(Value::SingleQuotedString(n.clone()).with_empty_span())),
+                        data_type: AstType::DoublePrecision,
+                        array: false,
+                        format: None,
+                    };
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Whether a statement reads PostgreSQL's catalogs (`pg_catalog`, `information_schema`,
+/// `pg_*` relations) or calls a `pg_catalog.`-qualified function.
+pub(crate) fn reads_catalog(stmt: &Statement) -> bool {
+    let qualified_call = visit_expressions(stmt, |e| match e {
+        Expr::Function(f) if f.name.0.len() > 1 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    if qualified_call.is_break() {
+        return true;
+    }
+    let found = visit_relations(stmt, |name| {
+        let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.to_lowercase()).collect();
+        let catalog = parts.iter().any(|p| p == "pg_catalog" || p == "information_schema")
+            || parts.last().is_some_and(|t| t.starts_with("pg_"));
+        if catalog {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    found.is_break()
+}
+
+/// Rewrites a catalog query into what DataFusion plans:
+/// - `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of an
+///   array's (element, position) pairs that pgJDBC's `getPrimaryKeys` calls, becomes
+///   `unnest(_pg_expandarray(a))`;
+/// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`.
+pub(crate) fn catalog_query(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        match e {
+            Expr::Function(f) if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value == EXPAND) => {
+                let mut inner = f.clone();
+                inner.name = ObjectName::from(vec![Ident::new(EXPAND)]);
+                let mut unnest = f.clone();
+                unnest.name = ObjectName::from(vec![Ident::new("unnest")]);
+                unnest.args = FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Function(inner)))],
+                    clauses: Vec::new(),
+                });
+                *e = Expr::Function(unnest);
+            }
+            Expr::CompoundFieldAccess { root, access_chain } if matches!(root.as_ref(), Expr::Nested(_)) => {
+                for access in access_chain.iter_mut() {
+                    if let AccessExpr::Dot(Expr::Identifier(id)) = access {
+                        let name = Value::SingleQuotedString(id.value.to_lowercase()).with_empty_span();
+                        *access = AccessExpr::Subscript(Subscript::Index { index: Expr::Value(name) });
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Types of `$n` that PostgreSQL takes from where they stand and DataFusion leaves unknown:
+/// bigint for a LIMIT or OFFSET, the target type of a cast (`$1::bigint`). A client that sends
+/// untyped text values (node-postgres, pgJDBC's metadata) would otherwise bind a string there.
+pub(crate) fn param_hints(stmt: &Statement) -> Vec<(usize, DataType)> {
+    struct Hints(Vec<(usize, DataType)>);
+    impl Visitor for Hints {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            let (limit, offset) = match &q.limit_clause {
+                Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+                    (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                }
+                Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(limit), Some(offset)),
+                None => (None, None),
+            };
+            for n in [limit, offset].into_iter().flatten().filter_map(param_number) {
+                self.0.push((n, DataType::Int64));
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Cast { expr, data_type, .. } = e {
+                if let (Some(n), Ok(ty)) = (param_number(expr), SqlType::from_ast(data_type)) {
+                    self.0.push((n, ty.arrow()));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut hints = Hints(Vec::new());
+    let _ = stmt.visit(&mut hints);
+    hints.0
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn one(sql: &str) -> Statement {
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0)
+    }
+
+    #[test]
+    fn exponent_literals_become_doubles() {
+        let mut stmt = one("SELECT 1e300, 2.5, 3E-2");
+        float_exponents(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT CAST('1e300' AS DOUBLE PRECISION), 2.5, CAST('3E-2' AS DOUBLE PRECISION)");
+    }
+
+    #[test]
+    fn catalog_queries_are_recognised_and_rewritten() {
+        assert!(reads_catalog(&one("SELECT relname FROM pg_class")));
+        assert!(reads_catalog(&one("SELECT * FROM information_schema.tables")));
+        assert!(reads_catalog(&one("SELECT pg_catalog.version()")));
+        assert!(!reads_catalog(&one("SELECT * FROM t WHERE id = 1")));
+        let mut stmt = one("SELECT (information_schema._pg_expandarray(i.indkey)).n AS s, (r.KEYS).x FROM i, r");
+        catalog_query(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT (unnest(_pg_expandarray(i.indkey)))['n'] AS s, (r.KEYS)['x'] FROM i, r");
+    }
+
+    #[test]
+    fn positions_give_parameter_types() {
+        let hints = param_hints(&one("SELECT * FROM t WHERE a = $1::int4 LIMIT $2 OFFSET $3"));
+        assert_eq!(hints, vec![(2, DataType::Int64), (3, DataType::Int64), (1, DataType::Int32)]);
+    }
+}

@@ -1,0 +1,232 @@
+//! The exec stage: running a [`Prepared`] statement with its parameter values
+//! ([`Executor::execute`]).
+//!
+//! - queries: the optimised plan bound and planned physically, or the plan bound and run
+//!   through DataFusion; rows stream back to the client as they are read;
+//! - [`point`]: the fast paths, straight to the shards;
+//! - [`write`]: rows to shard writes (INSERT, and the pieces UPDATE / DELETE share);
+//! - [`modify`]: UPDATE / DELETE, with re-runs for shards that lost a race;
+//! - [`ddl`]: CREATE / DROP TABLE;
+//! - RETURNING: its expressions evaluated over the rows written.
+
+pub(crate) mod ddl;
+pub(crate) mod modify;
+pub(crate) mod point;
+pub(crate) mod write;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use raftable_common::{Error, Result};
+
+use crate::catalog::Catalog;
+use crate::cluster::Cluster;
+use crate::columns::Columns;
+use crate::error::from_datafusion;
+use crate::plan::insert::InsertPlan;
+use crate::plan::params::{bind, bind_as, bind_exprs};
+use crate::plan::query::QueryPlan;
+use crate::plan::returning::Returning;
+use crate::plan::Conflict;
+use crate::plan::{Plan, Prepared};
+use crate::table::TableDef;
+use write::{evaluate, OnConflict, RowIds, Shards};
+
+/// What executing a statement produced.
+pub enum Output {
+    /// Rows, then `<command> <rows sent>` (`INSERT 0 <n>` for INSERT).
+    Rows { command: &'static str, schema: SchemaRef, stream: SendableRecordBatchStream },
+    /// A command and its complete tag.
+    Command { tag: String },
+}
+
+/// What running a statement needs: the session's DataFusion context, the catalog, the cluster
+/// and the node's row-id source.
+pub(crate) struct Executor<'a> {
+    pub ctx: &'a SessionContext,
+    pub catalog: &'a Catalog,
+    pub cluster: &'a Arc<dyn Cluster>,
+    pub rowids: &'a RowIds,
+    pub default_shards: u16,
+}
+
+impl Executor<'_> {
+    fn shards(&self) -> Shards<'_> {
+        Shards { cluster: self.cluster.as_ref(), rowids: self.rowids }
+    }
+
+    /// Runs a prepared data statement with its parameter values (already as many as it takes).
+    pub(crate) async fn execute(&self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        if let Some(def) = prepared.target() {
+            self.check_current(def).await?;
+        }
+        match &prepared.plan {
+            Plan::PointSelect(point) => {
+                let batch = point.execute(self.cluster.as_ref(), &params).await?;
+                let schema = point.schema.clone();
+                Ok(Output::Rows { command: "SELECT", schema: schema.clone(), stream: once(schema, vec![batch]) })
+            }
+            Plan::ParamInsert(insert) => {
+                let n = insert.execute(&self.shards(), &params).await?;
+                Ok(Output::Command { tag: format!("INSERT 0 {n}") })
+            }
+            Plan::Query(query) => self.query(query, prepared, params).await,
+            Plan::Insert(insert) => self.insert(insert, &params).await,
+            Plan::Modify(modify) => {
+                let (count, rows) = modify::run_until_applied(self.ctx, &self.shards(), modify, &params).await?;
+                self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
+            }
+            Plan::CreateTable(create) => {
+                let tag = ddl::create_table(self.cluster.as_ref(), self.catalog, self.default_shards, create).await?;
+                Ok(Output::Command { tag })
+            }
+            Plan::DropTable { names, if_exists } => {
+                ddl::drop_table(self.cluster.as_ref(), self.catalog, names, *if_exists).await?;
+                Ok(Output::Command { tag: "DROP TABLE".into() })
+            }
+            Plan::Session(_) => Err(Error::Internal("a session command reached the executor".into())),
+        }
+    }
+
+    async fn query(&self, query: &QueryPlan, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        let QueryPlan { plan, optimized, columns, command } = query;
+        let (schema, stream) = match optimized {
+            Some((optimized, types)) => {
+                let plan = bind_as(optimized, &params, types)?;
+                let state = self.ctx.state();
+                let physical =
+                    state.query_planner().create_physical_plan(&plan, &state).await.map_err(from_datafusion)?;
+                let schema = prepared.schema.clone().unwrap_or_else(|| physical.schema());
+                (schema, execute_stream(physical, self.ctx.task_ctx()).map_err(from_datafusion)?)
+            }
+            None => {
+                let plan = bind(plan, &params)?;
+                let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
+                let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
+                (schema, df.execute_stream().await.map_err(from_datafusion)?)
+            }
+        };
+        Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
+    }
+
+    async fn insert(&self, insert: &InsertPlan, params: &[ScalarValue]) -> Result<Output> {
+        let InsertPlan { def, source, conflict, returning } = insert;
+        let conflict = self.on_conflict(conflict, params)?;
+        let plan = bind(source, params)?;
+        let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
+        // The whole source first, then one write per shard: the source may read the target
+        // table, and a shard's part of the statement stays one atomic write.
+        let batches = df.collect().await.map_err(from_datafusion)?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| def.visible_schema());
+        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut count = 0;
+        let mut written = Vec::new();
+        if batch.num_rows() > 0 {
+            let (n, rows) = write::insert(&self.shards(), def, batch.columns(), &conflict).await?;
+            count = n;
+            if returning.is_some() {
+                written.extend(rows);
+            }
+        }
+        self.finish_write(def, "INSERT", count, returning.as_ref(), written, params)
+    }
+
+    /// `conflict` with its expressions bound to `params` and compiled for execution.
+    fn on_conflict(&self, conflict: &Conflict, params: &[ScalarValue]) -> Result<OnConflict> {
+        Ok(match conflict {
+            Conflict::Fail => OnConflict::Fail,
+            Conflict::Ignore => OnConflict::Ignore,
+            Conflict::Overwrite => OnConflict::Overwrite,
+            Conflict::Update { sets, filter, schema } => {
+                let state = self.ctx.state();
+                let physical =
+                    |e: datafusion::logical_expr::Expr| state.create_physical_expr(e, schema).map_err(from_datafusion);
+                let exprs: Vec<_> = sets.iter().map(|(_, e)| e.clone()).collect();
+                let bound = bind_exprs(&exprs, params)?;
+                let sets = sets.iter().zip(bound).map(|((c, _), e)| Ok((*c, physical(e)?))).collect::<Result<_>>()?;
+                let filter = match filter {
+                    Some(f) => Some(physical(bind_exprs(std::slice::from_ref(f), params)?.remove(0))?),
+                    None => None,
+                };
+                OnConflict::Update { sets, filter }
+            }
+        })
+    }
+
+    /// A prepared write or point read holds the table definition it was planned with: refuse to
+    /// run it once that table was dropped (or dropped and created again).
+    async fn check_current(&self, def: &TableDef) -> Result<()> {
+        match self.catalog.get(&def.name).await? {
+            Some(current) if current.id == def.id => Ok(()),
+            Some(_) => Err(Error::Unsupported(format!(
+                "cached plan must be re-prepared: table \"{}\" was dropped and created again",
+                def.name
+            ))),
+            None => Err(Error::UndefinedTable(format!("relation \"{}\" does not exist", def.name))),
+        }
+    }
+
+    /// The command tag, or the RETURNING rows evaluated over `rows` (visible columns).
+    fn finish_write(
+        &self,
+        def: &TableDef,
+        command: &'static str,
+        count: usize,
+        returning: Option<&Returning>,
+        rows: Vec<RecordBatch>,
+        params: &[ScalarValue],
+    ) -> Result<Output> {
+        let Some(returning) = returning else {
+            let tag = if command == "INSERT" { format!("INSERT 0 {count}") } else { format!("{command} {count}") };
+            return Ok(Output::Command { tag });
+        };
+        let all = datafusion::arrow::compute::concat_batches(&def.visible_schema(), &rows)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let state = self.ctx.state();
+        let mut columns = Vec::with_capacity(returning.exprs.len());
+        for e in bind_exprs(&returning.exprs, params)? {
+            let physical = state.create_physical_expr(e, &returning.input).map_err(from_datafusion)?;
+            columns.push(evaluate(&physical, &all)?);
+        }
+        let fields: Vec<_> = returning
+            .schema
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()).with_nullable(true))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let batch = if columns.is_empty() {
+            RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(all.num_rows())),
+            )
+        } else {
+            RecordBatch::try_new(schema.clone(), columns)
+        }
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Output::Rows { command, schema: returning.schema.clone(), stream: once(schema, vec![batch]) })
+    }
+}
+
+/// A stream over batches already in memory.
+pub(crate) fn once(schema: SchemaRef, batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
+    let stream = futures::stream::iter(batches.into_iter().map(Ok));
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// `stream` with `columns`' names and types, if any.
+fn shaped(columns: &Option<Arc<Columns>>, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    match columns {
+        Some(columns) => columns.apply(stream),
+        None => stream,
+    }
+}

@@ -1,0 +1,94 @@
+//! Executing the point fast paths planned by `plan::point`: a primary-key lookup as one `Get`
+//! on the owning shard, rows of parameters as one `write::insert`, neither through DataFusion.
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::scalar::ScalarValue;
+use raftable_common::{Error, Result, ShardRead};
+
+use super::write::{insert, OnConflict, Shards};
+use crate::cluster::Cluster;
+use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
+use crate::error::from_datafusion;
+use crate::plan::point::{ParamInsert, PointSelect};
+use crate::plan::Conflict;
+use crate::table::TableDef;
+use crate::types::{changed_text, coerce_scalar};
+
+impl PointSelect {
+    pub(crate) async fn execute(&self, cluster: &dyn Cluster, params: &[ScalarValue]) -> Result<RecordBatch> {
+        let mut pk = Vec::with_capacity(16);
+        for (k, p) in self.key_params.iter().enumerate() {
+            let col = &self.def.columns[self.def.pk[k]];
+            let value = match coerce_scalar(&col.ty, &col.name, &params[*p]) {
+                Ok(v) => v,
+                // A value the key column cannot hold (too long, out of range) matches no row.
+                Err(Error::StringTooLong(_) | Error::OutOfRange(_)) => {
+                    return Ok(RecordBatch::new_empty(self.schema.clone()))
+                }
+                Err(e) => return Err(e),
+            };
+            if changed_text(&params[*p], &value) {
+                // Coercion rewrote the text (blank-trimmed, canonical uuid): equality on the
+                // stored text would not hold.
+                return Ok(RecordBatch::new_empty(self.schema.clone()));
+            }
+            if value.is_null() {
+                // `key = NULL` matches nothing.
+                return Ok(RecordBatch::new_empty(self.schema.clone()));
+            }
+            let array = value.to_array().map_err(from_datafusion)?;
+            encode_key_part(&mut pk, array.as_ref(), 0)?;
+        }
+        let shard = self.def.shards[bucket_of(&pk, self.def.buckets) as usize];
+        let rows = cluster.read(shard, ShardRead::Get { key: row_key(&self.def, &pk) }).await?;
+        let mut decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
+        for row in &rows {
+            decoder.push(&row.value)?;
+        }
+        decoder.finish()
+    }
+}
+
+impl ParamInsert {
+    /// Inserts the rows; returns how many rows were written (skipped conflicts not counted).
+    pub(crate) async fn execute(&self, shards: &Shards<'_>, params: &[ScalarValue]) -> Result<usize> {
+        let visible = self.def.visible();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(visible.len());
+        for (slot, &col) in visible.iter().enumerate() {
+            // A column the statement leaves out takes its default in every row: coerced once.
+            let default =
+                self.rows.iter().any(|row| row[slot].is_none()).then(|| self.def.default_value(col)).transpose()?;
+            let values = self.rows.iter().map(|row| match row[slot] {
+                Some(p) => params[p].clone(),
+                None => default.clone().expect("computed when a row lacks the column"),
+            });
+            arrays.push(column_array(&self.def, col, values.collect())?);
+        }
+        Ok(insert(shards, &self.def, &arrays, &on_conflict(&self.conflict)?).await?.0)
+    }
+}
+
+/// One column's values as an array. Parameters arrive decoded to the column's type, so the
+/// values share one type; where they do not (a typed NULL of another type, a default), each is
+/// first coerced to the column's type by PostgreSQL's rules. `write::insert` checks the result.
+fn column_array(def: &TableDef, col: usize, values: Vec<ScalarValue>) -> Result<ArrayRef> {
+    let first = values.first().map(ScalarValue::data_type);
+    let values = if values.iter().all(|v| Some(v.data_type()) == first) {
+        values
+    } else {
+        let column = &def.columns[col];
+        values.iter().map(|v| coerce_scalar(&column.ty, &column.name, v)).collect::<Result<Vec<_>>>()?
+    };
+    ScalarValue::iter_to_array(values).map_err(from_datafusion)
+}
+
+/// A conflict action without expressions (the only ones the fast path takes).
+fn on_conflict(conflict: &Conflict) -> Result<OnConflict> {
+    match conflict {
+        Conflict::Fail => Ok(OnConflict::Fail),
+        Conflict::Ignore => Ok(OnConflict::Ignore),
+        Conflict::Overwrite => Ok(OnConflict::Overwrite),
+        Conflict::Update { .. } => Err(Error::Internal("ON CONFLICT DO UPDATE on the point path".into())),
+    }
+}

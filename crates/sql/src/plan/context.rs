@@ -1,0 +1,194 @@
+//! The DataFusion side of a session: [`session_context`] builds the `SessionContext` a session
+//! plans and runs queries in (the `raftable` catalog, `pg_catalog`, PostgreSQL's settings), and
+//! [`Tables`] plans the parts of a statement raftable assembles itself (the internal read of an
+//! UPDATE / DELETE, RETURNING lists, ON CONFLICT assignments) with DataFusion's own SQL-to-plan
+//! translation (`SqlToRel`), over tables resolved before planning, as
+//! `SessionState::statement_to_plan` does. No SQL text is formatted and parsed again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{DFSchema, ResolvedTableReference, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
+use datafusion::logical_expr::{AggregateUDF, Expr, ExprSchemable, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Statement};
+use raftable_common::{Error, Result};
+
+use crate::catalog::{Catalog, RaftableCatalog, CATALOG, PUBLIC};
+use crate::cluster::Cluster;
+use crate::cluster::ClusterRef;
+use crate::error::from_datafusion;
+
+/// A session's DataFusion context: the `raftable` catalog (user tables, `raftable.nodes` /
+/// `raftable.shards`), `pg_catalog` with raftable's amendments, `version()`, and PostgreSQL's
+/// reading of numeric literals.
+pub(crate) fn session_context(catalog: Arc<Catalog>, cluster: Arc<dyn Cluster>) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, PUBLIC)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(4);
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // Numeric literals are NUMERIC, as in PostgreSQL (not floating point).
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster))));
+    // pg_catalog (pg_class, pg_attribute, ...) and the functions psql's \d and drivers'
+    // metadata queries call, built from the catalogs registered above.
+    if let Err(e) = datafusion_pg_catalog::setup_pg_catalog(
+        &ctx,
+        CATALOG,
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    ) {
+        tracing::warn!(error = %e, "pg_catalog unavailable in this session");
+    } else if let Err(e) = crate::catalog::pg_catalog::amend(&ctx, catalog) {
+        tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
+    }
+    ctx.register_udf(version_udf());
+    ctx
+}
+
+/// `version()`, which drivers and ORMs call on connect (SQLAlchemy: `pg_catalog.version()`).
+fn version_udf() -> ScalarUDF {
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    let text = "PostgreSQL 15.0 (raftable) on x86_64-pc-linux-gnu";
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.to_string()))))),
+    )
+}
+
+/// The tables one statement names, resolved ahead of planning (resolution is asynchronous,
+/// DataFusion's planning is not), some of them replaced by the planner's own sources: what
+/// DataFusion's `SqlToRel` plans against.
+pub(crate) struct Tables<'a> {
+    state: &'a SessionState,
+    tables: HashMap<ResolvedTableReference, Arc<dyn TableSource>>,
+}
+
+impl<'a> Tables<'a> {
+    /// Resolves every table `stmt` names through the session's catalogs, except those in
+    /// `overrides`, which take the given source.
+    pub(crate) async fn resolve(
+        state: &'a SessionState,
+        stmt: &Statement,
+        overrides: Vec<(TableReference, Arc<dyn TableSource>)>,
+    ) -> Result<Tables<'a>> {
+        let mut tables = HashMap::new();
+        for (name, source) in overrides {
+            tables.insert(resolve(state, name), source);
+        }
+        let references =
+            state.resolve_table_references(&DfStatement::Statement(Box::new(stmt.clone()))).map_err(from_datafusion)?;
+        for reference in references {
+            let resolved = resolve(state, reference);
+            if tables.contains_key(&resolved) {
+                continue;
+            }
+            if let Ok(schema) = state.schema_for_ref(resolved.clone()) {
+                if let Some(table) = schema.table(&resolved.table).await.map_err(from_datafusion)? {
+                    tables.insert(resolved, provider_as_source(table));
+                }
+            }
+        }
+        Ok(Tables { state, tables })
+    }
+
+    /// DataFusion's SQL planner over these tables.
+    pub(crate) fn planner(&self) -> SqlToRel<'_, Self> {
+        SqlToRel::new_with_options(self, ParserOptions::from(&self.state.config_options().sql_parser))
+    }
+
+    /// `expr` as a DataFusion expression over `schema`.
+    pub(crate) fn expr(&self, expr: &AstExpr, schema: &DFSchema) -> Result<Expr> {
+        self.planner().sql_to_expr(expr.clone(), schema, &mut PlannerContext::new()).map_err(from_datafusion)
+    }
+}
+
+/// `name` qualified with the session's default catalog and schema.
+fn resolve(state: &SessionState, name: TableReference) -> ResolvedTableReference {
+    let defaults = &state.config_options().catalog;
+    name.resolve(&defaults.default_catalog, &defaults.default_schema)
+}
+
+impl ContextProvider for Tables<'_> {
+    fn get_table_source(&self, name: TableReference) -> datafusion::error::Result<Arc<dyn TableSource>> {
+        let resolved = resolve(self.state, name);
+        self.tables
+            .get(&resolved)
+            .cloned()
+            .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("table '{resolved}' not found")))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        self.state.expr_planners()
+    }
+
+    fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {
+        self.state.relation_planners()
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.state.scalar_functions().get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {
+        self.state.higher_order_functions().get(name).cloned()
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.state.aggregate_functions().get(name).cloned()
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.state.window_functions().get(name).cloned()
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        self.state.config_options()
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.state.scalar_functions().keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        self.state.higher_order_functions().keys().cloned().collect()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.state.aggregate_functions().keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        self.state.window_functions().keys().cloned().collect()
+    }
+}
+
+/// The Arrow schema of `exprs` evaluated over `input`, named `names`.
+pub(crate) fn output_schema(exprs: &[Expr], names: &[String], input: &DFSchema) -> Result<SchemaRef> {
+    let mut fields = Vec::with_capacity(exprs.len());
+    for (e, name) in exprs.iter().zip(names) {
+        let (_, field) = e.to_field(input).map_err(from_datafusion)?;
+        fields.push(field.as_ref().clone().with_name(name));
+    }
+    if fields.len() != exprs.len() {
+        return Err(Error::Internal("an expression without a name".into()));
+    }
+    Ok(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)))
+}

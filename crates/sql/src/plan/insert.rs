@@ -1,0 +1,207 @@
+//! INSERT: the rows to insert as a DataFusion plan (the source, already cast to the table's
+//! columns; `DEFAULT` replaced by the column's default), what to do on a key conflict
+//! ([`Conflict`]), and the RETURNING list. An INSERT of rows of parameters takes the fast path
+//! (`super::point::ParamInsert`) instead.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp as DfWriteOp};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, Assignment, AssignmentTarget, CastKind, DataType as AstType, ExactNumberInfo,
+    Expr as AstExpr, Insert, OnConflictAction, OnInsert, SetExpr, Statement, TableObject, TimezoneInfo, Value,
+};
+use raftable_common::{Error, Result};
+
+use super::context::Tables;
+use super::params::{in_exprs, inferred, merge_types, typed, with_type};
+use super::point::{target_columns, ParamInsert};
+use super::returning::Returning;
+use super::{Conflict, Plan, Planned, Planner};
+use crate::ast::{column_name, ident};
+use crate::error::from_datafusion;
+use crate::table::TableDef;
+use crate::types::{bytea_from_text, SqlType};
+
+/// An INSERT planned by DataFusion.
+pub(crate) struct InsertPlan {
+    pub def: Arc<TableDef>,
+    /// The rows, in the table's visible columns.
+    pub source: LogicalPlan,
+    pub conflict: Conflict,
+    pub returning: Option<Returning>,
+}
+
+/// Plans an INSERT.
+pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Planned> {
+    let TableObject::TableName(name) = &insert.table else {
+        return Err(Error::Unsupported("INSERT into a table function".into()));
+    };
+    let def = planner.table(name).await?;
+    let statement = Statement::Insert(insert.clone());
+    let state = planner.ctx.state();
+    let tables = Tables::resolve(&state, &statement, Vec::new()).await?;
+    let alias = insert.table_alias.as_ref().map(|a| ident(&a.alias));
+    let conflict = match &insert.on {
+        None => Conflict::Fail,
+        Some(OnInsert::OnConflict(c)) => match &c.action {
+            OnConflictAction::DoNothing => Conflict::Ignore,
+            OnConflictAction::DoUpdate(update) => {
+                conflict_update(&tables, &def, alias.as_deref(), &update.assignments, update.selection.as_ref())?
+            }
+        },
+        Some(other) => return Err(Error::Unsupported(format!("{other}"))),
+    };
+    if matches!(conflict, Conflict::Ignore) && insert.returning.is_some() {
+        return Err(Error::Unsupported("RETURNING with ON CONFLICT DO NOTHING is not supported yet".into()));
+    }
+    if let Some(insert) = ParamInsert::plan(insert, &def, &conflict) {
+        let params = typed(insert.param_types());
+        return Ok((Plan::ParamInsert(insert), None, params));
+    }
+    let mut bare = insert.clone();
+    bare.on = None;
+    bare.returning = None;
+    // The alias names the target in ON CONFLICT and RETURNING only, both planned above.
+    bare.table_alias = None;
+    replace_defaults(&mut bare, &def)?;
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(bare))))
+        .await
+        .map_err(from_datafusion)?;
+    let source = match plan {
+        LogicalPlan::Dml(DmlStatement { op: DfWriteOp::Insert(_), input, .. }) => Arc::unwrap_or_clone(input),
+        other => return Err(Error::Internal(format!("INSERT planned as {}", other.display()))),
+    };
+    let returning = match insert.returning.as_deref() {
+        Some(items) => Some(Returning::plan(&tables, &def, alias.as_deref(), items)?),
+        None => None,
+    };
+    let mut params = inferred(&source)?;
+    let mut more = Vec::new();
+    if let Conflict::Update { sets, filter, .. } = &conflict {
+        more.extend(in_exprs(sets.iter().map(|(_, e)| e).chain(filter))?);
+    }
+    if let Some(r) = &returning {
+        more.extend(in_exprs(&r.exprs)?);
+    }
+    merge_types(&mut params, more);
+    let schema = returning.as_ref().map(|r| r.schema.clone());
+    Ok((Plan::Insert(InsertPlan { def, source, conflict, returning }), schema, params))
+}
+
+/// `ON CONFLICT DO UPDATE SET ... [WHERE ...]` as expressions over the existing row and the
+/// proposed one (`excluded`); [`Conflict::Overwrite`] when it sets every non-key column from
+/// `excluded` without a condition.
+fn conflict_update(
+    tables: &Tables<'_>,
+    def: &TableDef,
+    alias: Option<&str>,
+    assignments: &[Assignment],
+    selection: Option<&AstExpr>,
+) -> Result<Conflict> {
+    let existing = DFSchema::try_from(def.full_schema()).map_err(from_datafusion)?;
+    let excluded = DFSchema::try_from_qualified_schema("excluded", &def.full_schema()).map_err(from_datafusion)?;
+    let mut schema = existing;
+    schema.merge(&excluded);
+    let table = alias.unwrap_or(&def.name);
+    let mut sets = Vec::new();
+    let mut overwrite_all = selection.is_none();
+    for a in assignments {
+        let AssignmentTarget::ColumnName(col) = &a.target else {
+            return Err(Error::Unsupported("SET (a, b) = ... is not supported".into()));
+        };
+        let name = column_name(col);
+        let i = def.column(&name)?;
+        if def.pk.contains(&i) {
+            return Err(Error::Unsupported("ON CONFLICT DO UPDATE of a primary key column is not supported".into()));
+        }
+        let value = tables.expr(&unqualified(&a.value, table), &schema)?;
+        let from_excluded = matches!(&value, Expr::Column(c)
+            if c.relation.as_ref().is_some_and(|r| r.table() == "excluded") && c.name == name);
+        overwrite_all &= from_excluded;
+        sets.push((i, with_type(value, def, i)));
+    }
+    let non_key = def.columns.iter().enumerate().filter(|(i, c)| !def.pk.contains(i) && !c.hidden).count();
+    if overwrite_all && sets.len() == non_key {
+        return Ok(Conflict::Overwrite);
+    }
+    let filter = selection.map(|s| tables.expr(&unqualified(s, table), &schema)).transpose()?;
+    Ok(Conflict::Update { sets, filter, schema: Arc::new(schema) })
+}
+
+/// `expr` with `<table>.c` written `c`.
+fn unqualified(expr: &AstExpr, table: &str) -> AstExpr {
+    let mut e = expr.clone();
+    let _ = visit_expressions_mut(&mut e, |x| {
+        if let AstExpr::CompoundIdentifier(parts) = x {
+            if parts.len() == 2 && ident(&parts[0]) == table {
+                *x = AstExpr::Identifier(parts[1].clone());
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    e
+}
+
+/// `DEFAULT` in an INSERT's VALUES becomes the column's default (or NULL), which DataFusion's
+/// planner does not do itself; a text literal for a bytea column is read in bytea's input
+/// format.
+fn replace_defaults(insert: &mut Insert, def: &TableDef) -> Result<()> {
+    let columns = target_columns(insert, def)?;
+    let Some(source) = insert.source.as_mut() else { return Ok(()) };
+    let SetExpr::Values(values) = source.body.as_mut() else { return Ok(()) };
+    for row in &mut values.rows {
+        for (i, e) in row.iter_mut().enumerate() {
+            let Some(&col) = columns.get(i) else { continue };
+            let c = &def.columns[col];
+            if c.ty == SqlType::Bytea {
+                // A text literal for a bytea column is in bytea's input format ('\x..' or
+                // escapes), which DataFusion's text-to-binary cast would take byte for byte.
+                if let AstExpr::Value(v) = e {
+                    if let Value::SingleQuotedString(text) = &v.value {
+                        let bytes = bytea_from_text(text)?;
+                        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                        v.value = Value::HexStringLiteral(hex);
+                    }
+                }
+                continue;
+            }
+            let is_default = matches!(e, AstExpr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
+            if !is_default {
+                continue;
+            }
+            *e = match &c.default {
+                Some(text) => AstExpr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(AstExpr::Value(Value::SingleQuotedString(text.clone()).with_empty_span())),
+                    data_type: cast_type(&c.ty),
+                    array: false,
+                    format: None,
+                },
+                None => AstExpr::Value(Value::Null.with_empty_span()),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// A type DataFusion's CAST accepts for a column type (its text types are all TEXT).
+fn cast_type(ty: &SqlType) -> AstType {
+    match ty {
+        SqlType::SmallInt => AstType::SmallInt(None),
+        SqlType::Integer => AstType::Integer(None),
+        SqlType::BigInt => AstType::BigInt(None),
+        SqlType::Real => AstType::Real,
+        SqlType::Double => AstType::DoublePrecision,
+        SqlType::Numeric(p, s) => AstType::Decimal(ExactNumberInfo::PrecisionAndScale(u64::from(*p), i64::from(*s))),
+        SqlType::Boolean => AstType::Boolean,
+        SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Uuid | SqlType::Jsonb | SqlType::Text => AstType::Text,
+        SqlType::Bytea => AstType::Bytea,
+        SqlType::Date => AstType::Date,
+        SqlType::Timestamp => AstType::Timestamp(None, TimezoneInfo::None),
+        SqlType::TimestampTz => AstType::Timestamp(None, TimezoneInfo::WithTimeZone),
+    }
+}

@@ -1,0 +1,165 @@
+//! The plan stage: what each statement becomes, once, at prepare time ([`Planner::prepare`]).
+//!
+//! - [`query`]: SELECT / VALUES / EXPLAIN as DataFusion logical plans, optimised once where
+//!   that is safe, their result columns named and typed as PostgreSQL does.
+//! - [`point`]: the fast paths recognised from the statement's shape (a prepared SELECT by the
+//!   full primary key, an INSERT of rows of parameters), which skip DataFusion.
+//! - [`insert`]: INSERT's source as a DataFusion plan, ON CONFLICT as expressions over the
+//!   existing and the proposed row.
+//! - [`modify`]: UPDATE / DELETE as a DataFusion plan reading every column of the matching
+//!   rows (and the new values) from the table's shards.
+//! - [`returning`]: RETURNING lists as expressions over the rows written.
+//! - [`params`]: `$n` types at prepare, values bound at execute.
+//! - [`context`]: the session's DataFusion context, and DataFusion's SQL planner over tables
+//!   resolved ahead for the parts raftable assembles itself.
+//!
+//! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
+//! SET, SHOW, ...) are the session's own (`crate::session`).
+
+pub(crate) mod context;
+pub(crate) mod insert;
+pub(crate) mod modify;
+pub(crate) mod params;
+pub(crate) mod point;
+pub(crate) mod query;
+pub(crate) mod returning;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchemaRef;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{CreateTable, ObjectName, ObjectType, Statement};
+use raftable_common::{Error, Result};
+
+use crate::ast::{first_words, rewrite, table_name};
+use crate::catalog::Catalog;
+use crate::cluster::Cluster;
+use crate::table::TableDef;
+
+/// A planned statement, ready to execute any number of times.
+pub struct Prepared {
+    /// Parameter types, in `$1..$n` order.
+    pub params: Vec<DataType>,
+    /// The columns it returns (`None`: a command without rows).
+    pub schema: Option<SchemaRef>,
+    pub(crate) plan: Plan,
+}
+
+/// What a statement does when executed.
+pub(crate) enum Plan {
+    /// A primary-key lookup, executed without DataFusion.
+    PointSelect(point::PointSelect),
+    /// An insert of rows of parameters, executed without DataFusion.
+    ParamInsert(point::ParamInsert),
+    Query(query::QueryPlan),
+    Insert(insert::InsertPlan),
+    /// UPDATE or DELETE.
+    Modify(modify::ModifyPlan),
+    CreateTable(Box<CreateTable>),
+    DropTable {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    /// A command on the session's own state, run by the session.
+    Session(SessionCommand),
+}
+
+/// What an INSERT does with a row whose key exists.
+#[derive(Debug, Clone)]
+pub(crate) enum Conflict {
+    /// Fail the statement with 23505.
+    Fail,
+    /// Skip the row.
+    Ignore,
+    /// Overwrite the whole row (every non-key column is set from `excluded`).
+    Overwrite,
+    /// `DO UPDATE SET ... [WHERE ...]`, evaluated per existing row: `sets` pairs a column index
+    /// with an expression over `schema`, the existing row's columns (unqualified: the table's
+    /// name or alias is dropped, as PostgreSQL resolves an unqualified name to the target
+    /// table) followed by the proposed row's (qualified `excluded`).
+    Update { sets: Vec<(usize, Expr)>, filter: Option<Expr>, schema: DFSchemaRef },
+}
+
+/// A statement about the session itself rather than the data.
+#[derive(Debug, Clone)]
+pub(crate) enum SessionCommand {
+    Begin,
+    Commit,
+    Rollback,
+    /// `SET name = value` (`None`: `DEFAULT`).
+    Set {
+        name: String,
+        value: Option<String>,
+    },
+    Show(String),
+}
+
+impl Prepared {
+    /// A session command, prepared.
+    pub(crate) fn session(command: SessionCommand, schema: Option<SchemaRef>) -> Self {
+        Prepared { params: Vec::new(), schema, plan: Plan::Session(command) }
+    }
+
+    /// The table a prepared write or point read was planned against (it must still be the
+    /// current table of that name when the statement runs).
+    pub(crate) fn target(&self) -> Option<&Arc<TableDef>> {
+        match &self.plan {
+            Plan::PointSelect(p) => Some(&p.def),
+            Plan::ParamInsert(p) => Some(&p.def),
+            Plan::Insert(p) => Some(&p.def),
+            Plan::Modify(p) => Some(&p.def),
+            _ => None,
+        }
+    }
+
+    /// Whether running it writes rows.
+    pub(crate) fn writes(&self) -> bool {
+        matches!(self.plan, Plan::ParamInsert(_) | Plan::Insert(_) | Plan::Modify(_))
+    }
+}
+
+/// What a planned statement needs: the session's DataFusion context, the catalog and the
+/// cluster (whose shards the internal reads of writes scan).
+pub(crate) struct Planner<'a> {
+    pub ctx: &'a SessionContext,
+    pub catalog: &'a Catalog,
+    pub cluster: &'a Arc<dyn Cluster>,
+}
+
+/// A statement's plan, the columns it returns and the parameter types known from the plan
+/// (`Null` where unknown).
+pub(crate) type Planned = (Plan, Option<SchemaRef>, Vec<DataType>);
+
+impl Planner<'_> {
+    /// Plans a data statement (queries, DML, DDL). `declared` are the parameter types the
+    /// client gave (None: infer).
+    pub(crate) async fn prepare(&self, stmt: &Statement, declared: &[Option<DataType>]) -> Result<Prepared> {
+        let mut stmt = stmt.clone();
+        rewrite::float_exponents(&mut stmt);
+        let (plan, schema, inferred) = match &stmt {
+            Statement::Query(_) | Statement::Explain { .. } => query::plan(self, &stmt).await?,
+            Statement::Insert(insert) => insert::plan(self, insert).await?,
+            Statement::Update(update) => modify::plan_update(self, update).await?,
+            Statement::Delete(delete) => modify::plan_delete(self, delete).await?,
+            Statement::CreateTable(create) => (Plan::CreateTable(Box::new(create.clone())), None, Vec::new()),
+            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+                let names = names.iter().map(table_name).collect::<Result<_>>()?;
+                (Plan::DropTable { names, if_exists: *if_exists }, None, Vec::new())
+            }
+            other => return Err(Error::Unsupported(format!("statement not supported: {}", first_words(other)))),
+        };
+        let params = params::resolve(inferred, &rewrite::param_hints(&stmt), declared);
+        Ok(Prepared { params, schema, plan })
+    }
+
+    /// The definition of the table `name` names; 42P01 if there is none.
+    pub(crate) async fn table(&self, name: &ObjectName) -> Result<Arc<TableDef>> {
+        let name = table_name(name)?;
+        self.catalog
+            .get(&name)
+            .await?
+            .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))
+    }
+}

@@ -1,0 +1,175 @@
+//! UPDATE and DELETE: the rows to change as a DataFusion plan, built from the statement's AST
+//! the way DataFusion's own SQL planner builds DML plans, but reading what a conditional write
+//! needs: a scan of the table with every column (the hidden row id too), the WHERE filter, and
+//! for UPDATE the new values after the old row:
+//!
+//! ```text
+//! Projection: <every column>, <new value 1> AS __raftable_set_0, ...
+//!   Filter: <WHERE>
+//!     [SubqueryAlias: <alias>]
+//!       TableScan: <table> (ShardedTable::internal)
+//! ```
+//!
+//! `exec::modify` runs it, writes each row conditionally on its old value and, for the shards
+//! where another writer got in first, runs it again restricted to them ([`restrict`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::TableReference;
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScan};
+use datafusion::sql::sqlparser::ast::{
+    Assignment, AssignmentTarget, Delete, Expr as AstExpr, FromTable, SelectItem, Statement, TableAlias, TableFactor,
+    Update,
+};
+use raftable_common::{Error, Result, ShardId};
+
+use super::context::Tables;
+use super::params::{in_exprs, inferred, merge_types, with_type};
+use super::returning::Returning;
+use super::{Plan, Planned, Planner};
+use crate::ast::{column_name, ident};
+use crate::cluster::ClusterRef;
+use crate::error::from_datafusion;
+use crate::scan::ShardedTable;
+use crate::table::TableDef;
+
+/// An UPDATE or DELETE.
+pub(crate) struct ModifyPlan {
+    pub def: Arc<TableDef>,
+    /// Every column of the rows to change, in table order, then (UPDATE) the new values.
+    pub read: LogicalPlan,
+    /// UPDATE: the table column of each new value; DELETE: `None`.
+    pub sets: Option<Vec<usize>>,
+    pub returning: Option<Returning>,
+}
+
+impl ModifyPlan {
+    /// The command tag's verb.
+    pub(crate) fn command(&self) -> &'static str {
+        if self.sets.is_some() {
+            "UPDATE"
+        } else {
+            "DELETE"
+        }
+    }
+}
+
+/// Plans an UPDATE.
+pub(crate) async fn plan_update(planner: &Planner<'_>, update: &Update) -> Result<Planned> {
+    if update.from.is_some() || !update.table.joins.is_empty() {
+        return Err(Error::Unsupported("UPDATE ... FROM is not supported".into()));
+    }
+    if !update.order_by.is_empty() || update.limit.is_some() {
+        return Err(Error::SyntaxError("UPDATE does not take ORDER BY or LIMIT".into()));
+    }
+    let TableFactor::Table { name, alias, .. } = &update.table.relation else {
+        return Err(Error::Unsupported("UPDATE of something other than a table".into()));
+    };
+    let def = planner.table(name).await?;
+    let statement = Statement::Update(update.clone());
+    plan_modify(
+        planner,
+        &statement,
+        def,
+        alias.as_ref(),
+        update.selection.as_ref(),
+        Some(&update.assignments),
+        update.returning.as_deref(),
+    )
+    .await
+}
+
+/// Plans a DELETE.
+pub(crate) async fn plan_delete(planner: &Planner<'_>, delete: &Delete) -> Result<Planned> {
+    let tables = match &delete.from {
+        FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+    };
+    if tables.len() != 1 || !tables[0].joins.is_empty() || delete.using.is_some() || !delete.tables.is_empty() {
+        return Err(Error::Unsupported("DELETE from several tables or USING is not supported".into()));
+    }
+    if !delete.order_by.is_empty() || delete.limit.is_some() {
+        return Err(Error::SyntaxError("DELETE does not take ORDER BY or LIMIT".into()));
+    }
+    let TableFactor::Table { name, alias, .. } = &tables[0].relation else {
+        return Err(Error::Unsupported("DELETE from something other than a table".into()));
+    };
+    let def = planner.table(name).await?;
+    let statement = Statement::Delete(delete.clone());
+    plan_modify(planner, &statement, def, alias.as_ref(), delete.selection.as_ref(), None, delete.returning.as_deref())
+        .await
+}
+
+async fn plan_modify(
+    planner: &Planner<'_>,
+    statement: &Statement,
+    def: Arc<TableDef>,
+    alias: Option<&TableAlias>,
+    selection: Option<&AstExpr>,
+    assignments: Option<&[Assignment]>,
+    returning: Option<&[SelectItem]>,
+) -> Result<Planned> {
+    let table = TableReference::bare(def.name.clone());
+    let source =
+        provider_as_source(Arc::new(ShardedTable::internal(def.clone(), ClusterRef(planner.cluster.clone()), None)));
+    let state = planner.ctx.state();
+    let tables = Tables::resolve(&state, statement, vec![(table.clone(), source.clone())]).await?;
+    let alias = alias.map(|a| ident(&a.name));
+
+    let mut builder = LogicalPlanBuilder::scan(table, source, None).map_err(from_datafusion)?;
+    if let Some(alias) = &alias {
+        builder = builder.alias(alias.as_str()).map_err(from_datafusion)?;
+    }
+    let scanned = builder.schema().clone();
+    if let Some(selection) = selection {
+        let filter = tables.expr(selection, &scanned)?;
+        builder = builder.filter(filter).map_err(from_datafusion)?;
+    }
+    let mut exprs: Vec<Expr> = scanned.columns().into_iter().map(Expr::Column).collect();
+    let mut sets = None;
+    if let Some(assignments) = assignments {
+        let mut columns = Vec::with_capacity(assignments.len());
+        for (j, a) in assignments.iter().enumerate() {
+            let AssignmentTarget::ColumnName(col) = &a.target else {
+                return Err(Error::Unsupported("UPDATE SET (a, b) = ... is not supported".into()));
+            };
+            let name = column_name(col);
+            let i = def.column(&name)?;
+            if def.columns[i].hidden {
+                return Err(Error::UndefinedColumn(format!("column \"{name}\" does not exist")));
+            }
+            let value = with_type(tables.expr(&a.value, &scanned)?, &def, i);
+            exprs.push(value.alias(format!("__raftable_set_{j}")));
+            columns.push(i);
+        }
+        sets = Some(columns);
+    }
+    let read = builder.project(exprs).map_err(from_datafusion)?.build().map_err(from_datafusion)?;
+    let returning = returning.map(|items| Returning::plan(&tables, &def, alias.as_deref(), items)).transpose()?;
+    let mut params = inferred(&read)?;
+    if let Some(r) = &returning {
+        merge_types(&mut params, in_exprs(&r.exprs)?);
+    }
+    let schema = returning.as_ref().map(|r| r.schema.clone());
+    Ok((Plan::Modify(ModifyPlan { def, read, sets, returning }), schema, params))
+}
+
+/// `read` reading only the shards in `only` of its table.
+pub(crate) fn restrict(read: &LogicalPlan, only: BTreeSet<ShardId>) -> Result<LogicalPlan> {
+    read.clone()
+        .transform_up(|node| {
+            let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
+            let Some(table) = source_as_provider(&scan.source)
+                .ok()
+                .and_then(|p| p.downcast_ref::<ShardedTable>().map(|t| t.restricted(only.clone())))
+            else {
+                return Ok(Transformed::no(node));
+            };
+            let scan = TableScan { source: provider_as_source(Arc::new(table)), ..scan.clone() };
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })
+        .map(|t| t.data)
+        .map_err(from_datafusion)
+}

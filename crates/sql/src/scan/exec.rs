@@ -1,0 +1,216 @@
+//! [`ShardScanExec`]: the execution plan of a [`ShardedTable`](super::ShardedTable) scan. One
+//! partition per shard read, each streaming record batches page by page from the shard's
+//! leader (`Cluster::read`), never the whole table at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use raftable_common::{Result, ShardId, ShardRead};
+
+use super::keys::KeyScan;
+use crate::cluster::{Cluster, ClusterRef};
+use crate::encoding::{bucket_of, bucket_prefix, bucket_range, RowDecoder};
+use crate::error::to_datafusion;
+use crate::table::TableDef;
+
+/// Rows per read request of a scan.
+const PAGE: u64 = 1024;
+
+/// One partition of a scan: a shard and what to read from it.
+#[derive(Debug, Clone)]
+enum Part {
+    Get { shard: ShardId, keys: Vec<Vec<u8>> },
+    Scan { shard: ShardId, start: Vec<u8>, end: Vec<u8> },
+}
+
+/// Reads a table's shards, one partition each.
+#[derive(Debug)]
+pub struct ShardScanExec {
+    def: Arc<TableDef>,
+    cluster: ClusterRef,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    parts: Vec<Part>,
+    limit: Option<usize>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ShardScanExec {
+    pub(super) fn new(
+        def: Arc<TableDef>,
+        cluster: ClusterRef,
+        columns: Vec<usize>,
+        schema: SchemaRef,
+        keys: KeyScan,
+        limit: Option<usize>,
+        only: &Option<BTreeSet<ShardId>>,
+    ) -> Self {
+        let mut parts = Vec::new();
+        match keys {
+            KeyScan::Points(pks) => {
+                let mut by_bucket: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
+                for pk in pks {
+                    let bucket = bucket_of(&pk, def.buckets);
+                    let mut key = bucket_prefix(def.id, bucket);
+                    key.extend_from_slice(&pk);
+                    by_bucket.entry(bucket).or_default().push(key);
+                }
+                for (bucket, keys) in by_bucket {
+                    parts.push(Part::Get { shard: def.shards[bucket as usize], keys });
+                }
+            }
+            KeyScan::Range { start, end } => {
+                for bucket in 0..def.buckets {
+                    let prefix = bucket_prefix(def.id, bucket);
+                    let start = [prefix.as_slice(), &start].concat();
+                    let end = if end.is_empty() {
+                        bucket_range(def.id, bucket, def.buckets).end
+                    } else {
+                        [prefix.as_slice(), &end].concat()
+                    };
+                    if start < end {
+                        parts.push(Part::Scan { shard: def.shards[bucket as usize], start, end });
+                    }
+                }
+            }
+        }
+        if let Some(only) = only {
+            parts.retain(|p| only.contains(&p.shard()));
+        }
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(parts.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self { def, cluster, columns, schema, parts, limit, properties }
+    }
+}
+
+impl Part {
+    fn shard(&self) -> ShardId {
+        match self {
+            Part::Get { shard, .. } | Part::Scan { shard, .. } => *shard,
+        }
+    }
+}
+
+impl DisplayAs for ShardScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ShardScanExec: table={}", self.def.name)?;
+        if let Some(limit) = self.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        for p in &self.parts {
+            match p {
+                Part::Get { shard, keys } => write!(f, ", shard {shard}: get {} key(s)", keys.len())?,
+                Part::Scan { shard, start, end } => write!(f, ", shard {shard}: scan [{}, {})", hex(start), hex(end))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for ShardScanExec {
+    fn name(&self) -> &str {
+        "ShardScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
+        let state = PartState {
+            cluster: self.cluster.0.clone(),
+            part: self.parts.get(partition).cloned(),
+            remaining: self.limit.map(|l| l as u64).unwrap_or(u64::MAX),
+            decoder,
+            done: false,
+        };
+        let stream = futures::stream::try_unfold(state, |mut s| async move {
+            match s.next_batch().await.map_err(to_datafusion)? {
+                Some(batch) => Ok(Some((batch, s))),
+                None => Ok(None),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+    }
+}
+
+/// The progress of one partition's stream.
+struct PartState {
+    cluster: Arc<dyn Cluster>,
+    part: Option<Part>,
+    remaining: u64,
+    decoder: RowDecoder,
+    done: bool,
+}
+
+impl PartState {
+    async fn next_batch(&mut self) -> Result<Option<datafusion::arrow::record_batch::RecordBatch>> {
+        if self.done || self.remaining == 0 {
+            return Ok(None);
+        }
+        let Some(part) = self.part.as_mut() else { return Ok(None) };
+        let rows = match part {
+            Part::Get { shard, keys } => {
+                self.done = true;
+                let read = if keys.len() == 1 {
+                    ShardRead::Get { key: keys[0].clone() }
+                } else {
+                    ShardRead::MultiGet { keys: std::mem::take(keys) }
+                };
+                self.cluster.read(*shard, read).await?
+            }
+            Part::Scan { shard, start, end } => {
+                let limit = PAGE.min(self.remaining);
+                let read =
+                    ShardRead::Scan { start: start.clone(), end: end.clone(), limit: Some(limit), reverse: false };
+                let rows = self.cluster.read(*shard, read).await?;
+                match rows.last() {
+                    Some(last) if rows.len() as u64 == limit => {
+                        // Resume right after the last key read.
+                        *start = [last.key.as_slice(), &[0u8]].concat();
+                    }
+                    _ => self.done = true,
+                }
+                rows
+            }
+        };
+        for row in rows.iter().take(self.remaining.min(usize::MAX as u64) as usize) {
+            self.decoder.push(&row.value)?;
+        }
+        self.remaining = self.remaining.saturating_sub(rows.len() as u64);
+        if self.decoder.rows() == 0 {
+            return Ok(if self.done { None } else { Some(self.decoder.finish()?) });
+        }
+        self.decoder.finish().map(Some)
+    }
+}

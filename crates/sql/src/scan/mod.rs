@@ -1,0 +1,16 @@
+//! The scan stage: how DataFusion reads a table from its shards.
+//!
+//! - [`table`]: `ShardedTable`, a table as DataFusion sees it (a `TableProvider`), which
+//!   accepts primary-key predicates for pushdown.
+//! - [`keys`]: `keys::key_scan`, those predicates turned into what to read (point keys or a key
+//!   range per bucket).
+//! - [`exec`]: `ShardScanExec`, the execution plan reading one shard per partition, page by
+//!   page, decoded by `encoding::RowDecoder`.
+//!
+//! Projection and LIMIT are pushed down too. `EXPLAIN` shows the shards and key ranges read.
+
+mod exec;
+mod keys;
+mod table;
+
+pub use table::ShardedTable;

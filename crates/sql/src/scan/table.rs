@@ -1,0 +1,139 @@
+//! [`ShardedTable`]: a table as DataFusion sees it. Primary-key predicates are accepted for
+//! pushdown (`Inexact`: DataFusion still applies them, so the pushdown only has to read a
+//! superset, see [`super::key_scan`]); `scan` returns a [`ShardScanExec`] over the shards the
+//! key predicates leave.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session as DfSession;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use raftable_common::ShardId;
+
+use super::exec::ShardScanExec;
+use super::keys::{key_column, key_scan};
+use crate::cluster::ClusterRef;
+use crate::table::TableDef;
+
+/// A table for DataFusion: its visible columns over every shard ([`ShardedTable::new`]), or
+/// for the internal read of an UPDATE / DELETE every column, the hidden row id included, over
+/// some shards only ([`ShardedTable::internal`]).
+#[derive(Debug)]
+pub struct ShardedTable {
+    pub def: Arc<TableDef>,
+    /// The table columns the provider's schema shows, in order.
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    cluster: ClusterRef,
+    /// Read only these shards (None: all).
+    only: Option<BTreeSet<ShardId>>,
+    /// Column defaults, for INSERTs that leave columns out.
+    defaults: std::collections::HashMap<String, Expr>,
+}
+
+impl ShardedTable {
+    /// The table as queries see it: visible columns, every shard.
+    pub fn new(def: Arc<TableDef>, cluster: ClusterRef) -> Self {
+        let schema = def.visible_schema();
+        let defaults = (0..def.columns.len())
+            .filter(|i| def.columns[*i].default.is_some())
+            .filter_map(|i| def.default_value(i).ok().map(|v| (def.columns[i].name.clone(), Expr::Literal(v, None))))
+            .collect();
+        Self { columns: def.visible(), def, schema, cluster, only: None, defaults }
+    }
+
+    /// The table as a write statement reads it: every column (the hidden row id too), only the
+    /// shards in `only` if given.
+    pub fn internal(def: Arc<TableDef>, cluster: ClusterRef, only: Option<BTreeSet<ShardId>>) -> Self {
+        let schema = Arc::new(def.full_schema());
+        Self { columns: (0..def.columns.len()).collect(), def, schema, cluster, only, defaults: Default::default() }
+    }
+
+    /// This table restricted to the shards in `only`.
+    pub fn restricted(&self, only: BTreeSet<ShardId>) -> Self {
+        Self {
+            def: self.def.clone(),
+            columns: self.columns.clone(),
+            schema: self.schema.clone(),
+            cluster: self.cluster.clone(),
+            only: Some(only),
+            defaults: self.defaults.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ShardedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        let pk: Vec<&str> = self.def.pk.iter().map(|i| self.def.columns[*i].name.as_str()).collect();
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if references_key(f, &pk) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.iter().map(|i| self.columns[*i]).collect(),
+            None => self.columns.clone(),
+        };
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let keys = key_scan(&self.def, filters);
+        Ok(Arc::new(ShardScanExec::new(
+            self.def.clone(),
+            self.cluster.clone(),
+            columns,
+            schema,
+            keys,
+            limit,
+            &self.only,
+        )))
+    }
+}
+
+fn references_key(e: &Expr, pk: &[&str]) -> bool {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => references_key(left, pk) || references_key(right, pk),
+            Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                key_column(left, pk).is_some() || key_column(right, pk).is_some()
+            }
+            _ => false,
+        },
+        Expr::InList(list) => !list.negated && key_column(&list.expr, pk).is_some(),
+        Expr::Between(b) => !b.negated && key_column(&b.expr, pk).is_some(),
+        _ => false,
+    }
+}
