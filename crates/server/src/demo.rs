@@ -78,7 +78,7 @@ async fn spawn(exe: &Path, id: u64, dir: &Path, rpc: &str, pg: &str, join: Optio
         cmd.args(["--join", join]);
     }
     let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::Internal("no stdout".into()))?;
+    let stdout = child.stdout.take().ok_or_else(|| Error::internal("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
         Ok(Ok(Some(_))) => Ok(child),

@@ -76,7 +76,7 @@ fn decode_wire(bytes: &[u8], wire: &Type) -> Result<ScalarValue> {
         let tz = (*t == Type::TIMESTAMPTZ).then(|| Arc::from(UTC));
         ScalarValue::TimestampMicrosecond(Some(micros.ok_or_else(|| out_of_range(t))?), tz)
     } else {
-        return Err(Error::Unsupported(format!("binary format for parameters of type {} is not supported", t.name())));
+        return Err(Error::unsupported(format!("binary format for parameters of type {} is not supported", t.name())));
     })
 }
 

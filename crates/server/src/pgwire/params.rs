@@ -64,7 +64,7 @@ pub(super) fn decode(
     target: &DataType,
 ) -> Result<ScalarValue> {
     let Some(bytes) = value else {
-        return ScalarValue::try_from(target).map_err(|e| Error::Internal(e.to_string()));
+        return ScalarValue::try_from(target).map_err(Error::internal);
     };
     if binary {
         let wire = match declared {
