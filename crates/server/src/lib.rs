@@ -65,8 +65,7 @@ pub async fn run(
 
     enter_cluster(&config, &node, &router, &info).await?;
     let background = Background::start(router.clone());
-    let sql = raftable_sql::SqlConfig { default_shards: config.default_shards };
-    let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), sql);
+    let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), config.sql.clone());
     let refresh = engine.spawn_refresh(raftable_sql::catalog::REFRESH);
     let (stop_pg, pg_stopped) = tokio::sync::oneshot::channel::<()>();
     let pg_server = tokio::spawn(pgwire::serve(engine, pg, async {
