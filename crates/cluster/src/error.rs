@@ -70,14 +70,22 @@ fn peer_error(status: &Status) -> Option<Error> {
     bincode::deserialize(status.details()).ok()
 }
 
-/// Whether a failed call never reached the peer (no connection could be made). A status a peer
-/// answered with was certainly sent, whatever its message says.
+/// Whether a failed call never reached the peer: tonic could not connect (refused, timed out,
+/// no route), which it reports as `Unavailable` caused by a [`tonic::ConnectError`]. Any other
+/// failure may have come after the request was sent, whatever its message says ("connection
+/// closed before message completed" is hyper's for a peer that died mid-request).
 pub(crate) fn not_sent(status: &Status) -> bool {
-    if !status.details().is_empty() {
+    if status.code() != Code::Unavailable || !status.details().is_empty() {
         return false;
     }
-    let text = format!("{status}: {:?}", std::error::Error::source(status));
-    status.code() == Code::Unavailable && (text.contains("connect") || text.contains("Connection refused"))
+    let mut cause = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A reply whose payload cannot be decoded: for a write, whether it applied is unknown.
@@ -256,15 +264,36 @@ mod tests {
         assert_eq!(to_status(Error::Retry("election".into())).message(), "retry: election");
     }
 
+    /// The status tonic makes of a failed connection attempt.
+    fn refused() -> Status {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let status = Status::from_error(Box::new(tonic::ConnectError(Box::new(io))));
+        assert_eq!(status.code(), Code::Unavailable);
+        status
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_was_not_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let channel = crate::network::endpoint(&addr).expect("endpoint").connect_lazy();
+        let request = raftable_proto::StatusRequest { digests: false };
+        let status = raftable_proto::meta_client::MetaClient::new(channel).status(request).await.unwrap_err();
+        assert!(not_sent(&status), "{status:?}");
+        assert!(matches!(from_status(&status, true), Error::Retry(_)));
+    }
+
     #[test]
     fn transport_failures_by_whether_the_request_may_have_applied() {
-        // No error from a peer: the call failed in transport, after sending (no "connect").
-        let broken = Status::unavailable("stream reset mid-request");
+        // No connection was made: nothing was sent, even a write may be retried.
+        assert!(not_sent(&refused()));
+        assert!(matches!(from_status(&refused(), true), Error::Retry(_)));
+        // Failed after connecting (hyper's words for a peer that died mid-request).
+        let broken = Status::unavailable("connection closed before message completed");
+        assert!(!not_sent(&broken));
         assert!(matches!(from_status(&broken, false), Error::Retry(_)));
         assert!(matches!(from_status(&broken, true), Error::Unknown(_)));
-        let refused = Status::unavailable("tcp connect error: Connection refused");
-        assert!(not_sent(&refused));
-        assert!(matches!(from_status(&refused, true), Error::Retry(_)));
         let cancelled = Status::cancelled("timeout");
         assert!(matches!(from_status(&cancelled, true), Error::Unknown(_)));
         // A peer's Retry whose message mentions connecting was still answered by the peer.
