@@ -339,7 +339,7 @@ async fn converged(cluster: &Cluster, opts: &Options) -> Result<(), String> {
 }
 
 /// The replication factor the nodes run with: `--replication-factor` among the node
-/// arguments, else the default 3.
+/// arguments, else the nodes' default.
 fn replication_factor(node_args: &[String]) -> usize {
     let mut args = node_args.iter();
     while let Some(arg) = args.next() {
@@ -352,7 +352,7 @@ fn replication_factor(node_args: &[String]) -> usize {
             return n;
         }
     }
-    3
+    raftable_cluster::RaftSettings::default().replication_factor
 }
 
 fn median(values: &[f64]) -> Option<f64> {

@@ -18,7 +18,8 @@ use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::{ShardBatch, ShardRequest};
 use tokio::sync::oneshot;
 
-use crate::network::{decode, status_error, undecodable, Peers, MAX_MESSAGE};
+use crate::error::{from_status, shard_reply};
+use crate::network::{Peers, MAX_MESSAGE};
 use crate::node::OpResult;
 
 /// Calls in flight to one peer before reads start to wait and coalesce (1 measured faster than
@@ -116,20 +117,17 @@ async fn call(peers: &Peers, id: NodeId, mut requests: Vec<ShardRequest>) -> Res
     let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let replies = if requests.len() == 1 {
         let request = requests.pop().expect("one request");
-        vec![client.call(request).await.map_err(|s| status_error(&s, false))?.into_inner()]
+        vec![client.call(request).await.map_err(|s| from_status(&s, false))?.into_inner()]
     } else {
         let sent = requests.len();
         let replies =
-            client.call_many(ShardBatch { requests }).await.map_err(|s| status_error(&s, false))?.into_inner().replies;
+            client.call_many(ShardBatch { requests }).await.map_err(|s| from_status(&s, false))?.into_inner().replies;
         if replies.len() != sent {
             return Err(Error::Retry(format!("node {id} answered {} of {sent} reads", replies.len())));
         }
         replies
     };
-    Ok(replies
-        .iter()
-        .map(|reply| decode::<Result<OpResult>>(&reply.payload).map_err(|s| undecodable(&s, false))?)
-        .collect())
+    Ok(replies.into_iter().map(|reply| shard_reply(Ok(reply), false)).collect())
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! [`Group`]: one Raft group hosted on this node (a replica of one shard, or of the meta group),
-//! with its leader-side read and write entry points and the mapping of openraft's errors to
-//! raftable's.
+//! with its leader-side read and write entry points. openraft's errors become raftable's in
+//! `error`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::RaftError;
 use openraft::Raft;
 use raftable_common::{Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, WriteOutcome};
-use raftable_storage::{NodeInfo, Rocks, TypeConfig};
+use raftable_storage::{Rocks, TypeConfig};
+
+use crate::error::proposed_write_error;
 
 use crate::lease::{Hold, Lease};
 use crate::read_index::ReadIndex;
@@ -49,18 +51,7 @@ impl Group {
         if let Some(refusal) = self.not_leading() {
             return Err(refusal);
         }
-        match self.raft.client_write(write).await {
-            Ok(resp) => resp.data,
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::Unknown(format!(
-                "shard {}: leadership lost with the write proposed (leader now {:?})",
-                self.shard, f.leader_id
-            ))),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(Error::Internal(format!("membership error on a plain write: {e}")))
-            }
-            // The group stopped (node shutting down) with the proposal possibly in its log.
-            Err(RaftError::Fatal(f)) => Err(Error::Unknown(format!("raft group stopped: {f}"))),
-        }
+        self.raft.client_write(write).await.map_err(|e| proposed_write_error(self.shard, e))?.data
     }
 
     /// A linearizable read: confirm leadership (by the leader lease, else a shared read-index
@@ -137,24 +128,5 @@ impl Group {
         let m = metrics.borrow();
         let index = |l: Option<openraft::LogId<NodeId>>| l.map(|l| l.index).unwrap_or(0);
         (index(m.last_applied), index(m.snapshot), index(m.purged))
-    }
-}
-
-fn not_leader(f: ForwardToLeader<NodeId, NodeInfo>) -> Error {
-    let leader = match (f.leader_id, f.leader_node) {
-        (Some(id), Some(node)) => Some((id, node.rpc_addr)),
-        _ => None,
-    };
-    Error::NotLeader { leader }
-}
-
-/// Maps a failed read-index round. Every failure leaves nothing applied, so all are retryable.
-pub(crate) fn read_error(e: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>) -> Error {
-    match e {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(f),
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
-            Error::Retry(format!("leadership not confirmed by a quorum: {q}"))
-        }
-        RaftError::Fatal(f) => Error::Retry(format!("raft group stopped: {f}")),
     }
 }

@@ -18,9 +18,13 @@
 //! lease (`lease::Lease`, kept up by the acknowledgements of heartbeats and appends), or else by
 //! joining a shared read-index round (`read_index::ReadIndex`), and then reads the leader's
 //! applied rows (`storage::read`).
+//!
+//! Errors cross node boundaries as gRPC statuses and come out of openraft as its own types;
+//! `error` converts both to and from raftable's one `Error`, and nothing else does.
 
 mod coalesce;
 mod config;
+mod error;
 mod group;
 mod lease;
 pub mod meta;

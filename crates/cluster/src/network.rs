@@ -2,7 +2,8 @@
 //! shared by every Raft group and every shard call; [`NetworkFactory`] / `GroupClient` implement
 //! openraft's network for one group on top of it, tagging each message with the group id.
 //!
-//! Transport failures are mapped to raftable or openraft errors here and nowhere else. Injected
+//! A failed Raft message becomes openraft's unreachable or network error here, by the
+//! status mapping of `status` (which owns every `Status` ↔ [`Error`] conversion). Injected
 //! network faults ([`NetFaults`], the chaos runner's partitions and delays) act here too: every
 //! outbound message to a peer passes [`Peers::channel`], which drops or delays it.
 
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::error::{from_status, not_sent};
 use crate::lease::Lease;
 
 /// Largest gRPC message a node accepts (Raft appends and snapshot chunks, scan results).
@@ -136,39 +138,14 @@ pub(crate) fn endpoint(rpc_addr: &str) -> Result<Endpoint, Error> {
         .keep_alive_timeout(Duration::from_secs(2)))
 }
 
-/// Maps a failed gRPC call to an [`Error`]. A call that failed before the request could have
-/// reached the peer (no connection) certainly did not apply; any other failure of a write
-/// leaves its outcome unknown.
-pub(crate) fn status_error(status: &tonic::Status, write: bool) -> Error {
-    if !write || not_sent(status) {
-        Error::Retry(format!("peer unreachable: {}", status.message()))
-    } else {
-        Error::Unknown(format!("peer failed mid-request: {}", status.message()))
-    }
-}
-
-/// Whether a failed call never reached the peer (no connection could be made).
-fn not_sent(status: &tonic::Status) -> bool {
-    let text = format!("{status}: {:?}", std::error::Error::source(status));
-    status.code() == tonic::Code::Unavailable && (text.contains("connect") || text.contains("Connection refused"))
-}
-
-/// A reply that cannot be decoded: for a write, whether it applied is unknown.
-pub(crate) fn undecodable(status: &tonic::Status, write: bool) -> Error {
-    let msg = format!("undecodable reply: {}", status.message());
-    if write {
-        Error::Unknown(msg)
-    } else {
-        Error::Retry(msg)
-    }
-}
-
+/// Encodes a message payload (a command, a result, a Raft message).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serialize(value).expect("in-memory values always serialize")
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, tonic::Status> {
-    bincode::deserialize(bytes).map_err(|e| tonic::Status::invalid_argument(format!("undecodable payload: {e}")))
+/// Decodes a message payload; bytes that do not decode are a malformed request (or reply).
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    bincode::deserialize(bytes).map_err(|e| Error::InvalidInput(format!("undecodable payload: {e}")))
 }
 
 /// Creates openraft network clients for one group.
@@ -233,9 +210,9 @@ impl GroupClient {
             // network error, retried with the next heartbeat; treating it as unreachable
             // silenced a live follower long enough to elect another leader under load.
             Ok(Err(status)) if not_sent(&status) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&status_error(&status, false))));
+                return Err(RPCError::Unreachable(Unreachable::new(&from_status(&status, false))));
             }
-            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status_error(&status, false)))),
+            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&from_status(&status, false)))),
             Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
         };
         let result: Result<Resp, RaftError<NodeId, E>> =

@@ -29,6 +29,24 @@ pub enum OpResult {
     Written(WriteOutcome),
 }
 
+impl OpResult {
+    /// The rows a read answered with.
+    pub fn into_rows(self) -> Result<Vec<Row>> {
+        match self {
+            OpResult::Rows(rows) => Ok(rows),
+            OpResult::Written(_) => Err(Error::internal("write result for a read")),
+        }
+    }
+
+    /// The outcome a write answered with.
+    pub fn into_written(self) -> Result<WriteOutcome> {
+        match self {
+            OpResult::Written(outcome) => Ok(outcome),
+            OpResult::Rows(_) => Err(Error::internal("read result for a write")),
+        }
+    }
+}
+
 /// One raftable node's Raft side.
 pub struct Node {
     pub id: NodeId,

@@ -16,6 +16,7 @@ use raftable_proto::OpenGroupRequest;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::error::from_status;
 use crate::group::Group;
 use crate::meta::{self, NodeRecord, ShardRecord};
 use crate::router::Router;
@@ -127,7 +128,7 @@ async fn reconcile(router: Arc<Router>, changing: Arc<Mutex<HashSet<u64>>>) -> R
 pub(crate) async fn open_local(router: &Router, record: &ShardRecord) -> Result<()> {
     let node = router.node();
     let group = node.open_group(record.id, record.range.clone()).await?;
-    let uninitialized = !group.raft.is_initialized().await.map_err(|e| Error::Internal(e.to_string()))?;
+    let uninitialized = !group.raft.is_initialized().await.map_err(Error::internal)?;
     if uninitialized && record.initial.first() == Some(&node.id) {
         node.initialize(record.id, &record.initial).await?;
         tracing::info!(shard = record.id, replicas = ?record.initial, "bootstrapped shard group");
@@ -168,7 +169,7 @@ pub(crate) async fn open_on_replicas(router: &Arc<Router>, record: &ShardRecord)
                     .open_group(OpenGroupRequest { shard: record.id, initialize: record.initial.first() == Some(id) })
                     .await
                     .map(|_| ())
-                    .map_err(|s| Error::Retry(s.to_string())),
+                    .map_err(|s| from_status(&s, false)),
                 Err(e) => Err(e),
             }
         };

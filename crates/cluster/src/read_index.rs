@@ -33,7 +33,7 @@ impl ReadIndex {
         let raft = raft.clone();
         self.wait_with(move || {
             let raft = raft.clone();
-            async move { raft.ensure_linearizable().await.map(|_| ()).map_err(crate::group::read_error) }
+            async move { raft.ensure_linearizable().await.map(|_| ()).map_err(crate::error::read_error) }
         })
         .await
     }

@@ -15,8 +15,9 @@ use raftable_proto::ShardRequest;
 use raftable_storage::NodeInfo;
 
 use crate::coalesce::Coalescer;
+use crate::error::shard_reply;
 use crate::meta::{self, NodeRecord, ShardRecord};
-use crate::network::{decode, encode, status_error, undecodable, MAX_MESSAGE, MAX_WRITE};
+use crate::network::{encode, MAX_MESSAGE, MAX_WRITE};
 use crate::node::{Node, Op, OpResult};
 
 /// Routes shard commands to leaders. One per node, shared.
@@ -189,10 +190,7 @@ impl Router {
         let channel = self.node.peers.channel_to(id).await?;
         let mut client = GrpcShardClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         match tokio::time::timeout(remaining, client.call(request)).await {
-            Ok(Ok(reply)) => {
-                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
-            }
-            Ok(Err(status)) => Err(status_error(&status, write)),
+            Ok(reply) => shard_reply(reply.map(tonic::Response::into_inner), write),
             Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out on node {id}"))),
             Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
         }
@@ -211,16 +209,10 @@ async fn local(node: &Node, shard: ShardId, op: Op, remaining: Duration, write: 
 #[async_trait::async_trait]
 impl ShardClient for Router {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
-        match self.call(shard, Op::Read(read)).await? {
-            OpResult::Rows(rows) => Ok(rows),
-            OpResult::Written(_) => Err(Error::Internal("write result for a read".into())),
-        }
+        self.call(shard, Op::Read(read)).await?.into_rows()
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
-        match self.call(shard, Op::Write(write)).await? {
-            OpResult::Written(outcome) => Ok(outcome),
-            OpResult::Rows(_) => Err(Error::Internal("read result for a write".into())),
-        }
+        self.call(shard, Op::Write(write)).await?.into_written()
     }
 }

@@ -1,6 +1,8 @@
 //! The gRPC services a node serves (`Raft`, `Shard`, `Meta` from `proto/raftable.proto`), the
 //! [`serve`] entry point, and [`Client`], the remote client tools and tests use to talk to any
-//! node.
+//! node. Errors cross as statuses both ways through `status` (handlers' errors with
+//! `to_status`, failed calls with `from_status`); shard commands carry their result in the
+//! reply payload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,9 +24,10 @@ use raftable_proto::{
 use raftable_storage::NodeInfo;
 use tonic::{Request, Response, Status};
 
+use crate::error::{from_status, shard_reply, to_status};
 use crate::group::Group;
 use crate::meta::{self, NodeRecord};
-use crate::network::{decode, encode, endpoint, status_error, undecodable, NetFaults, MAX_MESSAGE};
+use crate::network::{decode, encode, endpoint, NetFaults, MAX_MESSAGE};
 use crate::node::{Op, OpResult};
 use crate::placement::now_ms;
 use crate::router::Router;
@@ -43,18 +46,6 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Io(format!("rpc server: {e}")))
-}
-
-/// Maps an error to a gRPC status for the few calls that return errors as statuses (the Raft
-/// and Meta services; shard calls carry raftable errors in their payload).
-/// [`from_status`] is its inverse on the client side.
-fn to_status(e: Error) -> Status {
-    match e {
-        Error::InvalidInput(m) => Status::invalid_argument(m),
-        Error::NotLeader { .. } | Error::Retry(_) => Status::unavailable(e.to_string()),
-        Error::Unknown(m) => Status::unknown(m),
-        e => Status::internal(e.to_string()),
-    }
 }
 
 struct RaftService {
@@ -93,19 +84,19 @@ impl Raft for RaftService {
     async fn vote(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let group = self.group(m.group).await.map_err(to_status)?;
-        reply(m.group, &group.vote(decode(&m.payload)?).await)
+        reply(m.group, &group.vote(decode(&m.payload).map_err(to_status)?).await)
     }
 
     async fn append(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let group = self.group(m.group).await.map_err(to_status)?;
-        reply(m.group, &group.raft.append_entries(decode(&m.payload)?).await)
+        reply(m.group, &group.raft.append_entries(decode(&m.payload).map_err(to_status)?).await)
     }
 
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let group = self.group(m.group).await.map_err(to_status)?;
-        reply(m.group, &group.raft.install_snapshot(decode(&m.payload)?).await)
+        reply(m.group, &group.raft.install_snapshot(decode(&m.payload).map_err(to_status)?).await)
     }
 }
 
@@ -128,7 +119,7 @@ impl Shard for ShardService {
 
 impl ShardService {
     async fn serve(&self, req: ShardRequest) -> std::result::Result<ShardReply, Status> {
-        let op: Op = decode(&req.payload)?;
+        let op: Op = decode(&req.payload).map_err(to_status)?;
         let result = if req.forward {
             self.router.call(req.shard, op).await
         } else {
@@ -145,16 +136,17 @@ struct MetaService {
 #[tonic::async_trait]
 impl Meta for MetaService {
     async fn join(&self, req: Request<JoinRequest>) -> std::result::Result<Response<JoinReply>, Status> {
-        let info = req.into_inner().node.ok_or_else(|| Status::invalid_argument("node missing"))?;
+        let info = req.into_inner().node.ok_or_else(|| to_status(Error::InvalidInput("node missing".into())))?;
         let record = NodeRecord { id: info.id, rpc_addr: info.rpc_addr, pg_addr: info.pg_addr, heartbeat_ms: now_ms() };
         if record.id == 0 {
-            return Err(Status::invalid_argument("node id 0 is reserved"));
+            return Err(to_status(Error::InvalidInput("node id 0 is reserved".into())));
         }
         let existing = meta::nodes(self.router.as_ref()).await.map_err(to_status)?;
         if let Some(other) = existing.iter().find(|n| n.id == record.id && n.rpc_addr != record.rpc_addr) {
             // A restarted node may rejoin at a new address only if the old one is dead.
             if other.alive(now_ms()) {
-                return Err(Status::already_exists(format!("node id {} is in use at {}", other.id, other.rpc_addr)));
+                let in_use = format!("node id {} is in use at {}", other.id, other.rpc_addr);
+                return Err(to_status(Error::InvalidInput(in_use)));
             }
         }
         meta::put_node(self.router.as_ref(), &record).await.map_err(to_status)?;
@@ -244,7 +236,10 @@ impl Meta for MetaService {
     ) -> std::result::Result<Response<OpenGroupReply>, Status> {
         let req = req.into_inner();
         self.router.refresh().await.map_err(to_status)?;
-        let record = self.router.shard(req.shard).ok_or_else(|| Status::not_found(format!("shard {}", req.shard)))?;
+        let record = self
+            .router
+            .shard(req.shard)
+            .ok_or_else(|| to_status(Error::Retry(format!("shard {} not in the shard map yet", req.shard))))?;
         crate::placement::open_local(&self.router, &record).await.map_err(to_status)?;
         Ok(Response::new(OpenGroupReply {}))
     }
@@ -257,7 +252,8 @@ impl Meta for MetaService {
     async fn set_faults(&self, req: Request<FaultsRequest>) -> std::result::Result<Response<FaultsReply>, Status> {
         let node = self.router.node();
         if !node.fault_injection_allowed() {
-            return Err(Status::failed_precondition("fault injection is off (start the node with --fault-injection)"));
+            let off = "fault injection is off (start the node with --fault-injection)";
+            return Err(to_status(Error::InvalidInput(off.into())));
         }
         let req = req.into_inner();
         let faults = NetFaults {
@@ -304,10 +300,7 @@ impl Client {
         let mut client = GrpcShardClient::new(self.channel(i)?).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: true, payload: encode(&op) };
         match tokio::time::timeout(Duration::from_secs(30), client.call(request)).await {
-            Ok(Ok(reply)) => {
-                decode::<Result<OpResult>>(&reply.into_inner().payload).map_err(|s| undecodable(&s, write))?
-            }
-            Ok(Err(status)) => Err(status_error(&status, write)),
+            Ok(reply) => shard_reply(reply.map(Response::into_inner), write),
             Err(_) if write => Err(Error::Unknown("request timed out".into())),
             Err(_) => Err(Error::Retry("request timed out".into())),
         }
@@ -316,7 +309,7 @@ impl Client {
     /// Asks a node to join `self`'s cluster: used by a starting node with `--join`.
     pub async fn join(&self, id: NodeId, info: &NodeInfo) -> Result<Vec<(NodeId, NodeInfo)>> {
         let node = raftable_proto::NodeInfo { id, rpc_addr: info.rpc_addr.clone(), pg_addr: info.pg_addr.clone() };
-        let reply = self.meta(0)?.join(JoinRequest { node: Some(node) }).await.map_err(|s| from_status(s, false))?;
+        let reply = self.meta(0)?.join(JoinRequest { node: Some(node) }).await.map_err(|s| from_status(&s, false))?;
         Ok(reply
             .into_inner()
             .nodes
@@ -328,7 +321,7 @@ impl Client {
     /// Creates a shard for `[start, end)` through node #`i`.
     pub async fn create_shard(&self, i: usize, start: Vec<u8>, end: Vec<u8>) -> Result<ShardId> {
         let reply =
-            self.meta(i)?.create_shard(CreateShardRequest { start, end }).await.map_err(|s| from_status(s, true))?;
+            self.meta(i)?.create_shard(CreateShardRequest { start, end }).await.map_err(|s| from_status(&s, true))?;
         Ok(reply.into_inner().shard)
     }
 
@@ -336,12 +329,12 @@ impl Client {
     /// `digests` (a full scan of every hosted replica).
     pub async fn status(&self, i: usize, digests: bool) -> Result<StatusReply> {
         let request = StatusRequest { digests };
-        Ok(self.meta(i)?.status(request).await.map_err(|s| from_status(s, false))?.into_inner())
+        Ok(self.meta(i)?.status(request).await.map_err(|s| from_status(&s, false))?.into_inner())
     }
 
     /// Replaces node #`i`'s injected faults (see `SetFaults` in the proto).
     pub async fn set_faults(&self, i: usize, faults: FaultsRequest) -> Result<()> {
-        self.meta(i)?.set_faults(faults).await.map_err(|s| from_status(s, false))?;
+        self.meta(i)?.set_faults(faults).await.map_err(|s| from_status(&s, false))?;
         Ok(())
     }
 
@@ -351,36 +344,19 @@ impl Client {
             .meta(i)?
             .compact(CompactRequest {})
             .await
-            .map_err(|s| from_status(s, false))?
+            .map_err(|s| from_status(&s, false))?
             .into_inner()
             .snapshot_index)
-    }
-}
-
-/// Maps a Meta call's failure back to an [`Error`]; `write` says whether the call changes the
-/// cluster (then only a refused connection or an explicit retry means it did not apply).
-fn from_status(s: Status, write: bool) -> Error {
-    match s.code() {
-        tonic::Code::InvalidArgument | tonic::Code::AlreadyExists => Error::InvalidInput(s.message().into()),
-        tonic::Code::Unknown if write => Error::Unknown(s.message().into()),
-        tonic::Code::Unavailable if std::error::Error::source(&s).is_none() => Error::Retry(s.message().into()),
-        _ => status_error(&s, write),
     }
 }
 
 #[async_trait::async_trait]
 impl ShardClient for Client {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
-        match self.call_via(0, shard, Op::Read(read)).await? {
-            OpResult::Rows(rows) => Ok(rows),
-            OpResult::Written(_) => Err(Error::Internal("write result for a read".into())),
-        }
+        self.call_via(0, shard, Op::Read(read)).await?.into_rows()
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
-        match self.call_via(0, shard, Op::Write(write)).await? {
-            OpResult::Written(outcome) => Ok(outcome),
-            OpResult::Rows(_) => Err(Error::Internal("read result for a write".into())),
-        }
+        self.call_via(0, shard, Op::Write(write)).await?.into_written()
     }
 }

@@ -71,7 +71,14 @@ pub enum Error {
     /// `INSERT ... ON CONFLICT DO UPDATE` proposing the same key twice. Nothing was written.
     #[error("{0}")]
     CardinalityViolation(String),
-    /// A put-if-absent found the key present; the whole write batch was rejected.
+    /// A row whose key or unique value is already present violates `constraint` (a table's
+    /// `<table>_pkey`, say): the SQL layer's form of [`Error::DuplicateKey`] (23505). Nothing
+    /// was written.
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation { constraint: String },
+    /// A put-if-absent found the key present; the whole write batch was rejected. The storage
+    /// layer's condition on raw key bytes; the SQL layer reports it as
+    /// [`Error::UniqueViolation`] naming the constraint.
     #[error("duplicate key {}", show_key(.key))]
     DuplicateKey { key: Vec<u8> },
     /// A compare-and-put / compare-and-delete found a different current row; the whole batch
@@ -102,6 +109,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::Unsupported`]: `Error::unsupported(format!("type {t} is not supported"))`.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Error::Unsupported(message.into())
+    }
+
+    /// [`Error::Internal`] from any error or message: `.map_err(Error::internal)` for a foreign
+    /// error that means a bug here.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Error::Internal(e.to_string())
+    }
+
     /// Whether every replica applying the same command would hit the same error. Inside Raft
     /// apply, deterministic errors are returned to the client as the command's result; any other
     /// error crashes the node, or replicas would diverge.
@@ -140,13 +158,13 @@ impl From<bincode::Error> for Error {
     }
 }
 
-/// `return errinput!("shard {id} has no range")` builds and returns [`Error::InvalidInput`].
+/// `Err(errinput!("shard {id} has no range"))`: builds an [`Error::InvalidInput`].
 #[macro_export]
 macro_rules! errinput {
     ($($args:tt)*) => { $crate::Error::InvalidInput(format!($($args)*)).into() };
 }
 
-/// `errdata!(...)` builds [`Error::InvalidData`].
+/// `Err(errdata!(...))`: builds an [`Error::InvalidData`].
 #[macro_export]
 macro_rules! errdata {
     ($($args:tt)*) => { $crate::Error::InvalidData(format!($($args)*)).into() };
@@ -163,5 +181,16 @@ mod tests {
         assert!(Error::Retry("election".into()).is_retryable());
         assert!(!Error::Unknown("conn".into()).is_retryable());
         assert_eq!(Error::DuplicateKey { key: b"k\x01".to_vec() }.to_string(), "duplicate key k\\x01");
+        let unique = Error::UniqueViolation { constraint: "t_pkey".into() };
+        assert!(unique.is_deterministic() && !unique.is_retryable());
+        assert_eq!(unique.to_string(), "duplicate key value violates unique constraint \"t_pkey\"");
+    }
+
+    #[test]
+    fn constructors() {
+        assert_eq!(Error::unsupported("LISTEN"), Error::Unsupported("LISTEN".into()));
+        let parse = "x".parse::<u8>().unwrap_err();
+        assert_eq!(Error::internal(&parse), Error::Internal(parse.to_string()));
+        assert!(!Error::internal("bug").is_deterministic());
     }
 }

@@ -1,10 +1,12 @@
-//! Node configuration: one struct, defaults in one place. Filled from the command line by
-//! `main.rs`; tests build it directly.
+//! Node configuration: one struct, nesting the settings of the layers below, each of which
+//! defines its own defaults once ([`RaftSettings`], [`SqlConfig`]). Filled from the command
+//! line by `main.rs`, which shows those defaults in its help; tests build it directly.
 
 use std::path::PathBuf;
 
 use raftable_cluster::RaftSettings;
 use raftable_common::NodeId;
+use raftable_sql::SqlConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything a node needs to start.
@@ -23,8 +25,8 @@ pub struct Config {
     pub join: Option<String>,
     /// Raft timing, snapshots and replication factor.
     pub raft: RaftSettings,
-    /// Shards of a table created without `WITH (shards = N)`.
-    pub default_shards: u16,
+    /// SQL settings (the shard count of a new table).
+    pub sql: SqlConfig,
     /// Accept injected faults (network partitions and delays, slow or failing fsync) through
     /// the `SetFaults` admin call: for the chaos runner only, never in production.
     pub fault_injection: bool,
@@ -39,7 +41,7 @@ impl Config {
             pg_addr,
             join: None,
             raft: RaftSettings::default(),
-            default_shards: 4,
+            sql: SqlConfig::default(),
             fault_injection: false,
         }
     }

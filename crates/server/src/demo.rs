@@ -1,7 +1,8 @@
 //! `raftable demo`: a local cluster of real node processes on loopback, for trying raftable
-//! out. Node i listens for Postgres on `pg_port + i - 1` and for gRPC on `pg_port + 100 + i - 1`,
-//! keeps its data in `data_dir/node<i>`, and is stopped with SIGTERM when the demo gets Ctrl-C.
-//! A second run finds the data dirs and restarts the same cluster.
+//! out. Node i listens for Postgres on `pg_port + i - 1` and for gRPC on `pg_port + 100 + i - 1`
+//! ([`DemoOptions::pg_addr`], [`DemoOptions::rpc_addr`]), keeps its data in
+//! `data_dir/node<i>`, and is stopped with SIGTERM when the demo gets Ctrl-C. A second run finds
+//! the data dirs and restarts the same cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,9 +15,36 @@ use tokio::process::{Child, Command};
 
 /// Options of `raftable demo`.
 pub struct DemoOptions {
+    /// Number of nodes.
     pub nodes: u64,
+    /// Directory holding every node's data dir and log.
     pub data_dir: PathBuf,
+    /// Postgres port of node 1; the other ports follow from it.
     pub pg_port: u16,
+}
+
+impl Default for DemoOptions {
+    /// The defaults `raftable demo` shows in its help.
+    fn default() -> Self {
+        Self { nodes: 3, data_dir: PathBuf::from("./raftable-data"), pg_port: 5433 }
+    }
+}
+
+impl DemoOptions {
+    /// Node `i`'s (from 1) Postgres port.
+    fn node_pg_port(&self, i: u64) -> u64 {
+        u64::from(self.pg_port) + i - 1
+    }
+
+    /// Where node `i` (from 1) listens for Postgres.
+    pub fn pg_addr(&self, i: u64) -> String {
+        format!("127.0.0.1:{}", self.node_pg_port(i))
+    }
+
+    /// Where node `i` (from 1) listens for gRPC: 100 above its Postgres port.
+    pub fn rpc_addr(&self, i: u64) -> String {
+        format!("127.0.0.1:{}", self.node_pg_port(i) + 100)
+    }
 }
 
 /// Starts the cluster, waits until every node is up and registered, prints how to connect, and
@@ -25,25 +53,24 @@ pub async fn demo(opts: DemoOptions, shutdown: impl std::future::Future<Output =
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     let mut rpc_addrs = Vec::new();
-    let first_rpc = format!("127.0.0.1:{}", opts.pg_port as u64 + 100);
+    let first_rpc = opts.rpc_addr(1);
     for i in 1..=opts.nodes {
         let dir = opts.data_dir.join(format!("node{i}"));
         let fresh = !dir.join("db").exists();
-        let pg = format!("127.0.0.1:{}", opts.pg_port as u64 + i - 1);
-        let rpc = format!("127.0.0.1:{}", opts.pg_port as u64 + 100 + i - 1);
+        let pg = opts.pg_addr(i);
+        let rpc = opts.rpc_addr(i);
         let join = (fresh && i > 1).then(|| first_rpc.clone());
         let child = spawn(&exe, i, &dir, &rpc, &pg, join.as_deref(), &opts.data_dir).await?;
         children.push(child);
         rpc_addrs.push(rpc);
     }
     wait_ready(&rpc_addrs, opts.nodes as usize).await?;
-    let pg_addrs: Vec<String> =
-        (1..=opts.nodes).map(|i| format!("127.0.0.1:{}", opts.pg_port as u64 + i - 1)).collect();
+    let pg_addrs: Vec<String> = (1..=opts.nodes).map(|i| opts.pg_addr(i)).collect();
     wait_pg(&pg_addrs).await?;
     println!("raftable demo: {} nodes serving SQL, data in {}", opts.nodes, opts.data_dir.display());
-    for i in 1..=opts.nodes {
-        let pg = opts.pg_port as u64 + i - 1;
-        println!("  node {i}:  psql -h 127.0.0.1 -p {pg} -U raftable raftable    (rpc {})", rpc_addrs[i as usize - 1]);
+    for (i, rpc) in (1..=opts.nodes).zip(&rpc_addrs) {
+        let pg = opts.node_pg_port(i);
+        println!("  node {i}:  psql -h 127.0.0.1 -p {pg} -U raftable raftable    (rpc {rpc})");
     }
     println!("  cluster state: SELECT * FROM raftable.nodes; SELECT * FROM raftable.shards;");
     println!("  logs: {}/node<i>.log   stop: Ctrl-C", opts.data_dir.display());
@@ -78,7 +105,7 @@ async fn spawn(exe: &Path, id: u64, dir: &Path, rpc: &str, pg: &str, join: Optio
         cmd.args(["--join", join]);
     }
     let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::Internal("no stdout".into()))?;
+    let stdout = child.stdout.take().ok_or_else(|| Error::internal("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
         Ok(Ok(Some(_))) => Ok(child),

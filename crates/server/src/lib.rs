@@ -68,8 +68,7 @@ pub async fn run(
 
     enter_cluster(&config, &node, &router, &info).await?;
     let background = Background::start(router.clone());
-    let sql = raftable_sql::SqlConfig { default_shards: config.default_shards };
-    let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), sql);
+    let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), config.sql.clone());
     let refresh = engine.spawn_refresh();
     let (stop_pg, pg_stopped) = tokio::sync::oneshot::channel::<()>();
     let pg_server = tokio::spawn(pgwire::serve(engine, pg, async {
@@ -145,6 +144,9 @@ async fn join(
 ) -> Result<Vec<(NodeId, NodeInfo)>> {
     let client = Client::new(vec![addr.to_string()]);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(settings.route_timeout_ms * 3);
+    // Joining again writes the same registry record: a join whose outcome is unknown (the
+    // member's write of it timed out, say) is retried like a refused one.
+    let again = |e: &Error| e.is_retryable() || matches!(e, Error::Unknown(_));
     loop {
         match client.join(node.id, info).await {
             Ok(nodes) => {
@@ -154,7 +156,7 @@ async fn join(
                 tracing::info!(via = addr, nodes = nodes.len(), "joined cluster");
                 return Ok(nodes);
             }
-            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+            Err(e) if again(&e) && tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "join not possible yet, retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -75,7 +75,7 @@ impl raftable_sql::Cluster for SqlCluster {
         });
         futures::future::try_join_all(checks).await?;
         if ids.is_empty() {
-            return Err(Error::Internal("no shards created".into()));
+            return Err(Error::internal("no shards created"));
         }
         Ok(ids)
     }

@@ -11,8 +11,10 @@ use crate::catalog::{Catalog, REFRESH};
 use crate::cluster::Cluster;
 use crate::exec::write::RowIds;
 
-/// SQL settings of a node.
-#[derive(Debug, Clone)]
+/// SQL settings of a node: the `sql` part of the node's configuration, and the one place their
+/// defaults are defined (the command line shows them from here).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SqlConfig {
     /// Shards of a table created without `WITH (shards = N)`.
     pub default_shards: u16,

@@ -85,7 +85,7 @@ impl SqlType {
             T::JSONB | T::JSON => SqlType::Jsonb,
             T::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz") => SqlType::TimestampTz,
             T::Custom(name, _) => return Err(Error::UndefinedObject(format!("type \"{name}\" does not exist"))),
-            other => return Err(Error::Unsupported(format!("type {other} is not supported"))),
+            other => return Err(Error::unsupported(format!("type {other} is not supported"))),
         })
     }
 
@@ -277,7 +277,7 @@ fn precision(p: u64) -> Result<u8> {
     if (1..=38).contains(&p) {
         Ok(p as u8)
     } else {
-        Err(Error::Unsupported(format!("NUMERIC precision {p} is not supported (1 to 38)")))
+        Err(Error::unsupported(format!("NUMERIC precision {p} is not supported (1 to 38)")))
     }
 }
 

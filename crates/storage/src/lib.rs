@@ -7,17 +7,17 @@
 //! committed entries through [`StateMachine::apply`], which runs `shard::apply_write` and writes
 //! the rows plus the applied log id in one write batch. Reads of a shard go to `shard::read`.
 
-mod engine;
 mod keys;
 mod local;
 mod log_store;
+mod rocks;
 mod shard;
 mod state_machine;
 mod types;
 
-pub use engine::{Rocks, SyncFault, SyncStats};
 pub use local::LocalShards;
 pub use log_store::LogStore;
+pub use rocks::{Rocks, SyncFault, SyncStats};
 pub use shard::{digest, read};
 pub use state_machine::StateMachine;
 pub use types::{Entry, NodeInfo, TypeConfig, WriteResult};

@@ -9,7 +9,7 @@ use raftable_common::{Error, KeyRange, Result, Row, ShardClient, ShardId, ShardR
 use rocksdb::WriteBatch;
 use tokio::sync::Mutex;
 
-use crate::engine::Rocks;
+use crate::rocks::Rocks;
 use crate::shard::{self, Overlay};
 
 /// Shards held in one local database, without replication.

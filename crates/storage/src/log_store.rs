@@ -16,8 +16,8 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
-use crate::engine::{io, Rocks};
 use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_STATE};
+use crate::rocks::{io, Rocks};
 use crate::types::{Entry, TypeConfig};
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -179,7 +179,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
         // During a snapshot install, write the purge only after the installed state (see
-        // engine::Coverage). Bounded, so a stuck install cannot stall the group forever.
+        // rocks::Coverage). Bounded, so a stuck install cannot stall the group forever.
         let coverage = self.rocks.coverage(self.group);
         if coverage.installing.load(std::sync::atomic::Ordering::SeqCst) {
             let mut written = coverage.written.subscribe();

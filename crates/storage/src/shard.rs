@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use raftable_common::{Error, Expect, KeyRange, Result, Row, ShardRead, ShardWrite, WriteOp, WriteOutcome};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
-use crate::engine::{io, Rocks};
 use crate::keys::CF_DATA;
+use crate::rocks::{io, Rocks};
 
 pub(crate) fn encode_row(version: u64, value: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + value.len());

@@ -21,8 +21,8 @@ use raftable_common::{KeyRange, Result};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{fatal, io, Coverage, Rocks};
 use crate::keys::{self, CF_DATA, CF_RAFT_STATE};
+use crate::rocks::{fatal, io, Coverage, Rocks};
 use crate::shard::{self, Overlay};
 use crate::types::{Entry, NodeInfo, TypeConfig, WriteResult};
 

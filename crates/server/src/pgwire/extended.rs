@@ -35,12 +35,18 @@ use super::results::{
     command_complete, describe, fields, next_status, row_stream, rows_complete, send_notices, send_rows,
 };
 use super::sqlstate::user_error;
+use super::types;
 
 #[async_trait]
 impl QueryParser for Connection {
     type Statement = PreparedStmt;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<PreparedStmt>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        declared: &[Option<Type>],
+    ) -> PgWireResult<Option<PreparedStmt>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -50,13 +56,14 @@ impl QueryParser for Connection {
             1 => statements.remove(0),
             _ => return Err(user_error("42601", "cannot insert multiple commands into a prepared statement")),
         };
-        let planned: Vec<Option<DataType>> = types.iter().map(|t| t.as_ref().and_then(params::planned_type)).collect();
+        let planned: Vec<Option<DataType>> =
+            declared.iter().map(|t| t.as_ref().and_then(types::planned_type)).collect();
         let prepared = self.prepare(&stmt, &planned, &mut self.token()).await?;
         Ok(Some(PreparedStmt { prepared, read_only: is_read_only(&stmt) }))
     }
 
     fn get_parameter_types(&self, stmt: &PreparedStmt) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.prepared.params.iter().map(params::pg_type).collect())
+        Ok(stmt.prepared.params.iter().map(types::pg_type).collect())
     }
 
     fn get_result_schema(&self, stmt: &PreparedStmt, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
@@ -284,7 +291,7 @@ impl Handler {
 fn parameter_types(stmt: &StoredStatement<PreparedStmt>) -> Vec<Type> {
     let planned = &stmt.statement.prepared.params;
     let declared = |i: usize| stmt.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
-    planned.iter().enumerate().map(|(i, dt)| declared(i).unwrap_or_else(|| params::pg_type(dt))).collect()
+    planned.iter().enumerate().map(|(i, dt)| declared(i).unwrap_or_else(|| types::pg_type(dt))).collect()
 }
 
 /// The result columns of `stmt` in `format` (text when describing a statement), or `None`

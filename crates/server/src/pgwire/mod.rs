@@ -8,24 +8,35 @@
 //!    statement to the connection's `sql::Session` (`connection`), which plans it with
 //!    DataFusion and reads and writes the shards through the cluster router.
 //! 3. results (`results`): Arrow batches are encoded to DataRows as the client reads them;
-//!    bound parameters (`params`, `binary`) are decoded to Arrow scalars on the way in.
+//!    bound parameters (`params`) are decoded to Arrow scalars on the way in.
 //! 4. errors (`sqlstate`): every raftable error maps to a SQLSTATE in one function; an
 //!    unknown outcome is FATAL and closes the connection, any other error only fails the
 //!    statement. Malformed protocol messages close the connection (pgwire).
 //!
 //! A CancelRequest (`cancel`) on a new connection to the same node aborts the target
 //! connection's running read with 57014.
+//!
+//! Who owns what:
+//! - `connection`: the per-connection state (session, prepared statements, cancel token) and
+//!   the statement runner both protocols share.
+//! - `simple`, `extended`: the two query protocols' message handling.
+//! - `params`: a Bind message's values decoded for the statement (NULL, text or binary).
+//! - `results`: RowDescription, DataRows, command tags, notices, transaction status.
+//! - `types`: the pg type ↔ Arrow type mapping, type names, the zone of TIMESTAMPTZ, and the
+//!   value codecs (text and binary in, NUMERIC out). `params`, `results` and `extended` use it;
+//!   it uses none of them.
+//! - `sqlstate`: raftable errors as ErrorResponses.
+//! - `startup`, `cancel`: connection start and CancelRequest.
 
-mod binary;
 mod cancel;
 mod connection;
 mod extended;
-mod numeric;
 mod params;
 mod results;
 mod simple;
 mod sqlstate;
 mod startup;
+mod types;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

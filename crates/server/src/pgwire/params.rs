@@ -1,59 +1,17 @@
-//! Bound parameters: the Arrow type a client-declared pg type plans as, and the decoding of
-//! each value of a Bind message (text or binary format) into the `ScalarValue` of the type the
-//! statement was prepared with.
+//! Bound parameters: each value of a Bind message (text or binary format, or NULL) decoded into
+//! the `ScalarValue` of the type the statement was prepared with.
 //!
 //! In the flow (pgwire session → `sql::Session` → shards) this runs on Execute, between the
-//! portal pgwire stored at Bind and `Session::execute`. Text values are parsed by the
-//! prepared type with PostgreSQL's input rules; binary values by their wire type (see
-//! `binary`), then cast to the prepared type.
+//! portal pgwire stored at Bind and `Session::execute`. The codecs are `types`': text values
+//! are parsed by the prepared type with PostgreSQL's input rules, binary values by their wire
+//! type, then cast to the prepared type.
 
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
 use pgwire::api::Type;
 use raftable_common::{Error, Result};
 
-use super::binary;
-
-/// The time zone of TIMESTAMPTZ values in Arrow (UTC, written as an offset).
-pub(super) const UTC: &str = "+00:00";
-
-/// The Arrow type to plan a parameter with when the client declared `t` in Parse; `None`
-/// lets the SQL layer infer it (unknown, numeric whose scale the context decides, others).
-pub(super) fn planned_type(t: &Type) -> Option<DataType> {
-    let text = [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME, Type::UUID, Type::JSON, Type::JSONB];
-    Some(if *t == Type::BOOL {
-        DataType::Boolean
-    } else if *t == Type::INT2 {
-        DataType::Int16
-    } else if *t == Type::INT4 {
-        DataType::Int32
-    } else if *t == Type::INT8 {
-        DataType::Int64
-    } else if *t == Type::FLOAT4 {
-        DataType::Float32
-    } else if *t == Type::FLOAT8 {
-        DataType::Float64
-    } else if text.contains(t) {
-        DataType::Utf8
-    } else if *t == Type::BYTEA {
-        DataType::Binary
-    } else if *t == Type::DATE {
-        DataType::Date32
-    } else if *t == Type::TIMESTAMP {
-        DataType::Timestamp(TimeUnit::Microsecond, None)
-    } else if *t == Type::TIMESTAMPTZ {
-        DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
-    } else {
-        return None;
-    })
-}
-
-/// The pg type a value of Arrow type `dt` is described and encoded as.
-pub(super) fn pg_type(dt: &DataType) -> Type {
-    arrow_pg::datatypes::into_pg_type(dt).unwrap_or(Type::UNKNOWN)
-}
+use super::types;
 
 /// Decodes one bound value: `None` is NULL; `declared` is the type the client gave in Parse
 /// (it decides the binary layout; absent, the layout of `target`'s pg type is expected).
@@ -64,206 +22,49 @@ pub(super) fn decode(
     target: &DataType,
 ) -> Result<ScalarValue> {
     let Some(bytes) = value else {
-        return ScalarValue::try_from(target).map_err(|e| Error::Internal(e.to_string()));
+        return ScalarValue::try_from(target).map_err(Error::internal);
     };
     if binary {
         let wire = match declared {
             Some(t) if *t != Type::UNKNOWN => t.clone(),
-            _ => pg_type(target),
+            _ => types::pg_type(target),
         };
-        return binary::decode(bytes, &wire, target);
+        return types::from_binary(bytes, &wire, target);
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Error::InvalidText("invalid byte sequence for encoding \"UTF8\" in parameter".into()))?;
-    from_text(text, target)
-}
-
-/// Parses a text-format value as PostgreSQL's input function of `target`'s type would.
-pub(super) fn from_text(text: &str, target: &DataType) -> Result<ScalarValue> {
-    let trimmed = text.trim();
-    let invalid = || Error::InvalidText(format!("invalid input syntax for type {}: \"{text}\"", type_name(target)));
-    Ok(match target {
-        DataType::Utf8 => ScalarValue::Utf8(Some(text.to_string())),
-        DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(text.to_string())),
-        DataType::Utf8View => ScalarValue::Utf8View(Some(text.to_string())),
-        DataType::Boolean => ScalarValue::Boolean(Some(parse_bool(trimmed).ok_or_else(invalid)?)),
-        DataType::Int16 => ScalarValue::Int16(Some(parse_int(trimmed, target)?)),
-        DataType::Int32 => ScalarValue::Int32(Some(parse_int(trimmed, target)?)),
-        DataType::Int64 => ScalarValue::Int64(Some(parse_int(trimmed, target)?)),
-        DataType::Float32 => ScalarValue::Float32(Some(trimmed.parse().map_err(|_| invalid())?)),
-        DataType::Float64 => ScalarValue::Float64(Some(trimmed.parse().map_err(|_| invalid())?)),
-        DataType::Decimal128(p, s) => ScalarValue::Decimal128(Some(parse_decimal(trimmed, *p, *s)?), *p, *s),
-        DataType::Binary => ScalarValue::Binary(Some(raftable_sql::bytea_from_text(text)?)),
-        DataType::Date32 | DataType::Timestamp(..) => {
-            ScalarValue::try_from_string(trimmed.to_string(), target).map_err(|_| invalid())?
-        }
-        other => ScalarValue::try_from_string(text.to_string(), other).map_err(|_| invalid())?,
-    })
-}
-
-/// The PostgreSQL name of `dt`'s type, for error messages.
-pub(super) fn type_name(dt: &DataType) -> String {
-    match dt {
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "integer".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::Float32 => "real".into(),
-        DataType::Float64 => "double precision".into(),
-        DataType::Decimal128(..) => "numeric".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
-        DataType::Binary => "bytea".into(),
-        DataType::Date32 => "date".into(),
-        DataType::Timestamp(_, None) => "timestamp without time zone".into(),
-        DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
-        other => other.to_string(),
-    }
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_int<T: std::str::FromStr<Err = std::num::ParseIntError>>(s: &str, target: &DataType) -> Result<T> {
-    use std::num::IntErrorKind::{NegOverflow, PosOverflow};
-    s.parse::<T>().map_err(|e| match e.kind() {
-        PosOverflow | NegOverflow => {
-            Error::OutOfRange(format!("value \"{s}\" is out of range for type {}", type_name(target)))
-        }
-        _ => Error::InvalidText(format!("invalid input syntax for type {}: \"{s}\"", type_name(target))),
-    })
-}
-
-/// Parses a decimal literal (`-12.50`, `1e3`, `.5`) into an unscaled value at `scale`,
-/// rounding half away from zero like PostgreSQL; more than `precision` digits overflow.
-pub(super) fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128> {
-    let invalid = || Error::InvalidText(format!("invalid input syntax for type numeric: \"{text}\""));
-    let overflow = || Error::OutOfRange("numeric field overflow".into());
-    let (negative, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(i) => (&body[..i], body[i + 1..].parse::<i64>().map_err(|_| invalid())?),
-        None => (body, 0),
-    };
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).collect();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
-    }
-    // unscaled = digits * 10^shift
-    let shift = exponent.saturating_add(i64::from(scale)).saturating_sub(frac_part.len() as i64);
-    let (keep, round_up) = match usize::try_from(-shift) {
-        Ok(drop) if drop > digits.len() => (0, false),
-        Ok(drop) => (digits.len() - drop, drop > 0 && digits[digits.len() - drop] >= b'5'),
-        Err(_) => (digits.len(), false),
-    };
-    let mut value: i128 = 0;
-    for d in &digits[..keep] {
-        value = value.checked_mul(10).and_then(|v| v.checked_add(i128::from(d - b'0'))).ok_or_else(overflow)?;
-    }
-    if shift > 0 && value != 0 {
-        let factor = u32::try_from(shift).ok().and_then(|s| 10i128.checked_pow(s)).ok_or_else(overflow)?;
-        value = value.checked_mul(factor).ok_or_else(overflow)?;
-    }
-    value += i128::from(round_up);
-    if value >= 10i128.checked_pow(u32::from(precision)).unwrap_or(i128::MAX) {
-        return Err(overflow());
-    }
-    Ok(if negative { -value } else { value })
+    types::from_text(text, target)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::TimeUnit;
+
     use super::*;
 
-    fn text(s: &str, dt: DataType) -> Result<ScalarValue> {
-        decode(Some(s.as_bytes()), false, None, &dt)
-    }
-
-    fn tstz() -> DataType {
-        DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
-    }
-
     #[test]
-    fn text_integers_and_floats() {
-        assert_eq!(text(" 42 ", DataType::Int16).unwrap(), ScalarValue::Int16(Some(42)));
-        assert_eq!(text("-7", DataType::Int32).unwrap(), ScalarValue::Int32(Some(-7)));
-        assert_eq!(text("+9000000000", DataType::Int64).unwrap(), ScalarValue::Int64(Some(9_000_000_000)));
-        assert!(matches!(text("40000", DataType::Int16), Err(Error::OutOfRange(_))));
-        assert!(matches!(text("12a", DataType::Int32), Err(Error::InvalidText(_))));
-        assert_eq!(text("1.5", DataType::Float64).unwrap(), ScalarValue::Float64(Some(1.5)));
-        assert_eq!(text("-Infinity", DataType::Float32).unwrap(), ScalarValue::Float32(Some(f32::NEG_INFINITY)));
-        assert!(matches!(text("NaN", DataType::Float64).unwrap(), ScalarValue::Float64(Some(v)) if v.is_nan()));
-        assert!(matches!(text("x", DataType::Float64), Err(Error::InvalidText(_))));
-    }
-
-    #[test]
-    fn text_decimals() {
-        let dec = DataType::Decimal128(10, 2);
-        assert_eq!(text("1.50", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(150), 10, 2));
-        assert_eq!(text("-0.005", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(-1), 10, 2));
-        assert_eq!(text("1.004", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(100), 10, 2));
-        assert_eq!(text("12", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(1200), 10, 2));
-        assert_eq!(text(".5", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(50), 10, 2));
-        assert_eq!(text("1.5e2", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(15000), 10, 2));
-        assert_eq!(text("0.000001", dec.clone()).unwrap(), ScalarValue::Decimal128(Some(0), 10, 2));
-        assert!(matches!(text("123456789", dec.clone()), Err(Error::OutOfRange(_))));
-        assert!(matches!(text("1.2.3", dec.clone()), Err(Error::InvalidText(_))));
-        assert!(matches!(text("abc", dec), Err(Error::InvalidText(_))));
-    }
-
-    #[test]
-    fn text_bool_string_bytea() {
-        assert_eq!(text("t", DataType::Boolean).unwrap(), ScalarValue::Boolean(Some(true)));
-        assert_eq!(text("OFF", DataType::Boolean).unwrap(), ScalarValue::Boolean(Some(false)));
-        assert!(matches!(text("maybe", DataType::Boolean), Err(Error::InvalidText(_))));
-        assert_eq!(text(" a b ", DataType::Utf8).unwrap(), ScalarValue::Utf8(Some(" a b ".into())));
-        assert_eq!(text("\\x41ff", DataType::Binary).unwrap(), ScalarValue::Binary(Some(vec![0x41, 0xff])));
-        assert_eq!(text("a\\\\b\\001", DataType::Binary).unwrap(), ScalarValue::Binary(Some(b"a\\b\x01".to_vec())));
-        assert!(matches!(text("\\x4", DataType::Binary), Err(Error::InvalidText(_))));
-        assert!(matches!(text("\\9", DataType::Binary), Err(Error::InvalidText(_))));
-    }
-
-    #[test]
-    fn text_dates_and_timestamps() {
-        assert_eq!(text("1970-01-02", DataType::Date32).unwrap(), ScalarValue::Date32(Some(1)));
-        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+    fn text_and_binary_by_the_format() {
+        assert_eq!(decode(Some(b" 42"), false, None, &DataType::Int32).unwrap(), ScalarValue::Int32(Some(42)));
+        let binary = 42i32.to_be_bytes();
+        assert_eq!(decode(Some(&binary), true, None, &DataType::Int32).unwrap(), ScalarValue::Int32(Some(42)));
+        // The declared type decides the binary layout: an int2 for an int8 column.
+        let short = 7i16.to_be_bytes();
         assert_eq!(
-            text("1970-01-01 00:00:01.5", ts).unwrap(),
-            ScalarValue::TimestampMicrosecond(Some(1_500_000), None)
+            decode(Some(&short), true, Some(&Type::INT2), &DataType::Int64).unwrap(),
+            ScalarValue::Int64(Some(7))
         );
-        assert_eq!(
-            text("1970-01-01 01:00:00+01", tstz()).unwrap(),
-            ScalarValue::TimestampMicrosecond(Some(0), Some(Arc::from(UTC)))
-        );
-        assert!(matches!(text("yesterday-ish", DataType::Date32), Err(Error::InvalidText(_))));
+        assert!(matches!(decode(Some(&[0xff]), false, None, &DataType::Utf8), Err(Error::InvalidText(_))));
     }
 
     #[test]
     fn nulls_are_typed() {
         assert_eq!(decode(None, false, None, &DataType::Int32).unwrap(), ScalarValue::Int32(None));
+        let tstz = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00")));
         assert_eq!(
-            decode(None, true, None, &tstz()).unwrap(),
-            ScalarValue::TimestampMicrosecond(None, Some(Arc::from(UTC)))
+            decode(None, true, None, &tstz).unwrap(),
+            ScalarValue::TimestampMicrosecond(None, Some(Arc::from("+00:00")))
         );
-    }
-
-    #[test]
-    fn declared_types_plan_as_arrow_types() {
-        assert_eq!(planned_type(&Type::INT8), Some(DataType::Int64));
-        assert_eq!(planned_type(&Type::UUID), Some(DataType::Utf8));
-        assert_eq!(planned_type(&Type::TIMESTAMPTZ), Some(tstz()));
-        assert_eq!(planned_type(&Type::NUMERIC), None);
-        assert_eq!(planned_type(&Type::UNKNOWN), None);
-        assert_eq!(pg_type(&DataType::Decimal128(10, 2)).oid(), 1700);
-        assert_eq!(pg_type(&tstz()).oid(), 1184);
-        assert_eq!(pg_type(&DataType::Utf8).oid(), 25);
     }
 }

@@ -1,6 +1,6 @@
 //! Statement results on the wire: RowDescription fields from an Arrow schema, DataRows encoded
 //! lazily from the RecordBatch stream (text or binary per column, by arrow-pg except Decimal128,
-//! see `numeric`), command tags, notices, and the transaction status a command leaves behind.
+//! see `types::numeric`), command tags, notices, and the transaction status a command leaves behind.
 //!
 //! In the flow (pgwire session → `sql::Session` → shards) this is the way back: the
 //! `sql::Output` of a statement becomes the messages both query protocols send.
@@ -27,8 +27,8 @@ use raftable_sql::from_datafusion;
 
 use super::cancel::CancelToken;
 use super::connection::Connection;
-use super::numeric::Numeric;
 use super::sqlstate::user_error;
+use super::types::Numeric;
 
 /// The pg fields of `schema`'s columns, each in the format the client asked for.
 pub(super) fn fields(schema: &Schema, format: &Format) -> PgWireResult<Arc<Vec<FieldInfo>>> {
@@ -83,7 +83,7 @@ pub(super) fn row_stream(
 }
 
 /// The DataRows of one batch, encoded as they are read: each column by arrow-pg, except
-/// Decimal128 columns, which `numeric` encodes (all 38 digits, and the scale of a zero).
+/// Decimal128 columns, which `types::Numeric` encodes (all 38 digits, and the scale of a zero).
 struct BatchRows {
     batch: RecordBatch,
     fields: Arc<Vec<FieldInfo>>,

@@ -26,7 +26,8 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
         Error::GroupingError(m) => ("42803", m.clone()),
         Error::DuplicateTable(m) => ("42P07", m.clone()),
         Error::UndefinedObject(m) => ("42704", m.clone()),
-        // The SQL layer names the violated constraint in `key` (`<table>_pkey`).
+        Error::UniqueViolation { .. } => ("23505", e.to_string()),
+        // Until the SQL layer reports `UniqueViolation`, it names the constraint in `key`.
         Error::DuplicateKey { key } => {
             let constraint = String::from_utf8_lossy(key);
             ("23505", format!("duplicate key value violates unique constraint \"{constraint}\""))
@@ -51,7 +52,12 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
         Error::InvalidData(_) => ("XX001", e.to_string()),
         Error::Io(_) | Error::Internal(_) => ("XX000", e.to_string()),
     };
-    ErrorInfo::new("ERROR".into(), code.into(), message)
+    let mut info = ErrorInfo::new("ERROR".into(), code.into(), message);
+    // As PostgreSQL does: drivers and ORMs tell unique violations apart by the constraint.
+    if let Error::UniqueViolation { constraint } = e {
+        info.constraint = Some(constraint.clone());
+    }
+    info
 }
 
 /// `e` as the pgwire error that sends [`error_info`]'s response.
@@ -88,6 +94,7 @@ mod tests {
             (Error::GroupingError(s()), "42803"),
             (Error::DuplicateTable(s()), "42P07"),
             (Error::UndefinedObject(s()), "42704"),
+            (Error::UniqueViolation { constraint: "t_pkey".into() }, "23505"),
             (Error::DuplicateKey { key: b"k".to_vec() }, "23505"),
             (Error::CardinalityViolation("twice".into()), "21000"),
             (Error::NotNullViolation(s()), "23502"),
@@ -123,6 +130,9 @@ mod tests {
         assert_eq!(info.message, "relation \"t\" does not exist");
         let info = error_info(&Error::DuplicateKey { key: b"t_pkey".to_vec() });
         assert_eq!(info.message, "duplicate key value violates unique constraint \"t_pkey\"");
+        let info = error_info(&Error::UniqueViolation { constraint: "t_pkey".into() });
+        assert_eq!(info.message, "duplicate key value violates unique constraint \"t_pkey\"");
+        assert_eq!(info.constraint.as_deref(), Some("t_pkey"));
         let info = error_info(&Error::Retry("election".into()));
         assert!(info.message.contains("can be retried"), "{}", info.message);
     }

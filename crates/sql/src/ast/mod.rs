@@ -51,7 +51,7 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
     match parts.as_slice() {
         [t] => Ok(t.clone()),
         [schema, t] if schema == "public" => Ok(t.clone()),
-        _ => Err(Error::Unsupported(format!("table name {name}: only tables in schema public are supported"))),
+        _ => Err(Error::unsupported(format!("table name {name}: only tables in schema public are supported"))),
     }
 }
 

@@ -89,7 +89,7 @@ impl Catalog {
 
     /// Stores a new definition; fails with 42P07 if the name is taken.
     pub async fn insert(&self, def: TableDef) -> Result<()> {
-        let value = serde_json::to_vec(&def).map_err(|e| Error::Internal(e.to_string()))?;
+        let value = serde_json::to_vec(&def).map_err(Error::internal)?;
         let op = WriteOp::PutIfAbsent { key: table_key(&def.name), value };
         match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
             Ok(_) => {}

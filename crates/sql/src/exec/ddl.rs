@@ -60,7 +60,7 @@ pub(crate) async fn create_table(
                     pk.push(i);
                 }
                 ColumnOption::Default(expr) => def.default = constant_default(&def, expr)?,
-                other => return Err(Error::Unsupported(format!("column option {other} is not supported"))),
+                other => return Err(Error::unsupported(format!("column option {other} is not supported"))),
             }
         }
         columns.push(def);
@@ -76,7 +76,7 @@ pub(crate) async fn create_table(
                 for c in &key.columns {
                     let col = match &c.column.expr {
                         AstExpr::Identifier(id) => ident(id),
-                        other => return Err(Error::Unsupported(format!("primary key expression {other}"))),
+                        other => return Err(Error::unsupported(format!("primary key expression {other}"))),
                     };
                     let i = columns.iter().position(|d| d.name == col).ok_or_else(|| {
                         Error::UndefinedColumn(format!("column \"{col}\" named in key does not exist"))
@@ -84,7 +84,7 @@ pub(crate) async fn create_table(
                     pk.push(i);
                 }
             }
-            other => return Err(Error::Unsupported(format!("table constraint {other} is not supported"))),
+            other => return Err(Error::unsupported(format!("table constraint {other} is not supported"))),
         }
     }
     for &i in &pk {
@@ -95,7 +95,7 @@ pub(crate) async fn create_table(
     }
     if pk.is_empty() {
         if columns.iter().any(|c| c.name == ROWID) {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::unsupported(format!(
                 "a table without a primary key cannot have a column named {ROWID}"
             )));
         }
@@ -129,7 +129,7 @@ fn shard_count(options: &CreateTableOptions, default: u16) -> Result<u16> {
     let list = match options {
         CreateTableOptions::None => return Ok(default),
         CreateTableOptions::With(list) => list,
-        other => return Err(Error::Unsupported(format!("table options {other}"))),
+        other => return Err(Error::unsupported(format!("table options {other}"))),
     };
     let mut count = default;
     for opt in list {
@@ -147,7 +147,7 @@ fn shard_count(options: &CreateTableOptions, default: u16) -> Result<u16> {
                     _ => return Err(Error::InvalidInput(format!("shards must be an integer from 1 to {MAX_SHARDS}"))),
                 };
             }
-            other => return Err(Error::Unsupported(format!("table option {other} is not supported"))),
+            other => return Err(Error::unsupported(format!("table option {other} is not supported"))),
         }
     }
     Ok(count)
@@ -156,7 +156,7 @@ fn shard_count(options: &CreateTableOptions, default: u16) -> Result<u16> {
 /// A DEFAULT must be a constant: a literal, optionally negated or cast.
 fn constant_default(col: &ColumnDef, expr: &AstExpr) -> Result<Option<String>> {
     let value = literal(expr)
-        .ok_or_else(|| Error::Unsupported(format!("DEFAULT {expr}: only constant defaults are supported")))?;
+        .ok_or_else(|| Error::unsupported(format!("DEFAULT {expr}: only constant defaults are supported")))?;
     if value.is_null() {
         return Ok(None);
     }

@@ -124,8 +124,7 @@ impl Executor<'_> {
         // table, and a shard's part of the statement stays one atomic write.
         let batches = df.collect().await.map_err(from_datafusion)?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| def.visible_schema());
-        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
         let mut count = 0;
         let mut written = Vec::new();
         if batch.num_rows() > 0 {
@@ -165,7 +164,7 @@ impl Executor<'_> {
     async fn check_current(&self, def: &TableDef) -> Result<()> {
         match self.catalog.get(&def.name).await? {
             Some(current) if current.id == def.id => Ok(()),
-            Some(_) => Err(Error::Unsupported(format!(
+            Some(_) => Err(Error::unsupported(format!(
                 "cached plan must be re-prepared: table \"{}\" was dropped and created again",
                 def.name
             ))),
@@ -187,8 +186,7 @@ impl Executor<'_> {
             let tag = if command == "INSERT" { format!("INSERT 0 {count}") } else { format!("{command} {count}") };
             return Ok(Output::Command { tag });
         };
-        let all = datafusion::arrow::compute::concat_batches(&def.visible_schema(), &rows)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let all = datafusion::arrow::compute::concat_batches(&def.visible_schema(), &rows).map_err(Error::internal)?;
         let state = self.ctx.state();
         let mut columns = Vec::with_capacity(returning.exprs.len());
         for e in bind_exprs(&returning.exprs, params)? {
@@ -212,7 +210,7 @@ impl Executor<'_> {
         } else {
             RecordBatch::try_new(schema.clone(), columns)
         }
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(Error::internal)?;
         Ok(Output::Rows { command, schema: returning.schema.clone(), stream: once(schema, vec![batch]) })
     }
 }

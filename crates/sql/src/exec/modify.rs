@@ -45,8 +45,7 @@ pub(crate) async fn run_until_applied(
         // All matching rows of this attempt in one batch, so each shard gets exactly one
         // atomic write: a shard either applied all its rows or none (and is re-run).
         let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(Schema::empty()));
-        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
         if batch.num_rows() == 0 {
             return Ok((count, rows));
         }
@@ -179,7 +178,7 @@ fn first_error(def: &TableDef, results: &[(ShardId, Result<usize>)]) -> Option<E
         Error::ConditionFailed { .. } => {
             Error::Retry("a row was changed by another statement while its key was updated; nothing was changed".into())
         }
-        Error::DuplicateKey { .. } => Error::DuplicateKey { key: format!("{}_pkey", def.name).into_bytes() },
+        Error::DuplicateKey { .. } => Error::UniqueViolation { constraint: format!("{}_pkey", def.name) },
         e => e,
     })
 }
@@ -239,5 +238,5 @@ fn filter_out_shards(def: &TableDef, batch: &RecordBatch, failed: &BTreeSet<u64>
         let shard = def.shards[bucket_of(&pk, def.buckets) as usize];
         keep.push(!failed.contains(&shard));
     }
-    datafusion::arrow::compute::filter_record_batch(batch, &keep.into()).map_err(|e| Error::Internal(e.to_string()))
+    datafusion::arrow::compute::filter_record_batch(batch, &keep.into()).map_err(Error::internal)
 }

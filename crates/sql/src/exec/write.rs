@@ -172,7 +172,7 @@ pub(crate) fn total(def: &TableDef, results: Vec<(ShardId, Result<usize>)>) -> R
     let applied = results.iter().any(|(_, r)| r.is_ok());
     if let Some(e) = worst(&results) {
         let e = match e {
-            Error::DuplicateKey { .. } => Error::DuplicateKey { key: format!("{}_pkey", def.name).into_bytes() },
+            Error::DuplicateKey { .. } => Error::UniqueViolation { constraint: format!("{}_pkey", def.name) },
             e => e,
         };
         return Err(partial(e, applied));
@@ -291,7 +291,7 @@ pub(crate) async fn take_back(shards: &Shards<'_>, undo: Vec<(ShardId, WriteOp)>
 pub(crate) fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<RecordBatch> {
     let visible = def.visible();
     let arrays: Vec<ArrayRef> = visible.iter().map(|i| columns[*i].clone()).collect();
-    RecordBatch::try_new(def.visible_schema(), arrays).map_err(|e| Error::Internal(e.to_string()))
+    RecordBatch::try_new(def.visible_schema(), arrays).map_err(Error::internal)
 }
 
 /// `ON CONFLICT DO UPDATE` with expressions: reads the existing rows, inserts the absent ones
@@ -315,8 +315,8 @@ async fn upsert_update(
     loop {
         if pending.is_empty() {
             let batches = written;
-            let merged = datafusion::arrow::compute::concat_batches(&def.visible_schema(), &batches)
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let merged =
+                datafusion::arrow::compute::concat_batches(&def.visible_schema(), &batches).map_err(Error::internal)?;
             return Ok((count, Some(merged)));
         }
         let mut retry = BTreeMap::new();
@@ -387,10 +387,7 @@ async fn upsert_update(
 
 fn take_rows(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {
     let idx = datafusion::arrow::array::UInt32Array::from(rows.to_vec());
-    columns
-        .iter()
-        .map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None).map_err(|e| Error::Internal(e.to_string())))
-        .collect()
+    columns.iter().map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None).map_err(Error::internal)).collect()
 }
 
 /// Evaluates `DO UPDATE SET` over existing rows (`old`, every column) and the proposed rows
@@ -408,8 +405,7 @@ fn evaluate_update(
     }));
     let mut arrays: Vec<ArrayRef> = old.columns().to_vec();
     arrays.extend(excluded.iter().cloned());
-    let batch =
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Internal(e.to_string()))?;
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(Error::internal)?;
     let keep: Vec<bool> = match filter {
         None => vec![true; batch.num_rows()],
         Some(filter) => {

@@ -52,7 +52,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
                 conflict_update(&tables, &def, alias.as_deref(), &update.assignments, update.selection.as_ref())?
             }
         },
-        Some(other) => return Err(Error::Unsupported(format!("{other}"))),
+        Some(other) => return Err(Error::unsupported(format!("{other}"))),
     };
     if matches!(conflict, Conflict::Ignore) && insert.returning.is_some() {
         return Err(Error::Unsupported("RETURNING with ON CONFLICT DO NOTHING is not supported yet".into()));

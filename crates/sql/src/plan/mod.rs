@@ -148,7 +148,7 @@ impl Planner<'_> {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
                 (Plan::DropTable { names, if_exists: *if_exists }, None, Vec::new())
             }
-            other => return Err(Error::Unsupported(format!("statement not supported: {}", first_words(other)))),
+            other => return Err(Error::unsupported(format!("statement not supported: {}", first_words(other)))),
         };
         let params = params::resolve(inferred, &rewrite::param_hints(&stmt), declared);
         Ok(Prepared { params, schema, plan })

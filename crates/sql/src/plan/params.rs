@@ -79,7 +79,7 @@ pub(crate) fn in_exprs<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> Result<
 
 /// `n` of a placeholder named `$n`.
 fn number(name: &str) -> Result<usize> {
-    let n: usize = name.trim_start_matches('$').parse().map_err(|_| Error::Unsupported(format!("parameter {name}")))?;
+    let n: usize = name.trim_start_matches('$').parse().map_err(|_| Error::unsupported(format!("parameter {name}")))?;
     if n == 0 {
         return Err(Error::SyntaxError("there is no parameter $0".into()));
     }

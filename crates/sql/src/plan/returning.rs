@@ -49,7 +49,7 @@ impl Returning {
                     exprs.push(tables.expr(expr, &input)?);
                     names.push(ident(alias));
                 }
-                other => return Err(Error::Unsupported(format!("RETURNING {other}"))),
+                other => return Err(Error::unsupported(format!("RETURNING {other}"))),
             }
         }
         let schema = output_schema(&exprs, &names, &input)?;

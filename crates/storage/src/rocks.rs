@@ -208,7 +208,7 @@ impl Rocks {
         self.sync(move || {
             let _ = tx.send(());
         });
-        rx.await.map_err(|_| Error::Internal("sync thread stopped".into()))
+        rx.await.map_err(|_| Error::internal("sync thread stopped"))
     }
 
     /// Stops the sync thread after it served every queued request. Further writes are not

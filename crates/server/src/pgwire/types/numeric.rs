@@ -22,13 +22,13 @@ const DEC_DIGITS: usize = 4;
 
 /// A Decimal128 value: `value * 10^-scale`, as PostgreSQL NUMERIC with dscale `max(scale, 0)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Numeric {
+pub(crate) struct Numeric {
     value: i128,
     scale: i8,
 }
 
 impl Numeric {
-    pub(super) fn new(value: i128, scale: i8) -> Self {
+    pub(crate) fn new(value: i128, scale: i8) -> Self {
         Numeric { value, scale }
     }
 
@@ -59,7 +59,7 @@ impl Numeric {
     /// Appends the binary NUMERIC: ndigits, weight, sign, dscale (each 16 bits), then ndigits
     /// base-10000 digits. The digits are grouped around the decimal point, leading and trailing
     /// zero digits are left out, and zero has no digits, weight 0 and a positive sign.
-    pub(super) fn write_binary(self, out: &mut BytesMut) {
+    pub(crate) fn write_binary(self, out: &mut BytesMut) {
         let (integer, fraction) = self.parts();
         let lead = (DEC_DIGITS - integer.len() % DEC_DIGITS) % DEC_DIGITS;
         let trail = (DEC_DIGITS - fraction.len() % DEC_DIGITS) % DEC_DIGITS;

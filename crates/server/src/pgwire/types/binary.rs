@@ -1,9 +1,7 @@
-//! Binary-format parameter values: PostgreSQL's binary send formats (big-endian integers and
-//! floats, NUMERIC's base-10000 digits, days and microseconds since 2000-01-01, raw bytea, UTF-8
-//! text, 16-byte uuid, versioned jsonb) decoded by their wire type, then cast to the type the
-//! statement was prepared with.
-//!
-//! Part of parameter decoding (`params`), which runs on Execute before `Session::execute`.
+//! Binary-format values in: PostgreSQL's binary send formats (big-endian integers and floats,
+//! NUMERIC's base-10000 digits, days and microseconds since 2000-01-01, raw bytea, UTF-8 text,
+//! 16-byte uuid, versioned jsonb) decoded by their wire type, then cast to the type the
+//! statement was prepared with. Bound parameters (`params`) are decoded with it.
 
 use std::sync::Arc;
 
@@ -12,7 +10,7 @@ use datafusion::scalar::ScalarValue;
 use pgwire::api::Type;
 use raftable_common::{Error, Result};
 
-use super::params::{type_name, UTC};
+use super::mapping::{type_name, UTC};
 
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -20,7 +18,7 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// Decodes `bytes` sent in the binary format of `wire` into a value of `target`.
-pub(super) fn decode(bytes: &[u8], wire: &Type, target: &DataType) -> Result<ScalarValue> {
+pub(crate) fn from_binary(bytes: &[u8], wire: &Type, target: &DataType) -> Result<ScalarValue> {
     let value = decode_wire(bytes, wire)?;
     if value.data_type() == *target {
         return Ok(value);
@@ -76,13 +74,13 @@ fn decode_wire(bytes: &[u8], wire: &Type) -> Result<ScalarValue> {
         let tz = (*t == Type::TIMESTAMPTZ).then(|| Arc::from(UTC));
         ScalarValue::TimestampMicrosecond(Some(micros.ok_or_else(|| out_of_range(t))?), tz)
     } else {
-        return Err(Error::Unsupported(format!("binary format for parameters of type {} is not supported", t.name())));
+        return Err(Error::unsupported(format!("binary format for parameters of type {} is not supported", t.name())));
     })
 }
 
 /// A NUMERIC in binary format as an unscaled value at its display scale: header (digit
 /// count, weight of the first base-10000 digit, sign, display scale), then the digits.
-pub(super) fn numeric(bytes: &[u8]) -> Result<(i128, i8)> {
+fn numeric(bytes: &[u8]) -> Result<(i128, i8)> {
     let bad = || bad_format(&Type::NUMERIC);
     let word = |i: usize| bytes.get(i..i + 2).map(|w| u16::from_be_bytes([w[0], w[1]])).ok_or_else(bad);
     let ndigits = word(0)? as i16;
@@ -160,39 +158,39 @@ mod tests {
 
     #[test]
     fn integers_widen_and_range_check() {
-        let v = decode(&7i32.to_be_bytes(), &Type::INT4, &DataType::Int64).unwrap();
+        let v = from_binary(&7i32.to_be_bytes(), &Type::INT4, &DataType::Int64).unwrap();
         assert_eq!(v, ScalarValue::Int64(Some(7)));
-        let v = decode(&(-2i16).to_be_bytes(), &Type::INT2, &DataType::Int16).unwrap();
+        let v = from_binary(&(-2i16).to_be_bytes(), &Type::INT2, &DataType::Int16).unwrap();
         assert_eq!(v, ScalarValue::Int16(Some(-2)));
-        let big = decode(&100_000i64.to_be_bytes(), &Type::INT8, &DataType::Int16);
+        let big = from_binary(&100_000i64.to_be_bytes(), &Type::INT8, &DataType::Int16);
         assert!(matches!(big, Err(Error::OutOfRange(_))), "{big:?}");
-        let short = decode(&[0, 1], &Type::INT4, &DataType::Int32);
+        let short = from_binary(&[0, 1], &Type::INT4, &DataType::Int32);
         assert!(matches!(short, Err(Error::InvalidText(_))));
     }
 
     #[test]
     fn floats_bools_text_bytea() {
-        let v = decode(&1.25f64.to_be_bytes(), &Type::FLOAT8, &DataType::Float64).unwrap();
+        let v = from_binary(&1.25f64.to_be_bytes(), &Type::FLOAT8, &DataType::Float64).unwrap();
         assert_eq!(v, ScalarValue::Float64(Some(1.25)));
-        let v = decode(&1.5f32.to_be_bytes(), &Type::FLOAT4, &DataType::Float64).unwrap();
+        let v = from_binary(&1.5f32.to_be_bytes(), &Type::FLOAT4, &DataType::Float64).unwrap();
         assert_eq!(v, ScalarValue::Float64(Some(1.5)));
-        assert_eq!(decode(&[1], &Type::BOOL, &DataType::Boolean).unwrap(), ScalarValue::Boolean(Some(true)));
-        assert_eq!(decode(b"hi", &Type::VARCHAR, &DataType::Utf8).unwrap(), ScalarValue::Utf8(Some("hi".into())));
+        assert_eq!(from_binary(&[1], &Type::BOOL, &DataType::Boolean).unwrap(), ScalarValue::Boolean(Some(true)));
+        assert_eq!(from_binary(b"hi", &Type::VARCHAR, &DataType::Utf8).unwrap(), ScalarValue::Utf8(Some("hi".into())));
         assert_eq!(
-            decode(&[0, 255], &Type::BYTEA, &DataType::Binary).unwrap(),
+            from_binary(&[0, 255], &Type::BYTEA, &DataType::Binary).unwrap(),
             ScalarValue::Binary(Some(vec![0, 255]))
         );
-        assert!(matches!(decode(&[0xff], &Type::TEXT, &DataType::Utf8), Err(Error::InvalidText(_))));
+        assert!(matches!(from_binary(&[0xff], &Type::TEXT, &DataType::Utf8), Err(Error::InvalidText(_))));
     }
 
     #[test]
     fn uuid_and_jsonb_become_text() {
         let id: Vec<u8> = (0u8..16).collect();
-        let v = decode(&id, &Type::UUID, &DataType::Utf8).unwrap();
+        let v = from_binary(&id, &Type::UUID, &DataType::Utf8).unwrap();
         assert_eq!(v, ScalarValue::Utf8(Some("00010203-0405-0607-0809-0a0b0c0d0e0f".into())));
-        let v = decode(b"\x01{\"a\":1}", &Type::JSONB, &DataType::Utf8).unwrap();
+        let v = from_binary(b"\x01{\"a\":1}", &Type::JSONB, &DataType::Utf8).unwrap();
         assert_eq!(v, ScalarValue::Utf8(Some("{\"a\":1}".into())));
-        assert!(decode(b"\x02{}", &Type::JSONB, &DataType::Utf8).is_err());
+        assert!(from_binary(b"\x02{}", &Type::JSONB, &DataType::Utf8).is_err());
     }
 
     #[test]
@@ -204,26 +202,26 @@ mod tests {
         assert_eq!(numeric(&numeric_bytes(0, false, 0, &[])).unwrap(), (0, 0));
         assert!(numeric(&[0, 1, 0, 0]).is_err());
 
-        let v = decode(&numeric_bytes(0, false, 2, &[1, 5000]), &Type::NUMERIC, &DataType::Decimal128(10, 2));
+        let v = from_binary(&numeric_bytes(0, false, 2, &[1, 5000]), &Type::NUMERIC, &DataType::Decimal128(10, 2));
         assert_eq!(v.unwrap(), ScalarValue::Decimal128(Some(150), 10, 2));
-        let v = decode(&numeric_bytes(0, false, 1, &[1, 5000]), &Type::NUMERIC, &DataType::Decimal128(10, 3));
+        let v = from_binary(&numeric_bytes(0, false, 1, &[1, 5000]), &Type::NUMERIC, &DataType::Decimal128(10, 3));
         assert_eq!(v.unwrap(), ScalarValue::Decimal128(Some(1500), 10, 3));
-        let v = decode(&numeric_bytes(2, false, 0, &[1]), &Type::NUMERIC, &DataType::Decimal128(5, 2));
+        let v = from_binary(&numeric_bytes(2, false, 0, &[1]), &Type::NUMERIC, &DataType::Decimal128(5, 2));
         assert!(matches!(v, Err(Error::OutOfRange(_))), "{v:?}");
-        let v = decode(&numeric_bytes(0, false, 2, &[1, 5000]), &Type::NUMERIC, &DataType::Utf8);
+        let v = from_binary(&numeric_bytes(0, false, 2, &[1, 5000]), &Type::NUMERIC, &DataType::Utf8);
         assert_eq!(v.unwrap(), ScalarValue::Utf8(Some("1.50".into())));
     }
 
     #[test]
     fn dates_and_timestamps() {
-        let v = decode(&(-PG_EPOCH_DAYS + 1).to_be_bytes(), &Type::DATE, &DataType::Date32).unwrap();
+        let v = from_binary(&(-PG_EPOCH_DAYS + 1).to_be_bytes(), &Type::DATE, &DataType::Date32).unwrap();
         assert_eq!(v, ScalarValue::Date32(Some(1)));
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
-        let v = decode(&0i64.to_be_bytes(), &Type::TIMESTAMP, &ts).unwrap();
+        let v = from_binary(&0i64.to_be_bytes(), &Type::TIMESTAMP, &ts).unwrap();
         assert_eq!(v, ScalarValue::TimestampMicrosecond(Some(PG_EPOCH_MICROS), None));
         let tstz = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)));
-        let v = decode(&1i64.to_be_bytes(), &Type::TIMESTAMPTZ, &tstz).unwrap();
+        let v = from_binary(&1i64.to_be_bytes(), &Type::TIMESTAMPTZ, &tstz).unwrap();
         assert_eq!(v, ScalarValue::TimestampMicrosecond(Some(PG_EPOCH_MICROS + 1), Some(Arc::from(UTC))));
-        assert!(matches!(decode(&i64::MAX.to_be_bytes(), &Type::TIMESTAMP, &ts), Err(Error::OutOfRange(_))));
+        assert!(matches!(from_binary(&i64::MAX.to_be_bytes(), &Type::TIMESTAMP, &ts), Err(Error::OutOfRange(_))));
     }
 }
