@@ -6,7 +6,7 @@
 //! (`Shard.CallMany`, answered in order). Only point reads (`ShardRead::Get`) take this path:
 //! a batch is answered when its slowest member is, so writes (a replicated commit) and scans
 //! (pages of rows, which gain nothing from sharing a call) go on their own calls. Measured on
-//! the 3-node benchmark (docs/benchmarks.md): point-select +16% with two calls in flight per
+//! the 3-node benchmark (docs/history/2026-11-27-benchmarks.md): point-select +16% with two calls in flight per
 //! peer, +23% more with one; with scan pages coalesced too, scan-agg lost 25%.
 
 use std::collections::HashMap;

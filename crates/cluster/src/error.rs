@@ -170,6 +170,8 @@ mod tests {
             Error::StringTooLong(s()),
             Error::DivisionByZero,
             Error::Unsupported(s()),
+            Error::StackDepthExceeded(s()),
+            Error::ProgramLimitExceeded(s()),
             Error::CardinalityViolation(s()),
             Error::UniqueViolation { constraint: "t_pkey".into() },
             Error::DuplicateKey { key: vec![0, 1, 0xff] },
@@ -216,13 +218,15 @@ mod tests {
             Error::InvalidData(_) => 25,
             Error::Io(_) => 26,
             Error::Internal(_) => 27,
+            Error::StackDepthExceeded(_) => 28,
+            Error::ProgramLimitExceeded(_) => 29,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=27).collect());
+        assert_eq!(listed, (0..=29).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

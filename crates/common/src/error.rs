@@ -64,6 +64,14 @@ pub enum Error {
     /// Division by zero (22012).
     #[error("division by zero")]
     DivisionByZero,
+    /// The statement nests deeper (operators, brackets, subqueries, joins, set operations)
+    /// than a node evaluates without risking its stack (54001). Simplify or split it; sent
+    /// again unchanged, it fails again.
+    #[error("{0}")]
+    StackDepthExceeded(String),
+    /// The statement exceeds a size limit of the node (54000). Split it into smaller ones.
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
     /// Valid SQL that raftable does not support (yet) (0A000).
     #[error("{0}")]
     Unsupported(String),

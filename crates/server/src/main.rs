@@ -131,8 +131,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The node's runtime. Its threads run statements, whose stack need is bounded by the SQL
+/// layer's limits for this stack size (`raftable_sql::THREAD_STACK_BYTES`).
 fn runtime() -> raftable_common::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(raftable_sql::THREAD_STACK_BYTES)
+        .enable_all()
+        .build()?)
 }
 
 /// A range of milliseconds written `MIN-MAX`.

@@ -46,6 +46,7 @@ mod session;
 mod table;
 mod types;
 
+pub use ast::limits::THREAD_STACK_BYTES;
 pub use cluster::{Cluster, NodeStatus, ShardStatus};
 pub use columns::origin as column_origin;
 pub use engine::{Engine, SqlConfig};

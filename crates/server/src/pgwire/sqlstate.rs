@@ -27,11 +27,8 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
         Error::DuplicateTable(m) => ("42P07", m.clone()),
         Error::UndefinedObject(m) => ("42704", m.clone()),
         Error::UniqueViolation { .. } => ("23505", e.to_string()),
-        // Until the SQL layer reports `UniqueViolation`, it names the constraint in `key`.
-        Error::DuplicateKey { key } => {
-            let constraint = String::from_utf8_lossy(key);
-            ("23505", format!("duplicate key value violates unique constraint \"{constraint}\""))
-        }
+        // The SQL layer reports `UniqueViolation`; a raw key reaching here is still 23505.
+        Error::DuplicateKey { .. } => ("23505", e.to_string()),
         Error::NotNullViolation(m) => ("23502", m.clone()),
         Error::CardinalityViolation(m) => ("21000", m.clone()),
         Error::InvalidText(m) => ("22P02", m.clone()),
@@ -40,6 +37,8 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
         Error::DatatypeMismatch(m) => ("42804", m.clone()),
         Error::UndefinedFunction(m) => ("42883", m.clone()),
         Error::Unsupported(m) => ("0A000", m.clone()),
+        Error::StackDepthExceeded(m) => ("54001", m.clone()),
+        Error::ProgramLimitExceeded(m) => ("54000", m.clone()),
         Error::ConditionFailed { .. } => ("40001", retry("could not serialize access due to concurrent update")),
         Error::NotLeader { .. } | Error::Retry(_) => ("40001", retry(&e.to_string())),
         Error::Unknown(m) => {
@@ -104,6 +103,8 @@ mod tests {
             (Error::DatatypeMismatch(s()), "42804"),
             (Error::UndefinedFunction(s()), "42883"),
             (Error::Unsupported(s()), "0A000"),
+            (Error::StackDepthExceeded(s()), "54001"),
+            (Error::ProgramLimitExceeded(s()), "54000"),
             (Error::ConditionFailed { key: b"k".to_vec() }, "40001"),
             (Error::NotLeader { leader: None }, "40001"),
             (Error::Retry(s()), "40001"),
@@ -128,8 +129,6 @@ mod tests {
     fn messages_are_the_sql_layer_text() {
         let info = error_info(&Error::UndefinedTable("relation \"t\" does not exist".into()));
         assert_eq!(info.message, "relation \"t\" does not exist");
-        let info = error_info(&Error::DuplicateKey { key: b"t_pkey".to_vec() });
-        assert_eq!(info.message, "duplicate key value violates unique constraint \"t_pkey\"");
         let info = error_info(&Error::UniqueViolation { constraint: "t_pkey".into() });
         assert_eq!(info.message, "duplicate key value violates unique constraint \"t_pkey\"");
         assert_eq!(info.constraint.as_deref(), Some("t_pkey"));

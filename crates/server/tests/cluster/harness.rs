@@ -122,6 +122,13 @@ impl Cluster {
         client
     }
 
+    /// Whether node `id`'s process is still running: it was not killed, did not exit and did
+    /// not crash.
+    pub fn is_running(&mut self, id: u64) -> bool {
+        let child = self.nodes[id as usize - 1].child.as_mut();
+        child.is_some_and(|c| c.try_wait().expect("poll the node process").is_none())
+    }
+
     pub fn running(&self) -> Vec<u64> {
         self.nodes.iter().filter(|p| p.child.is_some()).map(|p| p.id).collect()
     }

@@ -3,6 +3,7 @@
 //! until a deadline, never a fixed sleep.
 
 mod harness;
+mod limits;
 mod replication;
 mod scale;
 mod sql;

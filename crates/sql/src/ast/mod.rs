@@ -2,18 +2,20 @@
 //! stage applies to it.
 //!
 //! - [`parse`]: the text split into statements (sqlparser, PostgreSQL dialect), catalog
-//!   queries through datafusion-pg-catalog's parser and [`rewrite::catalog_query`].
+//!   queries through datafusion-pg-catalog's parser and [`rewrite::catalog_query`], after
+//!   [`limits`] bounded the statement's size and nesting (no statement can overflow a stack).
 //! - [`rewrite`]: AST rewrites before planning (float literals with exponents, catalog queries)
 //!   and what planning reads off the AST (parameter types a position implies, whether a
 //!   statement reads the catalogs).
 //! - names: [`ident`] folds an identifier as PostgreSQL does, [`table_name`] resolves a table
 //!   reference, [`param_number`] reads a `$n`.
 
+mod dialect;
+pub(crate) mod limits;
 pub(crate) mod rewrite;
 
 use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Statement, Value};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use raftable_common::{Error, Result};
 
@@ -29,10 +31,15 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
         statements.iter_mut().for_each(rewrite::catalog_query);
         Ok(statements)
     };
-    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+    match limits::parse(sql)? {
         Ok(statements) if !statements.iter().any(rewrite::reads_catalog) => Ok(statements),
-        Ok(_) => catalog_parse().map_err(syntax),
-        Err(e) => catalog_parse().map_err(|_| syntax(e)),
+        Ok(_) if limits::catalog_parsable(sql) => catalog_parse().map_err(syntax),
+        Ok(mut statements) => {
+            statements.iter_mut().for_each(rewrite::catalog_query);
+            Ok(statements)
+        }
+        Err(e) if limits::catalog_parsable(sql) => catalog_parse().map_err(|_| syntax(e)),
+        Err(e) => Err(syntax(e)),
     }
 }
 
