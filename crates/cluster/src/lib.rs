@@ -19,6 +19,9 @@
 //! joining a shared read-index round (`read_index::ReadIndex`), and then reads the leader's
 //! applied rows (`storage::read`).
 //!
+//! Timestamps for transactions come from the timestamp oracle on the meta group's leader
+//! (`tso::Oracle`, reached with [`Router::timestamps`] like any shard command of the meta group).
+//!
 //! Errors cross node boundaries as gRPC statuses and come out of openraft as its own types;
 //! `error` converts both to and from raftable's one `Error`, and nothing else does.
 
@@ -34,6 +37,7 @@ mod placement;
 mod read_index;
 mod router;
 mod service;
+mod tso;
 
 pub use config::RaftSettings;
 pub use group::Group;

@@ -2,7 +2,7 @@
 //! through ordinary shard writes with compare-and-put, so any node can update them safely.
 //!
 //! Keys: `0x00 'n' node-id` → [`NodeRecord`], `0x00 's' shard-id` → [`ShardRecord`],
-//! `0x00 'c' name` → an id counter.
+//! `0x00 'c' name` → an id counter, `0x00 'c' "tso"` → the timestamp oracle's limit.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +64,11 @@ fn shard_key(id: ShardId) -> Vec<u8> {
 
 fn counter_key(name: &str) -> Vec<u8> {
     key(b'c', name.as_bytes())
+}
+
+/// The key of the timestamp oracle's persisted limit (`crate::tso`).
+pub(crate) fn tso_key() -> Vec<u8> {
+    counter_key("tso")
 }
 
 /// All rows of one record kind, decoded, with their versions.

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use raftable_common::{Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, WriteOutcome};
+use raftable_common::{
+    Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_SHARD,
+};
 use raftable_storage::{LogStore, NodeInfo, Rocks, StateMachine};
 use serde::{Deserialize, Serialize};
 
@@ -14,12 +16,17 @@ use crate::config::RaftSettings;
 use crate::group::Group;
 use crate::lease::Lease;
 use crate::network::{NetworkFactory, Peers};
+use crate::tso::Oracle;
 
 /// A shard command as it travels to the shard's leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
     Read(ShardRead),
     Write(ShardWrite),
+    /// `count` timestamps from the timestamp oracle (`crate::tso`); meta group only.
+    Timestamps {
+        count: u32,
+    },
 }
 
 /// The answer to an [`Op`].
@@ -27,6 +34,8 @@ pub enum Op {
 pub enum OpResult {
     Rows(Vec<Row>),
     Written(WriteOutcome),
+    /// The first of the timestamps handed out; the others follow at steps of `tso::STEP`.
+    Timestamps(Ts),
 }
 
 impl OpResult {
@@ -34,7 +43,15 @@ impl OpResult {
     pub fn into_rows(self) -> Result<Vec<Row>> {
         match self {
             OpResult::Rows(rows) => Ok(rows),
-            OpResult::Written(_) => Err(Error::internal("write result for a read")),
+            other => Err(Error::internal(format!("{other:?} for a read"))),
+        }
+    }
+
+    /// The first timestamp a [`Op::Timestamps`] call answered with.
+    pub fn into_timestamps(self) -> Result<Ts> {
+        match self {
+            OpResult::Timestamps(first) => Ok(first),
+            other => Err(Error::internal(format!("{other:?} for timestamps"))),
         }
     }
 
@@ -42,7 +59,7 @@ impl OpResult {
     pub fn into_written(self) -> Result<WriteOutcome> {
         match self {
             OpResult::Written(outcome) => Ok(outcome),
-            OpResult::Rows(_) => Err(Error::internal("read result for a write")),
+            other => Err(Error::internal(format!("{other:?} for a write"))),
         }
     }
 }
@@ -61,6 +78,8 @@ pub struct Node {
     stopping: std::sync::atomic::AtomicBool,
     /// Whether the node accepts injected faults (`raftable start --fault-injection`).
     fault_injection: std::sync::atomic::AtomicBool,
+    /// The timestamp oracle, serving while this node leads the meta group.
+    tso: Oracle,
 }
 
 impl Node {
@@ -77,6 +96,7 @@ impl Node {
             opening: tokio::sync::Mutex::new(()),
             stopping: Default::default(),
             fault_injection: Default::default(),
+            tso: Oracle::default(),
         })
     }
 
@@ -183,6 +203,12 @@ impl Node {
         match op {
             Op::Read(read) => group.read(read).await.map(OpResult::Rows),
             Op::Write(write) => group.write(write).await.map(OpResult::Written),
+            Op::Timestamps { count } if shard == META_SHARD => {
+                self.tso.allocate(&group, count).await.map(OpResult::Timestamps)
+            }
+            Op::Timestamps { .. } => {
+                Err(Error::InvalidInput(format!("timestamps come from the meta group, not shard {shard}")))
+            }
         }
     }
 

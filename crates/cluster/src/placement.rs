@@ -7,6 +7,7 @@
 //!   replicas as the replication factor and the live nodes allow, least-loaded nodes first.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +24,16 @@ use crate::router::Router;
 
 /// Milliseconds since the Unix epoch (node heartbeats; liveness is judged on the meta leader).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    wall.saturating_add_signed(CLOCK_OFFSET_MS.load(Ordering::Relaxed))
+}
+
+/// An injected clock jump of this node process (`Meta.SetFaults`), in ms.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Makes [`now_ms`] run `ms` ahead of the wall clock (behind if negative).
+pub(crate) fn set_clock_offset(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms, Ordering::Relaxed);
 }
 
 /// The running background loops of a node; dropped or [`Background::stop`]ped at shutdown.

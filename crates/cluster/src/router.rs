@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use raftable_common::{
-    Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome, META_SHARD,
+    Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_SHARD,
 };
 use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::ShardRequest;
@@ -114,7 +114,7 @@ impl Router {
                 }
                 true
             }
-            Op::Read(_) => false,
+            Op::Read(_) | Op::Timestamps { .. } => false,
         };
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0usize;
@@ -173,6 +173,13 @@ impl Router {
                 return Err(Error::Retry(format!("shard {shard}: no leader reached in {:?}", self.timeout)));
             }
         }
+    }
+
+    /// `count` timestamps from the timestamp oracle on the meta group's leader: the first; the
+    /// others follow at steps of `tso::STEP`. Each is larger than any timestamp handed out
+    /// before this call began.
+    pub async fn timestamps(&self, count: u32) -> Result<Ts> {
+        self.call(META_SHARD, Op::Timestamps { count }).await?.into_timestamps()
     }
 
     async fn remote(&self, id: NodeId, shard: ShardId, op: &Op, remaining: Duration, write: bool) -> Result<OpResult> {

@@ -264,8 +264,10 @@ impl Meta for MetaService {
             ?faults,
             fsync_delay_ms = req.fsync_delay_ms,
             fsync_fail = req.fsync_fail,
+            clock_offset_ms = req.clock_offset_ms,
             "injected faults set"
         );
+        crate::placement::set_clock_offset(req.clock_offset_ms);
         node.peers.set_faults(faults);
         node.rocks.sync_fault().set(Duration::from_millis(req.fsync_delay_ms), req.fsync_fail);
         Ok(Response::new(FaultsReply {}))

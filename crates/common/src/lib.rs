@@ -9,8 +9,10 @@ mod client;
 mod command;
 mod error;
 mod ids;
+mod ts;
 
 pub use client::ShardClient;
 pub use command::{Expect, KeyRange, Row, ShardRead, ShardWrite, WriteOp, WriteOutcome, META_RANGE_END};
 pub use error::{Error, Result};
 pub use ids::{NodeId, ShardId, META_SHARD};
+pub use ts::Ts;

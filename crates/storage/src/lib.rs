@@ -6,10 +6,13 @@
 //! commit thread, which syncs the WAL once for all groups' pending appends), and applies
 //! committed entries through [`StateMachine::apply`], which runs `shard::apply_write` and writes
 //! the rows plus the applied log id in one write batch. Reads of a shard go to `shard::read`.
+//! [`mvcc`] holds the versioned row layout table shards move to with transactions
+//! (docs/transactions.md); nothing calls it yet.
 
 mod keys;
 mod local;
 mod log_store;
+pub mod mvcc;
 mod rocks;
 mod shard;
 mod state_machine;

@@ -14,7 +14,10 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use raftable_common::{Error, Result, ShardId};
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBIteratorWithThreadMode, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
 
 use crate::keys::{self, CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE, NODE_GROUP};
 
@@ -173,6 +176,18 @@ impl Rocks {
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// The entries of the `data` column family in `[start, end)` (an empty `end`: to the end of
+    /// the keyspace), in key order, or descending if `reverse`.
+    pub(crate) fn data_range(&self, start: &[u8], end: &[u8], reverse: bool) -> DBIteratorWithThreadMode<'_, DB> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(start.to_vec());
+        if !end.is_empty() {
+            opts.set_iterate_upper_bound(end.to_vec());
+        }
+        let mode = if reverse { IteratorMode::End } else { IteratorMode::From(start, Direction::Forward) };
+        self.db.iterator_cf_opt(self.cf(CF_DATA), opts, mode)
     }
 
     /// Writes a batch without waiting for it to be durable. Follow with [`Rocks::sync`] (or

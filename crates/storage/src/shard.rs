@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use raftable_common::{Error, Expect, KeyRange, Result, Row, ShardRead, ShardWrite, WriteOp, WriteOutcome};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use crate::keys::CF_DATA;
 use crate::rocks::{io, Rocks};
@@ -66,14 +66,8 @@ pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row
 }
 
 fn scan(rocks: &Rocks, start: &[u8], end: &[u8], limit: u64, reverse: bool) -> Result<Vec<Row>> {
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_lower_bound(start.to_vec());
-    if !end.is_empty() {
-        opts.set_iterate_upper_bound(end.to_vec());
-    }
-    let mode = if reverse { IteratorMode::End } else { IteratorMode::From(start, Direction::Forward) };
     let mut rows = Vec::new();
-    for item in rocks.db().iterator_cf_opt(rocks.cf(CF_DATA), opts, mode) {
+    for item in rocks.data_range(start, end, reverse) {
         if rows.len() as u64 >= limit {
             break;
         }

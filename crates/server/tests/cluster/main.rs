@@ -7,3 +7,4 @@ mod limits;
 mod replication;
 mod scale;
 mod sql;
+mod tso;
