@@ -89,7 +89,7 @@ fn options(cli: &Cli) -> Options {
     let faults = cli.faults.clone().unwrap_or_else(|| {
         use Fault::*;
         if short {
-            vec![KillLeader, PauseLeader, IsolateLeader, KillRandom, OneWayLeader, FailFsync, Halves]
+            vec![KillLeader, PauseLeader, IsolateLeader, KillRandom, OneWayLeader, FailFsync, Halves, ClockJump]
         } else {
             vec![
                 KillLeader,
@@ -104,6 +104,7 @@ fn options(cli: &Cli) -> Options {
                 FailFsync,
                 KillMinority,
                 IsolateAndKill,
+                ClockJump,
             ]
         }
     });

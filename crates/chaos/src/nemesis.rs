@@ -40,7 +40,13 @@ pub enum Fault {
     KillMinority,
     /// Isolate one node and SIGKILL another (5 nodes: a majority remains).
     IsolateAndKill,
+    /// Jump a random node's wall clock 10 s forward or back for the hold (its liveness
+    /// heartbeats, and timestamps if it leads the meta group): at most spurious aborts allowed.
+    ClockJump,
 }
+
+/// How far `Fault::ClockJump` moves a clock.
+const CLOCK_JUMP_MS: i64 = 10_000;
 
 /// What one fault did.
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +174,14 @@ impl Nemesis {
                 record.nodes = vec![victim];
                 let delay_to_ms = ids.iter().filter(|id| **id != victim).map(|id| (*id, 40)).collect();
                 cluster.set_faults(victim, FaultsRequest { delay_to_ms, ..Default::default() }).await?;
+                tokio::time::sleep(hold).await;
+                heal(cluster).await?;
+            }
+            Fault::ClockJump => {
+                let victim = *ids.choose(&mut self.rng).expect("nodes");
+                record.nodes = vec![victim];
+                let clock_offset_ms = if self.rng.gen_bool(0.5) { CLOCK_JUMP_MS } else { -CLOCK_JUMP_MS };
+                cluster.set_faults(victim, FaultsRequest { clock_offset_ms, ..Default::default() }).await?;
                 tokio::time::sleep(hold).await;
                 heal(cluster).await?;
             }
