@@ -170,14 +170,24 @@ impl fmt::Display for MsRange {
 }
 
 fn start(config: Config) -> raftable_common::Result<()> {
-    runtime()?.block_on(async move {
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
         let rpc = tokio::net::TcpListener::bind(&config.rpc_addr).await?;
         let pg = tokio::net::TcpListener::bind(&config.pg_addr).await?;
         // One line on stdout with the bound addresses, for scripts and tests that use port 0.
         println!("raftable node {} rpc={} pg={}", config.node_id, rpc.local_addr()?, pg.local_addr()?);
         raftable_server::run(config, rpc, pg, shutdown_signal()).await
-    })
+    });
+    // The node is stopped and RocksDB closed. A worker thread may still be inside one long
+    // synchronous step of a statement (planning a very long expression chain can take
+    // minutes): dropping the runtime would wait for it, and the process would ignore SIGTERM
+    // that long. Stop waiting after a moment; exiting ends such threads.
+    rt.shutdown_timeout(RUNTIME_STOP);
+    result
 }
+
+/// How long a stopping node waits for its runtime's threads once everything else stopped.
+const RUNTIME_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {

@@ -40,6 +40,7 @@ mod error;
 mod exec;
 #[cfg(any(test, feature = "local"))]
 pub mod local;
+mod offload;
 mod plan;
 mod scan;
 mod session;

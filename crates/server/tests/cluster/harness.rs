@@ -107,6 +107,29 @@ impl Cluster {
         child.kill().await.unwrap();
     }
 
+    /// SIGTERM: a clean stop. The exit status if the process exits within `timeout`.
+    pub async fn terminate(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let proc = &mut self.nodes[id as usize - 1];
+        let child = proc.child.as_mut().expect("node is running");
+        let pid = child.id().expect("a running node has a pid").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(timeout, child.wait()).await.ok()?.expect("wait for the node");
+        proc.child = None;
+        Some(status)
+    }
+
+    /// CPU time (user + system) the node's process has used so far, from `/proc` (Linux).
+    pub fn cpu_time(&self, id: u64) -> Duration {
+        let pid = self.proc(id).child.as_ref().and_then(Child::id).expect("node is running");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/<pid>/stat");
+        // Fields after the command name (which may contain spaces) ends with ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on every Linux this runs on.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Restarts a stopped node from its data dir, at the same rpc address, without --join.
     pub async fn restart(&mut self, id: u64) {
         let rpc = self.proc(id).rpc.clone();

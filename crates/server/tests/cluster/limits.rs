@@ -4,10 +4,12 @@
 //! protocol, either get their answer or fail with 54001 (statement too complex) or 54000
 //! (statement too large), and the node process keeps running and answering.
 
+use std::time::{Duration, Instant};
+
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
-use crate::harness::Cluster;
+use crate::harness::{wait_for, Cluster};
 
 /// What a statement must produce.
 enum Expect {
@@ -153,4 +155,32 @@ async fn no_statement_crashes_a_node() {
     let fresh = cluster.sql(1).await;
     assert_eq!(fresh.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 2);
     assert!(cluster.is_running(1));
+}
+
+/// A node keeps answering other clients, and stops on SIGTERM within seconds, while a statement
+/// it cannot interrupt is being planned (a 1,500-term `a+a+...` chain under `WHERE a = 1`: DataFusion takes minutes over
+/// it, normalizing every sub-expression against the filter's equivalence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_and_stops_while_planning_a_slow_statement() {
+    let mut cluster = Cluster::start(1, &[]).await;
+    let client = cluster.sql(1).await;
+    client.batch_execute("CREATE TABLE t (a BIGINT PRIMARY KEY)").await.unwrap();
+    let slow = format!("SELECT a{} FROM t WHERE a = 1", "+a".repeat(1_499));
+    let before = cluster.cpu_time(1);
+    let statement = tokio::spawn(async move { client.simple_query(&slow).await.map(|_| ()) });
+    // Planning has begun once the node has spent a second of CPU on it.
+    wait_for("the node to plan the statement", Duration::from_secs(30), || {
+        let busy = cluster.cpu_time(1) >= before + Duration::from_secs(1);
+        async move { busy.then_some(()) }
+    })
+    .await;
+    // Another session is served meanwhile (the planning thread holds no runtime worker).
+    let other = cluster.sql(1).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), other.query_one("SELECT 1::int8", &[])).await;
+    assert_eq!(answer.expect("answered within 10 s").unwrap().get::<_, i64>(0), 1);
+    let stopped = Instant::now();
+    let status = cluster.terminate(1, Duration::from_secs(20)).await;
+    assert!(status.is_some(), "the node did not stop within 20 s of SIGTERM");
+    eprintln!("stopped {:?} after SIGTERM, exit status {:?}", stopped.elapsed(), status);
+    assert!(statement.await.unwrap().is_err(), "the statement cannot have completed");
 }

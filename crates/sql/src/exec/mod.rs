@@ -29,6 +29,7 @@ use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::columns::Columns;
 use crate::error::from_datafusion;
+use crate::offload::planning;
 use crate::plan::insert::InsertPlan;
 use crate::plan::params::{bind, bind_as, bind_exprs};
 use crate::plan::query::QueryPlan;
@@ -100,16 +101,17 @@ impl Executor<'_> {
             Some((optimized, types)) => {
                 let plan = bind_as(optimized, &params, types)?;
                 let state = self.ctx.state();
-                let physical =
-                    state.query_planner().create_physical_plan(&plan, &state).await.map_err(from_datafusion)?;
+                let physical = planning(state.query_planner().create_physical_plan(&plan, &state))
+                    .await
+                    .map_err(from_datafusion)?;
                 let schema = prepared.schema.clone().unwrap_or_else(|| physical.schema());
                 (schema, execute_stream(physical, self.ctx.task_ctx()).map_err(from_datafusion)?)
             }
             None => {
                 let plan = bind(plan, &params)?;
-                let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
+                let df = planning(self.ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
                 let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
-                (schema, df.execute_stream().await.map_err(from_datafusion)?)
+                (schema, planning(df.execute_stream()).await.map_err(from_datafusion)?)
             }
         };
         Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })

@@ -22,6 +22,7 @@ use super::returning::Returning;
 use super::{Conflict, Plan, Planned, Planner};
 use crate::ast::{column_name, ident};
 use crate::error::from_datafusion;
+use crate::offload::planning;
 use crate::table::TableDef;
 use crate::types::{bytea_from_text, SqlType};
 
@@ -67,8 +68,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
     // The alias names the target in ON CONFLICT and RETURNING only, both planned above.
     bare.table_alias = None;
     replace_defaults(&mut bare, &def)?;
-    let plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(bare))))
+    let plan = planning(state.statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(bare)))))
         .await
         .map_err(from_datafusion)?;
     let source = match plan {

@@ -20,6 +20,7 @@ use super::{Plan, Planned, Planner};
 use crate::catalog::{Catalog, PUBLIC};
 use crate::columns::{origin_field, Columns};
 use crate::error::from_datafusion;
+use crate::offload::{blocking, planning};
 use crate::table::TableDef;
 
 /// A query planned by DataFusion.
@@ -45,8 +46,9 @@ pub(crate) async fn plan(planner: &Planner<'_>, stmt: &Statement) -> Result<Plan
         }
     }
     let state = planner.ctx.state();
-    let plan =
-        state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await.map_err(from_datafusion)?;
+    let plan = planning(state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))))
+        .await
+        .map_err(from_datafusion)?;
     let params = inferred(&plan)?;
     let optimized = match stmt {
         Statement::Query(_) => optimize_once(planner, &plan),
@@ -120,7 +122,7 @@ fn optimize_once(planner: &Planner<'_>, plan: &LogicalPlan) -> Option<(LogicalPl
     if types.contains(&DataType::Null) {
         return None;
     }
-    let optimized = planner.ctx.state().optimize(plan).ok()?;
+    let optimized = blocking(|| planner.ctx.state().optimize(plan)).ok()?;
     Some((optimized, types))
 }
 
