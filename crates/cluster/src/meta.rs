@@ -129,7 +129,8 @@ async fn read_counter(client: &dyn ShardClient, key: &[u8]) -> Result<(u64, Expe
     }
 }
 
-fn decode_u64(bytes: &[u8]) -> Result<u64> {
+/// A counter's value (8 bytes, big-endian).
+pub(crate) fn decode_u64(bytes: &[u8]) -> Result<u64> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| Error::InvalidData("bad counter".into()))?;
     Ok(u64::from_be_bytes(arr))
 }

@@ -9,10 +9,10 @@
 //! starts above every value any earlier leader handed out; within one Raft term (one leader)
 //! values continue from the last one, below the limit. A node that led before and leads again
 //! in a later term starts above the limit too: its own last value says nothing of the terms
-//! between. The wall clock only feeds the
-//! physical part of new values (a clock that jumps back does not make values go back: the last
-//! value and the persisted limit bound them from below); the limit runs [`WINDOW_MS`] ahead of
-//! it, so persisting costs one Raft write every few seconds, not one per call.
+//! between. The wall clock only feeds the physical part of new values (a clock that jumps back
+//! does not make values go back: the last value or the persisted limit bound them from below);
+//! the limit runs [`WINDOW_MS`] ahead of it, so persisting costs one Raft write every few
+//! seconds, not one per call.
 //!
 //! Values have their low 8 bits zero ([`STEP`]): a shard leader may add up to 255 to one to
 //! order its own writes, and any value handed out later is still larger.
@@ -65,12 +65,13 @@ impl Oracle {
             return Err(Error::Retry("the meta group changed terms".into()));
         }
         let (limit, expect) = match rows.first() {
-            Some(row) => (decode(&row.value)?, Expect::Version(row.version)),
+            Some(row) => (Ts(meta::decode_u64(&row.value)?), Expect::Version(row.version)),
             None => (Ts::MIN, Expect::Absent),
         };
-        // Leading since the last call: continue below the limit; newly leading: start above it.
+        // Leading since the last call: continue below the limit; newly leading: start above it
+        // (it is above everything this node handed out before, too).
         let floor = if state.term == before { state.next } else { limit };
-        let first = align(floor.max(state.next).max(Ts::new(now_ms(), 0)));
+        let first = align(floor.max(Ts::new(now_ms(), 0)));
         let end = Ts(first.0 + u64::from(count) * STEP);
         if end > limit {
             let new_limit = Ts::new(end.physical_ms() + WINDOW_MS, 0);
@@ -93,11 +94,6 @@ fn align(ts: Ts) -> Ts {
     Ts(ts.0.div_ceil(STEP) * STEP)
 }
 
-fn decode(value: &[u8]) -> Result<Ts> {
-    let bytes: [u8; 8] = value.try_into().map_err(|_| Error::InvalidData("timestamp limit is not 8 bytes".into()))?;
-    Ok(Ts(u64::from_be_bytes(bytes)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +104,5 @@ mod tests {
         assert_eq!(align(Ts(1)), Ts(STEP));
         assert_eq!(align(Ts(STEP)), Ts(STEP));
         assert_eq!(align(Ts(STEP + 1)), Ts(2 * STEP));
-        assert_eq!(decode(&Ts(77).0.to_be_bytes()).unwrap(), Ts(77));
-        assert!(decode(b"short").is_err());
     }
 }

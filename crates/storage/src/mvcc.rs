@@ -101,49 +101,28 @@ pub fn get_at(rocks: &Rocks, key: &[u8], ts: Ts) -> Result<Option<Version>> {
 /// unless that is a deletion.
 pub fn scan_at(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts, limit: usize, reverse: bool) -> Result<Vec<Version>> {
     let mut rows = Vec::new();
-    // Reverse scans meet a key's versions oldest first: the newest visible one so far waits
-    // here until the next key starts.
-    let mut walking: Option<(Vec<u8>, Option<Version>)> = None;
-    let emit = |found: Option<Version>, rows: &mut Vec<Version>| {
-        if let Some(v) = found.filter(|v| v.value.is_some()) {
-            rows.push(v);
-        }
-        rows.len() >= limit
-    };
+    // The key being walked and its newest version at or below `ts` met so far. Forward scans
+    // meet a key's versions newest first (the first one at or below `ts` is it), reverse scans
+    // oldest first (the last one is).
+    let mut current: Option<(Vec<u8>, Option<Version>)> = None;
     for item in rocks.data_range(start, end, reverse) {
         let (raw_key, raw_value) = item.map_err(io)?;
         let (key, vts) = split_version_key(&raw_key)?;
-        match walking.as_mut() {
-            Some((current, seen)) if current.as_slice() == key => {
-                if reverse && vts <= ts {
-                    *seen = Some(version(&raw_key, &raw_value)?);
+        if current.as_ref().is_none_or(|(walked, _)| walked.as_slice() != key) {
+            if let Some((_, found)) = current.replace((key.to_vec(), None)) {
+                rows.extend(found.filter(|v| v.value.is_some()));
+                if rows.len() >= limit {
+                    return Ok(rows);
                 }
-                continue;
-            }
-            _ => {}
-        }
-        // A new key.
-        if let Some((_, seen)) = walking.take() {
-            if emit(seen, &mut rows) {
-                return Ok(rows);
             }
         }
-        let visible = if vts <= ts { Some(version(&raw_key, &raw_value)?) } else { None };
-        if !reverse && visible.is_some() {
-            // Newest first: this is the key's visible version; skip the rest of the key.
-            walking = Some((key.to_vec(), None));
-            if emit(visible, &mut rows) {
-                return Ok(rows);
-            }
-        } else if !reverse {
-            // Too new: an older version of the same key may be visible; no key is decided yet.
-            walking = None;
-        } else {
-            walking = Some((key.to_vec(), visible));
+        let (_, found) = current.as_mut().expect("set above");
+        if vts <= ts && (reverse || found.is_none()) {
+            *found = Some(version(&raw_key, &raw_value)?);
         }
     }
-    if let Some((_, seen)) = walking {
-        emit(seen, &mut rows);
+    if let Some((_, found)) = current {
+        rows.extend(found.filter(|v| v.value.is_some()));
     }
     Ok(rows)
 }
