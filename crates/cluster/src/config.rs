@@ -30,6 +30,11 @@ pub struct RaftSettings {
     pub replication_factor: usize,
     /// How long the router keeps retrying a shard command through elections, in milliseconds.
     pub route_timeout_ms: u64,
+    /// How long a row version stays readable after a newer one replaced it, in milliseconds:
+    /// garbage collection drops versions older than the oracle's time minus this.
+    pub gc_ttl_ms: u64,
+    /// How often a shard leader looks for garbage, in milliseconds (only after writes).
+    pub gc_interval_ms: u64,
 }
 
 impl Default for RaftSettings {
@@ -42,6 +47,8 @@ impl Default for RaftSettings {
             keep_logs: 1_000,
             replication_factor: 3,
             route_timeout_ms: 10_000,
+            gc_ttl_ms: 600_000,
+            gc_interval_ms: 10_000,
         }
     }
 }

@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use openraft::error::RaftError;
 use openraft::Raft;
-use raftable_common::{Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, WriteOutcome};
-use raftable_storage::{Rocks, TypeConfig};
+use raftable_common::{
+    Error, KeyRange, NodeId, Result, Row, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome,
+};
+use raftable_storage::{mvcc, Rocks, TypeConfig};
 
+use crate::clock::ShardClock;
 use crate::error::proposed_write_error;
-
 use crate::lease::{Hold, Lease};
 use crate::read_index::ReadIndex;
 
@@ -25,7 +27,15 @@ pub struct Group {
     lease: Arc<Lease>,
     /// Until then this replica answers no vote request (see [`Group::vote`]).
     votes_from: Instant,
+    /// Commit timestamps of the writes this replica proposes as leader; `None` on the meta
+    /// group, whose rows are versioned by log index.
+    clock: Option<ShardClock>,
+    /// The applied index and threshold of the last complete garbage-collection pass.
+    collected: std::sync::Mutex<Option<(u64, Ts)>>,
 }
+
+/// The most row versions one garbage-collection command drops.
+const GC_BATCH: usize = 1_000;
 
 impl Group {
     pub(crate) fn new(
@@ -35,8 +45,10 @@ impl Group {
         rocks: Arc<Rocks>,
         lease: Arc<Lease>,
         votes_from: Instant,
+        clock: Option<ShardClock>,
     ) -> Self {
-        Self { shard, range, raft, rocks, reads: ReadIndex::default(), lease, votes_from }
+        let reads = ReadIndex::default();
+        Self { shard, range, raft, rocks, reads, lease, votes_from, clock, collected: Default::default() }
     }
 
     /// Replicates and applies `write` if this replica leads the group.
@@ -47,11 +59,84 @@ impl Group {
     /// commit it: the outcome is unknown). The two are told apart by asking first: a replica
     /// that does not believe it leads refuses without proposing; once proposed, a
     /// `ForwardToLeader` is reported as unknown. (Stale metrics only err towards unknown.)
+    ///
+    /// On a table shard the leader stamps the write with its commit timestamp
+    /// (`crate::clock`) and proposes it under the shard clock's lock.
     pub async fn write(&self, write: ShardWrite) -> Result<WriteOutcome> {
         if let Some(refusal) = self.not_leading() {
             return Err(refusal);
         }
-        self.raft.client_write(write).await.map_err(|e| proposed_write_error(self.shard, e))?.data
+        let Some(clock) = &self.clock else {
+            return self.propose(ShardCommand::Plain(write)).await;
+        };
+        let term = self.raft.metrics().borrow().current_term;
+        let (ts, reply) = {
+            let mut leading = clock.lock().await;
+            let ts = clock.stamp(&mut leading, term).await?;
+            // The oracle may have taken a while: propose only in the term stamped for.
+            if let Some(refusal) = self.not_leading() {
+                return Err(refusal);
+            }
+            if self.raft.metrics().borrow().current_term != term {
+                return Err(Error::Retry(format!("shard {}: new term while stamping a write", self.shard)));
+            }
+            let command = ShardCommand::Stamped { ts, write };
+            let reply = self.raft.client_write_ff(command).await;
+            (ts, reply.map_err(|f| proposed_write_error(self.shard, RaftError::Fatal(f)))?)
+        };
+        let outcome = match reply.await {
+            Ok(result) => result.map_err(|e| proposed_write_error(self.shard, RaftError::APIError(e)))?.data?,
+            Err(_) => {
+                return Err(Error::Unknown(format!("shard {}: raft group stopped with a write proposed", self.shard)))
+            }
+        };
+        if outcome.version > ts.0 {
+            clock.applied(term, Ts(outcome.version)).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn propose(&self, command: ShardCommand) -> Result<WriteOutcome> {
+        self.raft.client_write(command).await.map_err(|e| proposed_write_error(self.shard, e))?.data
+    }
+
+    /// One garbage-collection pass over a table shard this replica leads: drops, in commands of
+    /// at most [`GC_BATCH`] versions, every version no read at or above `threshold` can see.
+    /// Skipped when nothing was applied since a complete pass whose threshold was above every
+    /// timestamp this leader chose (nothing can have become garbage since). Returns the
+    /// versions dropped.
+    pub async fn collect_garbage(&self, threshold: Ts) -> Result<usize> {
+        let Some(clock) = &self.clock else { return Ok(0) };
+        if self.not_leading().is_some() {
+            return Ok(0);
+        }
+        let applied = self.progress().0;
+        let term = self.raft.metrics().borrow().current_term;
+        let last = *self.collected.lock().expect("collected lock");
+        if let (Some((at, passed)), Some(newest)) = (last, clock.newest(term).await) {
+            if at == applied && passed > newest {
+                return Ok(0);
+            }
+        }
+        let (mut start, end) = (self.range.start.clone(), self.range.end.clone());
+        let mut dropped = 0;
+        loop {
+            let (rocks, from, to) = (self.rocks.clone(), start.clone(), end.clone());
+            // A pass reads the whole range: off the async runtime's threads.
+            let found = tokio::task::spawn_blocking(move || mvcc::garbage(&rocks, &from, &to, threshold, GC_BATCH))
+                .await
+                .map_err(|e| Error::internal(format!("garbage scan panicked: {e}")))??;
+            if !found.versions.is_empty() {
+                dropped += found.versions.len();
+                self.propose(ShardCommand::Gc { threshold, versions: found.versions }).await?;
+            }
+            match found.resume {
+                Some(resume) => start = resume,
+                None => break,
+            }
+        }
+        *self.collected.lock().expect("collected lock") = Some((applied, threshold));
+        Ok(dropped)
     }
 
     /// A linearizable read: confirm leadership (by the leader lease, else a shared read-index

@@ -21,10 +21,14 @@
 //!
 //! Timestamps for transactions come from the timestamp oracle on the meta group's leader
 //! (`tso::Oracle`, reached with [`Router::timestamps`] like any shard command of the meta group).
+//! A table shard's leader stamps each write with a commit timestamp derived from them
+//! (`clock::ShardClock`, fed by the node's `clock::NodeClock`) before step 2 proposes it;
+//! the leader's background loop drops versions older than `gc_ttl` (`Group::collect_garbage`).
 //!
 //! Errors cross node boundaries as gRPC statuses and come out of openraft as its own types;
 //! `error` converts both to and from raftable's one `Error`, and nothing else does.
 
+mod clock;
 mod coalesce;
 mod config;
 mod error;
@@ -39,6 +43,7 @@ mod router;
 mod service;
 mod tso;
 
+pub use clock::NodeClock;
 pub use config::RaftSettings;
 pub use group::Group;
 pub use meta::{NodeRecord, ShardRecord};

@@ -12,6 +12,7 @@ use raftable_common::{
 use raftable_storage::{LogStore, NodeInfo, Rocks, StateMachine};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{NodeClock, ShardClock};
 use crate::config::RaftSettings;
 use crate::group::Group;
 use crate::lease::Lease;
@@ -80,6 +81,8 @@ pub struct Node {
     fault_injection: std::sync::atomic::AtomicBool,
     /// The timestamp oracle, serving while this node leads the meta group.
     tso: Oracle,
+    /// This node's link to the oracle, for the commit timestamps of the groups it leads.
+    pub clock: Arc<NodeClock>,
 }
 
 impl Node {
@@ -97,6 +100,7 @@ impl Node {
             stopping: Default::default(),
             fault_injection: Default::default(),
             tso: Oracle::default(),
+            clock: Arc::default(),
         })
     }
 
@@ -164,7 +168,8 @@ impl Node {
         for (id, info) in raft.metrics().borrow().membership_config.nodes() {
             self.peers.set(*id, info.clone());
         }
-        let group = Arc::new(Group::new(shard, range, raft, self.rocks.clone(), lease, votes_from));
+        let clock = range.is_versioned().then(|| ShardClock::new(self.clock.clone()));
+        let group = Arc::new(Group::new(shard, range, raft, self.rocks.clone(), lease, votes_from, clock));
         self.groups.write().expect("groups lock").insert(shard, group.clone());
         tracing::debug!(shard, "opened raft group");
         Ok(group)
@@ -254,6 +259,16 @@ mod tests {
 
     use super::*;
 
+    /// Oracle values from the wall clock, for a node without a meta group.
+    struct WallOracle;
+
+    #[async_trait::async_trait]
+    impl crate::clock::Oracle for WallOracle {
+        async fn fresh(&self) -> Result<Ts> {
+            Ok(Ts::new(crate::now_ms(), 0))
+        }
+    }
+
     /// A one-node group in process: a write applies and linearizable reads see it. (Sharing of
     /// read-index rounds is tested deterministically in `read_index`.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,6 +277,8 @@ mod tests {
         let rocks = Rocks::open(dir.path()).unwrap();
         let info = NodeInfo { rpc_addr: "127.0.0.1:1".into(), pg_addr: String::new() };
         let node = Node::new(1, info, RaftSettings::default(), rocks);
+        let oracle: Arc<dyn crate::clock::Oracle> = Arc::new(WallOracle);
+        node.clock.connect(Arc::downgrade(&oracle));
         let range = KeyRange::new(vec![1], vec![2]);
         let group = node.open_group(5, range).await.unwrap();
         node.initialize(5, &[1]).await.unwrap();
@@ -270,6 +287,10 @@ mod tests {
         let put = WriteOp::Put { key: vec![1, 1], value: b"v".to_vec() };
         let outcome = group.write(ShardWrite::new(vec![put])).await.unwrap();
         assert_eq!(outcome.changed, vec![true]);
+        // A table shard's rows are versioned by commit timestamp: one above the oracle value
+        // the leader's term started from (I1).
+        let floor = node.clock.newest();
+        assert!(outcome.version > floor.0 && outcome.version < floor.0 + crate::tso::STEP, "{outcome:?}");
 
         // Linearizable reads through the local leader see the write. The group's only voter
         // leads and has applied an entry of its term: no read-index round is needed.

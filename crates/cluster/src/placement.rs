@@ -3,6 +3,8 @@
 //! - reconcile (every node, every 500 ms): refresh the shard map, open the replicas this node
 //!   should host, bootstrap new groups this node is first replica of, and, for every group it
 //!   leads, change the Raft membership to the record's replicas (learner, catch up, promote);
+//! - garbage collection (every `gc_interval`): each table shard this node leads drops the row
+//!   versions older than `gc_ttl` that newer ones replaced;
 //! - place (only on the meta leader): give every shard (and the meta group, up to 3) as many
 //!   replicas as the replication factor and the live nodes allow, least-loaded nodes first.
 
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raftable_common::{Error, Result, META_SHARD};
+use raftable_common::{Error, Result, Ts, META_SHARD};
 use raftable_proto::meta_client::MetaClient;
 use raftable_proto::OpenGroupRequest;
 use tokio::sync::watch;
@@ -51,7 +53,13 @@ impl Background {
                 let router = router.clone();
                 move || heartbeat(router.clone())
             }),
-            every(Duration::from_millis(500), rx, move || reconcile(router.clone(), changing.clone())),
+            every(Duration::from_millis(500), rx.clone(), {
+                let router = router.clone();
+                move || reconcile(router.clone(), changing.clone())
+            }),
+            every(Duration::from_millis(router.node().settings.gc_interval_ms), rx, move || {
+                collect_garbage(router.clone())
+            }),
         ];
         Self { stop, tasks }
     }
@@ -80,6 +88,22 @@ where
             }
         }
     })
+}
+
+/// Drops, on every table shard this node leads, the row versions older than the oracle's time
+/// minus `gc_ttl` that a newer version replaced (`Group::collect_garbage`).
+async fn collect_garbage(router: Arc<Router>) -> Result<()> {
+    let node = router.node();
+    let now = node.clock.fresh().await?;
+    let Some(ms) = now.physical_ms().checked_sub(node.settings.gc_ttl_ms) else { return Ok(()) };
+    let threshold = Ts::new(ms, 0);
+    for group in node.groups() {
+        let dropped = group.collect_garbage(threshold).await?;
+        if dropped > 0 {
+            tracing::debug!(shard = group.shard, dropped, %threshold, "collected garbage");
+        }
+    }
+    Ok(())
 }
 
 async fn heartbeat(router: Arc<Router>) -> Result<()> {

@@ -4,7 +4,7 @@
 //! node registry read from the meta group.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use raftable_common::{
@@ -14,6 +14,7 @@ use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::ShardRequest;
 use raftable_storage::NodeInfo;
 
+use crate::clock::Oracle;
 use crate::coalesce::Coalescer;
 use crate::error::shard_reply;
 use crate::meta::{self, NodeRecord, ShardRecord};
@@ -34,14 +35,17 @@ impl Router {
     pub fn new(node: Arc<Node>) -> Arc<Self> {
         let timeout = Duration::from_millis(node.settings.route_timeout_ms);
         let reads = Coalescer::new(node.peers.clone());
-        Arc::new(Self {
+        let router = Arc::new(Self {
             node,
             shards: RwLock::default(),
             nodes: RwLock::default(),
             leaders: Mutex::default(),
             reads,
             timeout,
-        })
+        });
+        let oracle: Weak<dyn Oracle> = Arc::downgrade(&router) as Weak<dyn Oracle>;
+        router.node.clock.connect(oracle);
+        router
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -210,6 +214,14 @@ async fn local(node: &Node, shard: ShardId, op: Op, remaining: Duration, write: 
         Ok(result) => result,
         Err(_) if write => Err(Error::Unknown(format!("write to shard {shard} timed out"))),
         Err(_) => Err(Error::Retry(format!("read of shard {shard} timed out"))),
+    }
+}
+
+/// The node's clock takes fresh oracle values through the router.
+#[async_trait::async_trait]
+impl Oracle for Router {
+    async fn fresh(&self) -> Result<Ts> {
+        self.timestamps(1).await
     }
 }
 

@@ -198,8 +198,10 @@ impl Meta for MetaService {
         for group in node.groups() {
             let record = records.remove(&group.shard);
             let (applied, snapshot, purged) = group.progress();
-            let digest =
-                if digests { raftable_storage::digest(&node.rocks, &group.range).map_err(to_status)? } else { 0 };
+            let digest = match digests {
+                true => Some(raftable_storage::digest(&node.rocks, &group.range).map_err(to_status)?),
+                false => None,
+            };
             shards.push(ShardStatus {
                 shard: group.shard,
                 start: group.range.start.clone(),
@@ -211,7 +213,8 @@ impl Meta for MetaService {
                 voters: group.voters(),
                 applied,
                 snapshot,
-                digest,
+                digest: digest.map_or(0, |d| d.hash),
+                versions: digest.map_or(0, |d| d.entries),
                 purged,
             });
         }

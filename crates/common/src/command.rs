@@ -1,10 +1,11 @@
 //! Shard commands: what the layers above ask a shard to do. A [`ShardWrite`] goes through Raft
-//! and is applied on every replica by `storage` (so its semantics must be deterministic); a
-//! [`ShardRead`] is served by the leader after a read-index round.
+//! (as the payload of a [`ShardCommand`]) and is applied on every replica by `storage` (so its
+//! semantics must be deterministic); a [`ShardRead`] is served by the leader after a read-index
+//! round.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, Result, Ts};
 
 /// The end of the meta group's key range: meta keys start with 0x00, table keys with 0x01 or
 /// more.
@@ -46,6 +47,12 @@ impl KeyRange {
         start >= self.start.as_slice() && (self.end.is_empty() || (!end.is_empty() && end <= self.end.as_slice()))
     }
 
+    /// Whether the range holds table rows (versioned by commit timestamp), not meta records:
+    /// every shard but the meta group's, whose range ends at [`META_RANGE_END`].
+    pub fn is_versioned(&self) -> bool {
+        self.start.as_slice() >= META_RANGE_END
+    }
+
     /// Whether two ranges share any key.
     pub fn overlaps(&self, other: &KeyRange) -> bool {
         let starts_before_other_ends = other.end.is_empty() || self.start < other.end;
@@ -54,8 +61,9 @@ impl KeyRange {
     }
 }
 
-/// A stored row: its key, its value, and its version (the Raft log index of the write that last
-/// changed it, so identical on every replica).
+/// A stored row: its key, its value, and its version, identical on every replica: on a table
+/// shard the commit timestamp ([`Ts`]) of the write that made it, on the meta shard the Raft log
+/// index of that write. The two are never compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
     #[serde(with = "serde_bytes")]
@@ -184,10 +192,25 @@ impl ShardWrite {
     }
 }
 
+/// What a Raft group replicates: the payload of one log entry, applied on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardCommand {
+    /// A write to the meta shard, whose rows are versioned by log index.
+    Plain(ShardWrite),
+    /// A write to a table shard at commit timestamp `ts`, chosen by the leader. Apply writes
+    /// it at `ts`, or above the newest version of any key it writes when one is at or above
+    /// `ts` (deterministically: the outcome reports the timestamp used).
+    Stamped { ts: Ts, write: ShardWrite },
+    /// Garbage collection on a table shard: drop these stored versions (versioned keys, as
+    /// `storage::mvcc::garbage` names them), which no read at or above `threshold` can see.
+    Gc { threshold: Ts, versions: Vec<Vec<u8>> },
+}
+
 /// The result of an applied [`ShardWrite`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct WriteOutcome {
-    /// The version given to every row this batch wrote (its Raft log index).
+    /// The version given to every row this batch wrote: its commit timestamp on a table shard,
+    /// its Raft log index on the meta shard.
     pub version: u64,
     /// Per operation, whether it changed a row (a Delete of an absent key did not).
     pub changed: Vec<bool>,

@@ -12,7 +12,7 @@ mod ids;
 mod ts;
 
 pub use client::ShardClient;
-pub use command::{Expect, KeyRange, Row, ShardRead, ShardWrite, WriteOp, WriteOutcome, META_RANGE_END};
+pub use command::{Expect, KeyRange, Row, ShardCommand, ShardRead, ShardWrite, WriteOp, WriteOutcome, META_RANGE_END};
 pub use error::{Error, Result};
 pub use ids::{NodeId, ShardId, META_SHARD};
 pub use ts::Ts;

@@ -78,6 +78,12 @@ struct StartArgs {
     /// Replicas per shard (capped by the node count).
     #[arg(long, hide = true, default_value_t = RaftSettings::default().replication_factor)]
     replication_factor: usize,
+    /// How long replaced row versions are kept, in ms (garbage collection).
+    #[arg(long, hide = true, default_value_t = RaftSettings::default().gc_ttl_ms)]
+    gc_ttl_ms: u64,
+    /// How often shard leaders collect garbage, in ms.
+    #[arg(long, hide = true, default_value_t = RaftSettings::default().gc_interval_ms)]
+    gc_interval_ms: u64,
     /// Shards of a table created without WITH (shards = N).
     #[arg(long, hide = true, default_value_t = SqlConfig::default().default_shards)]
     default_shards: u16,
@@ -100,6 +106,8 @@ impl StartArgs {
             election_min_ms: self.election_timeout_ms.min,
             election_max_ms: self.election_timeout_ms.max,
             replication_factor: self.replication_factor,
+            gc_ttl_ms: self.gc_ttl_ms,
+            gc_interval_ms: self.gc_interval_ms,
             ..config.raft
         };
         config

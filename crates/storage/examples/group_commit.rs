@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
-use raftable_common::{ShardWrite, WriteOp};
+use raftable_common::{ShardCommand, ShardWrite, WriteOp};
 use raftable_storage::{Entry, LogStore, Rocks};
 
 #[tokio::main]
@@ -38,7 +38,7 @@ async fn main() {
                     let op = WriteOp::Put { key: index.to_be_bytes().to_vec(), value: vec![b'x'; 100] };
                     let entry = Entry {
                         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-                        payload: EntryPayload::Normal(ShardWrite::new(vec![op])),
+                        payload: EntryPayload::Normal(ShardCommand::Plain(ShardWrite::new(vec![op]))),
                     };
                     store.append_durable(vec![entry]).await.unwrap();
                     appends.fetch_add(1, Ordering::Relaxed);

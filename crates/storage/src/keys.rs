@@ -18,6 +18,10 @@ pub const MEMBERSHIP: u8 = b'm';
 pub const SNAPSHOT: u8 = b's';
 pub const RANGE: u8 = b'r';
 
+/// Node-level tag of the on-disk format stamp, and this build's format.
+pub const FORMAT: u8 = b'F';
+pub const FORMAT_VERSION: u8 = 2;
+
 /// A pseudo group for node-level records (identity, address book), never a Raft group.
 pub const NODE_GROUP: u64 = u64::MAX;
 

@@ -6,8 +6,8 @@
 //! commit thread, which syncs the WAL once for all groups' pending appends), and applies
 //! committed entries through [`StateMachine::apply`], which runs `shard::apply_write` and writes
 //! the rows plus the applied log id in one write batch. Reads of a shard go to `shard::read`.
-//! [`mvcc`] holds the versioned row layout table shards move to with transactions
-//! (docs/transactions.md); nothing calls it yet.
+//! Table shards keep every version of a row at its commit timestamp ([`mvcc`]); the meta shard
+//! keeps one version per key (docs/transactions.md).
 
 mod keys;
 mod local;
@@ -21,6 +21,6 @@ mod types;
 pub use local::LocalShards;
 pub use log_store::LogStore;
 pub use rocks::{Rocks, SyncFault, SyncStats};
-pub use shard::{digest, read};
+pub use shard::{digest, read, Digest};
 pub use state_machine::StateMachine;
 pub use types::{Entry, NodeInfo, TypeConfig, WriteResult};

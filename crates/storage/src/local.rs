@@ -1,11 +1,14 @@
 //! [`LocalShards`]: an unreplicated [`ShardClient`] over one local RocksDB, applying writes with
-//! the same `shard::apply_write` as the Raft state machine. It lets the SQL layer be tested
+//! the same `shard::apply` as the Raft state machine (table shards at commit timestamps from
+//! the local clock, kept increasing; no garbage collection). It lets the SQL layer be tested
 //! without Raft or a network; it is not durable against crashes beyond RocksDB's own WAL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use raftable_common::{Error, KeyRange, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome};
+use raftable_common::{
+    Error, KeyRange, Result, Row, ShardClient, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome,
+};
 use rocksdb::WriteBatch;
 use tokio::sync::Mutex;
 
@@ -16,13 +19,13 @@ use crate::shard::{self, Overlay};
 pub struct LocalShards {
     rocks: Arc<Rocks>,
     ranges: RwLock<HashMap<ShardId, KeyRange>>,
-    /// Serializes writes (like a Raft log would) and counts versions.
-    version: Mutex<u64>,
+    /// Serializes writes (like a Raft log would): the last log index and commit timestamp.
+    last: Mutex<(u64, Ts)>,
 }
 
 impl LocalShards {
     pub fn new(rocks: Arc<Rocks>) -> Self {
-        Self { rocks, ranges: RwLock::default(), version: Mutex::new(0) }
+        Self { rocks, ranges: RwLock::default(), last: Mutex::new((0, Ts::MIN)) }
     }
 
     /// Declares a shard and its key range.
@@ -44,13 +47,21 @@ impl ShardClient for LocalShards {
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         let range = self.range(shard)?;
-        let mut version = self.version.lock().await;
+        let mut last = self.last.lock().await;
+        let (index, ts) = (last.0 + 1, last.1.next().max(Ts::new(wall_ms(), 0)));
+        let command =
+            if range.is_versioned() { ShardCommand::Stamped { ts, write } } else { ShardCommand::Plain(write) };
         let mut batch = WriteBatch::default();
-        let outcome = shard::apply_write(&self.rocks, &mut batch, &mut Overlay::new(), &range, &write, *version + 1)?;
+        let outcome = shard::apply(&self.rocks, &mut batch, &mut Overlay::new(), &range, &command, index)?;
         self.rocks.write(batch)?;
-        *version += 1;
+        *last = (index, if range.is_versioned() { Ts(outcome.version) } else { last.1 });
         Ok(outcome)
     }
+}
+
+fn wall_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    since_epoch.as_millis() as u64
 }
 
 #[cfg(test)]

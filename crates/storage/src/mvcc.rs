@@ -98,7 +98,8 @@ pub fn get_at(rocks: &Rocks, key: &[u8], ts: Ts) -> Result<Option<Version>> {
 
 /// The live rows of `[start, end)` (empty `end`: unbounded) as a read at `ts` sees them, in key
 /// order (descending if `reverse`), at most `limit`: each key's newest version at or below `ts`,
-/// unless that is a deletion.
+/// unless that is a deletion. `start` may also be a key followed by more bytes (`key ‖ 0x00`,
+/// "just after `key`"): the versions of `key` sort after it but are skipped.
 pub fn scan_at(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts, limit: usize, reverse: bool) -> Result<Vec<Version>> {
     let mut rows = Vec::new();
     // The key being walked and its newest version at or below `ts` met so far. Forward scans
@@ -108,6 +109,9 @@ pub fn scan_at(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts, limit: usize, re
     for item in rocks.data_range(start, end, reverse) {
         let (raw_key, raw_value) = item.map_err(io)?;
         let (key, vts) = split_version_key(&raw_key)?;
+        if key < start {
+            continue;
+        }
         if current.as_ref().is_none_or(|(walked, _)| walked.as_slice() != key) {
             if let Some((_, found)) = current.replace((key.to_vec(), None)) {
                 rows.extend(found.filter(|v| v.value.is_some()));

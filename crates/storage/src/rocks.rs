@@ -125,6 +125,7 @@ impl Rocks {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs).map_err(io)?);
+        check_format(&db, path)?;
         let stats = Arc::new(SyncStats::default());
         let fault = Arc::new(SyncFault::default());
         let (tx, rx) = mpsc::channel::<SyncCallback>();
@@ -269,6 +270,32 @@ impl Drop for Rocks {
     }
 }
 
+/// Refuses a data directory written in another on-disk format, and stamps a new one with this
+/// build's. Format 1 (no stamp) kept one version per table row; format 2 keeps every version at
+/// its commit timestamp (`mvcc`), and its Raft entries are `ShardCommand`s.
+fn check_format(db: &DB, path: &Path) -> Result<()> {
+    let state = db.cf_handle(CF_RAFT_STATE).expect("column families are created at open");
+    let key = keys::state_key(NODE_GROUP, keys::FORMAT);
+    match db.get_cf(state, key).map_err(io)? {
+        Some(raw) if raw == [keys::FORMAT_VERSION] => Ok(()),
+        found => {
+            let empty = db.iterator_cf(state, IteratorMode::Start).next().is_none();
+            if found.is_none() && empty {
+                let mut opts = WriteOptions::default();
+                opts.set_sync(true);
+                return db.put_cf_opt(state, key, [keys::FORMAT_VERSION], &opts).map_err(io);
+            }
+            let found = found.map_or("1".to_string(), |raw| format!("{raw:?}"));
+            Err(Error::InvalidInput(format!(
+                "data directory {} is in storage format {found}; this build reads format {} only \
+                 (start from an empty data directory)",
+                path.display(),
+                keys::FORMAT_VERSION
+            )))
+        }
+    }
+}
+
 fn sync_loop(db: &DB, rx: &mpsc::Receiver<SyncCallback>, stats: &SyncStats, fault: &SyncFault) {
     while let Ok(first) = rx.recv() {
         let mut pending = vec![first];
@@ -327,6 +354,22 @@ mod tests {
         }
         assert_eq!(rocks.stats().requests.load(Ordering::Relaxed), 11);
         assert_eq!(rocks.stats().syncs.load(Ordering::Relaxed), 2, "ten queued requests, one fsync");
+    }
+
+    #[test]
+    fn a_data_dir_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = Rocks::open(dir.path()).unwrap();
+        let state = rocks.cf(CF_RAFT_STATE);
+        rocks.db().put_cf(state, keys::state_key(7, keys::RANGE), b"r").unwrap();
+        drop(rocks);
+        Rocks::open(dir.path()).expect("this build's format reopens");
+        // A directory with state and no format stamp was written before versioned rows.
+        let rocks = Rocks::open(dir.path()).unwrap();
+        rocks.db().delete_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(NODE_GROUP, keys::FORMAT)).unwrap();
+        drop(rocks);
+        let err = Rocks::open(dir.path()).err().expect("format 1 is refused").to_string();
+        assert!(err.contains("storage format 1"), "{err}");
     }
 
     #[tokio::test]

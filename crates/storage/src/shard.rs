@@ -1,16 +1,22 @@
 //! Reading and writing one shard's rows in the `data` column family. Pure functions of the
-//! database contents and the command: [`apply_write`] runs inside Raft apply on every replica, so
-//! it must decide the same way everywhere (no clocks, no randomness, no iteration over hash maps).
+//! database contents and the command: [`apply`] runs inside Raft apply on every replica, so it
+//! must decide the same way everywhere (no clocks, no randomness, no iteration over hash maps).
 //!
-//! Stored row value: the row's version (u64, big-endian: the log index of the write) followed by
-//! the value bytes.
+//! Two layouts, told apart by the range ([`KeyRange::is_versioned`]):
+//! - table shards keep every version of a row (`mvcc`), stamped with its commit timestamp;
+//!   reads here see the newest version (reads at a chosen timestamp come with transactions);
+//! - the meta shard keeps one version per key: value = the version (u64, big-endian: the log
+//!   index of the write) ‖ the value bytes.
 
 use std::collections::HashMap;
 
-use raftable_common::{Error, Expect, KeyRange, Result, Row, ShardRead, ShardWrite, WriteOp, WriteOutcome};
+use raftable_common::{
+    Error, Expect, KeyRange, Result, Row, ShardCommand, ShardRead, ShardWrite, Ts, WriteOp, WriteOutcome,
+};
 use rocksdb::WriteBatch;
 
 use crate::keys::CF_DATA;
+use crate::mvcc;
 use crate::rocks::{io, Rocks};
 
 pub(crate) fn encode_row(version: u64, value: &[u8]) -> Vec<u8> {
@@ -29,9 +35,17 @@ pub(crate) fn decode_row(key: &[u8], raw: &[u8]) -> Result<Row> {
     Ok(Row { key: key.to_vec(), value: raw[8..].to_vec(), version: u64::from_be_bytes(v) })
 }
 
+fn live_row(version: mvcc::Version) -> Option<Row> {
+    let mvcc::Version { key, ts, value } = version;
+    value.map(|value| Row { key, value, version: ts.0 })
+}
+
 /// Serves a read of the shard owning `range` from the local replica. Linearizability is the
 /// caller's business (read index on the leader before calling).
 pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row>> {
+    if range.is_versioned() {
+        return read_newest(rocks, range, read);
+    }
     let cf = rocks.cf(CF_DATA);
     match read {
         ShardRead::Get { key } => {
@@ -53,16 +67,45 @@ pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row
             Ok(rows)
         }
         ShardRead::Scan { start, end, limit, reverse } => {
-            // Clamp the scan to the shard: a scan may name a wider range than one shard holds.
-            let lo = if start.as_slice() > range.start.as_slice() { start } else { &range.start };
-            let hi = match (end.is_empty(), range.end.is_empty()) {
-                (true, _) => range.end.clone(),
-                (false, true) => end.clone(),
-                (false, false) => std::cmp::min(end, &range.end).clone(),
-            };
+            let (lo, hi) = clamp(range, start, end);
             scan(rocks, lo, &hi, limit.unwrap_or(u64::MAX), *reverse)
         }
     }
+}
+
+/// A read of a table shard, at the newest version of every row.
+fn read_newest(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row>> {
+    match read {
+        ShardRead::Get { key } => {
+            check_key(range, key)?;
+            Ok(mvcc::get_at(rocks, key, Ts::MAX)?.and_then(live_row).into_iter().collect())
+        }
+        ShardRead::MultiGet { keys } => {
+            let mut rows = Vec::with_capacity(keys.len());
+            for key in keys {
+                check_key(range, key)?;
+                rows.extend(mvcc::get_at(rocks, key, Ts::MAX)?.and_then(live_row));
+            }
+            Ok(rows)
+        }
+        ShardRead::Scan { start, end, limit, reverse } => {
+            let (lo, hi) = clamp(range, start, end);
+            let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+            let versions = mvcc::scan_at(rocks, lo, &hi, Ts::MAX, limit, *reverse)?;
+            Ok(versions.into_iter().filter_map(live_row).collect())
+        }
+    }
+}
+
+/// A scan's bounds clamped to the shard: a scan may name a wider range than one shard holds.
+fn clamp<'a>(range: &'a KeyRange, start: &'a Vec<u8>, end: &Vec<u8>) -> (&'a [u8], Vec<u8>) {
+    let lo = if start.as_slice() > range.start.as_slice() { start } else { &range.start };
+    let hi = match (end.is_empty(), range.end.is_empty()) {
+        (true, _) => range.end.clone(),
+        (false, true) => end.clone(),
+        (false, false) => std::cmp::min(end, &range.end).clone(),
+    };
+    (lo, hi)
 }
 
 fn scan(rocks: &Rocks, start: &[u8], end: &[u8], limit: u64, reverse: bool) -> Result<Vec<Row>> {
@@ -85,36 +128,101 @@ fn check_key(range: &KeyRange, key: &[u8]) -> Result<()> {
     }
 }
 
-/// A row's state during apply: `Some((version, value))`, or `None` when absent / deleted.
-type RowState = Option<(u64, Vec<u8>)>;
+/// A key's state during apply: its live row as `(version, value)` (`None` when absent or
+/// deleted), and on a table shard the version of its newest stored version, a deletion included
+/// (a write at or below it is pushed above it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Current {
+    row: Option<(u64, Vec<u8>)>,
+    newest: Option<u64>,
+}
 
-/// Rows written earlier in the same apply call, so later operations see them before the batch
+/// Keys written earlier in the same apply call, so later entries see them before the batch
 /// reaches RocksDB.
-pub(crate) type Overlay = HashMap<Vec<u8>, RowState>;
+pub(crate) type Overlay = HashMap<Vec<u8>, Current>;
 
-/// Applies `write` at `version` into `batch`, or rejects the whole write with a deterministic
-/// error (nothing added to `batch` or `overlay`). An `Error::Io` is not deterministic: the caller
-/// must crash rather than return it.
-pub(crate) fn apply_write(
+/// Applies the replicated command of log entry `index` into `batch`, or rejects it whole with a
+/// deterministic error (nothing added to `batch` or `overlay`). An `Error::Io` is not
+/// deterministic: the caller must crash rather than return it.
+pub(crate) fn apply(
+    rocks: &Rocks,
+    batch: &mut WriteBatch,
+    overlay: &mut Overlay,
+    range: &KeyRange,
+    command: &ShardCommand,
+    index: u64,
+) -> Result<WriteOutcome> {
+    match (command, range.is_versioned()) {
+        (ShardCommand::Plain(write), false) => apply_write(rocks, batch, overlay, range, write, Stamp::Index(index)),
+        (ShardCommand::Stamped { ts, write }, true) => {
+            apply_write(rocks, batch, overlay, range, write, Stamp::Commit(*ts))
+        }
+        (ShardCommand::Gc { versions, .. }, true) => {
+            let cf = rocks.cf(CF_DATA);
+            for raw in versions {
+                let (key, _) = mvcc::split_version_key(raw)?;
+                check_key(range, key)?;
+                batch.delete_cf(cf, raw);
+                // A later entry of this call must not see the dropped version as the newest.
+                overlay.remove(key);
+            }
+            Ok(WriteOutcome::default())
+        }
+        (command, _) => Err(Error::InvalidInput(format!(
+            "{} command for a shard ranging {:?}..{:?}",
+            match command {
+                ShardCommand::Plain(_) => "an unversioned",
+                ShardCommand::Stamped { .. } | ShardCommand::Gc { .. } => "a versioned",
+            },
+            range.start,
+            range.end
+        ))),
+    }
+}
+
+/// How a write versions the rows it writes.
+#[derive(Debug, Clone, Copy)]
+enum Stamp {
+    /// Meta shard: the log index, one version per key.
+    Index(u64),
+    /// Table shard: a new version at this commit timestamp, or above the newest version of a
+    /// key it writes if that is at or above it.
+    Commit(Ts),
+}
+
+fn apply_write(
     rocks: &Rocks,
     batch: &mut WriteBatch,
     overlay: &mut Overlay,
     range: &KeyRange,
     write: &ShardWrite,
-    version: u64,
+    stamp: Stamp,
 ) -> Result<WriteOutcome> {
     write.check_range(range)?;
+    let versioned = matches!(stamp, Stamp::Commit(_));
     // First pass: evaluate every operation against the state as it would be, without touching
     // the batch, so a failing operation leaves no trace.
-    let mut staged: Vec<(Vec<u8>, RowState)> = Vec::with_capacity(write.ops.len());
+    // (key, value after this op or None for absent, whether the key held a row before).
+    let mut staged: Vec<(Vec<u8>, Option<Vec<u8>>, bool)> = Vec::with_capacity(write.ops.len());
     // Latest staged position per key: a batch of thousands of rows stays linear, not quadratic
     // (apply runs on the node's async runtime; a long apply delays its heartbeats).
     let mut latest: HashMap<Vec<u8>, usize> = HashMap::with_capacity(write.ops.len());
     let mut changed = Vec::with_capacity(write.ops.len());
+    let mut newest = None;
+    // The version a later op of this write sees for a key an earlier op wrote (a pushed commit
+    // timestamp is known only after this pass).
+    let provisional = match stamp {
+        Stamp::Index(index) => index,
+        Stamp::Commit(ts) => ts.0,
+    };
     for op in &write.ops {
         let current = match latest.get(op.key()) {
-            Some(&i) => staged[i].1.clone(),
-            None => current(rocks, overlay, op.key())?,
+            Some(&i) => staged[i].1.clone().map(|v| (provisional, v)),
+            None => {
+                let current = current(rocks, overlay, op.key(), versioned)?;
+                newest = newest.max(current.newest);
+                current.row
+            }
         };
         let (new, did_change) = match op {
             WriteOp::Put { value, .. } => (Some(value), true),
@@ -142,28 +250,48 @@ pub(crate) fn apply_write(
             }
         };
         latest.insert(op.key().to_vec(), staged.len());
-        staged.push((op.key().to_vec(), new.map(|v| (version, v.clone()))));
+        staged.push((op.key().to_vec(), new.cloned(), current.is_some()));
         changed.push(did_change);
     }
+    let version = match stamp {
+        Stamp::Index(index) => index,
+        Stamp::Commit(ts) => ts.0.max(newest.map_or(0, |n: u64| n + 1)),
+    };
     let cf = rocks.cf(CF_DATA);
-    for (key, new) in staged {
-        match &new {
-            Some((version, value)) => batch.put_cf(cf, &key, encode_row(*version, value)),
-            None => batch.delete_cf(cf, &key),
+    for (key, new, existed) in staged {
+        if versioned {
+            // Deleting a key that holds no row leaves no version behind.
+            if new.is_some() || existed {
+                mvcc::put(rocks, batch, &key, Ts(version), new.as_deref());
+                let row = new.map(|v| (version, v));
+                overlay.insert(key, Current { row, newest: Some(version) });
+            }
+        } else {
+            match &new {
+                Some(value) => batch.put_cf(cf, &key, encode_row(version, value)),
+                None => batch.delete_cf(cf, &key),
+            }
+            let row = new.map(|v| (version, v));
+            overlay.insert(key, Current { newest: row.as_ref().map(|(v, _)| *v), row });
         }
-        overlay.insert(key, new);
     }
     Ok(WriteOutcome { version, changed })
 }
 
-/// The row's current (version, value) before this write: earlier writes of this apply call,
-/// then RocksDB.
-fn current(rocks: &Rocks, overlay: &Overlay, key: &[u8]) -> Result<RowState> {
-    if let Some(v) = overlay.get(key) {
-        return Ok(v.clone());
+/// The key's state before this write: earlier writes of this apply call, then RocksDB.
+fn current(rocks: &Rocks, overlay: &Overlay, key: &[u8], versioned: bool) -> Result<Current> {
+    if let Some(c) = overlay.get(key) {
+        return Ok(c.clone());
+    }
+    if versioned {
+        return Ok(match mvcc::get_at(rocks, key, Ts::MAX)? {
+            Some(v) => Current { row: v.value.map(|value| (v.ts.0, value)), newest: Some(v.ts.0) },
+            None => Current::default(),
+        });
     }
     let raw = rocks.db().get_pinned_cf(rocks.cf(CF_DATA), key).map_err(io)?;
-    raw.map(|raw| decode_row(key, &raw).map(|r| (r.version, r.value))).transpose()
+    let row = raw.map(|raw| decode_row(key, &raw).map(|r| (r.version, r.value))).transpose()?;
+    Ok(Current { newest: row.as_ref().map(|(v, _)| *v), row })
 }
 
 fn check_expect(key: &[u8], expect: &Expect, current: Option<&(u64, Vec<u8>)>) -> Result<()> {
@@ -180,9 +308,20 @@ fn check_expect(key: &[u8], expect: &Expect, current: Option<&(u64, Vec<u8>)>) -
     }
 }
 
-/// A hash (64-bit FNV-1a) of every stored row of `range` (keys, versions and values) in key
-/// order: replicas that applied the same entries have the same digest.
-pub fn digest(rocks: &Rocks, range: &KeyRange) -> Result<u64> {
+/// What a replica stores for a range, to compare replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    /// A hash (64-bit FNV-1a) of every stored entry (keys and values as stored, so every
+    /// version of every row of a table shard) in key order: replicas that applied the same
+    /// entries have the same hash.
+    pub hash: u64,
+    /// How many entries are stored (versions, on a table shard).
+    pub entries: u64,
+}
+
+/// The [`Digest`] of `range` on this replica: a full scan.
+pub fn digest(rocks: &Rocks, range: &KeyRange) -> Result<Digest> {
+    let mut entries = 0;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for b in bytes {
@@ -190,11 +329,116 @@ pub fn digest(rocks: &Rocks, range: &KeyRange) -> Result<u64> {
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
     };
-    for row in scan(rocks, &range.start, &range.end, u64::MAX, false)? {
-        feed(&(row.key.len() as u64).to_be_bytes());
-        feed(&row.key);
-        feed(&row.version.to_be_bytes());
-        feed(&row.value);
+    for item in rocks.data_range(&range.start, &range.end, false) {
+        let (key, value) = item.map_err(io)?;
+        entries += 1;
+        feed(&(key.len() as u64).to_be_bytes());
+        feed(&key);
+        feed(&(value.len() as u64).to_be_bytes());
+        feed(&value);
     }
-    Ok(hash)
+    Ok(Digest { hash, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn put(key: &[u8], value: &str) -> WriteOp {
+        WriteOp::Put { key: key.to_vec(), value: value.as_bytes().to_vec() }
+    }
+
+    fn stamped(ts: u64, ops: Vec<WriteOp>) -> ShardCommand {
+        ShardCommand::Stamped { ts: Ts(ts), write: ShardWrite::new(ops) }
+    }
+
+    /// Applies `commands` as one apply call (one batch, one overlay), like consecutive entries.
+    fn apply_all(rocks: &Rocks, range: &KeyRange, commands: &[ShardCommand]) -> Vec<Result<WriteOutcome>> {
+        let (mut batch, mut overlay) = (WriteBatch::default(), Overlay::new());
+        let out = commands.iter().map(|c| apply(rocks, &mut batch, &mut overlay, range, c, 1)).collect();
+        rocks.write(batch).unwrap();
+        out
+    }
+
+    fn get(rocks: &Rocks, range: &KeyRange, key: &[u8]) -> Option<(u64, String)> {
+        let rows = read(rocks, range, &ShardRead::Get { key: key.to_vec() }).unwrap();
+        rows.into_iter().next().map(|r| (r.version, String::from_utf8(r.value).unwrap()))
+    }
+
+    fn stored(rocks: &Rocks, range: &KeyRange) -> usize {
+        rocks.data_range(&range.start, &range.end, false).count()
+    }
+
+    fn open() -> (tempfile::TempDir, Arc<Rocks>) {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = Rocks::open(dir.path()).unwrap();
+        (dir, rocks)
+    }
+
+    #[test]
+    fn table_writes_keep_versions_and_never_go_below_the_newest() {
+        let (_dir, rocks) = open();
+        let table = KeyRange::new(vec![1], vec![2]);
+        let (a, b) = ([1u8, b'a'].as_slice(), [1u8, b'b'].as_slice());
+        let out = apply_all(&rocks, &table, &[stamped(10, vec![put(a, "a1")])]);
+        assert_eq!(out[0].as_ref().unwrap().version, 10);
+        // A write stamped below the key's newest version is written just above it.
+        let out = apply_all(&rocks, &table, &[stamped(5, vec![put(a, "a2")])]);
+        assert_eq!(out[0].as_ref().unwrap().version, 11);
+        assert_eq!(get(&rocks, &table, a), Some((11, "a2".into())));
+        // Later entries of one apply call see the earlier ones (overlay), pushes included.
+        let del = WriteOp::Delete { key: a.to_vec() };
+        let insert = WriteOp::PutIfAbsent { key: a.to_vec(), value: b"a3".to_vec() };
+        let out = apply_all(&rocks, &table, &[stamped(20, vec![del]), stamped(20, vec![insert])]);
+        assert_eq!(out[0].as_ref().unwrap().changed, vec![true]);
+        assert_eq!(out[1].as_ref().unwrap().version, 21, "pushed above the deletion at 20");
+        assert_eq!(get(&rocks, &table, a), Some((21, "a3".into())));
+        // Deleting a key that holds no row leaves no version; a failed write leaves nothing.
+        let before = stored(&rocks, &table);
+        let out = apply_all(&rocks, &table, &[stamped(30, vec![WriteOp::Delete { key: b.to_vec() }])]);
+        assert_eq!(out[0].as_ref().unwrap().changed, vec![false]);
+        let dup = WriteOp::PutIfAbsent { key: a.to_vec(), value: b"x".to_vec() };
+        let out = apply_all(&rocks, &table, &[stamped(31, vec![put(b, "b1"), dup])]);
+        assert!(matches!(out[0], Err(Error::DuplicateKey { .. })));
+        assert_eq!(stored(&rocks, &table), before);
+        assert_eq!(before, 4, "a1, a2, the deletion and a3");
+        // Compare-and-put on the version reads the commit timestamp.
+        let cas = WriteOp::CompareAndPut { key: a.to_vec(), expect: Expect::Version(21), value: b"a4".to_vec() };
+        apply_all(&rocks, &table, &[stamped(40, vec![cas.clone()])])[0].as_ref().unwrap();
+        assert!(matches!(apply_all(&rocks, &table, &[stamped(41, vec![cas])])[0], Err(Error::ConditionFailed { .. })));
+
+        // A scan starting just after `a` (`a ‖ 0x00`, how pages resume) skips a's versions.
+        apply_all(&rocks, &table, &[stamped(50, vec![put(b, "b1")])]);
+        let scan = |start: Vec<u8>| {
+            let rows = read(&rocks, &table, &ShardRead::Scan { start, end: vec![], limit: None, reverse: false });
+            rows.unwrap().into_iter().map(|r| r.key).collect::<Vec<_>>()
+        };
+        assert_eq!(scan(vec![1]), vec![a.to_vec(), b.to_vec()]);
+        assert_eq!(scan([a, &[0]].concat()), vec![b.to_vec()]);
+
+        // Garbage collection drops what no read at or above the threshold sees.
+        let found = mvcc::garbage(&rocks, &table.start, &table.end, Ts(45), 100).unwrap();
+        assert_eq!(found.versions.len(), 4, "a's four versions below a4 at 40");
+        let gc = ShardCommand::Gc { threshold: Ts(45), versions: found.versions };
+        apply_all(&rocks, &table, &[gc])[0].as_ref().unwrap();
+        assert_eq!(stored(&rocks, &table), 2);
+        assert_eq!(get(&rocks, &table, a), Some((40, "a4".into())));
+    }
+
+    #[test]
+    fn commands_must_match_the_shard_layout() {
+        let (_dir, rocks) = open();
+        let (table, meta) = (KeyRange::new(vec![1], vec![2]), KeyRange::new(vec![0], vec![1]));
+        let plain = ShardCommand::Plain(ShardWrite::new(vec![put(&[1, 1], "x")]));
+        assert!(matches!(apply_all(&rocks, &table, &[plain])[0], Err(Error::InvalidInput(_))));
+        let out = apply_all(&rocks, &meta, &[stamped(5, vec![put(&[0, 1], "x")])]);
+        assert!(matches!(out[0], Err(Error::InvalidInput(_))));
+        // The meta shard versions by log index, one version per key.
+        let plain = ShardCommand::Plain(ShardWrite::new(vec![put(&[0, 1], "x"), put(&[0, 1], "y")]));
+        assert_eq!(apply_all(&rocks, &meta, &[plain])[0].as_ref().unwrap().version, 1);
+        assert_eq!(get(&rocks, &meta, &[0, 1]), Some((1, "y".into())));
+        assert_eq!(stored(&rocks, &meta), 1);
+    }
 }

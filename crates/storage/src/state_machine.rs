@@ -40,7 +40,8 @@ pub struct StateMachine {
     coverage: Arc<Coverage>,
 }
 
-/// The snapshot payload: every stored row of the range (key, stored value with version).
+/// The snapshot payload: every stored entry of the range (key and value as stored: every
+/// version of every row on a table shard).
 #[derive(Serialize, Deserialize)]
 struct SnapshotRows {
     rows: Vec<(Vec<u8>, Vec<u8>)>,
@@ -120,9 +121,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Ok(Default::default()),
-                EntryPayload::Normal(write) => {
+                EntryPayload::Normal(command) => {
                     let index = entry.log_id.index;
-                    match shard::apply_write(&self.rocks, &mut batch, &mut overlay, &self.range, &write, index) {
+                    match shard::apply(&self.rocks, &mut batch, &mut overlay, &self.range, &command, index) {
                         Err(e) if !e.is_deterministic() => {
                             fatal(&format!("apply of group {} index {index} failed: {e}", self.group))
                         }

@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use raftable_common::{Error, ShardWrite, WriteOutcome};
+use raftable_common::{Error, ShardCommand, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
 /// What a replica knows about a node: where to reach it. Stored in Raft memberships, so a group
@@ -16,14 +16,14 @@ pub struct NodeInfo {
     pub pg_addr: String,
 }
 
-/// The result of applying one [`ShardWrite`]: deterministic errors (duplicate key, failed
+/// The result of applying one [`ShardCommand`]: deterministic errors (duplicate key, failed
 /// condition) are results, identical on every replica.
 pub type WriteResult = Result<WriteOutcome, Error>;
 
 openraft::declare_raft_types!(
     /// Raft types of every raftable group: the meta group and all shards.
     pub TypeConfig:
-        D = ShardWrite,
+        D = ShardCommand,
         R = WriteResult,
         NodeId = u64,
         Node = NodeInfo,

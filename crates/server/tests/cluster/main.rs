@@ -4,6 +4,7 @@
 
 mod harness;
 mod limits;
+mod mvcc;
 mod replication;
 mod scale;
 mod sql;

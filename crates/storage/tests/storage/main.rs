@@ -33,7 +33,7 @@ async fn state_machine_survives_reopen() {
 
     use openraft::storage::RaftStateMachine;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
-    use raftable_common::{ShardWrite, WriteOp};
+    use raftable_common::{ShardCommand, ShardWrite, Ts, WriteOp};
     use raftable_storage::NodeInfo;
 
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +48,10 @@ async fn state_machine_survives_reopen() {
         let put = WriteOp::Put { key: vec![1, 5], value: b"x".to_vec() };
         let entries = vec![
             Entry::<TypeConfig> { log_id: log_id(1), payload: EntryPayload::Membership(membership) },
-            Entry::<TypeConfig> { log_id: log_id(2), payload: EntryPayload::Normal(ShardWrite::new(vec![put])) },
+            Entry::<TypeConfig> {
+                log_id: log_id(2),
+                payload: EntryPayload::Normal(ShardCommand::Stamped { ts: Ts(9), write: ShardWrite::new(vec![put]) }),
+            },
         ];
         sm.apply(entries).await.unwrap();
         rocks.close();

@@ -1,0 +1,234 @@
+//! Commit timestamps of table-shard writes, chosen by the shard's leader before it proposes
+//! (docs/transactions.md, "leader-assigned timestamps"), and the node's view of the timestamp
+//! oracle that they derive from.
+//!
+//! [`NodeClock`] fetches fresh oracle values for the whole node, one call in flight: callers
+//! that arrive while a call runs share the next one (its value was handed out after they
+//! arrived, which is what "fresh" promises). It remembers the newest value it received
+//! (`node_ts`), refreshed in the background every few milliseconds while writes use it.
+//!
+//! [`ShardClock`] is one group's leader-side state (in memory, dropped with leadership): the
+//! timestamp of its last write and the oracle value its current window derives from. A write's
+//! timestamp is `max(last write, node_ts) + 1`, kept inside the window `[value, value + STEP)`
+//! of an oracle value already handed out; when it would leave it, the leader takes a fresh
+//! value first. This is **I1**: every commit timestamp is an oracle value plus less than
+//! `STEP`, so any oracle value handed out after a write was stamped is larger than it (a
+//! snapshot taken later sees the write). A new term starts from a fresh value (`floor`),
+//! which is above every timestamp any earlier leader of the group chose.
+//!
+//! Proposals are sent to openraft under the shard clock's lock, so one leader's log holds its
+//! writes in timestamp order; apply pushes a write above a newer version of a key it writes
+//! anyway (deterministically), which only a bug here would make happen.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use raftable_common::{Error, Result, Ts};
+
+use crate::tso::STEP;
+
+/// Where fresh oracle values come from: the router (the meta group's leader), or a test fake.
+#[async_trait::async_trait]
+pub(crate) trait Oracle: Send + Sync {
+    /// One value handed out after this call began.
+    async fn fresh(&self) -> Result<Ts>;
+}
+
+/// How old `node_ts` may grow under traffic before a write triggers a background refresh.
+const REFRESH: Duration = Duration::from_millis(10);
+
+/// The node's link to the timestamp oracle.
+#[derive(Default)]
+pub struct NodeClock {
+    oracle: OnceLock<Weak<dyn Oracle>>,
+    /// The newest oracle value this node received (`node_ts`).
+    newest: AtomicU64,
+    /// Calls to the oracle started so far.
+    started: AtomicU64,
+    /// The last call: (its position in `started`, its value). Held while a call runs.
+    last: tokio::sync::Mutex<(u64, Ts)>,
+    refreshed: Mutex<Option<Instant>>,
+    refreshing: AtomicBool,
+}
+
+impl NodeClock {
+    /// Connects the clock to its oracle (once; the router, when it is built).
+    pub(crate) fn connect(&self, oracle: Weak<dyn Oracle>) {
+        let _ = self.oracle.set(oracle);
+    }
+
+    /// The newest oracle value this node received (`Ts::MIN` before the first).
+    pub fn newest(&self) -> Ts {
+        Ts(self.newest.load(Ordering::SeqCst))
+    }
+
+    /// An oracle value handed out after this call began. Calls arriving while one is in flight
+    /// wait for it to end and share the next one.
+    pub async fn fresh(&self) -> Result<Ts> {
+        let arrived = self.started.load(Ordering::SeqCst);
+        let mut last = self.last.lock().await;
+        if last.0 > arrived {
+            // A call that started after this one arrived has ended meanwhile.
+            return Ok(last.1);
+        }
+        let position = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let oracle = self.oracle.get().and_then(Weak::upgrade);
+        let oracle = oracle.ok_or_else(|| Error::Retry("the timestamp oracle is not reachable yet".into()))?;
+        let value = oracle.fresh().await?;
+        *last = (position, value);
+        self.newest.fetch_max(value.0, Ordering::SeqCst);
+        *self.refreshed.lock().expect("refreshed lock") = Some(Instant::now());
+        Ok(value)
+    }
+
+    /// Starts a background refresh of `node_ts` if it is older than [`REFRESH`] and none runs.
+    fn refresh_if_stale(self: &Arc<Self>) {
+        let stale = self.refreshed.lock().expect("refreshed lock").is_none_or(|at| at.elapsed() >= REFRESH);
+        if stale && !self.refreshing.swap(true, Ordering::SeqCst) {
+            let clock = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = clock.fresh().await {
+                    tracing::debug!(error = %e, "background timestamp refresh failed");
+                }
+                clock.refreshing.store(false, Ordering::SeqCst);
+            });
+        }
+    }
+}
+
+/// One group's leader-side timestamp state.
+pub(crate) struct ShardClock {
+    node: Arc<NodeClock>,
+    leading: tokio::sync::Mutex<Leading>,
+}
+
+/// What the leader chose in `term`; reset from a fresh oracle value in a new term.
+#[derive(Default)]
+pub(crate) struct Leading {
+    term: u64,
+    /// The oracle value the current window starts at.
+    window: Ts,
+    /// The largest timestamp chosen or applied in this term.
+    max_ts: Ts,
+}
+
+impl ShardClock {
+    pub(crate) fn new(node: Arc<NodeClock>) -> Self {
+        Self { node, leading: tokio::sync::Mutex::new(Leading::default()) }
+    }
+
+    /// Locks the leader state for stamping one write of `term` (the caller checked it leads in
+    /// it): the caller proposes while holding the guard, so proposals enter the log in
+    /// timestamp order.
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Leading> {
+        self.leading.lock().await
+    }
+
+    /// The commit timestamp of the next write proposed in `term`.
+    pub(crate) async fn stamp(&self, leading: &mut Leading, term: u64) -> Result<Ts> {
+        if leading.term != term {
+            // New leadership: start above everything an earlier leader chose.
+            let floor = self.node.fresh().await?;
+            *leading = Leading { term, window: floor, max_ts: floor };
+        }
+        self.node.refresh_if_stale();
+        let newest = self.node.newest();
+        if newest > leading.window {
+            leading.window = newest;
+        }
+        let mut ts = leading.max_ts.max(newest).next();
+        if ts.0 >= leading.window.0 + STEP {
+            let fresh = self.node.fresh().await?;
+            leading.window = fresh;
+            ts = ts.max(fresh.next());
+        }
+        debug_assert!(
+            ts.0 < leading.window.0 + STEP,
+            "I1: {ts} is not within {STEP} of oracle value {}",
+            leading.window
+        );
+        leading.max_ts = ts;
+        Ok(ts)
+    }
+
+    /// The largest timestamp chosen or applied in `term`, if this replica stamped writes in it.
+    pub(crate) async fn newest(&self, term: u64) -> Option<Ts> {
+        let leading = self.leading.lock().await;
+        (leading.term == term).then_some(leading.max_ts)
+    }
+
+    /// Records the timestamp a write was applied at (above the one chosen if apply pushed it).
+    pub(crate) async fn applied(&self, term: u64, ts: Ts) {
+        let mut leading = self.leading.lock().await;
+        if leading.term == term && ts > leading.max_ts {
+            leading.max_ts = ts;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An oracle handing out multiples of `STEP`, counting its calls.
+    #[derive(Default)]
+    struct Fake {
+        next: AtomicU64,
+        calls: AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl Oracle for Fake {
+        async fn fresh(&self) -> Result<Ts> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(Ts(self.next.fetch_add(STEP, Ordering::SeqCst) + STEP))
+        }
+    }
+
+    fn clock() -> (Arc<Fake>, Arc<NodeClock>) {
+        let fake = Arc::new(Fake::default());
+        let node = Arc::new(NodeClock::default());
+        let oracle: Arc<dyn Oracle> = fake.clone();
+        node.connect(Arc::downgrade(&oracle));
+        (fake, node)
+    }
+
+    /// Every timestamp is within STEP of an oracle value handed out before it was chosen, and
+    /// timestamps increase; a new term starts above the old one's.
+    #[tokio::test]
+    async fn stamps_stay_in_their_window_and_increase() {
+        let (fake, node) = clock();
+        let shard = ShardClock::new(node.clone());
+        let mut last = Ts::MIN;
+        for i in 0..1000 {
+            let term = if i < 600 { 1 } else { 2 };
+            let mut leading = shard.lock().await;
+            let ts = shard.stamp(&mut leading, term).await.unwrap();
+            assert!(ts > last, "{ts} after {last}");
+            let handed_out = fake.next.load(Ordering::SeqCst);
+            assert!(ts.0 < handed_out + STEP && ts.0 % STEP != 0, "I1 broken: {ts} with oracle at {handed_out}");
+            if i == 600 {
+                assert_eq!(ts.0 % STEP, 1, "a new term starts from a fresh value: {ts}");
+            }
+            last = ts;
+        }
+        // About one oracle call per STEP - 1 writes, plus background refreshes.
+        assert!(fake.calls.load(Ordering::SeqCst) >= 1000 / STEP);
+    }
+
+    /// Callers arriving while a call is in flight share the next one: the first caller's call
+    /// is in flight when the other 49 arrive (all are polled once before it ends), so they all
+    /// wait for the second call.
+    #[tokio::test]
+    async fn concurrent_fresh_calls_share_oracle_calls() {
+        let (fake, node) = clock();
+        let values = futures::future::join_all((0..50).map(|_| node.fresh())).await;
+        let values: Vec<Ts> = values.into_iter().map(Result::unwrap).collect();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(values[0], Ts(STEP));
+        assert!(values[1..].iter().all(|v| *v == Ts(2 * STEP)), "{values:?}");
+        assert_eq!(node.newest(), Ts(2 * STEP));
+    }
+}
