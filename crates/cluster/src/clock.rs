@@ -19,12 +19,19 @@
 //! Proposals are sent to openraft under the shard clock's lock, so one leader's log holds its
 //! writes in timestamp order; apply pushes a write above a newer version of a key it writes
 //! anyway (deterministically), which only a bug here would make happen.
+//!
+//! Reads at a timestamp `r` ([`ShardClock::before_read`]) keep snapshots repeatable: a write
+//! stamped but not yet applied holds a latch on its keys, and a read at `r` waits for the
+//! latches at or below `r` on the keys it reads (else it would miss the write now and see it
+//! later); and the highest `r` read (`read_max`, the shard-wide timestamp cache) bounds every
+//! later stamp from below, so no write lands at or below a timestamp already read.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use raftable_common::{Error, Result, Ts};
+use raftable_common::{Error, Result, ShardRead, Ts};
 
 use crate::tso::STEP;
 
@@ -101,6 +108,31 @@ impl NodeClock {
 pub(crate) struct ShardClock {
     node: Arc<NodeClock>,
     leading: tokio::sync::Mutex<Leading>,
+    latches: Mutex<Latches>,
+    /// Signalled whenever a write latch is released.
+    released: tokio::sync::Notify,
+}
+
+/// Writes stamped and not yet applied, and the highest timestamp read.
+#[derive(Default)]
+struct Latches {
+    read_max: Ts,
+    next: u64,
+    writes: HashMap<u64, (Ts, Vec<Vec<u8>>)>,
+}
+
+/// A stamped write's latch on its keys, released when dropped (after the write applied or
+/// failed).
+pub(crate) struct WriteLatch<'a> {
+    clock: &'a ShardClock,
+    id: u64,
+}
+
+impl Drop for WriteLatch<'_> {
+    fn drop(&mut self) {
+        self.clock.latches.lock().expect("latches lock").writes.remove(&self.id);
+        self.clock.released.notify_waiters();
+    }
 }
 
 /// What the leader chose in `term`; reset from a fresh oracle value in a new term.
@@ -115,7 +147,12 @@ pub(crate) struct Leading {
 
 impl ShardClock {
     pub(crate) fn new(node: Arc<NodeClock>) -> Self {
-        Self { node, leading: tokio::sync::Mutex::new(Leading::default()) }
+        Self {
+            node,
+            leading: tokio::sync::Mutex::new(Leading::default()),
+            latches: Mutex::default(),
+            released: tokio::sync::Notify::new(),
+        }
     }
 
     /// Locks the leader state for stamping one write of `term` (the caller checked it leads in
@@ -125,31 +162,63 @@ impl ShardClock {
         self.leading.lock().await
     }
 
-    /// The commit timestamp of the next write proposed in `term`.
-    pub(crate) async fn stamp(&self, leading: &mut Leading, term: u64) -> Result<Ts> {
+    /// The commit timestamp of the next write proposed in `term`, which writes `keys`, and
+    /// its latch on them (hold it until the write applied or failed).
+    pub(crate) async fn stamp(
+        &self,
+        leading: &mut Leading,
+        term: u64,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(Ts, WriteLatch<'_>)> {
         if leading.term != term {
             // New leadership: start above everything an earlier leader chose.
             let floor = self.node.fresh().await?;
             *leading = Leading { term, window: floor, max_ts: floor };
         }
         self.node.refresh_if_stale();
-        let newest = self.node.newest();
-        if newest > leading.window {
-            leading.window = newest;
+        loop {
+            let newest = self.node.newest();
+            if newest > leading.window {
+                leading.window = newest;
+            }
+            {
+                let mut latches = self.latches.lock().expect("latches lock");
+                let read_max = latches.read_max;
+                // A read timestamp from the oracle (a multiple of STEP) was handed out: it may
+                // start the window.
+                if read_max > leading.window && read_max.0.is_multiple_of(STEP) {
+                    leading.window = read_max;
+                }
+                let ts = leading.max_ts.max(newest).max(read_max).next();
+                if ts.0 < leading.window.0 + STEP {
+                    leading.max_ts = ts;
+                    let id = latches.next;
+                    latches.next += 1;
+                    latches.writes.insert(id, (ts, keys));
+                    return Ok((ts, WriteLatch { clock: self, id }));
+                }
+            }
+            // The next timestamp would leave the window: take a fresh oracle value (above
+            // every timestamp read or chosen so far) and start a new one.
+            leading.window = self.node.fresh().await?;
         }
-        let mut ts = leading.max_ts.max(newest).next();
-        if ts.0 >= leading.window.0 + STEP {
-            let fresh = self.node.fresh().await?;
-            leading.window = fresh;
-            ts = ts.max(fresh.next());
+    }
+
+    /// Prepares a read at `ts`: later stamps go above `ts`, and the writes stamped at or below
+    /// `ts` that touch what `read` reads are waited for until applied (or failed).
+    pub(crate) async fn before_read(&self, read: &ShardRead, ts: Ts) {
+        loop {
+            let released = self.released.notified();
+            {
+                let mut latches = self.latches.lock().expect("latches lock");
+                latches.read_max = latches.read_max.max(ts);
+                let blocked = latches.writes.values().any(|(w, keys)| *w <= ts && keys.iter().any(|k| reads(read, k)));
+                if !blocked {
+                    return;
+                }
+            }
+            released.await;
         }
-        debug_assert!(
-            ts.0 < leading.window.0 + STEP,
-            "I1: {ts} is not within {STEP} of oracle value {}",
-            leading.window
-        );
-        leading.max_ts = ts;
-        Ok(ts)
     }
 
     /// The largest timestamp chosen or applied in `term`, if this replica stamped writes in it.
@@ -164,6 +233,15 @@ impl ShardClock {
         if leading.term == term && ts > leading.max_ts {
             leading.max_ts = ts;
         }
+    }
+}
+
+/// Whether `read` reads `key`.
+fn reads(read: &ShardRead, key: &[u8]) -> bool {
+    match read {
+        ShardRead::Get { key: k } => k == key,
+        ShardRead::MultiGet { keys } => keys.iter().any(|k| k == key),
+        ShardRead::Scan { start, end, .. } => key >= start.as_slice() && (end.is_empty() || key < end.as_slice()),
     }
 }
 
@@ -205,10 +283,13 @@ mod tests {
         for i in 0..1000 {
             let term = if i < 600 { 1 } else { 2 };
             let mut leading = shard.lock().await;
-            let ts = shard.stamp(&mut leading, term).await.unwrap();
+            let (ts, _latch) = shard.stamp(&mut leading, term, vec![vec![1]]).await.unwrap();
             assert!(ts > last, "{ts} after {last}");
             let handed_out = fake.next.load(Ordering::SeqCst);
-            assert!(ts.0 < handed_out + STEP && ts.0 % STEP != 0, "I1 broken: {ts} with oracle at {handed_out}");
+            assert!(
+                ts.0 < handed_out + STEP && !ts.0.is_multiple_of(STEP),
+                "I1 broken: {ts} with oracle at {handed_out}"
+            );
             if i == 600 {
                 assert_eq!(ts.0 % STEP, 1, "a new term starts from a fresh value: {ts}");
             }
@@ -216,6 +297,37 @@ mod tests {
         }
         // About one oracle call per STEP - 1 writes, plus background refreshes.
         assert!(fake.calls.load(Ordering::SeqCst) >= 1000 / STEP);
+    }
+
+    /// A read at `r` waits for a write stamped at or below `r` on a key it reads, until the
+    /// write's latch is released; reads of other keys, and reads below the write, do not wait;
+    /// and a write stamped after the read goes above `r`.
+    #[tokio::test]
+    async fn reads_wait_for_latched_writes_below_them_and_push_later_ones_above() {
+        let (_fake, node) = clock();
+        let shard = ShardClock::new(node.clone());
+        let get = |k: u8| ShardRead::Get { key: vec![k] };
+        let (ts, latch) = {
+            let mut leading = shard.lock().await;
+            shard.stamp(&mut leading, 1, vec![vec![1], vec![2]]).await.unwrap()
+        };
+        let at = Ts(ts.0 + 5);
+        // Other keys, or below the write: no wait.
+        shard.before_read(&get(3), at).await;
+        shard.before_read(&get(1), Ts(ts.0 - 1)).await;
+        let scan = ShardRead::Scan { start: vec![3], end: vec![], limit: None, reverse: false };
+        shard.before_read(&scan, at).await;
+        // Key 2 at or above the write waits for the latch.
+        let two = get(2);
+        let read = shard.before_read(&two, at);
+        tokio::pin!(read);
+        assert!(futures::poll!(read.as_mut()).is_pending(), "the read must wait for the write");
+        drop(latch);
+        read.await;
+        // A write stamped now goes above every timestamp read.
+        let mut leading = shard.lock().await;
+        let (later, _latch) = shard.stamp(&mut leading, 1, vec![vec![9]]).await.unwrap();
+        assert!(later > at, "{later} after a read at {at}");
     }
 
     /// Callers arriving while a call is in flight share the next one: the first caller's call

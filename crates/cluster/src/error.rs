@@ -39,7 +39,7 @@ pub(crate) fn to_status(e: Error) -> Status {
         Error::Io(_) | Error::Internal(_) => Code::Internal,
         Error::Unsupported(_) => Code::Unimplemented,
         Error::DuplicateKey { .. } | Error::UniqueViolation { .. } | Error::DuplicateTable(_) => Code::AlreadyExists,
-        Error::ConditionFailed { .. } => Code::Aborted,
+        Error::ConditionFailed { .. } | Error::SnapshotTooOld(_) => Code::Aborted,
         _ => Code::InvalidArgument,
     };
     let mut details = bincode::serialize(&e).expect("errors always serialize");
@@ -176,6 +176,7 @@ mod tests {
             Error::UniqueViolation { constraint: "t_pkey".into() },
             Error::DuplicateKey { key: vec![0, 1, 0xff] },
             Error::ConditionFailed { key: vec![2] },
+            Error::SnapshotTooOld(s()),
             Error::NotLeader { leader: Some((3, "127.0.0.1:5533".into())) },
             Error::NotLeader { leader: None },
             Error::Retry(s()),
@@ -220,13 +221,14 @@ mod tests {
             Error::Internal(_) => 27,
             Error::StackDepthExceeded(_) => 28,
             Error::ProgramLimitExceeded(_) => 29,
+            Error::SnapshotTooOld(_) => 30,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=29).collect());
+        assert_eq!(listed, (0..=30).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

@@ -70,9 +70,10 @@ impl Group {
             return self.propose(ShardCommand::Plain(write)).await;
         };
         let term = self.raft.metrics().borrow().current_term;
-        let (ts, reply) = {
+        let keys = write.ops.iter().map(|op| op.key().to_vec()).collect();
+        let (ts, _latch, reply) = {
             let mut leading = clock.lock().await;
-            let ts = clock.stamp(&mut leading, term).await?;
+            let (ts, latch) = clock.stamp(&mut leading, term, keys).await?;
             // The oracle may have taken a while: propose only in the term stamped for.
             if let Some(refusal) = self.not_leading() {
                 return Err(refusal);
@@ -82,8 +83,10 @@ impl Group {
             }
             let command = ShardCommand::Stamped { ts, write };
             let reply = self.raft.client_write_ff(command).await;
-            (ts, reply.map_err(|f| proposed_write_error(self.shard, RaftError::Fatal(f)))?)
+            (ts, latch, reply.map_err(|f| proposed_write_error(self.shard, RaftError::Fatal(f)))?)
         };
+        // The latch is held until the write applied (or failed): reads at or above `ts` of its
+        // keys wait for it.
         let outcome = match reply.await {
             Ok(result) => result.map_err(|e| proposed_write_error(self.shard, RaftError::APIError(e)))?.data?,
             Err(_) => {
@@ -147,6 +150,21 @@ impl Group {
             self.reads.wait(&self.raft).await?;
         }
         raftable_storage::read(&self.rocks, &self.range, &read)
+    }
+
+    /// A read of a table shard at snapshot `ts`, linearizable like [`Group::read`]: after
+    /// leadership is confirmed, writes stamped at or below `ts` on what it reads are waited for
+    /// and later ones are stamped above `ts` (`ShardClock::before_read`).
+    pub async fn read_at(&self, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        let Some(clock) = &self.clock else {
+            return Err(Error::InvalidInput(format!("shard {} is not read at a timestamp", self.shard)));
+        };
+        let metrics = self.raft.metrics();
+        if !self.lease.valid(|| metrics.borrow()) {
+            self.reads.wait(&self.raft).await?;
+        }
+        clock.before_read(&read, ts).await;
+        raftable_storage::read_at(&self.rocks, self.shard, &self.range, &read, ts)
     }
 
     /// Read-index rounds this replica has run (each serves every read that waited for it).

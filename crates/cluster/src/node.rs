@@ -23,6 +23,8 @@ use crate::tso::Oracle;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
     Read(ShardRead),
+    /// A read of a table shard at a snapshot timestamp.
+    ReadAt(ShardRead, Ts),
     Write(ShardWrite),
     /// `count` timestamps from the timestamp oracle (`crate::tso`); meta group only.
     Timestamps {
@@ -207,6 +209,7 @@ impl Node {
         let group = self.group(shard).ok_or(Error::NotLeader { leader: None })?;
         match op {
             Op::Read(read) => group.read(read).await.map(OpResult::Rows),
+            Op::ReadAt(read, ts) => group.read_at(read, ts).await.map(OpResult::Rows),
             Op::Write(write) => group.write(write).await.map(OpResult::Written),
             Op::Timestamps { count } if shard == META_SHARD => {
                 self.tso.allocate(&group, count).await.map(OpResult::Timestamps)

@@ -118,7 +118,7 @@ impl Router {
                 }
                 true
             }
-            Op::Read(_) | Op::Timestamps { .. } => false,
+            Op::Read(_) | Op::ReadAt(..) | Op::Timestamps { .. } => false,
         };
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0usize;
@@ -229,6 +229,14 @@ impl Oracle for Router {
 impl ShardClient for Router {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         self.call(shard, Op::Read(read)).await?.into_rows()
+    }
+
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        self.call(shard, Op::ReadAt(read, ts)).await?.into_rows()
+    }
+
+    async fn snapshot(&self) -> Result<Ts> {
+        self.node.clock.fresh().await
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {

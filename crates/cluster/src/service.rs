@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftable_common::{
-    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome, META_SHARD,
+    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_SHARD,
 };
 use raftable_proto::meta_client::MetaClient;
 use raftable_proto::meta_server::{Meta, MetaServer};
@@ -359,6 +359,14 @@ impl Client {
 impl ShardClient for Client {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         self.call_via(0, shard, Op::Read(read)).await?.into_rows()
+    }
+
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        self.call_via(0, shard, Op::ReadAt(read, ts)).await?.into_rows()
+    }
+
+    async fn snapshot(&self) -> Result<Ts> {
+        self.call_via(0, META_SHARD, Op::Timestamps { count: 1 }).await?.into_timestamps()
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {

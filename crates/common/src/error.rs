@@ -93,6 +93,10 @@ pub enum Error {
     /// was rejected. Re-read and retry (optimistic concurrency).
     #[error("condition failed on key {}", show_key(.key))]
     ConditionFailed { key: Vec<u8> },
+    /// A read at a snapshot older than the shard's garbage-collection threshold: versions it
+    /// would see may be gone. Nothing applied; restart the statement at a new snapshot.
+    #[error("snapshot too old: {0}")]
+    SnapshotTooOld(String),
     /// This replica is not the shard's leader. `leader` is the current leader if known, with its
     /// rpc address. The request certainly did not apply: retry there.
     #[error("not leader (leader: {leader:?})")]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use raftable_cluster::{meta, now_ms, Router};
 use raftable_common::{
-    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome,
+    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome,
 };
 use raftable_sql::{NodeStatus, ShardStatus};
 
@@ -28,6 +28,14 @@ impl SqlCluster {
 impl ShardClient for SqlCluster {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         self.router.read(shard, read).await
+    }
+
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        self.router.read_at(shard, read, ts).await
+    }
+
+    async fn snapshot(&self) -> Result<Ts> {
+        self.router.snapshot().await
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use raftable_common::{
-    KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, WriteOutcome, META_RANGE_END,
+    KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_RANGE_END,
     META_SHARD,
 };
 use raftable_storage::{LocalShards, Rocks};
@@ -44,6 +44,14 @@ impl LocalCluster {
 impl ShardClient for LocalCluster {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         self.shards.read(shard, read).await
+    }
+
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        self.shards.read_at(shard, read, ts).await
+    }
+
+    async fn snapshot(&self) -> Result<Ts> {
+        self.shards.snapshot().await
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {

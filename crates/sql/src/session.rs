@@ -329,6 +329,33 @@ mod tests {
         r.iter().map(|row| row.iter().map(|s| s.to_string()).collect()).collect()
     }
 
+    /// A query reads every page of every shard at one snapshot: rows changed after its first
+    /// page was read are still seen as they were.
+    #[tokio::test]
+    async fn a_query_reads_every_page_at_one_snapshot() {
+        let mut db = Db::new();
+        db.ok("CREATE TABLE s (k BIGINT PRIMARY KEY, v INT) WITH (shards = 1)").await;
+        db.ok("INSERT INTO s SELECT value, 0 FROM generate_series(1, 3000)").await;
+        let mut writer = db.session.engine.session();
+        let prepared = db.prepare("SELECT k, v FROM s").await.unwrap();
+        let Output::Rows { mut stream, .. } = db.session.execute(&prepared, Vec::new()).await.unwrap() else {
+            panic!("rows expected")
+        };
+        let first = stream.try_next().await.unwrap().expect("a first page");
+        assert!(first.num_rows() < 3000, "the scan reads page by page");
+        let update = writer.parse("UPDATE s SET v = 1").unwrap().remove(0);
+        let update = writer.prepare(&update, &[]).await.unwrap();
+        writer.execute(&update, Vec::new()).await.unwrap();
+        let mut seen = first.num_rows();
+        while let Some(batch) = stream.try_next().await.unwrap() {
+            let v = batch.column(1).as_any().downcast_ref::<datafusion::arrow::array::Int32Array>().unwrap();
+            assert!(v.iter().all(|v| v == Some(0)), "a later page saw the update");
+            seen += batch.num_rows();
+        }
+        assert_eq!(seen, 3000);
+        assert_eq!(db.ok("SELECT count(*) FROM s WHERE v = 1").await, rows(&[&["3000"]]));
+    }
+
     #[tokio::test]
     async fn parameter_types_come_from_the_plan_the_shape_and_the_client() {
         let mut db = Db::new();

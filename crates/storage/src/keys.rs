@@ -17,6 +17,8 @@ pub const APPLIED: u8 = b'a';
 pub const MEMBERSHIP: u8 = b'm';
 pub const SNAPSHOT: u8 = b's';
 pub const RANGE: u8 = b'r';
+/// Table shards: the garbage-collection threshold (a `Ts`, bincode).
+pub const GC_THRESHOLD: u8 = b'g';
 
 /// Node-level tag of the on-disk format stamp, and this build's format.
 pub const FORMAT: u8 = b'F';

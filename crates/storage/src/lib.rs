@@ -21,6 +21,6 @@ mod types;
 pub use local::LocalShards;
 pub use log_store::LogStore;
 pub use rocks::{Rocks, SyncFault, SyncStats};
-pub use shard::{digest, read, Digest};
+pub use shard::{digest, read, read_at, Digest};
 pub use state_machine::StateMachine;
 pub use types::{Entry, NodeInfo, TypeConfig, WriteResult};

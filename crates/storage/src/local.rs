@@ -45,6 +45,17 @@ impl ShardClient for LocalShards {
         shard::read(&self.rocks, &self.range(shard)?, &read)
     }
 
+    /// Writes are serialized and applied before they return, so nothing stamped at or below
+    /// `ts` is still in flight once it is handed out.
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        shard::read_at(&self.rocks, shard, &self.range(shard)?, &read, ts)
+    }
+
+    /// The last commit timestamp; later writes are stamped above it.
+    async fn snapshot(&self) -> Result<Ts> {
+        Ok(self.last.lock().await.1)
+    }
+
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         let range = self.range(shard)?;
         let mut last = self.last.lock().await;

@@ -89,6 +89,9 @@ pub(crate) struct Coverage {
     /// Serializes writes of the group's current snapshot (a slow build must not overwrite a
     /// newer installed snapshot).
     pub(crate) snapshot: tokio::sync::Mutex<()>,
+    /// The group's garbage-collection threshold (a `Ts`): reads below it are refused. Raised
+    /// before the versions it drops are deleted.
+    pub(crate) gc_threshold: AtomicU64,
 }
 
 impl Coverage {
@@ -170,6 +173,7 @@ impl Rocks {
                     written: tokio::sync::watch::channel(0).0,
                     installing: Default::default(),
                     snapshot: tokio::sync::Mutex::new(()),
+                    gc_threshold: AtomicU64::new(0),
                 })
             })
             .clone()

@@ -44,7 +44,7 @@ fn live_row(version: mvcc::Version) -> Option<Row> {
 /// caller's business (read index on the leader before calling).
 pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row>> {
     if range.is_versioned() {
-        return read_newest(rocks, range, read);
+        return read_versions(rocks, range, read, Ts::MAX);
     }
     let cf = rocks.cf(CF_DATA);
     match read {
@@ -73,25 +73,41 @@ pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row
     }
 }
 
-/// A read of a table shard, at the newest version of every row.
-fn read_newest(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row>> {
+/// Serves a read of table shard `group` at snapshot `ts`: every row as the newest version at or
+/// below `ts` left it. Refused below the shard's garbage-collection threshold, whose versions
+/// may be gone. The caller makes sure no write at or below `ts` is still to be applied.
+pub fn read_at(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, ts: Ts) -> Result<Vec<Row>> {
+    if !range.is_versioned() {
+        return Err(Error::InvalidInput("only table shards are read at a timestamp".into()));
+    }
+    let threshold = Ts(rocks.coverage(group).gc_threshold.load(std::sync::atomic::Ordering::SeqCst));
+    if ts < threshold {
+        return Err(Error::SnapshotTooOld(format!(
+            "a read at {ts} is below the garbage-collection threshold {threshold} of shard {group}"
+        )));
+    }
+    read_versions(rocks, range, read, ts)
+}
+
+/// A read of a table shard at `ts` (`Ts::MAX`: the newest version of every row).
+fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> Result<Vec<Row>> {
     match read {
         ShardRead::Get { key } => {
             check_key(range, key)?;
-            Ok(mvcc::get_at(rocks, key, Ts::MAX)?.and_then(live_row).into_iter().collect())
+            Ok(mvcc::get_at(rocks, key, ts)?.and_then(live_row).into_iter().collect())
         }
         ShardRead::MultiGet { keys } => {
             let mut rows = Vec::with_capacity(keys.len());
             for key in keys {
                 check_key(range, key)?;
-                rows.extend(mvcc::get_at(rocks, key, Ts::MAX)?.and_then(live_row));
+                rows.extend(mvcc::get_at(rocks, key, ts)?.and_then(live_row));
             }
             Ok(rows)
         }
         ShardRead::Scan { start, end, limit, reverse } => {
             let (lo, hi) = clamp(range, start, end);
             let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-            let versions = mvcc::scan_at(rocks, lo, &hi, Ts::MAX, limit, *reverse)?;
+            let versions = mvcc::scan_at(rocks, lo, &hi, ts, limit, *reverse)?;
             Ok(versions.into_iter().filter_map(live_row).collect())
         }
     }

@@ -11,13 +11,14 @@
 #![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use raftable_common::{KeyRange, Result};
+use raftable_common::{KeyRange, Result, ShardCommand, Ts};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +42,11 @@ pub struct StateMachine {
 }
 
 /// The snapshot payload: every stored entry of the range (key and value as stored: every
-/// version of every row on a table shard).
+/// version of every row on a table shard), and the garbage-collection threshold.
 #[derive(Serialize, Deserialize)]
 struct SnapshotRows {
     rows: Vec<(Vec<u8>, Vec<u8>)>,
+    gc_threshold: Ts,
 }
 
 impl StateMachine {
@@ -61,8 +63,11 @@ impl StateMachine {
         let mut batch = WriteBatch::default();
         batch.put_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::RANGE), bincode::serialize(&range)?);
         rocks.write_durable(batch).await?;
+        let threshold: Option<Ts> =
+            get(keys::GC_THRESHOLD).map_err(io)?.map(|raw| bincode::deserialize(&raw)).transpose()?;
         let coverage = rocks.coverage(group);
         coverage.raise(applied.map(|l| l.index).unwrap_or(0));
+        coverage.gc_threshold.store(threshold.unwrap_or(Ts::MIN).0, SeqCst);
         Ok(Self { rocks, group, range, applied, membership: membership.unwrap_or_default(), coverage })
     }
 
@@ -123,11 +128,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Ok(Default::default()),
                 EntryPayload::Normal(command) => {
                     let index = entry.log_id.index;
-                    match shard::apply(&self.rocks, &mut batch, &mut overlay, &self.range, &command, index) {
-                        Err(e) if !e.is_deterministic() => {
+                    let result = shard::apply(&self.rocks, &mut batch, &mut overlay, &self.range, &command, index);
+                    match (&command, result) {
+                        (_, Err(e)) if !e.is_deterministic() => {
                             fatal(&format!("apply of group {} index {index} failed: {e}", self.group))
                         }
-                        result => result,
+                        (ShardCommand::Gc { threshold, .. }, Ok(outcome)) => {
+                            // Reads below the threshold are refused before its versions go.
+                            let before = self.coverage.gc_threshold.fetch_max(threshold.0, SeqCst);
+                            self.state_put(&mut batch, keys::GC_THRESHOLD, &Ts(before.max(threshold.0)))?;
+                            Ok(outcome)
+                        }
+                        (_, result) => result,
                     }
                 }
                 EntryPayload::Membership(m) => {
@@ -160,11 +172,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied: self.applied,
             membership: self.membership.clone(),
             rows,
+            gc_threshold: Ts(self.coverage.gc_threshold.load(SeqCst)),
         }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
-        self.coverage.installing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.coverage.installing.store(true, SeqCst);
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -179,6 +192,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for (k, v) in &payload.rows {
             batch.put_cf(cf, k, v);
         }
+        self.state_put(&mut batch, keys::GC_THRESHOLD, &payload.gc_threshold)?;
+        self.coverage.gc_threshold.fetch_max(payload.gc_threshold.0, SeqCst);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.state_put(&mut batch, keys::APPLIED, &self.applied)?;
@@ -187,7 +202,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _snapshot = self.coverage.snapshot.lock().await;
         self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
         self.coverage.raise(self.applied.map(|l| l.index).unwrap_or(0));
-        self.coverage.installing.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.coverage.installing.store(false, SeqCst);
         Ok(())
     }
 
@@ -211,12 +226,14 @@ pub struct SnapshotBuilder {
     applied: Option<LogId<u64>>,
     membership: Membership,
     rows: Vec<(Vec<u8>, Vec<u8>)>,
+    gc_threshold: Ts,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let rows = std::mem::take(&mut self.rows);
-        let data = bincode::serialize(&SnapshotRows { rows }).map_err(|e| sm_write_err(&e))?;
+        let payload = SnapshotRows { rows, gc_threshold: self.gc_threshold };
+        let data = bincode::serialize(&payload).map_err(|e| sm_write_err(&e))?;
         let index = self.applied.map(|l| l.index).unwrap_or(0);
         let term = self.applied.map(|l| l.leader_id.term).unwrap_or(0);
         let meta = Meta {

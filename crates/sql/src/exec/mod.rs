@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
@@ -36,6 +36,7 @@ use crate::plan::query::QueryPlan;
 use crate::plan::returning::Returning;
 use crate::plan::Conflict;
 use crate::plan::{Plan, Prepared};
+use crate::scan::Snapshot;
 use crate::table::TableDef;
 use write::{evaluate, OnConflict, RowIds, Shards};
 
@@ -95,25 +96,30 @@ impl Executor<'_> {
         }
     }
 
+    /// Runs a query with every shard read at one snapshot (`scan::Snapshot`, in the task
+    /// context its scans execute with).
     async fn query(&self, query: &QueryPlan, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         let QueryPlan { plan, optimized, columns, command } = query;
-        let (schema, stream) = match optimized {
+        let state = self.ctx.state();
+        let (schema, physical) = match optimized {
             Some((optimized, types)) => {
                 let plan = bind_as(optimized, &params, types)?;
-                let state = self.ctx.state();
                 let physical = planning(state.query_planner().create_physical_plan(&plan, &state))
                     .await
                     .map_err(from_datafusion)?;
-                let schema = prepared.schema.clone().unwrap_or_else(|| physical.schema());
-                (schema, execute_stream(physical, self.ctx.task_ctx()).map_err(from_datafusion)?)
+                (prepared.schema.clone().unwrap_or_else(|| physical.schema()), physical)
             }
             None => {
                 let plan = bind(plan, &params)?;
                 let df = planning(self.ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
                 let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
-                (schema, planning(df.execute_stream()).await.map_err(from_datafusion)?)
+                (schema, planning(df.create_physical_plan()).await.map_err(from_datafusion)?)
             }
         };
+        let snapshot = Arc::new(Snapshot::new(self.cluster.clone()));
+        let config = state.config().clone().with_extension(snapshot);
+        let task = Arc::new(TaskContext::from(&state).with_session_config(config));
+        let stream = execute_stream(physical, task).map_err(from_datafusion)?;
         Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
     }
 

@@ -1,6 +1,7 @@
 //! [`ShardScanExec`]: the execution plan of a [`ShardedTable`](super::ShardedTable) scan. One
 //! partition per shard read, each streaming record batches page by page from the shard's
-//! leader (`Cluster::read`), never the whole table at once.
+//! leader, never the whole table at once: at the query's [`Snapshot`] (`Cluster::read_at`) when
+//! the task context carries one, else the newest rows (`Cluster::read`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,9 +15,10 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
-use raftable_common::{Result, ShardId, ShardRead};
+use raftable_common::{Result, Row, ShardId, ShardRead};
 
 use super::keys::KeyScan;
+use super::Snapshot;
 use crate::cluster::{Cluster, ClusterRef};
 use crate::encoding::{bucket_of, bucket_prefix, bucket_range, RowDecoder};
 use crate::error::to_datafusion;
@@ -145,10 +147,11 @@ impl ExecutionPlan for ShardScanExec {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
         let state = PartState {
             cluster: self.cluster.0.clone(),
+            snapshot: context.session_config().get_extension::<Snapshot>(),
             part: self.parts.get(partition).cloned(),
             remaining: self.limit.map(|l| l as u64).unwrap_or(u64::MAX),
             decoder,
@@ -167,10 +170,24 @@ impl ExecutionPlan for ShardScanExec {
 /// The progress of one partition's stream.
 struct PartState {
     cluster: Arc<dyn Cluster>,
+    snapshot: Option<Arc<Snapshot>>,
     part: Option<Part>,
     remaining: u64,
     decoder: RowDecoder,
     done: bool,
+}
+
+/// One read of a scan: at the query's snapshot if it has one.
+async fn read_page(
+    cluster: &dyn Cluster,
+    snapshot: Option<&Snapshot>,
+    shard: ShardId,
+    read: ShardRead,
+) -> Result<Vec<Row>> {
+    match snapshot {
+        Some(snapshot) => cluster.read_at(shard, read, snapshot.ts().await?).await,
+        None => cluster.read(shard, read).await,
+    }
 }
 
 impl PartState {
@@ -187,13 +204,13 @@ impl PartState {
                 } else {
                     ShardRead::MultiGet { keys: std::mem::take(keys) }
                 };
-                self.cluster.read(*shard, read).await?
+                read_page(self.cluster.as_ref(), self.snapshot.as_deref(), *shard, read).await?
             }
             Part::Scan { shard, start, end } => {
                 let limit = PAGE.min(self.remaining);
                 let read =
                     ShardRead::Scan { start: start.clone(), end: end.clone(), limit: Some(limit), reverse: false };
-                let rows = self.cluster.read(*shard, read).await?;
+                let rows = read_page(self.cluster.as_ref(), self.snapshot.as_deref(), *shard, read).await?;
                 match rows.last() {
                     Some(last) if rows.len() as u64 == limit => {
                         // Resume right after the last key read.

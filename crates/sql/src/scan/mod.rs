@@ -5,12 +5,15 @@
 //! - [`keys`]: `keys::key_scan`, those predicates turned into what to read (point keys or a key
 //!   range per bucket).
 //! - [`exec`]: `ShardScanExec`, the execution plan reading one shard per partition, page by
-//!   page, decoded by `encoding::RowDecoder`.
+//!   page, decoded by `encoding::RowDecoder`, all at the query's [`Snapshot`] when it has one.
+//! - [`snapshot`]: `Snapshot`, a query's one read timestamp.
 //!
 //! Projection and LIMIT are pushed down too. `EXPLAIN` shows the shards and key ranges read.
 
 mod exec;
 mod keys;
+mod snapshot;
 mod table;
 
+pub use snapshot::Snapshot;
 pub use table::ShardedTable;
