@@ -51,6 +51,8 @@ pub struct NodeClock {
     oracle: OnceLock<Weak<dyn Oracle>>,
     /// The newest oracle value this node received (`node_ts`).
     newest: AtomicU64,
+    /// The newest commit timestamp of a table write acknowledged through this node.
+    observed: AtomicU64,
     /// Calls to the oracle started so far.
     started: AtomicU64,
     /// The last call: (its position in `started`, its value). Held while a call runs.
@@ -68,6 +70,17 @@ impl NodeClock {
     /// The newest oracle value this node received (`Ts::MIN` before the first).
     pub fn newest(&self) -> Ts {
         Ts(self.newest.load(Ordering::SeqCst))
+    }
+
+    /// The newest commit timestamp of a table write acknowledged through this node: the
+    /// causality token its next writes carry.
+    pub fn observed(&self) -> Ts {
+        Ts(self.observed.load(Ordering::SeqCst))
+    }
+
+    /// Records a table write's commit timestamp, acknowledged through this node.
+    pub(crate) fn observe(&self, ts: Ts) {
+        self.observed.fetch_max(ts.0, Ordering::SeqCst);
     }
 
     /// An oracle value handed out after this call began. Calls arriving while one is in flight
@@ -162,13 +175,15 @@ impl ShardClock {
         self.leading.lock().await
     }
 
-    /// The commit timestamp of the next write proposed in `term`, which writes `keys`, and
-    /// its latch on them (hold it until the write applied or failed).
+    /// The commit timestamp of the next write proposed in `term`, which writes `keys` and must
+    /// commit above `after` (a causality token: a commit timestamp acknowledged before the
+    /// write began), and its latch on the keys (hold it until the write applied or failed).
     pub(crate) async fn stamp(
         &self,
         leading: &mut Leading,
         term: u64,
         keys: Vec<Vec<u8>>,
+        after: Ts,
     ) -> Result<(Ts, WriteLatch<'_>)> {
         if leading.term != term {
             // New leadership: start above everything an earlier leader chose.
@@ -181,6 +196,12 @@ impl ShardClock {
             if newest > leading.window {
                 leading.window = newest;
             }
+            // A commit timestamp lies within STEP of the oracle value it derives from (I1),
+            // which was handed out: the token's window may be this one's.
+            let token_window = Ts(after.0 / STEP * STEP);
+            if token_window > leading.window {
+                leading.window = token_window;
+            }
             {
                 let mut latches = self.latches.lock().expect("latches lock");
                 let read_max = latches.read_max;
@@ -189,7 +210,7 @@ impl ShardClock {
                 if read_max > leading.window && read_max.0.is_multiple_of(STEP) {
                     leading.window = read_max;
                 }
-                let ts = leading.max_ts.max(newest).max(read_max).next();
+                let ts = leading.max_ts.max(newest).max(read_max).max(after).next();
                 if ts.0 < leading.window.0 + STEP {
                     leading.max_ts = ts;
                     let id = latches.next;
@@ -283,7 +304,7 @@ mod tests {
         for i in 0..1000 {
             let term = if i < 600 { 1 } else { 2 };
             let mut leading = shard.lock().await;
-            let (ts, _latch) = shard.stamp(&mut leading, term, vec![vec![1]]).await.unwrap();
+            let (ts, _latch) = shard.stamp(&mut leading, term, vec![vec![1]], Ts::MIN).await.unwrap();
             assert!(ts > last, "{ts} after {last}");
             let handed_out = fake.next.load(Ordering::SeqCst);
             assert!(
@@ -309,7 +330,7 @@ mod tests {
         let get = |k: u8| ShardRead::Get { key: vec![k] };
         let (ts, latch) = {
             let mut leading = shard.lock().await;
-            shard.stamp(&mut leading, 1, vec![vec![1], vec![2]]).await.unwrap()
+            shard.stamp(&mut leading, 1, vec![vec![1], vec![2]], Ts::MIN).await.unwrap()
         };
         let at = Ts(ts.0 + 5);
         // Other keys, or below the write: no wait.
@@ -326,8 +347,13 @@ mod tests {
         read.await;
         // A write stamped now goes above every timestamp read.
         let mut leading = shard.lock().await;
-        let (later, _latch) = shard.stamp(&mut leading, 1, vec![vec![9]]).await.unwrap();
+        let (later, latch) = shard.stamp(&mut leading, 1, vec![vec![9]], Ts::MIN).await.unwrap();
         assert!(later > at, "{later} after a read at {at}");
+        drop(latch);
+        // A causality token far ahead (a commit on another shard) is respected, in its window.
+        let token = Ts(later.0 + 10 * STEP + 7);
+        let (after, _latch) = shard.stamp(&mut leading, 1, vec![vec![9]], token).await.unwrap();
+        assert_eq!(after, token.next(), "stamped just above the token, without an oracle call");
     }
 
     /// Callers arriving while a call is in flight share the next one: the first caller's call

@@ -62,7 +62,8 @@ impl Group {
     ///
     /// On a table shard the leader stamps the write with its commit timestamp
     /// (`crate::clock`) and proposes it under the shard clock's lock.
-    pub async fn write(&self, write: ShardWrite) -> Result<WriteOutcome> {
+    /// On a table shard the write commits above `after` (a causality token).
+    pub async fn write(&self, write: ShardWrite, after: Ts) -> Result<WriteOutcome> {
         if let Some(refusal) = self.not_leading() {
             return Err(refusal);
         }
@@ -73,7 +74,7 @@ impl Group {
         let keys = write.ops.iter().map(|op| op.key().to_vec()).collect();
         let (ts, _latch, reply) = {
             let mut leading = clock.lock().await;
-            let (ts, latch) = clock.stamp(&mut leading, term, keys).await?;
+            let (ts, latch) = clock.stamp(&mut leading, term, keys, after).await?;
             // The oracle may have taken a while: propose only in the term stamped for.
             if let Some(refusal) = self.not_leading() {
                 return Err(refusal);

@@ -25,7 +25,12 @@ pub enum Op {
     Read(ShardRead),
     /// A read of a table shard at a snapshot timestamp.
     ReadAt(ShardRead, Ts),
-    Write(ShardWrite),
+    /// A write; on a table shard, committed above `after` (a causality token: the newest commit
+    /// timestamp the gateway node has acknowledged, see `crate::clock`).
+    Write {
+        write: ShardWrite,
+        after: Ts,
+    },
     /// `count` timestamps from the timestamp oracle (`crate::tso`); meta group only.
     Timestamps {
         count: u32,
@@ -210,7 +215,7 @@ impl Node {
         match op {
             Op::Read(read) => group.read(read).await.map(OpResult::Rows),
             Op::ReadAt(read, ts) => group.read_at(read, ts).await.map(OpResult::Rows),
-            Op::Write(write) => group.write(write).await.map(OpResult::Written),
+            Op::Write { write, after } => group.write(write, after).await.map(OpResult::Written),
             Op::Timestamps { count } if shard == META_SHARD => {
                 self.tso.allocate(&group, count).await.map(OpResult::Timestamps)
             }
@@ -288,7 +293,7 @@ mod tests {
         group.raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "leader").await.unwrap();
 
         let put = WriteOp::Put { key: vec![1, 1], value: b"v".to_vec() };
-        let outcome = group.write(ShardWrite::new(vec![put])).await.unwrap();
+        let outcome = group.write(ShardWrite::new(vec![put]), Ts::MIN).await.unwrap();
         assert_eq!(outcome.changed, vec![true]);
         // A table shard's rows are versioned by commit timestamp: one above the oracle value
         // the leader's term started from (I1).

@@ -110,12 +110,17 @@ impl Router {
     }
 
     /// Sends `op` to the leader of `shard`, retrying retryable failures until the deadline.
-    pub async fn call(&self, shard: ShardId, op: Op) -> Result<OpResult> {
-        let write = match &op {
-            Op::Write(w) => {
-                if bincode::serialized_size(w).unwrap_or(0) > MAX_WRITE as u64 {
+    ///
+    /// A write to a table shard carries the newest commit timestamp this node has acknowledged
+    /// (`clock::NodeClock::observed`) and raises it with its own: writes that follow one another
+    /// through this node commit in that order, whichever shards they go to.
+    pub async fn call(&self, shard: ShardId, mut op: Op) -> Result<OpResult> {
+        let write = match &mut op {
+            Op::Write { write, after } => {
+                if bincode::serialized_size(write).unwrap_or(0) > MAX_WRITE as u64 {
                     return Err(Error::InvalidInput(format!("write of more than {MAX_WRITE} bytes")));
                 }
+                *after = (*after).max(self.node.clock.observed());
                 true
             }
             Op::Read(_) | Op::ReadAt(..) | Op::Timestamps { .. } => false,
@@ -140,6 +145,9 @@ impl Router {
                 Ok(result) => {
                     if let Some(id) = target {
                         self.leaders.lock().expect("leaders lock").insert(shard, id);
+                    }
+                    if let (OpResult::Written(outcome), true) = (&result, shard != META_SHARD) {
+                        self.node.clock.observe(Ts(outcome.version));
                     }
                     return Ok(result);
                 }
@@ -240,6 +248,6 @@ impl ShardClient for Router {
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
-        self.call(shard, Op::Write(write)).await?.into_written()
+        self.call(shard, Op::Write { write, after: Ts::MIN }).await?.into_written()
     }
 }

@@ -301,7 +301,7 @@ impl Client {
 
     /// Sends a shard command through node #`i`, which routes it to the leader.
     pub async fn call_via(&self, i: usize, shard: ShardId, op: Op) -> Result<OpResult> {
-        let write = matches!(op, Op::Write(_));
+        let write = matches!(op, Op::Write { .. });
         let mut client = GrpcShardClient::new(self.channel(i)?).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: true, payload: encode(&op) };
         match tokio::time::timeout(Duration::from_secs(30), client.call(request)).await {
@@ -370,6 +370,6 @@ impl ShardClient for Client {
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
-        self.call_via(0, shard, Op::Write(write)).await?.into_written()
+        self.call_via(0, shard, Op::Write { write, after: Ts::MIN }).await?.into_written()
     }
 }

@@ -77,7 +77,7 @@ impl Oracle {
             let new_limit = Ts::new(end.physical_ms() + WINDOW_MS, 0);
             let op = WriteOp::CompareAndPut { key: meta::tso_key(), value: new_limit.0.to_be_bytes().to_vec(), expect };
             // Either way nothing was handed out: a retry reads the limit again.
-            meta.write(ShardWrite::new(vec![op])).await.map_err(|e| match e {
+            meta.write(ShardWrite::new(vec![op]), Ts::MIN).await.map_err(|e| match e {
                 Error::ConditionFailed { .. } | Error::Unknown(_) => {
                     Error::Retry(format!("the timestamp limit moved while it was extended: {e}"))
                 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use raftable_cluster::{Client, Op, OpResult};
-use raftable_common::{Error, Result, Row, ShardId, ShardRead, ShardWrite, WriteOp};
+use raftable_common::{Error, Result, Row, ShardId, ShardRead, ShardWrite, Ts, WriteOp};
 use raftable_proto::{ShardStatus, StatusReply};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -170,7 +170,7 @@ impl Cluster {
     }
 
     pub async fn write(&self, via: u64, shard: ShardId, ops: Vec<WriteOp>) -> Result<()> {
-        match self.client(via).call_via(0, shard, Op::Write(ShardWrite::new(ops))).await? {
+        match self.client(via).call_via(0, shard, Op::Write { write: ShardWrite::new(ops), after: Ts::MIN }).await? {
             OpResult::Written(_) => Ok(()),
             other => Err(Error::Internal(format!("unexpected {other:?}"))),
         }

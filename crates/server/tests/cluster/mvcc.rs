@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use raftable_common::WriteOp;
+use raftable_cluster::Op;
+use raftable_common::{ShardWrite, Ts, WriteOp};
 
 use crate::harness::{key, wait_for, Cluster};
 
@@ -50,5 +51,27 @@ async fn replaced_versions_are_replicated_then_collected() {
         assert_eq!(c.get(via, shard, &key(7, 0)).await.unwrap(), Some(b"v39".to_vec()));
         assert_eq!(c.get(via, shard, &key(7, 1)).await.unwrap(), None);
         assert_eq!(c.get(via, shard, &key(7, 2)).await.unwrap(), Some(b"once".to_vec()));
+    }
+}
+
+/// Writes that follow one another through one node commit in that order, whichever shards (and
+/// leaders) they go to: each carries the newest commit timestamp the node acknowledged. Without
+/// it, two leaders stamping from their own clocks would order them at random.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_one_node_commit_in_order_across_shards() {
+    let c = Cluster::start(3, &[]).await;
+    c.wait_leader(0, 3).await;
+    let a = c.create_shard(1, vec![0x01, 9], vec![0x01, 10]).await;
+    let b = c.create_shard(1, vec![0x01, 10], vec![0x01, 11]).await;
+    let (leader_a, leader_b) = (c.wait_leader(a, 3).await, c.wait_leader(b, 3).await);
+    eprintln!("leaders: shard {a} on node {leader_a}, shard {b} on node {leader_b}");
+    let mut last = 0;
+    for i in 0..60u32 {
+        let (shard, prefix) = if i % 2 == 0 { (a, 9) } else { (b, 10) };
+        let write = ShardWrite::new(vec![WriteOp::Put { key: key(prefix, i), value: b"x".to_vec() }]);
+        let op = Op::Write { write, after: Ts::MIN };
+        let outcome = c.client(1).call_via(0, shard, op).await.expect("write").into_written().unwrap();
+        assert!(outcome.version > last, "write {i} committed at {} after {last}", outcome.version);
+        last = outcome.version;
     }
 }
