@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
@@ -40,6 +41,27 @@ use crate::scan::Snapshot;
 use crate::table::TableDef;
 use write::{evaluate, OnConflict, RowIds, Shards};
 
+/// A task context whose scans read every shard at one new snapshot (`scan::Snapshot`, taken
+/// at the first shard read).
+fn snapshot_task(state: &SessionState, cluster: &Arc<dyn Cluster>) -> Arc<TaskContext> {
+    let snapshot = Arc::new(Snapshot::new(cluster.clone()));
+    let config = state.config().clone().with_extension(snapshot);
+    Arc::new(TaskContext::from(state).with_session_config(config))
+}
+
+/// Runs `plan` to completion with every shard read at one snapshot: the rows an INSERT's
+/// source or an UPDATE / DELETE attempt reads.
+pub(crate) async fn collect_at_snapshot(
+    ctx: &SessionContext,
+    cluster: &Arc<dyn Cluster>,
+    plan: LogicalPlan,
+) -> Result<Vec<RecordBatch>> {
+    let df = planning(ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
+    let task = snapshot_task(&ctx.state(), cluster);
+    let physical = planning(df.create_physical_plan()).await.map_err(from_datafusion)?;
+    datafusion::physical_plan::collect(physical, task).await.map_err(from_datafusion)
+}
+
 /// What executing a statement produced.
 pub enum Output {
     /// Rows, then `<command> <rows sent>` (`INSERT 0 <n>` for INSERT).
@@ -60,7 +82,7 @@ pub(crate) struct Executor<'a> {
 
 impl Executor<'_> {
     fn shards(&self) -> Shards<'_> {
-        Shards { cluster: self.cluster.as_ref(), rowids: self.rowids }
+        Shards { cluster: self.cluster, rowids: self.rowids }
     }
 
     /// Runs a prepared data statement with its parameter values (already as many as it takes).
@@ -116,10 +138,7 @@ impl Executor<'_> {
                 (schema, planning(df.create_physical_plan()).await.map_err(from_datafusion)?)
             }
         };
-        let snapshot = Arc::new(Snapshot::new(self.cluster.clone()));
-        let config = state.config().clone().with_extension(snapshot);
-        let task = Arc::new(TaskContext::from(&state).with_session_config(config));
-        let stream = execute_stream(physical, task).map_err(from_datafusion)?;
+        let stream = execute_stream(physical, snapshot_task(&state, self.cluster)).map_err(from_datafusion)?;
         Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
     }
 
@@ -127,10 +146,9 @@ impl Executor<'_> {
         let InsertPlan { def, source, conflict, returning } = insert;
         let conflict = self.on_conflict(conflict, params)?;
         let plan = bind(source, params)?;
-        let df = self.ctx.execute_logical_plan(plan).await.map_err(from_datafusion)?;
-        // The whole source first, then one write per shard: the source may read the target
-        // table, and a shard's part of the statement stays one atomic write.
-        let batches = df.collect().await.map_err(from_datafusion)?;
+        // The whole source first (at one snapshot), then one write per shard: the source may
+        // read the target table, and a shard's part of the statement stays one atomic write.
+        let batches = collect_at_snapshot(self.ctx, self.cluster, plan).await?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| def.visible_schema());
         let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
         let mut count = 0;

@@ -14,11 +14,11 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Expect, Result, ShardId, WriteOp};
 
+use super::collect_at_snapshot;
 use super::write::{
     encode_rows, partial, take_back, visible_batch, worst, write_by_shard, Contention, Encoded, Shards,
 };
 use crate::encoding::{bucket_of, encode_pk};
-use crate::error::from_datafusion;
 use crate::plan::modify::{restrict, ModifyPlan};
 use crate::plan::params::bind;
 use crate::table::TableDef;
@@ -40,8 +40,9 @@ pub(crate) async fn run_until_applied(
     let mut contention = Contention::new();
     loop {
         let bound = bind(&plan, params)?;
-        let df = ctx.execute_logical_plan(bound).await.map_err(from_datafusion)?;
-        let batches = df.collect().await.map_err(from_datafusion)?;
+        // Each attempt reads at a new snapshot; rows changed since are caught by the
+        // compare-and-put on the versions read, and their shards re-run.
+        let batches = collect_at_snapshot(ctx, shards.cluster, bound).await?;
         // All matching rows of this attempt in one batch, so each shard gets exactly one
         // atomic write: a shard either applied all its rows or none (and is re-run).
         let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(Schema::empty()));

@@ -27,7 +27,7 @@ use crate::table::TableDef;
 /// What writing rows needs from the node: its shards and its row-id source.
 #[derive(Clone, Copy)]
 pub(crate) struct Shards<'a> {
-    pub cluster: &'a dyn Cluster,
+    pub cluster: &'a Arc<dyn Cluster>,
     pub rowids: &'a RowIds,
 }
 
