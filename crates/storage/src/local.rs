@@ -51,9 +51,12 @@ impl ShardClient for LocalShards {
         shard::read_at(&self.rocks, shard, &self.range(shard)?, &read, ts)
     }
 
-    /// The last commit timestamp; later writes are stamped above it.
+    /// The local clock's time, or the last commit timestamp if above (rows written before this
+    /// process opened the directory are below the clock); later writes are stamped above it.
     async fn snapshot(&self) -> Result<Ts> {
-        Ok(self.last.lock().await.1)
+        let mut last = self.last.lock().await;
+        last.1 = last.1.max(Ts::new(wall_ms(), 0));
+        Ok(last.1)
     }
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
@@ -83,6 +86,28 @@ mod tests {
 
     fn put(k: &[u8], v: &[u8]) -> WriteOp {
         WriteOp::Put { key: k.to_vec(), value: v.to_vec() }
+    }
+
+    /// Rows written before the directory was reopened are in every later snapshot, and a write
+    /// after a snapshot is not.
+    #[tokio::test]
+    async fn snapshots_see_rows_written_before_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = KeyRange::new(b"a".to_vec(), b"m".to_vec());
+        let get = || ShardRead::Get { key: b"b".to_vec() };
+        {
+            let shards = LocalShards::new(Rocks::open(dir.path()).unwrap());
+            shards.add_shard(1, range.clone());
+            shards.write(1, ShardWrite::new(vec![put(b"b", b"1")])).await.unwrap();
+        }
+        let shards = LocalShards::new(Rocks::open(dir.path()).unwrap());
+        shards.add_shard(1, range);
+        let snapshot = shards.snapshot().await.unwrap();
+        assert_eq!(shards.read_at(1, get(), snapshot).await.unwrap()[0].value, b"1");
+        shards.write(1, ShardWrite::new(vec![put(b"b", b"2")])).await.unwrap();
+        assert_eq!(shards.read_at(1, get(), snapshot).await.unwrap()[0].value, b"1");
+        let later = shards.snapshot().await.unwrap();
+        assert_eq!(shards.read_at(1, get(), later).await.unwrap()[0].value, b"2");
     }
 
     #[tokio::test]

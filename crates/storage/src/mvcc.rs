@@ -86,13 +86,15 @@ pub fn put(rocks: &Rocks, batch: &mut WriteBatch, key: &[u8], ts: Ts, value: Opt
 pub fn get_at(rocks: &Rocks, key: &[u8], ts: Ts) -> Result<Option<Version>> {
     // Just past the key's oldest possible version.
     let end: Vec<u8> = version_key(key, Ts::MIN).into_iter().chain([0]).collect();
-    match rocks.data_range(&version_key(key, ts), &end, false).next() {
-        Some(item) => {
-            let (raw_key, raw_value) = item.map_err(io)?;
-            let found = version(&raw_key, &raw_value)?;
+    let from = version_key(key, ts);
+    let mut it = rocks.data_raw(&from, &end);
+    it.seek(&from);
+    match (it.key(), it.value()) {
+        (Some(raw_key), Some(raw_value)) => {
+            let found = version(raw_key, raw_value)?;
             Ok((found.key == key).then_some(found))
         }
-        None => Ok(None),
+        _ => it.status().map(|()| None).map_err(io),
     }
 }
 
@@ -102,32 +104,44 @@ pub fn get_at(rocks: &Rocks, key: &[u8], ts: Ts) -> Result<Option<Version>> {
 /// "just after `key`"): the versions of `key` sort after it but are skipped.
 pub fn scan_at(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts, limit: usize, reverse: bool) -> Result<Vec<Version>> {
     let mut rows = Vec::new();
-    // The key being walked and its newest version at or below `ts` met so far. Forward scans
-    // meet a key's versions newest first (the first one at or below `ts` is it), reverse scans
-    // oldest first (the last one is).
-    let mut current: Option<(Vec<u8>, Option<Version>)> = None;
-    for item in rocks.data_range(start, end, reverse) {
-        let (raw_key, raw_value) = item.map_err(io)?;
-        let (key, vts) = split_version_key(&raw_key)?;
-        if key < start {
-            continue;
-        }
-        if current.as_ref().is_none_or(|(walked, _)| walked.as_slice() != key) {
-            if let Some((_, found)) = current.replace((key.to_vec(), None)) {
-                rows.extend(found.filter(|v| v.value.is_some()));
-                if rows.len() >= limit {
-                    return Ok(rows);
+    // The key being walked (its buffer reused from key to key) and its newest version at or
+    // below `ts` met so far. Forward scans meet a key's versions newest first (the first one at
+    // or below `ts` is it), reverse scans oldest first (the last one is). A raw iterator lends
+    // each entry without copying it: only the versions returned are copied.
+    let mut walked: Option<Vec<u8>> = None;
+    let mut found: Option<Version> = None;
+    let mut it = rocks.data_raw(start, end);
+    if reverse {
+        it.seek_to_last();
+    } else {
+        it.seek(start);
+    }
+    while let (Some(raw_key), Some(raw_value)) = (it.key(), it.value()) {
+        let (key, vts) = split_version_key(raw_key)?;
+        if key >= start {
+            if walked.as_deref() != Some(key) {
+                if let Some(v) = found.take().filter(|v| v.value.is_some()) {
+                    rows.push(v);
+                    if rows.len() >= limit {
+                        return Ok(rows);
+                    }
                 }
+                let buffer = walked.get_or_insert_with(Vec::new);
+                buffer.clear();
+                buffer.extend_from_slice(key);
+            }
+            if vts <= ts && (reverse || found.is_none()) {
+                found = Some(version(raw_key, raw_value)?);
             }
         }
-        let (_, found) = current.as_mut().expect("set above");
-        if vts <= ts && (reverse || found.is_none()) {
-            *found = Some(version(&raw_key, &raw_value)?);
+        if reverse {
+            it.prev();
+        } else {
+            it.next();
         }
     }
-    if let Some((_, found)) = current {
-        rows.extend(found.filter(|v| v.value.is_some()));
-    }
+    it.status().map_err(io)?;
+    rows.extend(found.filter(|v| v.value.is_some()));
     Ok(rows)
 }
 

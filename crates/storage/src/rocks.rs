@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use raftable_common::{Error, Result, ShardId};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBIteratorWithThreadMode, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, WriteOptions, DB,
+    ColumnFamily, ColumnFamilyDescriptor, DBIteratorWithThreadMode, DBRawIteratorWithThreadMode, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 use crate::keys::{self, CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE, NODE_GROUP};
@@ -193,6 +193,17 @@ impl Rocks {
         }
         let mode = if reverse { IteratorMode::End } else { IteratorMode::From(start, Direction::Forward) };
         self.db.iterator_cf_opt(self.cf(CF_DATA), opts, mode)
+    }
+
+    /// A raw iterator over the `data` column family bounded to `[start, end)` (an empty `end`:
+    /// to the end of the keyspace), not yet positioned: it lends entries without copying them.
+    pub(crate) fn data_raw(&self, start: &[u8], end: &[u8]) -> DBRawIteratorWithThreadMode<'_, DB> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(start.to_vec());
+        if !end.is_empty() {
+            opts.set_iterate_upper_bound(end.to_vec());
+        }
+        self.db.raw_iterator_cf_opt(self.cf(CF_DATA), opts)
     }
 
     /// Writes a batch without waiting for it to be durable. Follow with [`Rocks::sync`] (or
