@@ -159,7 +159,9 @@ pub(crate) type Overlay = HashMap<Vec<u8>, Current>;
 
 /// Applies the replicated command of log entry `index` into `batch`, or rejects it whole with a
 /// deterministic error (nothing added to `batch` or `overlay`). An `Error::Io` is not
-/// deterministic: the caller must crash rather than return it.
+/// deterministic: the caller must crash rather than return it. After a `Gc` command the caller
+/// must write `batch` and clear `overlay` before applying more: the overlay holds the newest
+/// state of the keys written, and cannot express deleted older versions.
 pub(crate) fn apply(
     rocks: &Rocks,
     batch: &mut WriteBatch,
@@ -179,8 +181,6 @@ pub(crate) fn apply(
                 let (key, _) = mvcc::split_version_key(raw)?;
                 check_key(range, key)?;
                 batch.delete_cf(cf, raw);
-                // A later entry of this call must not see the dropped version as the newest.
-                overlay.remove(key);
             }
             Ok(WriteOutcome::default())
         }

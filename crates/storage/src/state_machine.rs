@@ -137,6 +137,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             // Reads below the threshold are refused before its versions go.
                             let before = self.coverage.gc_threshold.fetch_max(threshold.0, SeqCst);
                             self.state_put(&mut batch, keys::GC_THRESHOLD, &Ts(before.max(threshold.0)))?;
+                            // The overlay cannot express deletions of old versions: write what
+                            // this call applied so far (with the applied id, as one batch), so
+                            // later entries read RocksDB as every replica sees it, however its
+                            // entries were grouped into apply calls.
+                            self.state_put(&mut batch, keys::APPLIED, &self.applied)?;
+                            if let Err(e) = self.rocks.write(std::mem::take(&mut batch)) {
+                                fatal(&format!("writing applied entries of group {} failed: {e}", self.group));
+                            }
+                            overlay.clear();
                             Ok(outcome)
                         }
                         (_, result) => result,
