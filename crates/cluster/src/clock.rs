@@ -263,6 +263,7 @@ fn reads(read: &ShardRead, key: &[u8]) -> bool {
         ShardRead::Get { key: k } => k == key,
         ShardRead::MultiGet { keys } => keys.iter().any(|k| k == key),
         ShardRead::Scan { start, end, .. } => key >= start.as_slice() && (end.is_empty() || key < end.as_slice()),
+        ShardRead::Validate { spans, .. } => spans.iter().any(|s| s.contains(key)),
     }
 }
 

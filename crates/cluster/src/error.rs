@@ -39,7 +39,11 @@ pub(crate) fn to_status(e: Error) -> Status {
         Error::Io(_) | Error::Internal(_) => Code::Internal,
         Error::Unsupported(_) => Code::Unimplemented,
         Error::DuplicateKey { .. } | Error::UniqueViolation { .. } | Error::DuplicateTable(_) => Code::AlreadyExists,
-        Error::ConditionFailed { .. } | Error::SnapshotTooOld(_) => Code::Aborted,
+        Error::ConditionFailed { .. }
+        | Error::SnapshotTooOld(_)
+        | Error::TxnConflict(_)
+        | Error::TxnAborted(_)
+        | Error::Locked { .. } => Code::Aborted,
         _ => Code::InvalidArgument,
     };
     let mut details = bincode::serialize(&e).expect("errors always serialize");
@@ -177,6 +181,17 @@ mod tests {
             Error::DuplicateKey { key: vec![0, 1, 0xff] },
             Error::ConditionFailed { key: vec![2] },
             Error::SnapshotTooOld(s()),
+            Error::TxnConflict(s()),
+            Error::TxnAborted(s()),
+            Error::Locked {
+                key: vec![1, 2],
+                txn: raftable_common::TxnMeta {
+                    id: raftable_common::TxnId(7 << 64 | 9),
+                    anchor: 4,
+                    anchor_key: vec![1, 3],
+                },
+                ts: raftable_common::Ts(77),
+            },
             Error::NotLeader { leader: Some((3, "127.0.0.1:5533".into())) },
             Error::NotLeader { leader: None },
             Error::Retry(s()),
@@ -222,13 +237,16 @@ mod tests {
             Error::StackDepthExceeded(_) => 28,
             Error::ProgramLimitExceeded(_) => 29,
             Error::SnapshotTooOld(_) => 30,
+            Error::TxnConflict(_) => 31,
+            Error::TxnAborted(_) => 32,
+            Error::Locked { .. } => 33,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=30).collect());
+        assert_eq!(listed, (0..=33).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

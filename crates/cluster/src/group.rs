@@ -8,7 +8,7 @@ use std::time::Instant;
 use openraft::error::RaftError;
 use openraft::Raft;
 use raftable_common::{
-    Error, KeyRange, NodeId, Result, Row, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome,
+    Error, KeyRange, NodeId, Result, Row, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome,
 };
 use raftable_storage::{mvcc, Rocks, TypeConfig};
 
@@ -61,17 +61,46 @@ impl Group {
     /// `ForwardToLeader` is reported as unknown. (Stale metrics only err towards unknown.)
     ///
     /// On a table shard the leader stamps the write with its commit timestamp
-    /// (`crate::clock`) and proposes it under the shard clock's lock.
-    /// On a table shard the write commits above `after` (a causality token).
+    /// (`crate::clock`), above `after` (a causality token), and proposes it under the shard
+    /// clock's lock.
     pub async fn write(&self, write: ShardWrite, after: Ts) -> Result<WriteOutcome> {
         if let Some(refusal) = self.not_leading() {
             return Err(refusal);
         }
-        let Some(clock) = &self.clock else {
+        if self.clock.is_none() {
             return self.propose(ShardCommand::Plain(write)).await;
-        };
-        let term = self.raft.metrics().borrow().current_term;
+        }
         let keys = write.ops.iter().map(|op| op.key().to_vec()).collect();
+        self.stamped(keys, after, |ts| ShardCommand::Stamped { ts, write }).await
+    }
+
+    /// Replicates and applies a transaction command (`raftable_common::TxnOp`) on a table
+    /// shard this replica leads, stamped like a write.
+    pub async fn txn(&self, op: TxnOp, after: Ts) -> Result<WriteOutcome> {
+        if let Some(refusal) = self.not_leading() {
+            return Err(refusal);
+        }
+        if self.clock.is_none() {
+            return Err(Error::InvalidInput(format!("shard {} holds no table rows", self.shard)));
+        }
+        // A transaction commits above everything it read.
+        let after = match &op {
+            TxnOp::Commit { read_ts, .. } | TxnOp::Prepare { read_ts, .. } => after.max(*read_ts),
+            _ => after,
+        };
+        self.stamped(op.keys(), after, |ts| ShardCommand::Txn { ts, op }).await
+    }
+
+    /// Stamps the command `make` builds (latching `keys`) and proposes it, both under the
+    /// shard clock's lock, so one leader's log holds its commands in timestamp order.
+    async fn stamped(
+        &self,
+        keys: Vec<Vec<u8>>,
+        after: Ts,
+        make: impl FnOnce(Ts) -> ShardCommand,
+    ) -> Result<WriteOutcome> {
+        let clock = self.clock.as_ref().expect("table shards have a clock");
+        let term = self.raft.metrics().borrow().current_term;
         let (ts, _latch, reply) = {
             let mut leading = clock.lock().await;
             let (ts, latch) = clock.stamp(&mut leading, term, keys, after).await?;
@@ -82,8 +111,7 @@ impl Group {
             if self.raft.metrics().borrow().current_term != term {
                 return Err(Error::Retry(format!("shard {}: new term while stamping a write", self.shard)));
             }
-            let command = ShardCommand::Stamped { ts, write };
-            let reply = self.raft.client_write_ff(command).await;
+            let reply = self.raft.client_write_ff(make(ts)).await;
             (ts, latch, reply.map_err(|f| proposed_write_error(self.shard, RaftError::Fatal(f)))?)
         };
         // The latch is held until the write applied (or failed): reads at or above `ts` of its

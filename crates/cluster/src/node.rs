@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use raftable_common::{
-    Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_SHARD,
+    Error, KeyRange, NodeId, Result, Row, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome, META_SHARD,
 };
 use raftable_storage::{LogStore, NodeInfo, Rocks, StateMachine};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,11 @@ pub enum Op {
     /// timestamp the gateway node has acknowledged, see `crate::clock`).
     Write {
         write: ShardWrite,
+        after: Ts,
+    },
+    /// A transaction command on a table shard, stamped like a write (and above `after`).
+    Txn {
+        op: TxnOp,
         after: Ts,
     },
     /// `count` timestamps from the timestamp oracle (`crate::tso`); meta group only.
@@ -216,6 +221,7 @@ impl Node {
             Op::Read(read) => group.read(read).await.map(OpResult::Rows),
             Op::ReadAt(read, ts) => group.read_at(read, ts).await.map(OpResult::Rows),
             Op::Write { write, after } => group.write(write, after).await.map(OpResult::Written),
+            Op::Txn { op, after } => group.txn(op, after).await.map(OpResult::Written),
             Op::Timestamps { count } if shard == META_SHARD => {
                 self.tso.allocate(&group, count).await.map(OpResult::Timestamps)
             }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use raftable_common::{
-    Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_SHARD,
+    Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome, META_SHARD,
 };
 use raftable_proto::shard_client::ShardClient as GrpcShardClient;
 use raftable_proto::ShardRequest;
@@ -119,6 +119,13 @@ impl Router {
             Op::Write { write, after } => {
                 if bincode::serialized_size(write).unwrap_or(0) > MAX_WRITE as u64 {
                     return Err(Error::InvalidInput(format!("write of more than {MAX_WRITE} bytes")));
+                }
+                *after = (*after).max(self.node.clock.observed());
+                true
+            }
+            Op::Txn { op, after } => {
+                if bincode::serialized_size(op).unwrap_or(0) > MAX_WRITE as u64 {
+                    return Err(Error::InvalidInput(format!("transaction command of more than {MAX_WRITE} bytes")));
                 }
                 *after = (*after).max(self.node.clock.observed());
                 true
@@ -249,5 +256,9 @@ impl ShardClient for Router {
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         self.call(shard, Op::Write { write, after: Ts::MIN }).await?.into_written()
+    }
+
+    async fn txn(&self, shard: ShardId, op: TxnOp) -> Result<WriteOutcome> {
+        self.call(shard, Op::Txn { op, after: Ts::MIN }).await?.into_written()
     }
 }

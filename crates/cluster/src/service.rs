@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftable_common::{
-    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome, META_SHARD,
+    Error, KeyRange, NodeId, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome,
+    META_SHARD,
 };
 use raftable_proto::meta_client::MetaClient;
 use raftable_proto::meta_server::{Meta, MetaServer};
@@ -301,7 +302,7 @@ impl Client {
 
     /// Sends a shard command through node #`i`, which routes it to the leader.
     pub async fn call_via(&self, i: usize, shard: ShardId, op: Op) -> Result<OpResult> {
-        let write = matches!(op, Op::Write { .. });
+        let write = matches!(op, Op::Write { .. } | Op::Txn { .. });
         let mut client = GrpcShardClient::new(self.channel(i)?).max_decoding_message_size(MAX_MESSAGE);
         let request = ShardRequest { shard, forward: true, payload: encode(&op) };
         match tokio::time::timeout(Duration::from_secs(30), client.call(request)).await {
@@ -371,5 +372,9 @@ impl ShardClient for Client {
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         self.call_via(0, shard, Op::Write { write, after: Ts::MIN }).await?.into_written()
+    }
+
+    async fn txn(&self, shard: ShardId, op: TxnOp) -> Result<WriteOutcome> {
+        self.call_via(0, shard, Op::Txn { op, after: Ts::MIN }).await?.into_written()
     }
 }

@@ -2,7 +2,7 @@
 //! implements it over Raft and gRPC; `storage::LocalShards` implements it on one unreplicated
 //! RocksDB so the layer above can be tested alone.
 
-use crate::{Result, Row, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome};
+use crate::{Result, Row, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome};
 
 /// Reads and writes shards. Reads are linearizable; writes are durable on a quorum when `Ok`.
 /// An `Err` that [`crate::Error::is_retryable`] certainly did not apply; an
@@ -20,4 +20,7 @@ pub trait ShardClient: Send + Sync + 'static {
     /// call began.
     async fn snapshot(&self) -> Result<Ts>;
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome>;
+    /// A transaction command on a table shard (`crate::TxnOp`), replicated like a write: an
+    /// [`crate::Error::Unknown`] may have applied.
+    async fn txn(&self, shard: ShardId, op: TxnOp) -> Result<WriteOutcome>;
 }

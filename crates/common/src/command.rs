@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Ts};
+use crate::{Error, Result, Span, Ts, TxnId, TxnOp};
 
 /// The end of the meta group's key range: meta keys start with 0x00, table keys with 0x01 or
 /// more.
@@ -93,6 +93,12 @@ pub enum ShardRead {
         limit: Option<u64>,
         reverse: bool,
     },
+    /// A transaction's read validation (table shards, read at the transaction's commit
+    /// timestamp): fails with `Error::TxnConflict` if a span holds a version newer than
+    /// `since` (its read timestamp), with `Error::Locked` if it holds a lock of another
+    /// transaction than `txn` that a read at the commit timestamp would have to wait for.
+    /// Returns no rows; afterwards no write lands in the spans at or below the commit timestamp.
+    Validate { txn: TxnId, since: Ts, spans: Vec<Span> },
 }
 
 /// What a compare-and-put / compare-and-delete expects the row's current state to be.
@@ -204,6 +210,8 @@ pub enum ShardCommand {
     /// Garbage collection on a table shard: drop these stored versions (versioned keys, as
     /// `storage::mvcc::garbage` names them), which no read at or above `threshold` can see.
     Gc { threshold: Ts, versions: Vec<Vec<u8>> },
+    /// A transaction command on a table shard, stamped by the leader like `Stamped`.
+    Txn { ts: Ts, op: TxnOp },
 }
 
 /// The result of an applied [`ShardWrite`].

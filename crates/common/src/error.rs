@@ -97,6 +97,19 @@ pub enum Error {
     /// would see may be gone. Nothing applied; restart the statement at a new snapshot.
     #[error("snapshot too old: {0}")]
     SnapshotTooOld(String),
+    /// A transaction could not be serialized: something it read was written since it read it,
+    /// or it met another transaction's lock when it could not wait. Nothing applied (40001).
+    #[error("could not serialize access due to a concurrent transaction: {0}")]
+    TxnConflict(String),
+    /// The transaction was aborted (by another transaction that found it stalled, or by its own
+    /// failure); none of its writes apply (40001).
+    #[error("the transaction was aborted: {0}")]
+    TxnAborted(String),
+    /// A read or write met `txn`'s lock on `key`, placed at stamp `ts`: the lock's transaction
+    /// has not finished. Nothing applied: settle the lock (wait for it, or push its transaction)
+    /// and send the request again.
+    #[error("key {} is locked by transaction {} (since {ts})", show_key(.key), .txn.id)]
+    Locked { key: Vec<u8>, txn: crate::TxnMeta, ts: crate::Ts },
     /// This replica is not the shard's leader. `leader` is the current leader if known, with its
     /// rpc address. The request certainly did not apply: retry there.
     #[error("not leader (leader: {leader:?})")]

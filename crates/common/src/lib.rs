@@ -10,9 +10,11 @@ mod command;
 mod error;
 mod ids;
 mod ts;
+mod txn;
 
 pub use client::ShardClient;
 pub use command::{Expect, KeyRange, Row, ShardCommand, ShardRead, ShardWrite, WriteOp, WriteOutcome, META_RANGE_END};
 pub use error::{Error, Result};
 pub use ids::{NodeId, ShardId, META_SHARD};
 pub use ts::Ts;
+pub use txn::{Decision, Span, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite};

@@ -41,6 +41,10 @@ impl ShardClient for SqlCluster {
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         self.router.write(shard, write).await
     }
+
+    async fn txn(&self, shard: ShardId, op: raftable_common::TxnOp) -> Result<WriteOutcome> {
+        self.router.txn(shard, op).await
+    }
 }
 
 #[async_trait::async_trait]

@@ -57,6 +57,10 @@ impl ShardClient for LocalCluster {
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         self.shards.write(shard, write).await
     }
+
+    async fn txn(&self, shard: ShardId, op: raftable_common::TxnOp) -> Result<WriteOutcome> {
+        self.shards.txn(shard, op).await
+    }
 }
 
 #[async_trait::async_trait]

@@ -4,6 +4,10 @@
 
 /// Column family of table rows and meta records, one keyspace shared by all shards on the node.
 pub const CF_DATA: &str = "data";
+/// Column family of prepared transactions' locks on table keys: row key → lock (`txn`).
+pub const CF_LOCKS: &str = "locks";
+/// Column family of transaction records on their anchor shard: anchor key ‖ txn id → status.
+pub const CF_TXNS: &str = "txns";
 /// Column family of Raft log entries: group ‖ index.
 pub const CF_RAFT_LOG: &str = "raft_log";
 /// Column family of per-group Raft state: group ‖ tag.
@@ -22,7 +26,7 @@ pub const GC_THRESHOLD: u8 = b'g';
 
 /// Node-level tag of the on-disk format stamp, and this build's format.
 pub const FORMAT: u8 = b'F';
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// A pseudo group for node-level records (identity, address book), never a Raft group.
 pub const NODE_GROUP: u64 = u64::MAX;

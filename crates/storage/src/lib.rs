@@ -16,6 +16,7 @@ pub mod mvcc;
 mod rocks;
 mod shard;
 mod state_machine;
+mod txn;
 mod types;
 
 pub use local::LocalShards;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use raftable_common::{
-    Error, KeyRange, Result, Row, ShardClient, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, WriteOutcome,
+    Error, KeyRange, Result, Row, ShardClient, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome,
 };
 use rocksdb::WriteBatch;
 use tokio::sync::Mutex;
@@ -61,14 +61,37 @@ impl ShardClient for LocalShards {
 
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         let range = self.range(shard)?;
+        if range.is_versioned() {
+            self.apply(&range, |ts| ShardCommand::Stamped { ts, write }).await
+        } else {
+            self.apply(&range, |_| ShardCommand::Plain(write)).await
+        }
+    }
+
+    async fn txn(&self, shard: ShardId, op: TxnOp) -> Result<WriteOutcome> {
+        let range = self.range(shard)?;
+        if !range.is_versioned() {
+            return Err(Error::InvalidInput(format!("shard {shard} holds no table rows")));
+        }
+        let read_ts = match &op {
+            TxnOp::Commit { read_ts, .. } | TxnOp::Prepare { read_ts, .. } => *read_ts,
+            _ => Ts::MIN,
+        };
+        self.apply(&range, |ts| ShardCommand::Txn { ts: ts.max(read_ts.next()), op }).await
+    }
+}
+
+impl LocalShards {
+    /// Applies the command `make` builds from the next commit timestamp, as the next log entry.
+    async fn apply(&self, range: &KeyRange, make: impl FnOnce(Ts) -> ShardCommand) -> Result<WriteOutcome> {
         let mut last = self.last.lock().await;
         let (index, ts) = (last.0 + 1, last.1.next().max(Ts::new(wall_ms(), 0)));
-        let command =
-            if range.is_versioned() { ShardCommand::Stamped { ts, write } } else { ShardCommand::Plain(write) };
+        let command = make(ts);
         let mut batch = WriteBatch::default();
-        let outcome = shard::apply(&self.rocks, &mut batch, &mut Overlay::new(), &range, &command, index)?;
+        let outcome = shard::apply(&self.rocks, &mut batch, &mut Overlay::new(), range, &command, index, Ts::MIN)?;
         self.rocks.write(batch)?;
-        *last = (index, if range.is_versioned() { Ts(outcome.version) } else { last.1 });
+        let stamped = if range.is_versioned() { ts.max(Ts(outcome.version)) } else { last.1 };
+        *last = (index, stamped);
         Ok(outcome)
     }
 }

@@ -145,6 +145,23 @@ pub fn scan_at(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts, limit: usize, re
     Ok(rows)
 }
 
+/// The first key in `[start, end)` (empty `end`: unbounded) with a version newer than `since`,
+/// and that version's timestamp: what a transaction that read the range at `since` conflicts
+/// with.
+pub fn newer_than(rocks: &Rocks, start: &[u8], end: &[u8], since: Ts) -> Result<Option<(Vec<u8>, Ts)>> {
+    let mut it = rocks.data_raw(start, end);
+    it.seek(start);
+    while let Some(raw_key) = it.key() {
+        let (key, ts) = split_version_key(raw_key)?;
+        if ts > since && key >= start {
+            return Ok(Some((key.to_vec(), ts)));
+        }
+        it.next();
+    }
+    it.status().map_err(io)?;
+    Ok(None)
+}
+
 /// What one [`garbage`] pass found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Garbage {

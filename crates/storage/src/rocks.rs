@@ -19,7 +19,7 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
-use crate::keys::{self, CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE, NODE_GROUP};
+use crate::keys::{self, CF_DATA, CF_LOCKS, CF_RAFT_LOG, CF_RAFT_STATE, CF_TXNS, NODE_GROUP};
 
 type SyncCallback = Box<dyn FnOnce() + Send>;
 
@@ -124,7 +124,7 @@ impl Rocks {
         // WAL files are recycled once every column family flushed past them: cap the WAL so the
         // rarely written Raft-state family is flushed too, and a restart replays at most this.
         opts.set_max_total_wal_size(128 << 20);
-        let cfs = [CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE]
+        let cfs = [CF_DATA, CF_LOCKS, CF_TXNS, CF_RAFT_LOG, CF_RAFT_STATE]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs).map_err(io)?);
@@ -198,12 +198,18 @@ impl Rocks {
     /// A raw iterator over the `data` column family bounded to `[start, end)` (an empty `end`:
     /// to the end of the keyspace), not yet positioned: it lends entries without copying them.
     pub(crate) fn data_raw(&self, start: &[u8], end: &[u8]) -> DBRawIteratorWithThreadMode<'_, DB> {
+        self.raw_range(CF_DATA, start, end)
+    }
+
+    /// A raw iterator over column family `cf` bounded to `[start, end)` (an empty `end`: to the
+    /// end of the keyspace), not yet positioned.
+    pub(crate) fn raw_range(&self, cf: &str, start: &[u8], end: &[u8]) -> DBRawIteratorWithThreadMode<'_, DB> {
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(start.to_vec());
         if !end.is_empty() {
             opts.set_iterate_upper_bound(end.to_vec());
         }
-        self.db.raw_iterator_cf_opt(self.cf(CF_DATA), opts)
+        self.db.raw_iterator_cf_opt(self.cf(cf), opts)
     }
 
     /// Writes a batch without waiting for it to be durable. Follow with [`Rocks::sync`] (or
@@ -287,7 +293,8 @@ impl Drop for Rocks {
 
 /// Refuses a data directory written in another on-disk format, and stamps a new one with this
 /// build's. Format 1 (no stamp) kept one version per table row; format 2 keeps every version at
-/// its commit timestamp (`mvcc`), and its Raft entries are `ShardCommand`s.
+/// its commit timestamp (`mvcc`), and its Raft entries are `ShardCommand`s; format 3 adds the
+/// `locks` and `txns` column families, which snapshots carry.
 fn check_format(db: &DB, path: &Path) -> Result<()> {
     let state = db.cf_handle(CF_RAFT_STATE).expect("column families are created at open");
     let key = keys::state_key(NODE_GROUP, keys::FORMAT);

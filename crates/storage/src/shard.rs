@@ -15,9 +15,9 @@ use raftable_common::{
 };
 use rocksdb::WriteBatch;
 
-use crate::keys::CF_DATA;
-use crate::mvcc;
+use crate::keys::{CF_DATA, CF_LOCKS, CF_TXNS};
 use crate::rocks::{io, Rocks};
+use crate::{mvcc, txn};
 
 pub(crate) fn encode_row(version: u64, value: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + value.len());
@@ -70,6 +70,7 @@ pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row
             let (lo, hi) = clamp(range, start, end);
             scan(rocks, lo, &hi, limit.unwrap_or(u64::MAX), *reverse)
         }
+        ShardRead::Validate { .. } => Err(Error::InvalidInput("the meta shard has no transactions".into())),
     }
 }
 
@@ -81,25 +82,33 @@ pub fn read_at(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, ts
         return Err(Error::InvalidInput("only table shards are read at a timestamp".into()));
     }
     let threshold = Ts(rocks.coverage(group).gc_threshold.load(std::sync::atomic::Ordering::SeqCst));
-    if ts < threshold {
+    let oldest = match read {
+        ShardRead::Validate { since, .. } => (*since).min(ts),
+        _ => ts,
+    };
+    if oldest < threshold {
         return Err(Error::SnapshotTooOld(format!(
-            "a read at {ts} is below the garbage-collection threshold {threshold} of shard {group}"
+            "a read at {oldest} is below the garbage-collection threshold {threshold} of shard {group}"
         )));
     }
     read_versions(rocks, range, read, ts)
 }
 
-/// A read of a table shard at `ts` (`Ts::MAX`: the newest version of every row).
+/// A read of a table shard at `ts` (`Ts::MAX`: the newest version of every row). A lock of a
+/// transaction that may commit at or below `ts` on what it reads fails it with `Error::Locked`
+/// (`txn`): the caller settles the lock and reads again.
 fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> Result<Vec<Row>> {
     match read {
         ShardRead::Get { key } => {
             check_key(range, key)?;
+            txn::check_point(rocks, key, ts)?;
             Ok(mvcc::get_at(rocks, key, ts)?.and_then(live_row).into_iter().collect())
         }
         ShardRead::MultiGet { keys } => {
             let mut rows = Vec::with_capacity(keys.len());
             for key in keys {
                 check_key(range, key)?;
+                txn::check_point(rocks, key, ts)?;
                 rows.extend(mvcc::get_at(rocks, key, ts)?.and_then(live_row));
             }
             Ok(rows)
@@ -108,7 +117,23 @@ fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> R
             let (lo, hi) = clamp(range, start, end);
             let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
             let versions = mvcc::scan_at(rocks, lo, &hi, ts, limit, *reverse)?;
+            // The locks that matter lie in what the scan covered: up to its last row when it
+            // stopped at the limit (the next page checks the rest), else the whole range.
+            match versions.last() {
+                Some(last) if versions.len() >= limit && *reverse => txn::check_range(rocks, &last.key, &hi, ts)?,
+                Some(last) if versions.len() >= limit => {
+                    txn::check_range(rocks, lo, &[last.key.as_slice(), &[0]].concat(), ts)?
+                }
+                _ => txn::check_range(rocks, lo, &hi, ts)?,
+            }
             Ok(versions.into_iter().filter_map(live_row).collect())
+        }
+        ShardRead::Validate { txn, since, spans } => {
+            if ts == Ts::MAX {
+                return Err(Error::InvalidInput("a validation is a read at the commit timestamp".into()));
+            }
+            txn::validate(rocks, Some(*txn), *since, spans, ts)?;
+            Ok(Vec::new())
         }
     }
 }
@@ -161,7 +186,8 @@ pub(crate) type Overlay = HashMap<Vec<u8>, Current>;
 /// deterministic error (nothing added to `batch` or `overlay`). An `Error::Io` is not
 /// deterministic: the caller must crash rather than return it. After a `Gc` command the caller
 /// must write `batch` and clear `overlay` before applying more: the overlay holds the newest
-/// state of the keys written, and cannot express deleted older versions.
+/// state of the keys written, and cannot express deleted older versions. A `Txn` command
+/// ([`needs_flush`]) reads RocksDB alone: the caller writes `batch` before and after it.
 pub(crate) fn apply(
     rocks: &Rocks,
     batch: &mut WriteBatch,
@@ -169,6 +195,7 @@ pub(crate) fn apply(
     range: &KeyRange,
     command: &ShardCommand,
     index: u64,
+    gc_threshold: Ts,
 ) -> Result<WriteOutcome> {
     match (command, range.is_versioned()) {
         (ShardCommand::Plain(write), false) => apply_write(rocks, batch, overlay, range, write, Stamp::Index(index)),
@@ -184,16 +211,25 @@ pub(crate) fn apply(
             }
             Ok(WriteOutcome::default())
         }
+        (ShardCommand::Txn { ts, op }, true) => {
+            debug_assert!(overlay.is_empty(), "transaction commands apply with nothing unwritten");
+            txn::apply(rocks, batch, range, *ts, op, gc_threshold)
+        }
         (command, _) => Err(Error::InvalidInput(format!(
             "{} command for a shard ranging {:?}..{:?}",
             match command {
                 ShardCommand::Plain(_) => "an unversioned",
-                ShardCommand::Stamped { .. } | ShardCommand::Gc { .. } => "a versioned",
+                ShardCommand::Stamped { .. } | ShardCommand::Gc { .. } | ShardCommand::Txn { .. } => "a versioned",
             },
             range.start,
             range.end
         ))),
     }
+}
+
+/// Whether the caller must write what it applied before and after `command` (see [`apply`]).
+pub(crate) fn needs_flush(command: &ShardCommand) -> bool {
+    matches!(command, ShardCommand::Gc { .. } | ShardCommand::Txn { .. })
 }
 
 /// How a write versions the rows it writes.
@@ -232,6 +268,12 @@ fn apply_write(
         Stamp::Commit(ts) => ts.0,
     };
     for op in &write.ops {
+        if versioned {
+            // A prepared transaction's key: nothing but its resolution may write it.
+            if let Some(lock) = txn::lock(rocks, op.key())? {
+                return Err(Error::Locked { key: op.key().to_vec(), txn: lock.txn, ts: lock.ts });
+            }
+        }
         let current = match latest.get(op.key()) {
             Some(&i) => staged[i].1.clone().map(|v| (provisional, v)),
             None => {
@@ -328,10 +370,10 @@ fn check_expect(key: &[u8], expect: &Expect, current: Option<&(u64, Vec<u8>)>) -
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest {
     /// A hash (64-bit FNV-1a) of every stored entry (keys and values as stored, so every
-    /// version of every row of a table shard) in key order: replicas that applied the same
-    /// entries have the same hash.
+    /// version of every row of a table shard, then its locks and transaction records) in key
+    /// order: replicas that applied the same entries have the same hash.
     pub hash: u64,
-    /// How many entries are stored (versions, on a table shard).
+    /// How many entries are stored (versions, locks and records, on a table shard).
     pub entries: u64,
 }
 
@@ -345,13 +387,19 @@ pub fn digest(rocks: &Rocks, range: &KeyRange) -> Result<Digest> {
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
     };
-    for item in rocks.data_range(&range.start, &range.end, false) {
-        let (key, value) = item.map_err(io)?;
-        entries += 1;
-        feed(&(key.len() as u64).to_be_bytes());
-        feed(&key);
-        feed(&(value.len() as u64).to_be_bytes());
-        feed(&value);
+    for (tag, cf) in [(0u8, CF_DATA), (1, CF_LOCKS), (2, CF_TXNS)] {
+        let mut it = rocks.raw_range(cf, &range.start, &range.end);
+        it.seek(&range.start);
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            entries += 1;
+            feed(&[tag]);
+            feed(&(key.len() as u64).to_be_bytes());
+            feed(key);
+            feed(&(value.len() as u64).to_be_bytes());
+            feed(value);
+            it.next();
+        }
+        it.status().map_err(io)?;
     }
     Ok(Digest { hash, entries })
 }
@@ -373,7 +421,7 @@ mod tests {
     /// Applies `commands` as one apply call (one batch, one overlay), like consecutive entries.
     fn apply_all(rocks: &Rocks, range: &KeyRange, commands: &[ShardCommand]) -> Vec<Result<WriteOutcome>> {
         let (mut batch, mut overlay) = (WriteBatch::default(), Overlay::new());
-        let out = commands.iter().map(|c| apply(rocks, &mut batch, &mut overlay, range, c, 1)).collect();
+        let out = commands.iter().map(|c| apply(rocks, &mut batch, &mut overlay, range, c, 1, Ts::MIN)).collect();
         rocks.write(batch).unwrap();
         out
     }

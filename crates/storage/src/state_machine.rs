@@ -1,5 +1,6 @@
 //! [`StateMachine`]: openraft's state machine (storage-v2) for one group: the rows of the
-//! group's key range in the `data` column family, plus its applied log id, membership and last
+//! group's key range in the `data` column family (and on a table shard its locks and
+//! transaction records in `locks` and `txns`), plus its applied log id, membership and last
 //! snapshot in `raft_state`.
 //!
 //! Invariant: the rows and the applied log id change together, in one write batch, so after a
@@ -22,7 +23,7 @@ use raftable_common::{KeyRange, Result, ShardCommand, Ts};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{self, CF_DATA, CF_RAFT_STATE};
+use crate::keys::{self, CF_DATA, CF_LOCKS, CF_RAFT_STATE, CF_TXNS};
 use crate::rocks::{fatal, io, Coverage, Rocks};
 use crate::shard::{self, Overlay};
 use crate::types::{Entry, NodeInfo, TypeConfig, WriteResult};
@@ -42,10 +43,13 @@ pub struct StateMachine {
 }
 
 /// The snapshot payload: every stored entry of the range (key and value as stored: every
-/// version of every row on a table shard), and the garbage-collection threshold.
-#[derive(Serialize, Deserialize)]
+/// version of every row on a table shard), its locks and transaction records, and the
+/// garbage-collection threshold.
+#[derive(Serialize, Deserialize, Default)]
 struct SnapshotRows {
     rows: Vec<(Vec<u8>, Vec<u8>)>,
+    locks: Vec<(Vec<u8>, Vec<u8>)>,
+    txns: Vec<(Vec<u8>, Vec<u8>)>,
     gc_threshold: Ts,
 }
 
@@ -91,18 +95,48 @@ impl StateMachine {
         self.range.end_or_max().to_vec()
     }
 
-    /// Every stored row of the range, read from one consistent RocksDB snapshot.
-    fn dump_rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let snap = self.rocks.db().snapshot();
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(self.range.start.clone());
-        opts.set_iterate_upper_bound(self.range_end());
-        let mut rows = Vec::new();
-        for item in snap.iterator_cf_opt(self.rocks.cf(CF_DATA), opts, IteratorMode::Start) {
-            let (k, v) = item.map_err(io)?;
-            rows.push((k.to_vec(), v.to_vec()));
+    /// Writes `batch` (what an apply call applied up to `applied`, plus the membership if it
+    /// changed) and starts a fresh overlay: later entries then read RocksDB as every replica
+    /// sees it, however entries were grouped into apply calls.
+    fn flush(
+        &self,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay,
+        applied: Option<LogId<u64>>,
+        membership: bool,
+    ) -> StorageResult<()> {
+        self.state_put(batch, keys::APPLIED, &applied)?;
+        if membership {
+            self.state_put(batch, keys::MEMBERSHIP, &self.membership)?;
         }
-        Ok(rows)
+        if let Err(e) = self.rocks.write(std::mem::take(batch)) {
+            fatal(&format!("writing applied entries of group {} failed: {e}", self.group));
+        }
+        overlay.clear();
+        Ok(())
+    }
+
+    /// Every stored entry of the range (rows, locks, records), read from one consistent
+    /// RocksDB snapshot.
+    fn dump_rows(&self) -> Result<SnapshotRows> {
+        let snap = self.rocks.db().snapshot();
+        let dump = |cf: &str| -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(self.range.start.clone());
+            opts.set_iterate_upper_bound(self.range_end());
+            let mut rows = Vec::new();
+            for item in snap.iterator_cf_opt(self.rocks.cf(cf), opts, IteratorMode::Start) {
+                let (k, v) = item.map_err(io)?;
+                rows.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(rows)
+        };
+        Ok(SnapshotRows {
+            rows: dump(CF_DATA)?,
+            locks: dump(CF_LOCKS)?,
+            txns: dump(CF_TXNS)?,
+            gc_threshold: Ts(self.coverage.gc_threshold.load(SeqCst)),
+        })
     }
 }
 
@@ -123,12 +157,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         let mut membership_changed = false;
         for entry in entries {
+            let before = self.applied;
             self.applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Ok(Default::default()),
                 EntryPayload::Normal(command) => {
                     let index = entry.log_id.index;
-                    let result = shard::apply(&self.rocks, &mut batch, &mut overlay, &self.range, &command, index);
+                    if matches!(command, ShardCommand::Txn { .. }) {
+                        // It reads RocksDB alone: write what this call applied so far first.
+                        self.flush(&mut batch, &mut overlay, before, membership_changed)?;
+                    }
+                    let threshold = Ts(self.coverage.gc_threshold.load(SeqCst));
+                    let result =
+                        shard::apply(&self.rocks, &mut batch, &mut overlay, &self.range, &command, index, threshold);
                     match (&command, result) {
                         (_, Err(e)) if !e.is_deterministic() => {
                             fatal(&format!("apply of group {} index {index} failed: {e}", self.group))
@@ -141,14 +182,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             // this call applied so far (with the applied id, as one batch), so
                             // later entries read RocksDB as every replica sees it, however its
                             // entries were grouped into apply calls.
-                            self.state_put(&mut batch, keys::APPLIED, &self.applied)?;
-                            if let Err(e) = self.rocks.write(std::mem::take(&mut batch)) {
-                                fatal(&format!("writing applied entries of group {} failed: {e}", self.group));
-                            }
-                            overlay.clear();
+                            self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
                             Ok(outcome)
                         }
-                        (_, result) => result,
+                        (command, result) => {
+                            if shard::needs_flush(command) {
+                                self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
+                            }
+                            result
+                        }
                     }
                 }
                 EntryPayload::Membership(m) => {
@@ -181,7 +223,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied: self.applied,
             membership: self.membership.clone(),
             rows,
-            gc_threshold: Ts(self.coverage.gc_threshold.load(SeqCst)),
         }
     }
 
@@ -196,10 +237,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Replace exactly this group's range: delete it whole, then write the snapshot's rows,
         // the applied id and the membership, all in one batch.
         let mut batch = WriteBatch::default();
-        let cf = self.rocks.cf(CF_DATA);
-        batch.delete_range_cf(cf, self.range.start.clone(), self.range_end());
-        for (k, v) in &payload.rows {
-            batch.put_cf(cf, k, v);
+        for (name, entries) in [(CF_DATA, &payload.rows), (CF_LOCKS, &payload.locks), (CF_TXNS, &payload.txns)] {
+            let cf = self.rocks.cf(name);
+            batch.delete_range_cf(cf, self.range.start.clone(), self.range_end());
+            for (k, v) in entries {
+                batch.put_cf(cf, k, v);
+            }
         }
         self.state_put(&mut batch, keys::GC_THRESHOLD, &payload.gc_threshold)?;
         self.coverage.gc_threshold.fetch_max(payload.gc_threshold.0, SeqCst);
@@ -234,14 +277,12 @@ pub struct SnapshotBuilder {
     group: u64,
     applied: Option<LogId<u64>>,
     membership: Membership,
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-    gc_threshold: Ts,
+    rows: SnapshotRows,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let rows = std::mem::take(&mut self.rows);
-        let payload = SnapshotRows { rows, gc_threshold: self.gc_threshold };
+        let payload = std::mem::take(&mut self.rows);
         let data = bincode::serialize(&payload).map_err(|e| sm_write_err(&e))?;
         let index = self.applied.map(|l| l.index).unwrap_or(0);
         let term = self.applied.map(|l| l.leader_id.term).unwrap_or(0);

@@ -40,6 +40,7 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
         Error::StackDepthExceeded(m) => ("54001", m.clone()),
         Error::ProgramLimitExceeded(m) => ("54000", m.clone()),
         Error::ConditionFailed { .. } => ("40001", retry("could not serialize access due to concurrent update")),
+        Error::TxnConflict(_) | Error::TxnAborted(_) | Error::Locked { .. } => ("40001", retry(&e.to_string())),
         Error::NotLeader { .. } | Error::Retry(_) | Error::SnapshotTooOld(_) => ("40001", retry(&e.to_string())),
         Error::Unknown(m) => {
             let message = format!(
@@ -107,6 +108,8 @@ mod tests {
             (Error::ProgramLimitExceeded(s()), "54000"),
             (Error::ConditionFailed { key: b"k".to_vec() }, "40001"),
             (Error::SnapshotTooOld(s()), "40001"),
+            (Error::TxnConflict(s()), "40001"),
+            (Error::TxnAborted(s()), "40001"),
             (Error::NotLeader { leader: None }, "40001"),
             (Error::Retry(s()), "40001"),
             (Error::InvalidData(s()), "XX001"),

@@ -9,3 +9,4 @@ mod replication;
 mod scale;
 mod sql;
 mod tso;
+mod txn;

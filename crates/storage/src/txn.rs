@@ -1,0 +1,460 @@
+//! Transaction state of table shards: locks (`locks` column family, keyed by the row key) and
+//! transaction records (`txns`, keyed by `anchor key ‖ transaction id`), and the apply of the
+//! transaction commands (`raftable_common::TxnOp`). Pure functions of the database contents and
+//! the command, like `shard.rs`: Raft apply runs [`apply`] on every replica.
+//!
+//! A lock holds a prepared transaction's new value of its key and the stamp of its prepare: the
+//! transaction commits at or above that stamp, so a read below it may ignore the lock, and any
+//! other read of the key, and every write to it, waits until the lock is resolved (reads and
+//! writes fail with `Error::Locked`; the caller settles the lock and retries).
+//!
+//! [`apply`] reads RocksDB directly: the state machine writes what an apply call applied before
+//! and after each transaction command, so no earlier entry's effect sits in an unwritten batch.
+
+use std::collections::HashSet;
+
+use raftable_common::{
+    Decision, Error, KeyRange, Result, Span, Ts, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite, WriteOutcome,
+};
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{CF_LOCKS, CF_TXNS};
+use crate::mvcc;
+use crate::rocks::{io, Rocks};
+
+/// A prepared transaction's lock on one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Lock {
+    pub txn: TxnMeta,
+    /// The stamp of the prepare: the transaction commits at or above it.
+    pub ts: Ts,
+    /// The key's new value (`None`: deleted) once the transaction commits.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Lock {
+    fn conflict(self, key: &[u8]) -> Error {
+        Error::Locked { key: key.to_vec(), txn: self.txn, ts: self.ts }
+    }
+}
+
+fn record_key(txn: &TxnMeta) -> Vec<u8> {
+    let mut k = Vec::with_capacity(txn.anchor_key.len() + 16);
+    k.extend_from_slice(&txn.anchor_key);
+    k.extend_from_slice(&txn.id.to_bytes());
+    k
+}
+
+/// The lock on `key`, if any.
+pub(crate) fn lock(rocks: &Rocks, key: &[u8]) -> Result<Option<Lock>> {
+    let raw = rocks.db().get_pinned_cf(rocks.cf(CF_LOCKS), key).map_err(io)?;
+    raw.map(|raw| bincode::deserialize(&raw).map_err(Error::from)).transpose()
+}
+
+/// The first lock in `[start, end)` (an empty `end`: unbounded) that `blocks` says matters.
+fn first_lock(
+    rocks: &Rocks,
+    start: &[u8],
+    end: &[u8],
+    blocks: impl Fn(&Lock) -> bool,
+) -> Result<Option<(Vec<u8>, Lock)>> {
+    let mut it = rocks.raw_range(CF_LOCKS, start, end);
+    it.seek(start);
+    while let (Some(key), Some(raw)) = (it.key(), it.value()) {
+        let lock: Lock = bincode::deserialize(raw)?;
+        if blocks(&lock) {
+            return Ok(Some((key.to_vec(), lock)));
+        }
+        it.next();
+    }
+    it.status().map_err(io)?;
+    Ok(None)
+}
+
+/// Whether a read at `ts` must wait for `lock` (`Ts::MAX`: a read of the newest rows waits for
+/// every lock): its transaction may commit at or below `ts`.
+fn blocks_read(lock: &Lock, ts: Ts) -> bool {
+    ts == Ts::MAX || lock.ts <= ts
+}
+
+/// Fails with `Error::Locked` if `key` holds a lock a read at `ts` must wait for.
+pub(crate) fn check_point(rocks: &Rocks, key: &[u8], ts: Ts) -> Result<()> {
+    match lock(rocks, key)? {
+        Some(lock) if blocks_read(&lock, ts) => Err(lock.conflict(key)),
+        _ => Ok(()),
+    }
+}
+
+/// Fails with `Error::Locked` if `[start, end)` holds a lock a read at `ts` must wait for.
+pub(crate) fn check_range(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts) -> Result<()> {
+    match first_lock(rocks, start, end, |l| blocks_read(l, ts))? {
+        Some((key, lock)) => Err(lock.conflict(&key)),
+        None => Ok(()),
+    }
+}
+
+/// A transaction's read validation: fails with `Error::TxnConflict` if a span holds a version
+/// newer than `since`, with `Error::Locked` if it holds a lock of another transaction than `own`
+/// that a read at `at` must wait for.
+pub(crate) fn validate(rocks: &Rocks, own: Option<TxnId>, since: Ts, spans: &[Span], at: Ts) -> Result<()> {
+    for span in spans {
+        let foreign = |l: &Lock| Some(l.txn.id) != own && blocks_read(l, at);
+        if let Some((key, lock)) = first_lock(rocks, &span.start, &span.end, foreign)? {
+            return Err(lock.conflict(&key));
+        }
+        if let Some((key, ts)) = mvcc::newer_than(rocks, &span.start, &span.end, since)? {
+            return Err(Error::TxnConflict(format!(
+                "key {} was written at {ts}, after this transaction read it at {since}",
+                show(&key)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn show(key: &[u8]) -> String {
+    key.iter().flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect()
+}
+
+/// The record of `txn`, if any.
+pub(crate) fn record(rocks: &Rocks, txn: &TxnMeta) -> Result<Option<TxnStatus>> {
+    let raw = rocks.db().get_pinned_cf(rocks.cf(CF_TXNS), record_key(txn)).map_err(io)?;
+    raw.map(|raw| bincode::deserialize(&raw).map_err(Error::from)).transpose()
+}
+
+fn put_record(rocks: &Rocks, batch: &mut WriteBatch, txn: &TxnMeta, status: TxnStatus) -> Result<()> {
+    batch.put_cf(rocks.cf(CF_TXNS), record_key(txn), bincode::serialize(&status)?);
+    Ok(())
+}
+
+/// Applies transaction command `op`, stamped `ts` by the leader, to the shard owning `range`, or
+/// rejects it whole with a deterministic error (nothing added to `batch`). `gc_threshold` is the
+/// shard's: a validation from below it could miss collected versions.
+pub(crate) fn apply(
+    rocks: &Rocks,
+    batch: &mut WriteBatch,
+    range: &KeyRange,
+    ts: Ts,
+    op: &TxnOp,
+    gc_threshold: Ts,
+) -> Result<WriteOutcome> {
+    for key in op.keys() {
+        check_in(range, &key)?;
+    }
+    match op {
+        TxnOp::Commit { read_ts, reads, writes } => {
+            check_reads(range, *read_ts, reads, gc_threshold)?;
+            validate(rocks, None, *read_ts, reads, Ts::MAX)?;
+            for w in writes {
+                if let Some(lock) = lock(rocks, &w.key)? {
+                    return Err(lock.conflict(&w.key));
+                }
+            }
+            write_versions(rocks, batch, ts, writes.iter().map(|w| (w.key.as_slice(), w.value.as_deref())))
+        }
+        TxnOp::Prepare { txn, anchor, read_ts, reads, writes } => {
+            check_reads(range, *read_ts, reads, gc_threshold)?;
+            if *anchor {
+                check_in(range, &txn.anchor_key)?;
+                match record(rocks, txn)? {
+                    None => put_record(rocks, batch, txn, TxnStatus::Pending { since: ts })?,
+                    Some(TxnStatus::Pending { .. }) => {}
+                    Some(TxnStatus::Aborted | TxnStatus::Committed(_)) => {
+                        return Err(Error::TxnAborted(format!("transaction {} ended before it prepared", txn.id)))
+                    }
+                }
+            }
+            validate(rocks, Some(txn.id), *read_ts, reads, Ts::MAX)?;
+            prepare_writes(rocks, batch, txn, ts, writes)?;
+            Ok(WriteOutcome { version: ts.0, changed: vec![true; writes.len()] })
+        }
+        TxnOp::End { txn, decision, keys } => {
+            check_in(range, &txn.anchor_key)?;
+            let status = match (record(rocks, txn)?, decision) {
+                (Some(TxnStatus::Pending { .. }), Decision::Commit(c)) => TxnStatus::Committed(*c),
+                (Some(TxnStatus::Committed(c)), _) => TxnStatus::Committed(c),
+                (None | Some(TxnStatus::Aborted), Decision::Commit(_)) => {
+                    return Err(Error::TxnAborted(format!("transaction {} was aborted before it committed", txn.id)))
+                }
+                (_, Decision::Abort) => TxnStatus::Aborted,
+            };
+            put_record(rocks, batch, txn, status)?;
+            let commit = match status {
+                TxnStatus::Committed(c) => Some(c),
+                _ => None,
+            };
+            let changed = resolve(rocks, batch, txn.id, commit, keys)?;
+            Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
+        }
+        TxnOp::Resolve { txn, commit, keys } => {
+            let changed = resolve(rocks, batch, *txn, *commit, keys)?;
+            Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
+        }
+        TxnOp::Forget { txn } => {
+            check_in(range, &txn.anchor_key)?;
+            let decided = matches!(record(rocks, txn)?, Some(TxnStatus::Committed(_) | TxnStatus::Aborted));
+            if decided {
+                batch.delete_cf(rocks.cf(CF_TXNS), record_key(txn));
+            }
+            Ok(WriteOutcome { version: 0, changed: vec![decided] })
+        }
+    }
+}
+
+fn check_in(range: &KeyRange, key: &[u8]) -> Result<()> {
+    if range.contains(key) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!("key {} outside shard range", show(key))))
+    }
+}
+
+/// Read spans must lie in the shard, and above its garbage-collection threshold.
+fn check_reads(range: &KeyRange, read_ts: Ts, reads: &[Span], gc_threshold: Ts) -> Result<()> {
+    if !reads.is_empty() && read_ts < gc_threshold {
+        return Err(Error::SnapshotTooOld(format!(
+            "a transaction that read at {read_ts} cannot commit below the garbage-collection threshold {gc_threshold}"
+        )));
+    }
+    for span in reads {
+        if !range.covers(&span.start, &span.end) {
+            return Err(Error::InvalidInput(format!("read span {} outside shard range", show(&span.start))));
+        }
+    }
+    Ok(())
+}
+
+/// Locks each written key for `txn` (a key it locked already stays as it is: a prepare sent
+/// again changes nothing); another transaction's lock fails the whole command.
+fn prepare_writes(rocks: &Rocks, batch: &mut WriteBatch, txn: &TxnMeta, ts: Ts, writes: &[TxnWrite]) -> Result<()> {
+    let mut new = Vec::with_capacity(writes.len());
+    for w in writes {
+        match lock(rocks, &w.key)? {
+            Some(lock) if lock.txn.id == txn.id => {}
+            Some(lock) => return Err(lock.conflict(&w.key)),
+            None => new.push(w),
+        }
+    }
+    let cf = rocks.cf(CF_LOCKS);
+    for w in new {
+        let lock = Lock { txn: txn.clone(), ts, value: w.value.as_ref().map(|v| v.to_vec()) };
+        batch.put_cf(cf, &w.key, bincode::serialize(&lock)?);
+    }
+    Ok(())
+}
+
+/// Resolves `txn`'s locks on `keys`: into versions at `commit`, or dropped. Returns per key
+/// whether it held a lock of `txn`.
+fn resolve(
+    rocks: &Rocks,
+    batch: &mut WriteBatch,
+    txn: TxnId,
+    commit: Option<Ts>,
+    keys: &[Vec<u8>],
+) -> Result<Vec<bool>> {
+    let mut changed = Vec::with_capacity(keys.len());
+    let mut seen = HashSet::with_capacity(keys.len());
+    let mut committed = Vec::new();
+    for key in keys {
+        let ours = match lock(rocks, key)? {
+            Some(lock) if lock.txn.id == txn && seen.insert(key.as_slice()) => Some(lock),
+            _ => None,
+        };
+        changed.push(ours.is_some());
+        if let Some(lock) = ours {
+            batch.delete_cf(rocks.cf(CF_LOCKS), key);
+            if commit.is_some() {
+                committed.push((key.as_slice(), lock.value));
+            }
+        }
+    }
+    if let Some(c) = commit {
+        write_versions(rocks, batch, c, committed.iter().map(|(k, v)| (*k, v.as_deref())))?;
+    }
+    Ok(changed)
+}
+
+/// Writes each `(key, value or deletion)` as a version at `ts`, or just above the newest
+/// version of any of the keys if that is at or above `ts` (deterministic, as for stamped
+/// writes). A deletion of a key without a live row leaves no version. Returns the version used
+/// and, per write, whether it changed a row.
+fn write_versions<'a>(
+    rocks: &Rocks,
+    batch: &mut WriteBatch,
+    ts: Ts,
+    writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Result<WriteOutcome> {
+    let mut staged = Vec::new();
+    let mut version = ts;
+    for (key, value) in writes {
+        let current = mvcc::get_at(rocks, key, Ts::MAX)?;
+        if let Some(v) = &current {
+            version = version.max(v.ts.next());
+        }
+        let existed = current.is_some_and(|v| v.value.is_some());
+        staged.push((key, value, existed));
+    }
+    let mut changed = Vec::with_capacity(staged.len());
+    for (key, value, existed) in staged {
+        if value.is_some() || existed {
+            mvcc::put(rocks, batch, key, version, value);
+        }
+        changed.push(value.is_some() || existed);
+    }
+    Ok(WriteOutcome { version: version.0, changed })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The transaction commands on two local shards (`LocalShards` applies them as Raft would):
+    //! what locks block, what validation refuses, and how a record decides once.
+
+    use raftable_common::{ShardClient, ShardRead, ShardWrite, WriteOp};
+
+    use super::*;
+    use crate::LocalShards;
+
+    const A: u64 = 1;
+    const B: u64 = 2;
+
+    fn shards() -> (tempfile::TempDir, LocalShards) {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = LocalShards::new(Rocks::open(dir.path()).unwrap());
+        shards.add_shard(A, KeyRange::new(vec![1, b'a'], vec![1, b'm']));
+        shards.add_shard(B, KeyRange::new(vec![1, b'm'], vec![2]));
+        (dir, shards)
+    }
+
+    fn k(name: &str) -> Vec<u8> {
+        [&[1u8][..], name.as_bytes()].concat()
+    }
+
+    fn meta(id: u128) -> TxnMeta {
+        TxnMeta { id: TxnId(id), anchor: A, anchor_key: k("a") }
+    }
+
+    async fn put(shards: &LocalShards, shard: u64, key: &str, value: &str) -> Result<WriteOutcome> {
+        let op = WriteOp::Put { key: k(key), value: value.as_bytes().to_vec() };
+        shards.write(shard, ShardWrite::new(vec![op])).await
+    }
+
+    async fn get_at(shards: &LocalShards, shard: u64, key: &str, ts: Ts) -> Result<Option<String>> {
+        let rows = if ts == Ts::MAX {
+            shards.read(shard, ShardRead::Get { key: k(key) }).await?
+        } else {
+            shards.read_at(shard, ShardRead::Get { key: k(key) }, ts).await?
+        };
+        Ok(rows.into_iter().next().map(|r| String::from_utf8(r.value).unwrap()))
+    }
+
+    fn prepare(id: u128, anchor: bool, read_ts: Ts, reads: Vec<Span>, writes: &[(&str, &str)]) -> TxnOp {
+        let writes = writes.iter().map(|(key, v)| TxnWrite::put(k(key), v.as_bytes().to_vec())).collect();
+        TxnOp::Prepare { txn: meta(id), anchor, read_ts, reads, writes }
+    }
+
+    /// Two-phase commit across shards: locks block reads that could see the commit and every
+    /// write, reads below the prepare ignore them, and the decision turns them into versions.
+    #[tokio::test]
+    async fn prepared_locks_block_until_resolved_into_versions() {
+        let (_dir, shards) = shards();
+        put(&shards, A, "a", "a0").await.unwrap();
+        put(&shards, B, "x", "x0").await.unwrap();
+        let read_ts = shards.snapshot().await.unwrap();
+        let pa = shards.txn(A, prepare(7, true, read_ts, vec![Span::point(&k("a"))], &[("a", "a1")])).await.unwrap();
+        let pb = shards.txn(B, prepare(7, false, read_ts, vec![], &[("x", "x1"), ("y", "y1")])).await.unwrap();
+        let (pa, pb) = (Ts(pa.version), Ts(pb.version));
+        // Below the prepare: the old rows, no waiting. At or above, and the newest: locked,
+        // also for a key the transaction inserts and for a scan over it.
+        assert_eq!(get_at(&shards, B, "x", Ts(pb.0 - 1)).await.unwrap().as_deref(), Some("x0"));
+        assert!(matches!(get_at(&shards, B, "x", pb).await, Err(Error::Locked { .. })));
+        assert!(matches!(get_at(&shards, B, "y", Ts::MAX).await, Err(Error::Locked { .. })));
+        let scan = ShardRead::Scan { start: k("m"), end: vec![], limit: None, reverse: false };
+        assert!(matches!(shards.read(B, scan.clone()).await, Err(Error::Locked { key, .. }) if key == k("x")));
+        // Writes to a locked key fail whole, whatever their kind.
+        assert!(matches!(put(&shards, B, "y", "other").await, Err(Error::Locked { .. })));
+        let other = prepare(8, false, read_ts, vec![], &[("x", "no")]);
+        assert!(matches!(shards.txn(B, other).await, Err(Error::Locked { .. })));
+        // A prepare sent again changes nothing.
+        shards.txn(B, prepare(7, false, read_ts, vec![], &[("x", "x1"), ("y", "y1")])).await.unwrap();
+        // The commit point on the anchor resolves its own locks; then the other shard's.
+        let c = pa.max(pb);
+        let end = TxnOp::End { txn: meta(7), decision: Decision::Commit(c), keys: vec![k("a")] };
+        assert_eq!(shards.txn(A, end).await.unwrap().version, c.0);
+        assert_eq!(get_at(&shards, A, "a", Ts::MAX).await.unwrap().as_deref(), Some("a1"));
+        let resolve = TxnOp::Resolve { txn: TxnId(7), commit: Some(c), keys: vec![k("x"), k("y"), k("z")] };
+        assert_eq!(shards.txn(B, resolve).await.unwrap().changed, [true, true, false]);
+        assert_eq!(get_at(&shards, B, "y", c).await.unwrap().as_deref(), Some("y1"));
+        assert_eq!(get_at(&shards, B, "x", Ts(c.0 - 1)).await.unwrap().as_deref(), Some("x0"));
+        assert_eq!(shards.read(B, scan).await.unwrap().len(), 2);
+        // Decided: the record may go; a second Forget finds nothing.
+        assert_eq!(shards.txn(A, TxnOp::Forget { txn: meta(7) }).await.unwrap().changed, [true]);
+        assert_eq!(shards.txn(A, TxnOp::Forget { txn: meta(7) }).await.unwrap().changed, [false]);
+    }
+
+    /// The record decides once: an abort before the anchor's prepare makes the prepare fail,
+    /// a commit after an abort fails, an abort after a commit reports the commit.
+    #[tokio::test]
+    async fn the_record_decides_once() {
+        let (_dir, shards) = shards();
+        let read_ts = shards.snapshot().await.unwrap();
+        let abort = |id| TxnOp::End { txn: meta(id), decision: Decision::Abort, keys: vec![] };
+        // Pushed before its anchor prepared: the prepare fails, the locks elsewhere are dropped.
+        shards.txn(B, prepare(1, false, read_ts, vec![], &[("x", "1")])).await.unwrap();
+        assert_eq!(shards.txn(A, abort(1)).await.unwrap().version, 0);
+        let late = shards.txn(A, prepare(1, true, read_ts, vec![], &[("a", "1")])).await;
+        assert!(matches!(late, Err(Error::TxnAborted(_))), "{late:?}");
+        let commit = TxnOp::End { txn: meta(1), decision: Decision::Commit(Ts(read_ts.0 + 9)), keys: vec![] };
+        assert!(matches!(shards.txn(A, commit).await, Err(Error::TxnAborted(_))));
+        shards.txn(B, TxnOp::Resolve { txn: TxnId(1), commit: None, keys: vec![k("x")] }).await.unwrap();
+        assert_eq!(get_at(&shards, B, "x", Ts::MAX).await.unwrap(), None);
+        // Committed first: a later abort (a pusher) learns the commit timestamp; the decision
+        // sent again is answered the same.
+        let p = shards.txn(A, prepare(2, true, read_ts, vec![], &[("b", "2")])).await.unwrap();
+        let c = Ts(p.version);
+        let end = TxnOp::End { txn: meta(2), decision: Decision::Commit(c), keys: vec![k("b")] };
+        assert_eq!(shards.txn(A, end.clone()).await.unwrap().version, c.0);
+        assert_eq!(shards.txn(A, end).await.unwrap().version, c.0);
+        assert_eq!(shards.txn(A, abort(2)).await.unwrap().version, c.0);
+        assert_eq!(get_at(&shards, A, "b", Ts::MAX).await.unwrap().as_deref(), Some("2"));
+    }
+
+    /// One-phase commits and read validation refuse a read that a later write made stale, and
+    /// another transaction's lock; a transaction's own locks, and locks above the validation
+    /// timestamp, do not count.
+    #[tokio::test]
+    async fn validation_refuses_stale_reads() {
+        let (_dir, shards) = shards();
+        put(&shards, A, "c", "1").await.unwrap();
+        let read_ts = shards.snapshot().await.unwrap();
+        let range = Span::new(k("b"), k("d"));
+        let one_pc = |reads: Vec<Span>| TxnOp::Commit {
+            read_ts,
+            reads,
+            writes: vec![TxnWrite::put(k("c"), b"2".to_vec()), TxnWrite::delete(k("e"))],
+        };
+        // Nothing written since: commits, deleting an absent key changes nothing.
+        let out = shards.txn(A, one_pc(vec![range.clone()])).await.unwrap();
+        assert_eq!(out.changed, [true, false]);
+        assert!(Ts(out.version) > read_ts);
+        // Now `c` changed after `read_ts`: the same commit, and a validation, conflict; a span
+        // beside it does not.
+        let stale = shards.txn(A, one_pc(vec![range.clone()])).await;
+        assert!(matches!(stale, Err(Error::TxnConflict(_))), "{stale:?}");
+        let now = shards.snapshot().await.unwrap();
+        let validate = |txn, spans| ShardRead::Validate { txn: TxnId(txn), since: read_ts, spans };
+        let v = shards.read_at(A, validate(9, vec![range]), now).await;
+        assert!(matches!(v, Err(Error::TxnConflict(_))), "{v:?}");
+        shards.read_at(A, validate(9, vec![Span::new(k("d"), k("f"))]), now).await.unwrap();
+        // A lock in the span: another transaction's conflicts, its own does not, and one
+        // placed above the validation timestamp does not either.
+        let p = shards.txn(A, prepare(5, true, now, vec![], &[("f", "x")])).await.unwrap();
+        let since_now = |txn| ShardRead::Validate { txn: TxnId(txn), since: now, spans: vec![Span::point(&k("f"))] };
+        let v = shards.read_at(A, since_now(6), Ts(p.version)).await;
+        assert!(matches!(v, Err(Error::Locked { .. })), "{v:?}");
+        shards.read_at(A, since_now(5), Ts(p.version)).await.unwrap();
+        shards.read_at(A, since_now(6), Ts(p.version - 1)).await.unwrap();
+        let blocked = TxnOp::Commit { read_ts: now, reads: vec![Span::point(&k("f"))], writes: vec![] };
+        assert!(matches!(shards.txn(A, blocked).await, Err(Error::Locked { .. })));
+    }
+}

@@ -1,0 +1,375 @@
+//! [`Txn`]: one transaction, coordinated by the gateway node it runs on. It reads every shard
+//! at one snapshot (`read_ts`, from the oracle at its first read), sees its own buffered
+//! writes, and records what it read (spans) so that commit can check nothing it read changed.
+//!
+//! Commit ([`Txn::commit`]):
+//! - nothing written: nothing to do (a snapshot is a serializable read-only transaction);
+//! - everything read and written on one shard: one `TxnOp::Commit` (1PC), which validates the
+//!   reads and writes the versions in one Raft entry;
+//! - otherwise two-phase: `Prepare` on every written shard in parallel (the anchor, the first,
+//!   also creates the record); the commit timestamp `C` is the highest prepare stamp; the reads
+//!   on shards not validated at or above `C` are validated at `C` (`ShardRead::Validate`,
+//!   which also keeps later writes above `C`); `End(Commit(C))` on the anchor is the commit
+//!   point; then every other shard's locks are resolved and the record forgotten.
+//!
+//! Any failure before the commit point leaves the transaction certainly uncommitted: it is
+//! aborted (record first, then locks) and reported as 40001, even when a prepare's reply was
+//! lost. Only the commit point itself can end unknown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use raftable_common::{
+    Decision, Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, Span, Ts, TxnId, TxnMeta, TxnOp, TxnWrite,
+};
+
+use crate::settle::{pause, settle, until_unlocked, LockInfo};
+
+/// Starts transactions on one gateway node.
+pub struct Coordinator {
+    client: Arc<dyn ShardClient>,
+    node: NodeId,
+    seq: AtomicU64,
+}
+
+impl Coordinator {
+    pub fn new(client: Arc<dyn ShardClient>, node: NodeId) -> Arc<Self> {
+        // Ids stay unique across restarts of the node: the sequence starts at the clock.
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Arc::new(Self { client, node, seq: AtomicU64::new(micros) })
+    }
+
+    pub fn begin(self: &Arc<Self>) -> Txn {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        Txn {
+            coordinator: self.clone(),
+            id: TxnId((u128::from(self.node) << 64) | u128::from(seq)),
+            read_ts: None,
+            writes: BTreeMap::new(),
+            reads: BTreeMap::new(),
+        }
+    }
+}
+
+/// A transaction's buffered writes: per shard, per key, the new value or a deletion.
+type Writes = BTreeMap<ShardId, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
+
+/// A point to roll a transaction's writes back to (`SAVEPOINT`).
+#[derive(Debug, Clone)]
+pub struct Savepoint(Writes);
+
+/// One transaction (see the module docs).
+pub struct Txn {
+    coordinator: Arc<Coordinator>,
+    id: TxnId,
+    read_ts: Option<Ts>,
+    writes: Writes,
+    reads: BTreeMap<ShardId, Vec<Span>>,
+}
+
+impl Txn {
+    pub fn id(&self) -> TxnId {
+        self.id
+    }
+
+    fn client(&self) -> &dyn ShardClient {
+        self.coordinator.client.as_ref()
+    }
+
+    /// The snapshot every read of the transaction sees, taken at the first call.
+    pub async fn read_ts(&mut self) -> Result<Ts> {
+        if let Some(ts) = self.read_ts {
+            return Ok(ts);
+        }
+        let ts = self.client().snapshot().await?;
+        self.read_ts = Some(ts);
+        Ok(ts)
+    }
+
+    /// Reads `shard` at the transaction's snapshot, with its own writes applied, and records
+    /// what the read covered. `Get`, `MultiGet` and `Scan` only; a scan names its end (an
+    /// empty end means the end of the keyspace, and its span would leave the shard).
+    pub async fn read(&mut self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
+        let ts = self.read_ts().await?;
+        let own = self.writes.get(&shard);
+        // A scan over keys this transaction wrote reads the whole range, then merges.
+        let sent = match &read {
+            ShardRead::Scan { start, end, reverse, .. } if own.is_some_and(|w| writes_in(w, start, end)) => {
+                ShardRead::Scan { start: start.clone(), end: end.clone(), limit: None, reverse: *reverse }
+            }
+            ShardRead::Validate { .. } => return Err(Error::InvalidInput("a validation is not a read".into())),
+            other => other.clone(),
+        };
+        let client = self.coordinator.client.clone();
+        let rows = until_unlocked(client.as_ref(), shard, || client.read_at(shard, sent.clone(), ts)).await?;
+        let rows = merge(own, &read, rows);
+        self.reads.entry(shard).or_default().extend(covered(&read, &rows));
+        Ok(rows)
+    }
+
+    /// Buffers a write of `key` on `shard`: its new value, or `None` to delete it.
+    pub fn write(&mut self, shard: ShardId, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.writes.entry(shard).or_default().insert(key, value);
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.writes.clone())
+    }
+
+    /// Undoes the writes buffered since `savepoint` (its reads stay: they happened).
+    pub fn rollback_to(&mut self, savepoint: &Savepoint) {
+        self.writes = savepoint.0.clone();
+    }
+
+    /// Commits: `Ok(Some(commit timestamp))`, `Ok(None)` for a read-only transaction.
+    /// `Error::TxnConflict` / `Error::TxnAborted` mean nothing applied; `Error::Unknown` that the
+    /// commit point's reply was lost.
+    pub async fn commit(mut self) -> Result<Option<Ts>> {
+        if self.writes.is_empty() {
+            return Ok(None);
+        }
+        let read_ts = self.read_ts.unwrap_or(Ts::MIN);
+        let written: BTreeSet<ShardId> = self.writes.keys().copied().collect();
+        let one_shard = written.len() == 1 && self.reads.keys().all(|s| written.contains(s));
+        if one_shard {
+            let (&shard, writes) = self.writes.iter().next().expect("one shard");
+            let op = TxnOp::Commit {
+                read_ts,
+                reads: self.reads.remove(&shard).unwrap_or_default(),
+                writes: to_writes(writes),
+            };
+            let client = self.coordinator.client.clone();
+            let outcome = until_unlocked(client.as_ref(), shard, || client.txn(shard, op.clone())).await?;
+            return Ok(Some(Ts(outcome.version)));
+        }
+        self.two_phase(read_ts).await.map(Some)
+    }
+
+    async fn two_phase(&self, read_ts: Ts) -> Result<Ts> {
+        let this = self;
+        let (&anchor, anchor_writes) = self.writes.iter().next().expect("writes");
+        let anchor_key = anchor_writes.keys().next().expect("a write").clone();
+        let meta = TxnMeta { id: self.id, anchor, anchor_key };
+        let prepares = self.writes.iter().map(|(&shard, writes)| {
+            let op = TxnOp::Prepare {
+                txn: meta.clone(),
+                anchor: shard == anchor,
+                read_ts,
+                reads: self.reads.get(&shard).cloned().unwrap_or_default(),
+                writes: to_writes(writes),
+            };
+            async move { (shard, this.prepare(shard, op).await) }
+        });
+        let mut stamps = BTreeMap::new();
+        let mut failure = None;
+        for (shard, result) in futures::future::join_all(prepares).await {
+            match result {
+                Ok(ts) => {
+                    stamps.insert(shard, ts);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(self.abort(&meta, e).await);
+        }
+        let commit = stamps.values().copied().max().expect("a prepare");
+        // Reads not yet checked up to `commit`: on shards it only read, or prepared below it.
+        let checks = self.reads.iter().filter(|(s, _)| stamps.get(s).is_none_or(|p| *p < commit));
+        let checks = checks.map(|(&shard, spans)| {
+            let read = ShardRead::Validate { txn: this.id, since: read_ts, spans: spans.clone() };
+            this.validate(shard, read, commit)
+        });
+        if let Some(e) = futures::future::join_all(checks).await.into_iter().find_map(Result::err) {
+            return Err(self.abort(&meta, e).await);
+        }
+        // The commit point. Sent again if its reply is lost: the record answers the same.
+        let end = TxnOp::End { txn: meta.clone(), decision: Decision::Commit(commit), keys: self.keys(anchor) };
+        let mut last = None;
+        for attempt in 0..3 {
+            match self.client().txn(anchor, end.clone()).await {
+                Ok(outcome) if outcome.version == commit.0 => {
+                    last = None;
+                    break;
+                }
+                Ok(outcome) => {
+                    return Err(Error::Internal(format!("record of {} says committed at {}", self.id, outcome.version)))
+                }
+                Err(e @ Error::TxnAborted(_)) => return Err(self.abort(&meta, e).await),
+                Err(e) if e.is_retryable() || matches!(e, Error::Unknown(_)) => {
+                    last = Some(e);
+                    tokio::time::sleep(pause(attempt + 3)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(Error::Unknown(format!("the commit of transaction {} was not acknowledged: {e}", self.id)));
+        }
+        self.resolve(&meta, Some(commit)).await;
+        Ok(commit)
+    }
+
+    /// Prepares `shard`. A lock of another transaction is waited for briefly (a transaction
+    /// that is itself holding locks must not wait long: two could wait for each other), and
+    /// pushed if expired; else the commit fails with 40001.
+    async fn prepare(&self, shard: ShardId, op: TxnOp) -> Result<Ts> {
+        for attempt in 0..6 {
+            match self.client().txn(shard, op.clone()).await {
+                Ok(outcome) => return Ok(Ts(outcome.version)),
+                Err(e @ Error::Locked { .. }) if attempt < 5 => {
+                    let lock = LockInfo::from_error(shard, &e).expect("a lock error");
+                    settle(self.client(), &lock, pause(attempt)).await?;
+                }
+                Err(Error::Locked { txn, .. }) => {
+                    return Err(Error::TxnConflict(format!("transaction {} holds a lock this one needs", txn.id)))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Validates a read span set at the commit timestamp, waiting briefly for locks as
+    /// [`Txn::prepare`] does.
+    async fn validate(&self, shard: ShardId, read: ShardRead, commit: Ts) -> Result<()> {
+        for attempt in 0..6 {
+            match self.client().read_at(shard, read.clone(), commit).await {
+                Ok(_) => return Ok(()),
+                Err(e @ Error::Locked { .. }) if attempt < 5 => {
+                    let lock = LockInfo::from_error(shard, &e).expect("a lock error");
+                    settle(self.client(), &lock, pause(attempt)).await?;
+                }
+                Err(Error::Locked { txn, .. }) => {
+                    return Err(Error::TxnConflict(format!("transaction {} is writing what this one read", txn.id)))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Aborts after a failure before the commit point: the record first (so a prepare still
+    /// in flight on the anchor fails), then every lock. Returns the error to report: nothing
+    /// applied, whatever `cause` was, so an unknown outcome becomes a serialization failure.
+    async fn abort(&self, meta: &TxnMeta, cause: Error) -> Error {
+        let end = TxnOp::End { txn: meta.clone(), decision: Decision::Abort, keys: self.keys(meta.anchor) };
+        match self.client().txn(meta.anchor, end).await {
+            Ok(outcome) if outcome.version == 0 => {}
+            Ok(outcome) => {
+                return Error::Internal(format!(
+                    "transaction {} committed at {} while aborting",
+                    self.id, outcome.version
+                ))
+            }
+            // Unrecorded: the transaction cannot commit (only this coordinator sends the
+            // commit), and its locks expire and are pushed.
+            Err(e) => tracing::debug!(txn = %self.id, error = %e, "abort not recorded"),
+        }
+        self.resolve(meta, None).await;
+        match cause {
+            e @ (Error::TxnConflict(_) | Error::TxnAborted(_) | Error::SnapshotTooOld(_)) => e,
+            e if e.is_deterministic() && !matches!(e, Error::Locked { .. }) => e,
+            e => Error::TxnAborted(format!("transaction {} was rolled back after: {e}", self.id)),
+        }
+    }
+
+    /// Resolves the locks on every shard but the anchor (whose `End` resolved its own), then
+    /// drops the record if all went well. Failures are left to the pushers.
+    async fn resolve(&self, meta: &TxnMeta, commit: Option<Ts>) {
+        let resolves = self.writes.keys().filter(|s| **s != meta.anchor).map(|&shard| {
+            let op = TxnOp::Resolve { txn: self.id, commit, keys: self.keys(shard) };
+            async move { self.client().txn(shard, op).await }
+        });
+        let all = futures::future::join_all(resolves).await.into_iter().all(|r| r.is_ok());
+        if all {
+            if let Err(e) = self.client().txn(meta.anchor, TxnOp::Forget { txn: meta.clone() }).await {
+                tracing::debug!(txn = %self.id, error = %e, "record not forgotten");
+            }
+        }
+    }
+
+    fn keys(&self, shard: ShardId) -> Vec<Vec<u8>> {
+        self.writes.get(&shard).map(|w| w.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+fn to_writes(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Vec<TxnWrite> {
+    writes.iter().map(|(k, v)| TxnWrite { key: k.clone(), value: v.clone() }).collect()
+}
+
+fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+    key >= start && (end.is_empty() || key < end)
+}
+
+fn writes_in(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, start: &[u8], end: &[u8]) -> bool {
+    writes.range(start.to_vec()..).next().is_some_and(|(k, _)| in_range(k, start, end))
+}
+
+/// `rows` as read from the shard, with the transaction's own writes `own` applied. Rows it
+/// wrote carry version `u64::MAX` (not committed yet).
+fn merge(own: Option<&BTreeMap<Vec<u8>, Option<Vec<u8>>>>, read: &ShardRead, rows: Vec<Row>) -> Vec<Row> {
+    let Some(own) = own else { return rows };
+    let mine = |key: &[u8], value: &Vec<u8>| Row { key: key.to_vec(), value: value.clone(), version: u64::MAX };
+    match read {
+        ShardRead::Get { key } => match own.get(key) {
+            Some(Some(v)) => vec![mine(key, v)],
+            Some(None) => Vec::new(),
+            None => rows,
+        },
+        ShardRead::MultiGet { keys } => {
+            let mut stored: BTreeMap<Vec<u8>, Row> = rows.into_iter().map(|r| (r.key.clone(), r)).collect();
+            keys.iter()
+                .filter_map(|k| match own.get(k) {
+                    Some(Some(v)) => Some(mine(k, v)),
+                    Some(None) => None,
+                    None => stored.remove(k),
+                })
+                .collect()
+        }
+        ShardRead::Scan { start, end, limit, reverse } => {
+            let mut all: BTreeMap<Vec<u8>, Row> = rows.into_iter().map(|r| (r.key.clone(), r)).collect();
+            for (k, v) in own.range(start.clone()..).take_while(|(k, _)| in_range(k, start, end)) {
+                match v {
+                    Some(v) => all.insert(k.clone(), mine(k, v)),
+                    None => all.remove(k),
+                };
+            }
+            let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+            if *reverse {
+                all.into_values().rev().take(limit).collect()
+            } else {
+                all.into_values().take(limit).collect()
+            }
+        }
+        ShardRead::Validate { .. } => rows,
+    }
+}
+
+/// The spans a read covered, given the rows it returned: a scan that stopped at its limit
+/// covered up to its last row.
+fn covered(read: &ShardRead, rows: &[Row]) -> Vec<Span> {
+    match read {
+        ShardRead::Get { key } => vec![Span::point(key)],
+        ShardRead::MultiGet { keys } => keys.iter().map(|k| Span::point(k)).collect(),
+        ShardRead::Scan { start, end, limit, reverse } => {
+            let full = limit.is_some_and(|l| rows.len() as u64 >= l);
+            match rows.last() {
+                Some(last) if full && *reverse => vec![Span::new(last.key.clone(), end.clone())],
+                Some(last) if full => vec![Span::new(start.clone(), Span::point(&last.key).end)],
+                _ => vec![Span::new(start.clone(), end.clone())],
+            }
+        }
+        ShardRead::Validate { .. } => Vec::new(),
+    }
+}
