@@ -183,6 +183,10 @@ mod tests {
             Error::SnapshotTooOld(s()),
             Error::TxnConflict(s()),
             Error::TxnAborted(s()),
+            Error::InFailedTransaction,
+            Error::ReadOnlyTransaction(s()),
+            Error::NoActiveTransaction(s()),
+            Error::UndefinedSavepoint(s()),
             Error::Locked {
                 key: vec![1, 2],
                 txn: raftable_common::TxnMeta {
@@ -240,13 +244,17 @@ mod tests {
             Error::TxnConflict(_) => 31,
             Error::TxnAborted(_) => 32,
             Error::Locked { .. } => 33,
+            Error::InFailedTransaction => 34,
+            Error::ReadOnlyTransaction(_) => 35,
+            Error::NoActiveTransaction(_) => 36,
+            Error::UndefinedSavepoint(_) => 37,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=33).collect());
+        assert_eq!(listed, (0..=37).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

@@ -110,6 +110,19 @@ pub enum Error {
     /// and send the request again.
     #[error("key {} is locked by transaction {} (since {ts})", show_key(.key), .txn.id)]
     Locked { key: Vec<u8>, txn: crate::TxnMeta, ts: crate::Ts },
+    /// A statement in a transaction block that an earlier error failed (25P02): only
+    /// `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`) runs until the block ends.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    /// A write in a `READ ONLY` transaction (25006).
+    #[error("{0}")]
+    ReadOnlyTransaction(String),
+    /// A command that needs a transaction block outside one (25P01), e.g. `SAVEPOINT`.
+    #[error("{0}")]
+    NoActiveTransaction(String),
+    /// `ROLLBACK TO` / `RELEASE` of a savepoint the block does not have (3B001).
+    #[error("{0}")]
+    UndefinedSavepoint(String),
     /// This replica is not the shard's leader. `leader` is the current leader if known, with its
     /// rpc address. The request certainly did not apply: retry there.
     #[error("not leader (leader: {leader:?})")]

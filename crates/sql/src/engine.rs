@@ -1,11 +1,14 @@
 //! [`Engine`]: the SQL layer of one node, shared by all its client sessions: the cluster
-//! handle, the catalog cache, the row-id generator and the catalog-query parser. Each
+//! handle, the transaction coordinator, the catalog cache, the row-id generator and the
+//! catalog-query parser. Each
 //! connection gets a [`Session`](crate::Session) from `Engine::session`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use raftable_common::ShardClient;
+use raftable_txn::Coordinator;
 
 use crate::catalog::{Catalog, REFRESH};
 use crate::cluster::Cluster;
@@ -28,6 +31,8 @@ impl Default for SqlConfig {
 
 pub struct Engine {
     pub(crate) cluster: Arc<dyn Cluster>,
+    /// Starts the transactions of every statement and block run on this node.
+    pub(crate) coordinator: Arc<Coordinator>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) config: SqlConfig,
     pub(crate) rowids: RowIds,
@@ -40,8 +45,10 @@ pub struct Engine {
 impl Engine {
     pub fn new(cluster: Arc<dyn Cluster>, config: SqlConfig) -> Arc<Self> {
         let catalog = Arc::new(Catalog::new(cluster.clone()));
+        let client: Arc<dyn ShardClient> = cluster.clone();
         Arc::new(Self {
             rowids: RowIds::new(cluster.node_id()),
+            coordinator: Coordinator::new(client, cluster.node_id()),
             cluster,
             catalog,
             config,

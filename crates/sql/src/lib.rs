@@ -54,5 +54,5 @@ pub use engine::{Engine, SqlConfig};
 pub use error::from_datafusion;
 pub use exec::Output;
 pub use plan::Prepared;
-pub use session::Session;
+pub use session::{Session, TransactionState};
 pub use types::bytea_from_text;

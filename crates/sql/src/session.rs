@@ -1,10 +1,14 @@
-//! [`Session`]: one client connection's SQL state (settings for SET / SHOW, transaction
-//! status, notices) and the entry point of its statements: [`Session::parse`] (`ast`),
+//! [`Session`]: one client connection's SQL state (settings for SET / SHOW, the transaction
+//! block, notices) and the entry point of its statements: [`Session::parse`] (`ast`),
 //! [`Session::prepare`] (`plan`, or the session's own commands), [`Session::execute`]
 //! (`exec`).
 //!
-//! Transactions until real ones exist: BEGIN / COMMIT / ROLLBACK are accepted, statements inside
-//! apply one by one, and a ROLLBACK after writes warns that they stay.
+//! Every statement runs in a transaction (`raftable_txn::Txn`): outside a block its own,
+//! committed when it ends and run again (after a pause) when the commit fails with a
+//! serialization failure, since no row was sent yet; inside `BEGIN` … `COMMIT` the block's,
+//! whose writes stay buffered until `COMMIT`. After an error in a block every statement but
+//! `ROLLBACK` / `ROLLBACK TO SAVEPOINT` fails with 25P02, and `COMMIT` rolls back. DDL is not
+//! transactional: it applies at once, inside a block too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -15,21 +19,25 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Set, Statement, TransactionAccessMode, TransactionMode, Value};
 use raftable_common::{Error, Result};
+use raftable_txn::{Savepoint, Txn};
 
 use crate::ast::ident;
 use crate::engine::Engine;
+use crate::exec::write::Contention;
 use crate::exec::{once, Executor, Output};
 use crate::plan::context::session_context;
 use crate::plan::{Plan, Planner, Prepared, SessionCommand};
 
-/// Settings every session starts with (names lower-case), as PostgreSQL 15 reports them.
+/// Settings every session starts with (names lower-case), as PostgreSQL 15 reports them, but
+/// for the isolation level: every transaction runs serializable.
 const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
-    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_isolation", "serializable"),
+    ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
@@ -42,16 +50,39 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
-    ("transaction_isolation", "read committed"),
+    ("transaction_isolation", "serializable"),
+    ("transaction_read_only", "off"),
 ];
+
+/// Settings a SET may not change: the isolation level is always serializable (a weaker level
+/// asked for runs serializable, and SHOW says so).
+const FIXED_SETTINGS: &[&str] = &["default_transaction_isolation", "transaction_isolation"];
+
+/// Where a session stands, for the ReadyForQuery status byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionState {
+    /// No block (`I`).
+    Idle,
+    /// In a block (`T`).
+    InBlock,
+    /// In a block that failed (`E`): only ROLLBACK [TO SAVEPOINT] runs.
+    Failed,
+}
+
+/// A transaction block: `BEGIN` … `COMMIT` / `ROLLBACK`.
+struct Block {
+    txn: Arc<Txn>,
+    failed: bool,
+    read_only: bool,
+    savepoints: Vec<(String, Savepoint)>,
+}
 
 pub struct Session {
     engine: Arc<Engine>,
     pub id: u64,
     ctx: SessionContext,
     settings: BTreeMap<String, String>,
-    in_transaction: bool,
-    transaction_writes: usize,
+    block: Option<Block>,
     notices: Vec<String>,
 }
 
@@ -61,15 +92,7 @@ impl Engine {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let ctx = session_context(self.catalog.clone(), self.cluster.clone());
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Session {
-            engine: self.clone(),
-            id,
-            ctx,
-            settings,
-            in_transaction: false,
-            transaction_writes: 0,
-            notices: Vec::new(),
-        }
+        Session { engine: self.clone(), id, ctx, settings, block: None, notices: Vec::new() }
     }
 }
 
@@ -88,20 +111,30 @@ impl Session {
     }
 
     pub fn in_transaction(&self) -> bool {
-        self.in_transaction
+        self.block.is_some()
+    }
+
+    pub fn transaction_state(&self) -> TransactionState {
+        match &self.block {
+            None => TransactionState::Idle,
+            Some(b) if b.failed => TransactionState::Failed,
+            Some(_) => TransactionState::InBlock,
+        }
     }
 
     fn planner(&self) -> Planner<'_> {
         Planner { ctx: &self.ctx, catalog: &self.engine.catalog, cluster: &self.engine.cluster }
     }
 
-    fn executor(&self) -> Executor<'_> {
+    fn executor<'a>(&'a self, txn: &'a Arc<Txn>, autocommit: bool) -> Executor<'a> {
         Executor {
             ctx: &self.ctx,
             catalog: &self.engine.catalog,
             cluster: &self.engine.cluster,
             rowids: &self.engine.rowids,
             default_shards: self.engine.config.default_shards,
+            txn,
+            autocommit,
         }
     }
 
@@ -120,9 +153,15 @@ impl Session {
     /// The session command `stmt` is, if it is one.
     fn command(&self, stmt: &Statement) -> Result<Option<SessionCommand>> {
         Ok(Some(match stmt {
-            Statement::StartTransaction { .. } => SessionCommand::Begin,
+            Statement::StartTransaction { modes, .. } => SessionCommand::Begin { read_only: read_only(modes) },
             Statement::Commit { .. } => SessionCommand::Commit,
             Statement::Rollback { savepoint: None, .. } => SessionCommand::Rollback,
+            Statement::Rollback { savepoint: Some(name), .. } => SessionCommand::RollbackTo(ident(name)),
+            Statement::Savepoint { name } => SessionCommand::Savepoint(ident(name)),
+            Statement::ReleaseSavepoint { name } => SessionCommand::Release(ident(name)),
+            Statement::Set(Set::SetTransaction { modes, .. }) => {
+                SessionCommand::SetTransaction { read_only: read_only(modes) }
+            }
             Statement::Set(set) => set_command(set)?,
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(ident).collect::<Vec<_>>().join(" ");
@@ -150,54 +189,141 @@ impl Session {
             )));
         }
         if let Plan::Session(command) = &prepared.plan {
-            return self.run_command(command);
+            let result = self.run_command(command).await;
+            if result.is_err() {
+                self.statement_failed();
+            }
+            return result;
         }
-        let output = self.executor().execute(prepared, params).await;
-        if prepared.writes() {
-            // Counted even when it failed: part of it may have applied.
-            self.transaction_writes += 1;
+        if let Some(block) = &self.block {
+            if block.failed {
+                return Err(Error::InFailedTransaction);
+            }
+            if block.read_only && prepared.writes() {
+                return Err(Error::ReadOnlyTransaction(format!(
+                    "cannot execute {} in a read-only transaction",
+                    prepared.command()
+                )));
+            }
+            let txn = block.txn.clone();
+            let result = self.executor(&txn, false).execute(prepared, params).await;
+            if result.is_err() {
+                self.statement_failed();
+            }
+            return result;
         }
-        output
+        if !prepared.writes() {
+            // Reads only: its snapshot is the whole transaction; nothing to commit.
+            let txn = Arc::new(self.engine.coordinator.begin());
+            return self.executor(&txn, true).execute(prepared, params).await;
+        }
+        // A write on its own: its transaction commits as it ends, and runs again if the commit
+        // lost a race (no row was sent: RETURNING rows are sent after the commit).
+        let mut contention = Contention::new();
+        loop {
+            let txn = Arc::new(self.engine.coordinator.begin());
+            let result = match self.executor(&txn, true).execute(prepared, params.clone()).await {
+                Ok(output) => txn.commit().await.map(|_| output),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(Error::TxnConflict(_) | Error::TxnAborted(_)) if contention.pause().await => continue,
+                other => return other,
+            }
+        }
     }
 
-    fn run_command(&mut self, command: &SessionCommand) -> Result<Output> {
+    /// An error inside a block fails it: only ROLLBACK [TO SAVEPOINT] runs until then. The
+    /// front end calls this for errors the session does not see itself: while rows stream.
+    pub fn statement_failed(&mut self) {
+        if let Some(block) = &mut self.block {
+            block.failed = true;
+        }
+    }
+
+    async fn run_command(&mut self, command: &SessionCommand) -> Result<Output> {
+        let failed = self.block.as_ref().is_some_and(|b| b.failed);
+        let ends_block =
+            matches!(command, SessionCommand::Commit | SessionCommand::Rollback | SessionCommand::RollbackTo(_));
+        if failed && !ends_block {
+            return Err(Error::InFailedTransaction);
+        }
         let tag = match command {
-            SessionCommand::Begin => {
-                if self.in_transaction {
+            SessionCommand::Begin { read_only } => {
+                if self.block.is_some() {
                     self.notices.push("there is already a transaction in progress".into());
+                } else {
+                    let txn = Arc::new(self.engine.coordinator.begin());
+                    let read_only = read_only.unwrap_or(false);
+                    self.block = Some(Block { txn, failed: false, read_only, savepoints: Vec::new() });
                 }
-                self.in_transaction = true;
-                self.transaction_writes = 0;
                 "BEGIN"
             }
-            SessionCommand::Commit => {
-                if !self.in_transaction {
+            SessionCommand::Commit => match self.block.take() {
+                None => {
                     self.notices.push("there is no transaction in progress".into());
+                    "COMMIT"
                 }
-                self.in_transaction = false;
-                "COMMIT"
-            }
+                Some(block) if block.failed => "ROLLBACK",
+                Some(block) => {
+                    block.txn.commit().await?;
+                    "COMMIT"
+                }
+            },
             SessionCommand::Rollback => {
-                if !self.in_transaction {
+                if self.block.take().is_none() {
                     self.notices.push("there is no transaction in progress".into());
-                } else if self.transaction_writes > 0 {
-                    self.notices.push(format!(
-                        "ROLLBACK does not undo writes in raftable yet: the {} write statement(s) of this transaction \
-                         stay applied",
-                        self.transaction_writes
-                    ));
                 }
-                self.in_transaction = false;
                 "ROLLBACK"
             }
+            SessionCommand::Savepoint(name) => {
+                let block = self.block_for("SAVEPOINT")?;
+                let savepoint = block.txn.savepoint();
+                block.savepoints.push((name.clone(), savepoint));
+                "SAVEPOINT"
+            }
+            SessionCommand::RollbackTo(name) => {
+                let block = self.block_for("ROLLBACK TO SAVEPOINT")?;
+                let at = savepoint_named(block, name)?;
+                block.txn.rollback_to(&block.savepoints[at].1);
+                block.savepoints.truncate(at + 1);
+                block.failed = false;
+                "ROLLBACK"
+            }
+            SessionCommand::Release(name) => {
+                let block = self.block_for("RELEASE SAVEPOINT")?;
+                let at = savepoint_named(block, name)?;
+                block.savepoints.truncate(at);
+                "RELEASE"
+            }
+            SessionCommand::SetTransaction { read_only } => {
+                match &mut self.block {
+                    Some(block) => {
+                        if let Some(read_only) = read_only {
+                            block.read_only = *read_only;
+                        }
+                    }
+                    None => self.notices.push("SET TRANSACTION can only be used in transaction blocks".into()),
+                }
+                "SET"
+            }
             SessionCommand::Set { name, value } => {
-                let value = value.clone().unwrap_or_else(|| default_setting(name));
-                self.settings.insert(name.clone(), value);
+                if !FIXED_SETTINGS.contains(&name.as_str()) {
+                    let value = value.clone().unwrap_or_else(|| default_setting(name));
+                    self.settings.insert(name.clone(), value);
+                }
                 "SET"
             }
             SessionCommand::Show(name) => return self.show(name),
         };
         Ok(Output::Command { tag: tag.into() })
+    }
+
+    /// The open block, for a command that needs one (`what` names it in the error).
+    fn block_for(&mut self, what: &str) -> Result<&mut Block> {
+        self.block
+            .as_mut()
+            .ok_or_else(|| Error::NoActiveTransaction(format!("{what} can only be used in transaction blocks")))
     }
 
     fn show(&self, name: &str) -> Result<Output> {
@@ -208,12 +334,34 @@ impl Session {
             let arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(values))];
             RecordBatch::try_new(schema.clone(), arrays)
         } else {
-            let value = self.settings.get(name).cloned().unwrap_or_default();
+            let value = match (name, &self.block) {
+                ("transaction_read_only", Some(block)) => if block.read_only { "on" } else { "off" }.to_string(),
+                _ => self.settings.get(name).cloned().unwrap_or_default(),
+            };
             RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value])) as ArrayRef])
         }
         .map_err(Error::internal)?;
         Ok(Output::Rows { command: "SHOW", schema: schema.clone(), stream: once(schema, vec![batch]) })
     }
+}
+
+/// The newest savepoint called `name` in `block`.
+fn savepoint_named(block: &Block, name: &str) -> Result<usize> {
+    block
+        .savepoints
+        .iter()
+        .rposition(|(n, _)| n == name)
+        .ok_or_else(|| Error::UndefinedSavepoint(format!("savepoint \"{name}\" does not exist")))
+}
+
+/// `READ ONLY` / `READ WRITE` among transaction modes, if given (the isolation level is always
+/// serializable).
+fn read_only(modes: &[TransactionMode]) -> Option<bool> {
+    modes.iter().rev().find_map(|m| match m {
+        TransactionMode::AccessMode(TransactionAccessMode::ReadOnly) => Some(true),
+        TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => Some(false),
+        TransactionMode::IsolationLevel(_) => None,
+    })
 }
 
 /// What a SET statement sets.
@@ -296,8 +444,13 @@ mod tests {
             match self.session.execute(&prepared, params).await? {
                 Output::Command { tag } => Ok(vec![vec![tag]]),
                 Output::Rows { stream, .. } => {
-                    let batches: Vec<RecordBatch> =
-                        stream.try_collect().await.map_err(crate::error::from_datafusion)?;
+                    let batches: Vec<RecordBatch> = match stream.try_collect().await {
+                        Ok(batches) => batches,
+                        Err(e) => {
+                            self.session.statement_failed();
+                            return Err(crate::error::from_datafusion(e));
+                        }
+                    };
                     let mut rows = Vec::new();
                     for b in batches {
                         for r in 0..b.num_rows() {
@@ -354,6 +507,51 @@ mod tests {
         }
         assert_eq!(seen, 3000);
         assert_eq!(db.ok("SELECT count(*) FROM s WHERE v = 1").await, rows(&[&["3000"]]));
+    }
+
+    /// An autocommit statement is one transaction: a multi-row INSERT spanning shards applies
+    /// whole or not at all, and statements incrementing every row from two sessions at once
+    /// (each a two-phase commit over four shards, re-run when it loses a race) lose nothing.
+    #[tokio::test]
+    async fn statements_are_atomic_and_lose_no_update() {
+        let mut db = Db::new();
+        db.ok("CREATE TABLE a (k INT PRIMARY KEY, n INT) WITH (shards = 4)").await;
+        db.ok("INSERT INTO a SELECT value, 0 FROM generate_series(1, 40)").await;
+        let e = db.run("INSERT INTO a VALUES (41, 0), (42, 0), (43, 0), (7, 0)", vec![]).await;
+        assert!(matches!(e, Err(Error::UniqueViolation { .. })), "{e:?}");
+        assert_eq!(db.ok("SELECT count(*) FROM a").await, rows(&[&["40"]]));
+        async fn increment_ten_times(session: &mut Session) {
+            let stmt = session.parse("UPDATE a SET n = n + 1").unwrap().remove(0);
+            let prepared = session.prepare(&stmt, &[]).await.unwrap();
+            for _ in 0..10 {
+                session.execute(&prepared, Vec::new()).await.unwrap();
+            }
+        }
+        let mut other = db.session.engine.session();
+        futures::join!(increment_ten_times(&mut db.session), increment_ten_times(&mut other));
+        assert_eq!(db.ok("SELECT min(n), max(n) FROM a").await, rows(&[&["20", "20"]]));
+    }
+
+    /// A block reads its own writes, ROLLBACK undoes them, savepoints undo part, and after an
+    /// error only ROLLBACK runs.
+    #[tokio::test]
+    async fn blocks_roll_back_and_fail_as_postgres_does() {
+        let mut db = Db::new();
+        db.ok("CREATE TABLE b (k INT PRIMARY KEY, v TEXT)").await;
+        db.ok("INSERT INTO b VALUES (1, 'x')").await;
+        db.ok("BEGIN").await;
+        db.ok("UPDATE b SET v = 'y'").await;
+        db.ok("SAVEPOINT s").await;
+        db.ok("INSERT INTO b VALUES (2, 'z')").await;
+        assert_eq!(db.ok("SELECT k, v FROM b ORDER BY k").await, rows(&[&["1", "y"], &["2", "z"]]));
+        db.ok("ROLLBACK TO s").await;
+        assert_eq!(db.ok("SELECT k, v FROM b ORDER BY k").await, rows(&[&["1", "y"]]));
+        assert!(matches!(db.run("SELECT 1/0", vec![]).await, Err(Error::DivisionByZero)));
+        assert_eq!(db.session.transaction_state(), TransactionState::Failed);
+        assert!(matches!(db.run("SELECT 1", vec![]).await, Err(Error::InFailedTransaction)));
+        assert_eq!(db.ok("COMMIT").await, rows(&[&["ROLLBACK"]]));
+        assert_eq!(db.session.transaction_state(), TransactionState::Idle);
+        assert_eq!(db.ok("SELECT k, v FROM b").await, rows(&[&["1", "x"]]));
     }
 
     #[tokio::test]

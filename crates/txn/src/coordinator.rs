@@ -16,9 +16,9 @@
 //! aborted (record first, then locks) and reported as 40001, even when a prepare's reply was
 //! lost. Only the commit point itself can end unknown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use raftable_common::{
     Decision, Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, Span, Ts, TxnId, TxnMeta, TxnOp, TxnWrite,
@@ -48,9 +48,8 @@ impl Coordinator {
         Txn {
             coordinator: self.clone(),
             id: TxnId((u128::from(self.node) << 64) | u128::from(seq)),
-            read_ts: None,
-            writes: BTreeMap::new(),
-            reads: BTreeMap::new(),
+            read_ts: tokio::sync::OnceCell::new(),
+            state: Mutex::default(),
         }
     }
 }
@@ -58,17 +57,26 @@ impl Coordinator {
 /// A transaction's buffered writes: per shard, per key, the new value or a deletion.
 type Writes = BTreeMap<ShardId, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
 
+/// What a transaction read, per shard.
+type Reads = BTreeMap<ShardId, Vec<Span>>;
+
 /// A point to roll a transaction's writes back to (`SAVEPOINT`).
 #[derive(Debug, Clone)]
 pub struct Savepoint(Writes);
 
-/// One transaction (see the module docs).
+/// One transaction (see the module docs). Shared by the reads of one statement (a query's scan
+/// partitions run concurrently): its state sits behind a lock never held across an await.
 pub struct Txn {
     coordinator: Arc<Coordinator>,
     id: TxnId,
-    read_ts: Option<Ts>,
+    read_ts: tokio::sync::OnceCell<Ts>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
     writes: Writes,
-    reads: BTreeMap<ShardId, Vec<Span>>,
+    reads: Reads,
 }
 
 impl Txn {
@@ -80,25 +88,24 @@ impl Txn {
         self.coordinator.client.as_ref()
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("transaction state lock")
+    }
+
     /// The snapshot every read of the transaction sees, taken at the first call.
-    pub async fn read_ts(&mut self) -> Result<Ts> {
-        if let Some(ts) = self.read_ts {
-            return Ok(ts);
-        }
-        let ts = self.client().snapshot().await?;
-        self.read_ts = Some(ts);
-        Ok(ts)
+    pub async fn read_ts(&self) -> Result<Ts> {
+        self.read_ts.get_or_try_init(|| self.client().snapshot()).await.copied()
     }
 
     /// Reads `shard` at the transaction's snapshot, with its own writes applied, and records
     /// what the read covered. `Get`, `MultiGet` and `Scan` only; a scan names its end (an
     /// empty end means the end of the keyspace, and its span would leave the shard).
-    pub async fn read(&mut self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
+    pub async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         let ts = self.read_ts().await?;
-        let own = self.writes.get(&shard);
+        let own = self.own_writes(shard, &read);
         // A scan over keys this transaction wrote reads the whole range, then merges.
         let sent = match &read {
-            ShardRead::Scan { start, end, reverse, .. } if own.is_some_and(|w| writes_in(w, start, end)) => {
+            ShardRead::Scan { start, end, reverse, .. } if !own.is_empty() => {
                 ShardRead::Scan { start: start.clone(), end: end.clone(), limit: None, reverse: *reverse }
             }
             ShardRead::Validate { .. } => return Err(Error::InvalidInput("a validation is not a read".into())),
@@ -106,58 +113,94 @@ impl Txn {
         };
         let client = self.coordinator.client.clone();
         let rows = until_unlocked(client.as_ref(), shard, || client.read_at(shard, sent.clone(), ts)).await?;
-        let rows = merge(own, &read, rows);
-        self.reads.entry(shard).or_default().extend(covered(&read, &rows));
+        let rows = merge(&own, &read, rows);
+        self.state().reads.entry(shard).or_default().extend(covered(&read, &rows));
         Ok(rows)
     }
 
+    /// The buffered writes of `shard` that `read` reads.
+    fn own_writes(&self, shard: ShardId, read: &ShardRead) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        let state = self.state();
+        let Some(writes) = state.writes.get(&shard) else { return BTreeMap::new() };
+        let pick = |k: &Vec<u8>| writes.get(k).map(|v| (k.clone(), v.clone()));
+        match read {
+            ShardRead::Get { key } => pick(key).into_iter().collect(),
+            ShardRead::MultiGet { keys } => keys.iter().filter_map(pick).collect(),
+            ShardRead::Scan { start, end, .. } => writes
+                .range(start.clone()..)
+                .take_while(|(k, _)| in_range(k, start, end))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ShardRead::Validate { .. } => BTreeMap::new(),
+        }
+    }
+
     /// Buffers a write of `key` on `shard`: its new value, or `None` to delete it.
-    pub fn write(&mut self, shard: ShardId, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.writes.entry(shard).or_default().insert(key, value);
+    pub fn write(&self, shard: ShardId, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.state().writes.entry(shard).or_default().insert(key, value);
     }
 
     pub fn is_read_only(&self) -> bool {
-        self.writes.is_empty()
+        self.state().writes.is_empty()
+    }
+
+    /// Whether the transaction read anything yet.
+    pub fn has_read(&self) -> bool {
+        !self.state().reads.is_empty()
     }
 
     pub fn savepoint(&self) -> Savepoint {
-        Savepoint(self.writes.clone())
+        Savepoint(self.state().writes.clone())
     }
 
     /// Undoes the writes buffered since `savepoint` (its reads stay: they happened).
-    pub fn rollback_to(&mut self, savepoint: &Savepoint) {
-        self.writes = savepoint.0.clone();
+    pub fn rollback_to(&self, savepoint: &Savepoint) {
+        self.state().writes = savepoint.0.clone();
     }
 
-    /// Commits: `Ok(Some(commit timestamp))`, `Ok(None)` for a read-only transaction.
-    /// `Error::TxnConflict` / `Error::TxnAborted` mean nothing applied; `Error::Unknown` that the
-    /// commit point's reply was lost.
-    pub async fn commit(mut self) -> Result<Option<Ts>> {
-        if self.writes.is_empty() {
+    /// Commits what was buffered (and forgets it): `Ok(Some(commit timestamp))`, `Ok(None)`
+    /// for a read-only transaction. `Error::TxnConflict` / `Error::TxnAborted` mean nothing
+    /// applied; `Error::Unknown` that the commit point's reply was lost.
+    pub async fn commit(&self) -> Result<Option<Ts>> {
+        let State { writes, mut reads } = std::mem::take(&mut *self.state());
+        if writes.is_empty() {
             return Ok(None);
         }
-        let read_ts = self.read_ts.unwrap_or(Ts::MIN);
-        let written: BTreeSet<ShardId> = self.writes.keys().copied().collect();
-        let one_shard = written.len() == 1 && self.reads.keys().all(|s| written.contains(s));
+        let read_ts = self.read_ts.get().copied().unwrap_or(Ts::MIN);
+        let one_shard = writes.len() == 1 && reads.keys().all(|s| writes.contains_key(s));
         if one_shard {
-            let (&shard, writes) = self.writes.iter().next().expect("one shard");
+            let (&shard, shard_writes) = writes.iter().next().expect("one shard");
             let op = TxnOp::Commit {
                 read_ts,
-                reads: self.reads.remove(&shard).unwrap_or_default(),
-                writes: to_writes(writes),
+                reads: reads.remove(&shard).unwrap_or_default(),
+                writes: to_writes(shard_writes),
             };
             let client = self.coordinator.client.clone();
             let outcome = until_unlocked(client.as_ref(), shard, || client.txn(shard, op.clone())).await?;
             return Ok(Some(Ts(outcome.version)));
         }
-        self.two_phase(read_ts).await.map(Some)
+        Commit { txn: self, writes: &writes, reads: &reads, read_ts }.two_phase().await.map(Some)
+    }
+}
+
+/// A two-phase commit in progress.
+struct Commit<'a> {
+    txn: &'a Txn,
+    writes: &'a Writes,
+    reads: &'a Reads,
+    read_ts: Ts,
+}
+
+impl Commit<'_> {
+    fn client(&self) -> &dyn ShardClient {
+        self.txn.client()
     }
 
-    async fn two_phase(&self, read_ts: Ts) -> Result<Ts> {
-        let this = self;
+    async fn two_phase(&self) -> Result<Ts> {
+        let (id, read_ts) = (self.txn.id, self.read_ts);
         let (&anchor, anchor_writes) = self.writes.iter().next().expect("writes");
         let anchor_key = anchor_writes.keys().next().expect("a write").clone();
-        let meta = TxnMeta { id: self.id, anchor, anchor_key };
+        let meta = TxnMeta { id, anchor, anchor_key };
         let prepares = self.writes.iter().map(|(&shard, writes)| {
             let op = TxnOp::Prepare {
                 txn: meta.clone(),
@@ -166,7 +209,7 @@ impl Txn {
                 reads: self.reads.get(&shard).cloned().unwrap_or_default(),
                 writes: to_writes(writes),
             };
-            async move { (shard, this.prepare(shard, op).await) }
+            async move { (shard, self.prepare(shard, op).await) }
         });
         let mut stamps = BTreeMap::new();
         let mut failure = None;
@@ -187,8 +230,8 @@ impl Txn {
         // Reads not yet checked up to `commit`: on shards it only read, or prepared below it.
         let checks = self.reads.iter().filter(|(s, _)| stamps.get(s).is_none_or(|p| *p < commit));
         let checks = checks.map(|(&shard, spans)| {
-            let read = ShardRead::Validate { txn: this.id, since: read_ts, spans: spans.clone() };
-            this.validate(shard, read, commit)
+            let read = ShardRead::Validate { txn: id, since: read_ts, spans: spans.clone() };
+            self.validate(shard, read, commit)
         });
         if let Some(e) = futures::future::join_all(checks).await.into_iter().find_map(Result::err) {
             return Err(self.abort(&meta, e).await);
@@ -203,7 +246,7 @@ impl Txn {
                     break;
                 }
                 Ok(outcome) => {
-                    return Err(Error::Internal(format!("record of {} says committed at {}", self.id, outcome.version)))
+                    return Err(Error::Internal(format!("record of {id} says committed at {}", outcome.version)))
                 }
                 Err(e @ Error::TxnAborted(_)) => return Err(self.abort(&meta, e).await),
                 Err(e) if e.is_retryable() || matches!(e, Error::Unknown(_)) => {
@@ -214,7 +257,7 @@ impl Txn {
             }
         }
         if let Some(e) = last {
-            return Err(Error::Unknown(format!("the commit of transaction {} was not acknowledged: {e}", self.id)));
+            return Err(Error::Unknown(format!("the commit of transaction {id} was not acknowledged: {e}")));
         }
         self.resolve(&meta, Some(commit)).await;
         Ok(commit)
@@ -241,7 +284,7 @@ impl Txn {
     }
 
     /// Validates a read span set at the commit timestamp, waiting briefly for locks as
-    /// [`Txn::prepare`] does.
+    /// [`Commit::prepare`] does.
     async fn validate(&self, shard: ShardId, read: ShardRead, commit: Ts) -> Result<()> {
         for attempt in 0..6 {
             match self.client().read_at(shard, read.clone(), commit).await {
@@ -269,18 +312,18 @@ impl Txn {
             Ok(outcome) => {
                 return Error::Internal(format!(
                     "transaction {} committed at {} while aborting",
-                    self.id, outcome.version
+                    self.txn.id, outcome.version
                 ))
             }
             // Unrecorded: the transaction cannot commit (only this coordinator sends the
             // commit), and its locks expire and are pushed.
-            Err(e) => tracing::debug!(txn = %self.id, error = %e, "abort not recorded"),
+            Err(e) => tracing::debug!(txn = %self.txn.id, error = %e, "abort not recorded"),
         }
         self.resolve(meta, None).await;
         match cause {
             e @ (Error::TxnConflict(_) | Error::TxnAborted(_) | Error::SnapshotTooOld(_)) => e,
             e if e.is_deterministic() && !matches!(e, Error::Locked { .. }) => e,
-            e => Error::TxnAborted(format!("transaction {} was rolled back after: {e}", self.id)),
+            e => Error::TxnAborted(format!("transaction {} was rolled back after: {e}", self.txn.id)),
         }
     }
 
@@ -288,14 +331,19 @@ impl Txn {
     /// drops the record if all went well. Failures are left to the pushers.
     async fn resolve(&self, meta: &TxnMeta, commit: Option<Ts>) {
         let resolves = self.writes.keys().filter(|s| **s != meta.anchor).map(|&shard| {
-            let op = TxnOp::Resolve { txn: self.id, commit, keys: self.keys(shard) };
+            let op = TxnOp::Resolve { txn: self.txn.id, commit, keys: self.keys(shard) };
             async move { self.client().txn(shard, op).await }
         });
         let all = futures::future::join_all(resolves).await.into_iter().all(|r| r.is_ok());
         if all {
-            if let Err(e) = self.client().txn(meta.anchor, TxnOp::Forget { txn: meta.clone() }).await {
-                tracing::debug!(txn = %self.id, error = %e, "record not forgotten");
-            }
+            // Nobody waits for the record to go.
+            let client = self.txn.coordinator.client.clone();
+            let (anchor, forget) = (meta.anchor, TxnOp::Forget { txn: meta.clone() });
+            tokio::spawn(async move {
+                if let Err(e) = client.txn(anchor, forget).await {
+                    tracing::debug!(error = %e, "transaction record not forgotten");
+                }
+            });
         }
     }
 
@@ -312,14 +360,12 @@ fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
     key >= start && (end.is_empty() || key < end)
 }
 
-fn writes_in(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, start: &[u8], end: &[u8]) -> bool {
-    writes.range(start.to_vec()..).next().is_some_and(|(k, _)| in_range(k, start, end))
-}
-
 /// `rows` as read from the shard, with the transaction's own writes `own` applied. Rows it
 /// wrote carry version `u64::MAX` (not committed yet).
-fn merge(own: Option<&BTreeMap<Vec<u8>, Option<Vec<u8>>>>, read: &ShardRead, rows: Vec<Row>) -> Vec<Row> {
-    let Some(own) = own else { return rows };
+fn merge(own: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, read: &ShardRead, rows: Vec<Row>) -> Vec<Row> {
+    if own.is_empty() {
+        return rows;
+    }
     let mine = |key: &[u8], value: &Vec<u8>| Row { key: key.to_vec(), value: value.clone(), version: u64::MAX };
     match read {
         ShardRead::Get { key } => match own.get(key) {

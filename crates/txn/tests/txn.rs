@@ -40,20 +40,20 @@ fn scan(shard: ShardId) -> ShardRead {
     ShardRead::Scan { start, end, limit: None, reverse: false }
 }
 
-async fn get(txn: &mut Txn, i: u8) -> Result<Option<i64>> {
+async fn get(txn: &Txn, i: u8) -> Result<Option<i64>> {
     let (shard, k) = key(i);
     let rows = txn.read(shard, ShardRead::Get { key: k }).await?;
     Ok(rows.first().map(|r| i64::from_be_bytes(r.value.clone().try_into().unwrap())))
 }
 
-fn set(txn: &mut Txn, i: u8, v: i64) {
+fn set(txn: &Txn, i: u8, v: i64) {
     let (shard, k) = key(i);
     txn.write(shard, k, Some(v.to_be_bytes().to_vec()));
 }
 
 /// The sum of every row, read by one read-only transaction.
 async fn sum(db: &Db) -> Result<i64> {
-    let mut txn = db.coordinator.begin();
+    let txn = db.coordinator.begin();
     let mut total = 0;
     for shard in [A, B] {
         for row in txn.read(shard, scan(shard)).await? {
@@ -67,35 +67,35 @@ async fn sum(db: &Db) -> Result<i64> {
 #[tokio::test]
 async fn a_transaction_sees_its_own_writes_and_savepoints_undo_them() {
     let db = db();
-    let mut setup = db.coordinator.begin();
+    let setup = db.coordinator.begin();
     for i in [1, 2, 3, 0x81] {
-        set(&mut setup, i, 10);
+        set(&setup, i, 10);
     }
     assert!(setup.commit().await.unwrap().is_some());
-    let mut txn = db.coordinator.begin();
-    set(&mut txn, 2, 20);
+    let txn = db.coordinator.begin();
+    set(&txn, 2, 20);
     txn.write(A, key(3).1, None);
-    set(&mut txn, 4, 40);
-    assert_eq!(get(&mut txn, 2).await.unwrap(), Some(20));
-    assert_eq!(get(&mut txn, 3).await.unwrap(), None);
+    set(&txn, 4, 40);
+    assert_eq!(get(&txn, 2).await.unwrap(), Some(20));
+    assert_eq!(get(&txn, 3).await.unwrap(), None);
     // A limited scan merges the buffered writes in key order: 1, 2 (own), 4 (own).
     let page = ShardRead::Scan { start: vec![1, 0], end: vec![1, 0x80], limit: Some(2), reverse: false };
     let rows = txn.read(A, page).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.key[1]).collect::<Vec<_>>(), [1, 2]);
     let savepoint = txn.savepoint();
-    set(&mut txn, 0x81, 0);
-    assert_eq!(get(&mut txn, 0x81).await.unwrap(), Some(0));
+    set(&txn, 0x81, 0);
+    assert_eq!(get(&txn, 0x81).await.unwrap(), Some(0));
     txn.rollback_to(&savepoint);
-    assert_eq!(get(&mut txn, 0x81).await.unwrap(), Some(10));
+    assert_eq!(get(&txn, 0x81).await.unwrap(), Some(10));
     // Others do not see the buffered writes; after the commit everyone does.
-    let mut other = db.coordinator.begin();
-    assert_eq!(get(&mut other, 2).await.unwrap(), Some(10));
+    let other = db.coordinator.begin();
+    assert_eq!(get(&other, 2).await.unwrap(), Some(10));
     txn.commit().await.unwrap();
-    let mut after = db.coordinator.begin();
-    assert_eq!(get(&mut after, 2).await.unwrap(), Some(20));
-    assert_eq!(get(&mut after, 3).await.unwrap(), None);
-    assert_eq!(get(&mut after, 4).await.unwrap(), Some(40));
-    assert_eq!(get(&mut after, 0x81).await.unwrap(), Some(10));
+    let after = db.coordinator.begin();
+    assert_eq!(get(&after, 2).await.unwrap(), Some(20));
+    assert_eq!(get(&after, 3).await.unwrap(), None);
+    assert_eq!(get(&after, 4).await.unwrap(), Some(40));
+    assert_eq!(get(&after, 0x81).await.unwrap(), Some(10));
 }
 
 /// Two transactions read both of two rows (on two shards) and each zeroes a different one:
@@ -103,24 +103,24 @@ async fn a_transaction_sees_its_own_writes_and_savepoints_undo_them() {
 #[tokio::test]
 async fn write_skew_is_refused() {
     let db = db();
-    let mut setup = db.coordinator.begin();
-    set(&mut setup, 1, 1);
-    set(&mut setup, 0x81, 1);
+    let setup = db.coordinator.begin();
+    set(&setup, 1, 1);
+    set(&setup, 0x81, 1);
     setup.commit().await.unwrap();
-    let (mut t1, mut t2) = (db.coordinator.begin(), db.coordinator.begin());
-    for t in [&mut t1, &mut t2] {
+    let (t1, t2) = (db.coordinator.begin(), db.coordinator.begin());
+    for t in [&t1, &t2] {
         assert_eq!(get(t, 1).await.unwrap().unwrap() + get(t, 0x81).await.unwrap().unwrap(), 2);
     }
-    set(&mut t1, 1, 0);
-    set(&mut t2, 0x81, 0);
+    set(&t1, 1, 0);
+    set(&t2, 0x81, 0);
     t1.commit().await.unwrap();
     let second = t2.commit().await;
     assert!(matches!(second, Err(Error::TxnConflict(_))), "{second:?}");
-    let mut check = db.coordinator.begin();
-    assert_eq!(get(&mut check, 0x81).await.unwrap(), Some(1), "the failed transaction applied nothing");
+    let check = db.coordinator.begin();
+    assert_eq!(get(&check, 0x81).await.unwrap(), Some(1), "the failed transaction applied nothing");
     // A lost update too: both read a counter on one shard and write it plus one.
-    let (mut t3, mut t4) = (db.coordinator.begin(), db.coordinator.begin());
-    for t in [&mut t3, &mut t4] {
+    let (t3, t4) = (db.coordinator.begin(), db.coordinator.begin());
+    for t in [&t3, &t4] {
         let v = get(t, 0x81).await.unwrap().unwrap();
         set(t, 0x81, v + 1);
     }
@@ -134,9 +134,9 @@ async fn write_skew_is_refused() {
 async fn transfers_keep_the_total_in_every_snapshot() {
     let db = Arc::new(db());
     let accounts: Vec<u8> = vec![1, 2, 3, 0x81, 0x82, 0x83];
-    let mut setup = db.coordinator.begin();
+    let setup = db.coordinator.begin();
     for &i in &accounts {
-        set(&mut setup, i, 100);
+        set(&setup, i, 100);
     }
     setup.commit().await.unwrap();
     let total = 100 * accounts.len() as i64;
@@ -152,12 +152,11 @@ async fn transfers_keep_the_total_in_every_snapshot() {
                     continue;
                 }
                 loop {
-                    let mut txn = db.coordinator.begin();
-                    let (a, b) =
-                        (get(&mut txn, from).await.unwrap().unwrap(), get(&mut txn, to).await.unwrap().unwrap());
+                    let txn = db.coordinator.begin();
+                    let (a, b) = (get(&txn, from).await.unwrap().unwrap(), get(&txn, to).await.unwrap().unwrap());
                     let amount = (n as i64 % 7) + 1;
-                    set(&mut txn, from, a - amount);
-                    set(&mut txn, to, b + amount);
+                    set(&txn, from, a - amount);
+                    set(&txn, to, b + amount);
                     match txn.commit().await {
                         Ok(_) => {
                             committed += 1;

@@ -16,9 +16,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::Statement;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use raftable_common::Error;
-use raftable_sql::{Output, Prepared, Session};
+use raftable_sql::{Output, Prepared, Session, TransactionState};
 use tokio::sync::{watch, Mutex};
 
 use super::cancel::CancelToken;
@@ -31,6 +31,9 @@ pub(super) struct Connection {
     cancel: Arc<watch::Sender<u64>>,
     /// Set once an unknown outcome was reported; the connection only closes after that.
     broken: AtomicBool,
+    /// Set when an error was reported (at any stage, while rows stream too): a transaction
+    /// block the session is in is failed before the session is used again.
+    failed: AtomicBool,
 }
 
 /// What pgwire stores for a Parse: the prepared statement and whether running it only reads
@@ -47,7 +50,17 @@ impl Connection {
             session: Mutex::new(session),
             cancel: Arc::new(watch::channel(0).0),
             broken: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
+    }
+
+    /// The session, with the block it is in failed first if an error was reported since.
+    async fn session(&self) -> tokio::sync::MutexGuard<'_, Session> {
+        let mut session = self.session.lock().await;
+        if self.failed.swap(false, Ordering::AcqRel) {
+            session.statement_failed();
+        }
+        session
     }
 
     /// The counter a cancel request for this connection bumps.
@@ -74,6 +87,7 @@ impl Connection {
 
     /// `e` as the error to send; an unknown outcome also breaks the connection.
     pub(super) fn fail(&self, e: &Error) -> PgWireError {
+        self.failed.store(true, Ordering::Release);
         if let Error::Unknown(_) = e {
             tracing::warn!(error = %e, "closing pg connection: outcome of a statement unknown");
             self.broken.store(true, Ordering::Release);
@@ -84,7 +98,7 @@ impl Connection {
     /// Splits a query string into statements.
     pub(super) async fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         self.check_open()?;
-        let session = self.session.lock().await;
+        let session = self.session().await;
         session.parse(sql).map_err(|e| self.fail(&e))
     }
 
@@ -96,7 +110,7 @@ impl Connection {
         token: &mut CancelToken,
     ) -> PgWireResult<Arc<Prepared>> {
         self.check_open()?;
-        let mut session = self.session.lock().await;
+        let mut session = self.session().await;
         tokio::select! {
             biased;
             () = token.cancelled() => Err(PgWireError::QueryCanceled),
@@ -113,7 +127,7 @@ impl Connection {
         token: &mut CancelToken,
     ) -> PgWireResult<Output> {
         self.check_open()?;
-        let mut session = self.session.lock().await;
+        let mut session = self.session().await;
         let run = session.execute(&stmt.prepared, params);
         let output = if stmt.read_only {
             tokio::select! {
@@ -129,18 +143,22 @@ impl Connection {
 
     /// The warnings the session produced since the last call, as NoticeResponses.
     pub(super) async fn notices(&self) -> Vec<NoticeResponse> {
-        let notices = self.session.lock().await.take_notices();
+        let notices = self.session().await.take_notices();
         notices.into_iter().map(|m| ErrorInfo::new("WARNING".into(), "01000".into(), m).into()).collect()
     }
 
-    /// Whether the session is inside a transaction block (BEGIN ... COMMIT).
-    pub(super) async fn in_transaction(&self) -> bool {
-        self.session.lock().await.in_transaction()
+    /// The ReadyForQuery status the session is in: idle, in a block, or in a failed block.
+    pub(super) async fn transaction_status(&self) -> TransactionStatus {
+        match self.session().await.transaction_state() {
+            TransactionState::Idle => TransactionStatus::Idle,
+            TransactionState::InBlock => TransactionStatus::Transaction,
+            TransactionState::Failed => TransactionStatus::Error,
+        }
     }
 
     /// A session setting, for the ParameterStatus messages of startup.
     pub(super) async fn setting(&self, name: &str) -> Option<String> {
-        self.session.lock().await.setting(name)
+        self.session().await.setting(name)
     }
 }
 

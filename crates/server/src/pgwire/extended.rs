@@ -31,9 +31,7 @@ use raftable_sql::Output;
 
 use super::connection::{is_read_only, Connection, Handler, PreparedStmt};
 use super::params;
-use super::results::{
-    command_complete, describe, fields, next_status, row_stream, rows_complete, send_notices, send_rows,
-};
+use super::results::{command_complete, describe, fields, row_stream, rows_complete, send_notices, send_rows};
 use super::sqlstate::user_error;
 use super::types;
 
@@ -125,6 +123,8 @@ impl ExtendedQueryHandler for Handler {
         let mut status = client.transaction_status();
         let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
         let result = self.execute_portal(client, &portal, max_rows, &mut status).await;
+        // After an error too (see `simple`).
+        status = self.conn.transaction_status().await;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(status);
         result
@@ -225,7 +225,7 @@ impl Handler {
             PortalExecutionState::Initial => {
                 let params = self.decode_params(portal)?;
                 let output = self.conn.execute(stmt, params, &mut token).await?;
-                *status = next_status(self.conn.in_transaction().await, *status);
+                *status = self.conn.transaction_status().await;
                 match output {
                     Output::Command { tag } => {
                         send_notices(client, self.conn.notices().await).await?;

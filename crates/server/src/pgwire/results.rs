@@ -21,7 +21,7 @@ use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, SendableRowStream, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{DataRow, NoData, RowDescription};
-use pgwire::messages::response::{CommandComplete, NoticeResponse, TransactionStatus};
+use pgwire::messages::response::{CommandComplete, NoticeResponse};
 use pgwire::messages::PgWireBackendMessage;
 use raftable_sql::from_datafusion;
 
@@ -271,16 +271,6 @@ pub(super) fn command_complete(tag: &str) -> PgWireBackendMessage {
     PgWireBackendMessage::CommandComplete(CommandComplete::new(tag.to_string()))
 }
 
-/// The transaction status (ReadyForQuery) after a statement succeeded: in a transaction
-/// block or not, as the session says; a failed block stays failed until it ends.
-pub(super) fn next_status(in_transaction: bool, previous: TransactionStatus) -> TransactionStatus {
-    match (in_transaction, previous) {
-        (false, _) => TransactionStatus::Idle,
-        (true, TransactionStatus::Error) => TransactionStatus::Error,
-        (true, _) => TransactionStatus::Transaction,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::datatypes::{Field, TimeUnit};
@@ -302,16 +292,6 @@ mod tests {
         assert_eq!(tag(rows_complete("SHOW", 1)), "SHOW");
         assert_eq!(tag(command_complete("CREATE TABLE")), "CREATE TABLE");
         assert_eq!(tag(command_complete("INSERT 0 3")), "INSERT 0 3");
-    }
-
-    #[test]
-    fn transaction_status_follows_the_session() {
-        use TransactionStatus::{Error, Idle, Transaction};
-        assert_eq!(next_status(true, Idle), Transaction);
-        assert_eq!(next_status(true, Transaction), Transaction);
-        assert_eq!(next_status(true, Error), Error);
-        assert_eq!(next_status(false, Transaction), Idle);
-        assert_eq!(next_status(false, Error), Idle);
     }
 
     /// The cells of a DataRow: each value's bytes, or None for NULL.

@@ -22,9 +22,7 @@ use pgwire::messages::PgWireBackendMessage;
 use raftable_sql::Output;
 
 use super::connection::{is_read_only, Handler, PreparedStmt};
-use super::results::{
-    command_complete, describe, fields, next_status, row_stream, rows_complete, send_notices, send_rows,
-};
+use super::results::{command_complete, describe, fields, row_stream, rows_complete, send_notices, send_rows};
 
 #[async_trait]
 impl SimpleQueryHandler for Handler {
@@ -42,6 +40,9 @@ impl SimpleQueryHandler for Handler {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
         let result = self.run_query(client, &query.query, &mut status).await;
+        // After an error too: a failed block is `E`, a block its error ended (a failed COMMIT)
+        // is over.
+        status = self.conn.transaction_status().await;
         // On error pgwire sends the ErrorResponse and ReadyForQuery from this state.
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(status);
@@ -103,7 +104,7 @@ impl Handler {
         let prepared = self.conn.prepare(stmt, &[], &mut token).await?;
         let stmt = PreparedStmt { prepared, read_only: is_read_only(stmt) };
         let output = self.conn.execute(&stmt, Vec::new(), &mut token).await?;
-        *status = next_status(self.conn.in_transaction().await, *status);
+        *status = self.conn.transaction_status().await;
         match output {
             Output::Command { tag } => {
                 send_notices(client, self.conn.notices().await).await?;

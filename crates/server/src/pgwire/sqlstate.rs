@@ -41,6 +41,10 @@ pub(super) fn error_info(e: &Error) -> ErrorInfo {
         Error::ProgramLimitExceeded(m) => ("54000", m.clone()),
         Error::ConditionFailed { .. } => ("40001", retry("could not serialize access due to concurrent update")),
         Error::TxnConflict(_) | Error::TxnAborted(_) | Error::Locked { .. } => ("40001", retry(&e.to_string())),
+        Error::InFailedTransaction => ("25P02", e.to_string()),
+        Error::ReadOnlyTransaction(m) => ("25006", m.clone()),
+        Error::NoActiveTransaction(m) => ("25P01", m.clone()),
+        Error::UndefinedSavepoint(m) => ("3B001", m.clone()),
         Error::NotLeader { .. } | Error::Retry(_) | Error::SnapshotTooOld(_) => ("40001", retry(&e.to_string())),
         Error::Unknown(m) => {
             let message = format!(
@@ -110,6 +114,10 @@ mod tests {
             (Error::SnapshotTooOld(s()), "40001"),
             (Error::TxnConflict(s()), "40001"),
             (Error::TxnAborted(s()), "40001"),
+            (Error::InFailedTransaction, "25P02"),
+            (Error::ReadOnlyTransaction(s()), "25006"),
+            (Error::NoActiveTransaction(s()), "25P01"),
+            (Error::UndefinedSavepoint(s()), "3B001"),
             (Error::NotLeader { leader: None }, "40001"),
             (Error::Retry(s()), "40001"),
             (Error::InvalidData(s()), "XX001"),

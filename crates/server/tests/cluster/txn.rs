@@ -20,14 +20,14 @@ fn account(i: u32, shards: (ShardId, ShardId)) -> (ShardId, Vec<u8>) {
     }
 }
 
-async fn balance(txn: &mut Txn, at: (ShardId, Vec<u8>)) -> i64 {
+async fn balance(txn: &Txn, at: (ShardId, Vec<u8>)) -> i64 {
     let rows = txn.read(at.0, ShardRead::Get { key: at.1 }).await.expect("read");
     i64::from_be_bytes(rows[0].value.clone().try_into().unwrap())
 }
 
 /// The sum of every account in one snapshot.
 async fn sum(coordinator: &Arc<Coordinator>, shards: (ShardId, ShardId)) -> i64 {
-    let mut txn = coordinator.begin();
+    let txn = coordinator.begin();
     let mut total = 0;
     for (shard, prefix) in [(shards.0, 20u8), (shards.1, 21)] {
         let scan = ShardRead::Scan { start: vec![1, prefix], end: vec![1, prefix + 1], limit: None, reverse: false };
@@ -49,7 +49,7 @@ async fn transfers_across_shards_commit_atomically() {
     let shards = (a, b);
     let coordinators: Vec<Arc<Coordinator>> =
         (1..=3).map(|via| Coordinator::new(Arc::new(c.client(via)) as Arc<dyn ShardClient>, via)).collect();
-    let mut setup = coordinators[0].begin();
+    let setup = coordinators[0].begin();
     for i in 0..ACCOUNTS {
         let (shard, k) = account(i, shards);
         setup.write(shard, k, Some(START.to_be_bytes().to_vec()));
@@ -65,8 +65,8 @@ async fn transfers_across_shards_commit_atomically() {
                 let from = account((w as u32 + n) % ACCOUNTS, shards);
                 let to = account((w as u32 + n + 1) % ACCOUNTS, shards);
                 loop {
-                    let mut txn = coordinator.begin();
-                    let (x, y) = (balance(&mut txn, from.clone()).await, balance(&mut txn, to.clone()).await);
+                    let txn = coordinator.begin();
+                    let (x, y) = (balance(&txn, from.clone()).await, balance(&txn, to.clone()).await);
                     txn.write(from.0, from.1.clone(), Some((x - 3).to_be_bytes().to_vec()));
                     txn.write(to.0, to.1.clone(), Some((y + 3).to_be_bytes().to_vec()));
                     match txn.commit().await {

@@ -4,8 +4,9 @@
 //! - queries: the optimised plan bound and planned physically, or the plan bound and run
 //!   through DataFusion; rows stream back to the client as they are read;
 //! - [`point`]: the fast paths, straight to the shards;
-//! - [`write`]: rows to shard writes (INSERT, and the pieces UPDATE / DELETE share);
-//! - [`modify`]: UPDATE / DELETE, with re-runs for shards that lost a race;
+//! - [`write`]: rows buffered in the statement's transaction (INSERT, and the pieces UPDATE /
+//!   DELETE share);
+//! - [`modify`]: UPDATE / DELETE;
 //! - [`ddl`]: CREATE / DROP TABLE;
 //! - RETURNING: its expressions evaluated over the rows written.
 
@@ -39,25 +40,26 @@ use crate::plan::Conflict;
 use crate::plan::{Plan, Prepared};
 use crate::scan::Snapshot;
 use crate::table::TableDef;
+use raftable_txn::Txn;
 use write::{evaluate, OnConflict, RowIds, Shards};
 
-/// A task context whose scans read every shard at one new snapshot (`scan::Snapshot`, taken
-/// at the first shard read).
-fn snapshot_task(state: &SessionState, cluster: &Arc<dyn Cluster>) -> Arc<TaskContext> {
-    let snapshot = Arc::new(Snapshot::new(cluster.clone()));
+/// A task context whose scans read through `txn` (`scan::Snapshot`): every shard at the
+/// transaction's one snapshot, with its own writes.
+fn snapshot_task(state: &SessionState, txn: &Arc<Txn>) -> Arc<TaskContext> {
+    let snapshot = Arc::new(Snapshot::new(txn.clone()));
     let config = state.config().clone().with_extension(snapshot);
     Arc::new(TaskContext::from(state).with_session_config(config))
 }
 
-/// Runs `plan` to completion with every shard read at one snapshot: the rows an INSERT's
-/// source or an UPDATE / DELETE attempt reads.
+/// Runs `plan` to completion with every shard read through `txn`: the rows an INSERT's source
+/// or an UPDATE / DELETE reads.
 pub(crate) async fn collect_at_snapshot(
     ctx: &SessionContext,
-    cluster: &Arc<dyn Cluster>,
+    txn: &Arc<Txn>,
     plan: LogicalPlan,
 ) -> Result<Vec<RecordBatch>> {
     let df = planning(ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
-    let task = snapshot_task(&ctx.state(), cluster);
+    let task = snapshot_task(&ctx.state(), txn);
     let physical = planning(df.create_physical_plan()).await.map_err(from_datafusion)?;
     datafusion::physical_plan::collect(physical, task).await.map_err(from_datafusion)
 }
@@ -70,19 +72,22 @@ pub enum Output {
     Command { tag: String },
 }
 
-/// What running a statement needs: the session's DataFusion context, the catalog, the cluster
-/// and the node's row-id source.
+/// What running a statement needs: the session's DataFusion context, the catalog, the cluster,
+/// the node's row-id source, and the transaction the statement runs in (its own when
+/// `autocommit`, the block's otherwise).
 pub(crate) struct Executor<'a> {
     pub ctx: &'a SessionContext,
     pub catalog: &'a Catalog,
     pub cluster: &'a Arc<dyn Cluster>,
     pub rowids: &'a RowIds,
     pub default_shards: u16,
+    pub txn: &'a Arc<Txn>,
+    pub autocommit: bool,
 }
 
 impl Executor<'_> {
     fn shards(&self) -> Shards<'_> {
-        Shards { cluster: self.cluster, rowids: self.rowids }
+        Shards { cluster: self.cluster, rowids: self.rowids, txn: self.txn, autocommit: self.autocommit }
     }
 
     /// Runs a prepared data statement with its parameter values (already as many as it takes).
@@ -92,7 +97,9 @@ impl Executor<'_> {
         }
         match &prepared.plan {
             Plan::PointSelect(point) => {
-                let batch = point.execute(self.cluster.as_ref(), &params).await?;
+                // Inside a block the row is read as the block's transaction sees it.
+                let txn = (!self.autocommit).then_some(self.txn.as_ref());
+                let batch = point.execute(self.cluster.as_ref(), txn, &params).await?;
                 let schema = point.schema.clone();
                 Ok(Output::Rows { command: "SELECT", schema: schema.clone(), stream: once(schema, vec![batch]) })
             }
@@ -103,7 +110,7 @@ impl Executor<'_> {
             Plan::Query(query) => self.query(query, prepared, params).await,
             Plan::Insert(insert) => self.insert(insert, &params).await,
             Plan::Modify(modify) => {
-                let (count, rows) = modify::run_until_applied(self.ctx, &self.shards(), modify, &params).await?;
+                let (count, rows) = modify::run(self.ctx, &self.shards(), modify, &params).await?;
                 self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
             }
             Plan::CreateTable(create) => {
@@ -138,7 +145,7 @@ impl Executor<'_> {
                 (schema, planning(df.create_physical_plan()).await.map_err(from_datafusion)?)
             }
         };
-        let stream = execute_stream(physical, snapshot_task(&state, self.cluster)).map_err(from_datafusion)?;
+        let stream = execute_stream(physical, snapshot_task(&state, self.txn)).map_err(from_datafusion)?;
         Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
     }
 
@@ -146,9 +153,9 @@ impl Executor<'_> {
         let InsertPlan { def, source, conflict, returning } = insert;
         let conflict = self.on_conflict(conflict, params)?;
         let plan = bind(source, params)?;
-        // The whole source first (at one snapshot), then one write per shard: the source may
-        // read the target table, and a shard's part of the statement stays one atomic write.
-        let batches = collect_at_snapshot(self.ctx, self.cluster, plan).await?;
+        // The whole source first: it may read the target table, and sees it as it was before
+        // the statement.
+        let batches = collect_at_snapshot(self.ctx, self.txn, plan).await?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| def.visible_schema());
         let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
         let mut count = 0;

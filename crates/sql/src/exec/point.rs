@@ -5,6 +5,8 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Result, ShardRead};
+use raftable_txn::settle::until_unlocked;
+use raftable_txn::Txn;
 
 use super::write::{insert, OnConflict, Shards};
 use crate::cluster::Cluster;
@@ -16,7 +18,14 @@ use crate::table::TableDef;
 use crate::types::{changed_text, coerce_scalar};
 
 impl PointSelect {
-    pub(crate) async fn execute(&self, cluster: &dyn Cluster, params: &[ScalarValue]) -> Result<RecordBatch> {
+    /// Reads the row: the newest version (a linearizable point read), or through `txn` as a
+    /// transaction block sees it.
+    pub(crate) async fn execute(
+        &self,
+        cluster: &dyn Cluster,
+        txn: Option<&Txn>,
+        params: &[ScalarValue],
+    ) -> Result<RecordBatch> {
         let mut pk = Vec::with_capacity(16);
         for (k, p) in self.key_params.iter().enumerate() {
             let col = &self.def.columns[self.def.pk[k]];
@@ -41,7 +50,11 @@ impl PointSelect {
             encode_key_part(&mut pk, array.as_ref(), 0)?;
         }
         let shard = self.def.shards[bucket_of(&pk, self.def.buckets) as usize];
-        let rows = cluster.read(shard, ShardRead::Get { key: row_key(&self.def, &pk) }).await?;
+        let read = ShardRead::Get { key: row_key(&self.def, &pk) };
+        let rows = match txn {
+            Some(txn) => txn.read(shard, read).await?,
+            None => until_unlocked(cluster, shard, || cluster.read(shard, read.clone())).await?,
+        };
         let mut decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
         for row in &rows {
             decoder.push(&row.value)?;

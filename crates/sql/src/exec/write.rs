@@ -1,14 +1,13 @@
-//! Writing a statement's rows to their shards: encoding, grouping by shard, one atomic
-//! [`ShardWrite`] per shard, all shards concurrently, and what the per-shard outcomes mean for
-//! the statement ([`total`], [`worst`], [`partial`]). [`insert`] is INSERT's write:
-//! `PutIfAbsent` (23505 on a duplicate), `InsertOrIgnore` for `ON CONFLICT DO NOTHING`, `Put`
-//! for an upsert that overwrites every column from `excluded`, and for other `ON CONFLICT DO
-//! UPDATE` a read of the existing rows and conditional writes. UPDATE and DELETE build on the
-//! same pieces (`super::modify`).
-//!
-//! A statement whose rows fall in one shard is atomic; one spanning shards applies per shard.
+//! Writing a statement's rows: encoding, and buffering them in the statement's transaction
+//! (`raftable_txn::Txn`), which commits them atomically across shards. [`insert`] is INSERT's
+//! write: a duplicate key fails it with 23505, `ON CONFLICT DO NOTHING` skips it, an upsert
+//! overwrites it or evaluates `DO UPDATE` over the existing row, each decided from the rows as
+//! the transaction reads them (its commit fails if they changed meanwhile). One fast path: an
+//! autocommit INSERT that read nothing and whose rows fall in one shard goes to that shard as
+//! one write, its conditions checked when the shard applies it (1PC). UPDATE and DELETE build
+//! on the same pieces (`super::modify`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,18 +16,24 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
-use raftable_common::{Error, Expect, NodeId, Result, ShardId, ShardRead, ShardWrite, WriteOp};
+use raftable_common::{Error, NodeId, Result, ShardId, ShardRead, ShardWrite, WriteOp};
+use raftable_txn::settle::until_unlocked;
+use raftable_txn::Txn;
 
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::error::from_datafusion;
 use crate::table::TableDef;
 
-/// What writing rows needs from the node: its shards and its row-id source.
+/// Where a statement's writes go: its transaction, and for the one-shard fast path the
+/// cluster; with the node's row-id source.
 #[derive(Clone, Copy)]
 pub(crate) struct Shards<'a> {
     pub cluster: &'a Arc<dyn Cluster>,
     pub rowids: &'a RowIds,
+    pub txn: &'a Arc<Txn>,
+    /// The statement is its own transaction (no BEGIN): it may take the one-shard fast path.
+    pub autocommit: bool,
 }
 
 /// Cluster-unique row ids for tables without a primary key.
@@ -57,13 +62,13 @@ impl RowIds {
     }
 }
 
-/// How long a write keeps re-running for shards whose conditional writes lost races.
+/// How long an autocommit statement keeps re-running after serialization failures.
 const CONTENTION_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Paces the re-runs of a write whose conditional writes lost races to other writers: a
-/// jittered pause growing with each lost race up to about one replicated commit (so a writer
-/// that keeps losing is not pushed further back than the winners), for up to
-/// `CONTENTION_BUDGET`. A budget in time rather than attempts: how often a writer loses
+/// Paces the re-runs of an autocommit statement whose transaction lost a race to other
+/// writers (40001): a jittered pause growing with each lost race up to about one replicated
+/// commit (so a writer that keeps losing is not pushed further back than the winners), for up
+/// to `CONTENTION_BUDGET`. A budget in time rather than attempts: how often a writer loses
 /// depends on how far it is from the shard's leader (a client on the leader's node reads
 /// without a network hop), and the distant one must keep its chance.
 pub(crate) struct Contention {
@@ -149,60 +154,21 @@ pub(crate) fn encode_rows(def: &TableDef, columns: &[ArrayRef]) -> Result<Vec<En
     Ok(out)
 }
 
-/// Sends `ops` grouped by shard, every shard concurrently. Returns per shard the outcome:
-/// the number of changed rows, or the error.
-pub(crate) async fn write_by_shard(shards: &Shards<'_>, ops: Vec<(ShardId, WriteOp)>) -> Vec<(ShardId, Result<usize>)> {
-    let mut by_shard: BTreeMap<ShardId, Vec<WriteOp>> = BTreeMap::new();
-    for (shard, op) in ops {
-        by_shard.entry(shard).or_default().push(op);
+/// Reads, through `txn`, which of `keys` (each with its shard) hold a row: key → value.
+pub(crate) async fn read_existing(
+    txn: &Txn,
+    keys: impl IntoIterator<Item = (ShardId, Vec<u8>)>,
+) -> Result<HashMap<Vec<u8>, Vec<u8>>> {
+    let mut by_shard: BTreeMap<ShardId, Vec<Vec<u8>>> = BTreeMap::new();
+    for (shard, key) in keys {
+        by_shard.entry(shard).or_default().push(key);
     }
-    // One write per shard: a shard's part of a statement is atomic (the router refuses writes
-    // above its size limit rather than splitting them).
-    let tasks = by_shard.into_iter().map(|(shard, ops)| async move {
-        let result = shards.cluster.write(shard, ShardWrite::new(ops)).await.map(|o| o.changed_count());
-        (shard, result)
-    });
-    futures::future::join_all(tasks).await
-}
-
-/// The sum of changed rows, or the error that matters most: an unknown outcome first (the
-/// client must not be told the statement failed), then the first error (a duplicate key named as
-/// PostgreSQL does), marked as partial if other shards applied.
-pub(crate) fn total(def: &TableDef, results: Vec<(ShardId, Result<usize>)>) -> Result<usize> {
-    let applied = results.iter().any(|(_, r)| r.is_ok());
-    if let Some(e) = worst(&results) {
-        let e = match e {
-            Error::DuplicateKey { .. } => Error::UniqueViolation { constraint: format!("{}_pkey", def.name) },
-            e => e,
-        };
-        return Err(partial(e, applied));
+    let reads = by_shard.into_iter().map(|(shard, keys)| txn.read(shard, ShardRead::MultiGet { keys }));
+    let mut found = HashMap::new();
+    for rows in futures::future::join_all(reads).await {
+        found.extend(rows?.into_iter().map(|r| (r.key, r.value)));
     }
-    Ok(results.iter().map(|(_, r)| *r.as_ref().unwrap_or(&0)).sum())
-}
-
-/// The error to report among per-shard results: an unknown outcome (anything neither
-/// deterministic nor retryable) before any definite one.
-pub(crate) fn worst(results: &[(ShardId, Result<usize>)]) -> Option<Error> {
-    let errors = results.iter().filter_map(|(_, r)| r.as_ref().err());
-    let mut first = None;
-    for e in errors {
-        if !e.is_deterministic() && !e.is_retryable() {
-            return Some(e.clone());
-        }
-        first.get_or_insert_with(|| e.clone());
-    }
-    first
-}
-
-/// A retryable error ("certainly did not apply, retry") is a lie once part of the statement
-/// applied: such a statement's outcome is reported as unknown (the connection closes), so that
-/// no driver retries it automatically.
-pub(crate) fn partial(e: Error, applied: bool) -> Error {
-    if applied && e.is_retryable() {
-        Error::Unknown(format!("the statement applied partially before failing: {e}"))
-    } else {
-        e
-    }
+    Ok(found)
 }
 
 /// Inserts one batch of rows (visible columns) and returns how many were inserted or updated,
@@ -216,7 +182,7 @@ pub(crate) async fn insert(
     let columns = full_columns(shards, def, visible)?;
     let rows = encode_rows(def, &columns)?;
     if rows.len() > 1 && matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. }) {
-        let mut keys = std::collections::HashSet::with_capacity(rows.len());
+        let mut keys = HashSet::with_capacity(rows.len());
         if !rows.iter().all(|r| keys.insert(r.key.as_slice())) {
             return Err(Error::CardinalityViolation(
                 "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
@@ -226,65 +192,58 @@ pub(crate) async fn insert(
     if let OnConflict::Update { sets, filter } = conflict {
         return upsert_update(shards, def, &columns, rows, sets, filter.as_ref()).await;
     }
-    let undo: Vec<(ShardId, WriteOp)> = match conflict {
-        OnConflict::Fail => rows
-            .iter()
-            .map(|r| {
-                (r.shard, WriteOp::CompareAndDelete { key: r.key.clone(), expect: Expect::Value(r.value.clone()) })
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let ops = rows
-        .into_iter()
-        .map(|r| {
-            let op = match conflict {
-                OnConflict::Fail => WriteOp::PutIfAbsent { key: r.key, value: r.value },
-                OnConflict::Ignore => WriteOp::InsertOrIgnore { key: r.key, value: r.value },
-                _ => WriteOp::Put { key: r.key, value: r.value },
-            };
-            (r.shard, op)
-        })
-        .collect();
-    let results = write_by_shard(shards, ops).await;
-    let failed_cleanly = |r: &Result<usize>| matches!(r, Err(e) if e.is_deterministic() || e.is_retryable());
-    if !undo.is_empty() && results.iter().any(|(_, r)| failed_cleanly(r)) && results.iter().any(|(_, r)| r.is_ok()) {
-        // Some shards inserted, another certainly did not: take back what the statement wrote
-        // (rows still exactly as inserted), so a failed INSERT leaves no rows behind. Until
-        // distributed transactions, a concurrent reader may have seen them in between.
-        let ok: BTreeSet<ShardId> = results.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| *s).collect();
-        let undo: Vec<_> = undo.into_iter().filter(|(s, _)| ok.contains(s)).collect();
-        take_back(shards, undo).await?;
+    let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
+    if shards.autocommit && one_shard && !rows.is_empty() && !shards.txn.has_read() && shards.txn.is_read_only() {
+        let n = insert_directly(shards, def, rows, conflict).await?;
+        return Ok((n, Some(visible_batch(def, &columns)?)));
     }
-    let n = total(def, results)?;
-    let written = visible_batch(def, &columns)?;
+    let existing = match conflict {
+        OnConflict::Overwrite => HashMap::new(),
+        _ => read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?,
+    };
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut count = 0;
+    for r in rows {
+        let present = existing.contains_key(&r.key) || !seen.insert(r.key.clone());
+        match conflict {
+            OnConflict::Fail if present => {
+                return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) })
+            }
+            OnConflict::Ignore if present => continue,
+            _ => {}
+        }
+        shards.txn.write(r.shard, r.key, Some(r.value));
+        count += 1;
+    }
     // With DO NOTHING, RETURNING shows only inserted rows; which ones is not reported per row
     // yet, so RETURNING with DO NOTHING is refused at planning time.
-    Ok((n, Some(written)))
+    Ok((count, Some(visible_batch(def, &columns)?)))
 }
 
-/// Applies compare-and-delete undo operations; a shard batch that fails because one row was
-/// changed meanwhile (that row is someone else's now) is redone row by row, skipping such rows.
-pub(crate) async fn take_back(shards: &Shards<'_>, undo: Vec<(ShardId, WriteOp)>) -> Result<()> {
-    let by_shard: BTreeMap<ShardId, Vec<WriteOp>> = undo.into_iter().fold(BTreeMap::new(), |mut m, (s, op)| {
-        m.entry(s).or_insert_with(Vec::new).push(op);
-        m
-    });
-    for (shard, ops) in by_shard {
-        match shards.cluster.write(shard, ShardWrite::new(ops.clone())).await {
-            Ok(_) => {}
-            Err(Error::ConditionFailed { .. }) => {
-                for op in ops {
-                    match shards.cluster.write(shard, ShardWrite::new(vec![op])).await {
-                        Ok(_) | Err(Error::ConditionFailed { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        }
+/// The one-shard fast path of an autocommit INSERT that read nothing: one write, whose
+/// conditions (put-if-absent, insert-or-ignore) the shard checks as it applies it.
+async fn insert_directly(
+    shards: &Shards<'_>,
+    def: &TableDef,
+    rows: Vec<Encoded>,
+    conflict: &OnConflict,
+) -> Result<usize> {
+    let shard = rows[0].shard;
+    let ops = rows
+        .into_iter()
+        .map(|r| match conflict {
+            OnConflict::Fail => WriteOp::PutIfAbsent { key: r.key, value: r.value },
+            OnConflict::Ignore => WriteOp::InsertOrIgnore { key: r.key, value: r.value },
+            _ => WriteOp::Put { key: r.key, value: r.value },
+        })
+        .collect();
+    let write = ShardWrite::new(ops);
+    let cluster = shards.cluster;
+    match until_unlocked(cluster.as_ref(), shard, || cluster.write(shard, write.clone())).await {
+        Ok(outcome) => Ok(outcome.changed_count()),
+        Err(Error::DuplicateKey { .. }) => Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) }),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// The visible columns of full column arrays, as a batch.
@@ -294,9 +253,8 @@ pub(crate) fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<Reco
     RecordBatch::try_new(def.visible_schema(), arrays).map_err(Error::internal)
 }
 
-/// `ON CONFLICT DO UPDATE` with expressions: reads the existing rows, inserts the absent ones
-/// (`Expect::Absent`) and rewrites the present ones (`Expect::Value`), re-running a shard's rows
-/// if a concurrent writer got in between.
+/// `ON CONFLICT DO UPDATE` with expressions: reads the existing rows through the transaction,
+/// inserts the absent ones and rewrites the present ones as `DO UPDATE` says.
 async fn upsert_update(
     shards: &Shards<'_>,
     def: &TableDef,
@@ -305,84 +263,38 @@ async fn upsert_update(
     sets: &[(usize, Arc<dyn PhysicalExpr>)],
     filter: Option<&Arc<dyn PhysicalExpr>>,
 ) -> Result<(usize, Option<RecordBatch>)> {
-    let mut pending: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
+    let existing = read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?;
+    let mut inserted: Vec<u32> = Vec::new();
+    let mut updates: Vec<(usize, &[u8])> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
-        pending.entry(r.shard).or_default().push(i);
-    }
-    let mut count = 0;
-    let mut written: Vec<RecordBatch> = Vec::new();
-    let mut contention = Contention::new();
-    loop {
-        if pending.is_empty() {
-            let batches = written;
-            let merged =
-                datafusion::arrow::compute::concat_batches(&def.visible_schema(), &batches).map_err(Error::internal)?;
-            return Ok((count, Some(merged)));
-        }
-        let mut retry = BTreeMap::new();
-        for (shard, idx) in std::mem::take(&mut pending) {
-            let keys: Vec<Vec<u8>> = idx.iter().map(|i| rows[*i].key.clone()).collect();
-            let existing = shards.cluster.read(shard, ShardRead::MultiGet { keys }).await?;
-            let found: BTreeMap<&[u8], &[u8]> =
-                existing.iter().map(|r| (r.key.as_slice(), r.value.as_slice())).collect();
-            let mut ops = Vec::new();
-            let mut updates: Vec<(usize, &[u8])> = Vec::new();
-            let mut inserted: Vec<usize> = Vec::new();
-            for &i in &idx {
-                match found.get(rows[i].key.as_slice()) {
-                    None => {
-                        ops.push(WriteOp::CompareAndPut {
-                            key: rows[i].key.clone(),
-                            expect: Expect::Absent,
-                            value: rows[i].value.clone(),
-                        });
-                        inserted.push(i);
-                    }
-                    Some(old) => updates.push((i, old)),
-                }
+        match existing.get(&r.key) {
+            None => {
+                shards.txn.write(r.shard, r.key.clone(), Some(r.value.clone()));
+                inserted.push(i as u32);
             }
-            let mut new_rows = None;
-            if !updates.is_empty() {
-                let old = decode_all(def, &updates.iter().map(|(_, v)| *v).collect::<Vec<_>>())?;
-                let take: Vec<u32> = updates.iter().map(|(i, _)| *i as u32).collect();
-                let excluded = take_rows(columns, &take)?;
-                let (keep, new_columns) = evaluate_update(def, &old, &excluded, sets, filter)?;
-                let encoded = encode_rows(def, &new_columns)?;
-                for (j, (i, old_value)) in updates.iter().enumerate() {
-                    if keep[j] {
-                        ops.push(WriteOp::CompareAndPut {
-                            key: rows[*i].key.clone(),
-                            expect: Expect::Value(old_value.to_vec()),
-                            value: encoded[j].value.clone(),
-                        });
-                    }
-                }
-                new_rows = Some((keep, new_columns));
-            }
-            if ops.is_empty() {
-                continue;
-            }
-            match shards.cluster.write(shard, ShardWrite::new(ops)).await {
-                Ok(outcome) => {
-                    count += outcome.changed_count();
-                    let ins = take_rows(columns, &inserted.iter().map(|i| *i as u32).collect::<Vec<_>>())?;
-                    written.push(visible_batch(def, &ins)?);
-                    if let Some((keep, cols)) = new_rows {
-                        let kept: Vec<u32> = (0..keep.len() as u32).filter(|j| keep[*j as usize]).collect();
-                        written.push(visible_batch(def, &take_rows(&cols, &kept)?)?);
-                    }
-                }
-                Err(Error::ConditionFailed { .. }) => {
-                    retry.insert(shard, idx);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        pending = retry;
-        if !pending.is_empty() && !contention.pause().await {
-            return Err(Error::Retry("too much contention on ON CONFLICT DO UPDATE; nothing more was written".into()));
+            Some(old) => updates.push((i, old.as_slice())),
         }
     }
+    let mut count = inserted.len();
+    let mut written = vec![visible_batch(def, &take_rows(columns, &inserted)?)?];
+    if !updates.is_empty() {
+        let old = decode_all(def, &updates.iter().map(|(_, v)| *v).collect::<Vec<_>>())?;
+        let take: Vec<u32> = updates.iter().map(|(i, _)| *i as u32).collect();
+        let excluded = take_rows(columns, &take)?;
+        let (keep, new_columns) = evaluate_update(def, &old, &excluded, sets, filter)?;
+        let encoded = encode_rows(def, &new_columns)?;
+        for (j, (i, _)) in updates.iter().enumerate() {
+            if keep[j] {
+                shards.txn.write(rows[*i].shard, rows[*i].key.clone(), Some(encoded[j].value.clone()));
+                count += 1;
+            }
+        }
+        let kept: Vec<u32> = (0..keep.len() as u32).filter(|j| keep[*j as usize]).collect();
+        written.push(visible_batch(def, &take_rows(&new_columns, &kept)?)?);
+    }
+    let merged =
+        datafusion::arrow::compute::concat_batches(&def.visible_schema(), &written).map_err(Error::internal)?;
+    Ok((count, Some(merged)))
 }
 
 fn take_rows(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {

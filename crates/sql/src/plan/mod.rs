@@ -85,9 +85,18 @@ pub(crate) enum Conflict {
 /// A statement about the session itself rather than the data.
 #[derive(Debug, Clone)]
 pub(crate) enum SessionCommand {
-    Begin,
+    /// `BEGIN` / `START TRANSACTION`, `READ ONLY` or not if it says.
+    Begin {
+        read_only: Option<bool>,
+    },
     Commit,
     Rollback,
+    Savepoint(String),
+    RollbackTo(String),
+    Release(String),
+    SetTransaction {
+        read_only: Option<bool>,
+    },
     /// `SET name = value` (`None`: `DEFAULT`).
     Set {
         name: String,
@@ -117,6 +126,15 @@ impl Prepared {
     /// Whether running it writes rows.
     pub(crate) fn writes(&self) -> bool {
         matches!(self.plan, Plan::ParamInsert(_) | Plan::Insert(_) | Plan::Modify(_))
+    }
+
+    /// The command a write is, as errors name it.
+    pub(crate) fn command(&self) -> &'static str {
+        match &self.plan {
+            Plan::ParamInsert(_) | Plan::Insert(_) => "INSERT",
+            Plan::Modify(m) => m.command(),
+            _ => "this statement",
+        }
     }
 }
 

@@ -10,21 +10,18 @@
 //!       TableScan: <table> (ShardedTable::internal)
 //! ```
 //!
-//! `exec::modify` runs it, writes each row conditionally on its old value and, for the shards
-//! where another writer got in first, runs it again restricted to them ([`restrict`]).
+//! `exec::modify` runs it through the statement's transaction and buffers the changed rows.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::TableReference;
-use datafusion::datasource::{provider_as_source, source_as_provider};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScan};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr as AstExpr, FromTable, SelectItem, Statement, TableAlias, TableFactor,
     Update,
 };
-use raftable_common::{Error, Result, ShardId};
+use raftable_common::{Error, Result};
 
 use super::context::Tables;
 use super::params::{in_exprs, inferred, merge_types, with_type};
@@ -154,22 +151,4 @@ async fn plan_modify(
     }
     let schema = returning.as_ref().map(|r| r.schema.clone());
     Ok((Plan::Modify(ModifyPlan { def, read, sets, returning }), schema, params))
-}
-
-/// `read` reading only the shards in `only` of its table.
-pub(crate) fn restrict(read: &LogicalPlan, only: BTreeSet<ShardId>) -> Result<LogicalPlan> {
-    read.clone()
-        .transform_up(|node| {
-            let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
-            let Some(table) = source_as_provider(&scan.source)
-                .ok()
-                .and_then(|p| p.downcast_ref::<ShardedTable>().map(|t| t.restricted(only.clone())))
-            else {
-                return Ok(Transformed::no(node));
-            };
-            let scan = TableScan { source: provider_as_source(Arc::new(table)), ..scan.clone() };
-            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-        })
-        .map(|t| t.data)
-        .map_err(from_datafusion)
 }

@@ -1,6 +1,6 @@
 //! [`ShardScanExec`]: the execution plan of a [`ShardedTable`](super::ShardedTable) scan. One
 //! partition per shard read, each streaming record batches page by page from the shard's
-//! leader, never the whole table at once: at the query's [`Snapshot`] (`Cluster::read_at`) when
+//! leader, never the whole table at once: through the statement's transaction ([`Snapshot`]) when
 //! the task context carries one, else the newest rows (`Cluster::read`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +16,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use raftable_common::{Result, Row, ShardId, ShardRead};
+use raftable_txn::settle::until_unlocked;
 
 use super::keys::KeyScan;
 use super::Snapshot;
@@ -177,7 +178,8 @@ struct PartState {
     done: bool,
 }
 
-/// One read of a scan: at the query's snapshot if it has one.
+/// One read of a scan: through the statement's transaction if it has one, else of the newest
+/// rows.
 async fn read_page(
     cluster: &dyn Cluster,
     snapshot: Option<&Snapshot>,
@@ -185,8 +187,8 @@ async fn read_page(
     read: ShardRead,
 ) -> Result<Vec<Row>> {
     match snapshot {
-        Some(snapshot) => cluster.read_at(shard, read, snapshot.ts().await?).await,
-        None => cluster.read(shard, read).await,
+        Some(snapshot) => snapshot.read(shard, read).await,
+        None => until_unlocked(cluster, shard, || cluster.read(shard, read.clone())).await,
     }
 }
 

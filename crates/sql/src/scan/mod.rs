@@ -5,8 +5,9 @@
 //! - [`keys`]: `keys::key_scan`, those predicates turned into what to read (point keys or a key
 //!   range per bucket).
 //! - [`exec`]: `ShardScanExec`, the execution plan reading one shard per partition, page by
-//!   page, decoded by `encoding::RowDecoder`, all at the query's [`Snapshot`] when it has one.
-//! - [`snapshot`]: `Snapshot`, a query's one read timestamp.
+//!   page, decoded by `encoding::RowDecoder`, all through the statement's [`Snapshot`] when it
+//!   has one.
+//! - [`snapshot`]: `Snapshot`, a statement's reads through its transaction.
 //!
 //! Projection and LIMIT are pushed down too. `EXPLAIN` shows the shards and key ranges read.
 

@@ -53,18 +53,6 @@ impl ShardedTable {
         let schema = Arc::new(def.full_schema());
         Self { columns: (0..def.columns.len()).collect(), def, schema, cluster, only, defaults: Default::default() }
     }
-
-    /// This table restricted to the shards in `only`.
-    pub fn restricted(&self, only: BTreeSet<ShardId>) -> Self {
-        Self {
-            def: self.def.clone(),
-            columns: self.columns.clone(),
-            schema: self.schema.clone(),
-            cluster: self.cluster.clone(),
-            only: Some(only),
-            defaults: self.defaults.clone(),
-        }
-    }
 }
 
 #[async_trait]
