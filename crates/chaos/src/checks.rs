@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::history::{Attempt, Counts, Outcome};
+use crate::history::{Attempt, BankRead, Counts, Outcome};
 
 /// The set workload's verdict: every acknowledged insert present exactly once, no failed insert
 /// present, nothing present that was never attempted.
@@ -95,6 +95,49 @@ pub fn check_counter(attempts: &[Attempt], final_value: i64) -> CounterReport {
     }
 }
 
+/// The bank workload's verdict: every successful read (and the final one) saw every account,
+/// the total the bank opened with, and no negative balance. A transfer applied in part, or a
+/// read that saw part of one, breaks the total.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BankReport {
+    pub transfers: Counts,
+    /// Transfers acknowledged that moved money (the others found too little).
+    pub moved: usize,
+    pub reads: usize,
+    /// Successful reads that broke an invariant, as (total, min, accounts).
+    pub bad_reads: Vec<(i64, i64, i64)>,
+    /// The final read after healing.
+    pub final_read: (i64, i64, i64),
+}
+
+impl BankReport {
+    pub fn passed(&self, accounts: i64, total: i64) -> bool {
+        let good = |(t, min, n): (i64, i64, i64)| t == total && min >= 0 && n == accounts;
+        self.bad_reads.is_empty() && good(self.final_read)
+    }
+}
+
+pub fn check_bank(
+    transfers: &[Attempt],
+    reads: &[BankRead],
+    final_read: (i64, i64, i64),
+    accounts: i64,
+    total: i64,
+) -> BankReport {
+    let ok: Vec<&BankRead> = reads.iter().filter(|r| r.outcome == Outcome::Ok).collect();
+    BankReport {
+        transfers: Counts::of(transfers.iter().map(|t| t.outcome)),
+        moved: transfers.iter().filter(|t| t.outcome == Outcome::Ok && t.value > 0).count(),
+        reads: ok.len(),
+        bad_reads: ok
+            .iter()
+            .filter(|r| r.total != total || r.min < 0 || r.accounts != accounts)
+            .map(|r| (r.total, r.min, r.accounts))
+            .collect(),
+        final_read,
+    }
+}
+
 /// One replica's state as its node reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replica {
@@ -164,6 +207,22 @@ mod tests {
         assert_eq!(r.failed_but_present, vec![4]);
         assert_eq!(r.unexpected, vec![9]);
         assert_eq!(r.duplicated, vec![2]);
+    }
+
+    #[test]
+    fn bank_reads_must_see_the_whole_total_and_no_debt() {
+        let read = |total, min, outcome| BankRead { total, min, accounts: 8, outcome };
+        let transfers = [a(5, Outcome::Ok), a(0, Outcome::Ok), a(3, Outcome::Unknown)];
+        let good = [read(800, 40, Outcome::Ok), read(0, 0, Outcome::Failed)];
+        let report = check_bank(&transfers, &good, (800, 12, 8), 8, 800);
+        assert!(report.passed(8, 800), "{report:?}");
+        assert_eq!((report.moved, report.reads, report.transfers.unknown), (1, 1, 1));
+        // Part of a transfer seen, money created, a negative balance, a lost account.
+        for bad in [read(795, 40, Outcome::Ok), read(805, 40, Outcome::Ok), read(800, -3, Outcome::Ok)] {
+            assert!(!check_bank(&transfers, &[bad], (800, 0, 8), 8, 800).passed(8, 800), "{bad:?}");
+        }
+        assert!(!check_bank(&transfers, &good, (800, 0, 7), 8, 800).passed(8, 800));
+        assert!(!check_bank(&transfers, &good, (790, 0, 8), 8, 800).passed(8, 800));
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub struct Attempt {
     pub outcome: Outcome,
 }
 
+/// A whole-table read of the bank workload: the sum and the smallest balance, and how many
+/// accounts it saw (meaningful only when Ok).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BankRead {
+    pub total: i64,
+    pub min: i64,
+    pub accounts: i64,
+    pub outcome: Outcome,
+}
+
 /// The histories of one run, shared by every client task.
 #[derive(Clone)]
 pub struct Recorder {
@@ -64,6 +74,10 @@ pub struct Histories {
     pub register: Vec<RegisterEvent>,
     pub set: Vec<Attempt>,
     pub counter: Vec<Attempt>,
+    /// Transfers of the bank workload (`value`: the amount; 0 when it found too little money
+    /// and changed nothing).
+    pub transfers: Vec<Attempt>,
+    pub bank_reads: Vec<BankRead>,
 }
 
 impl Recorder {
@@ -86,6 +100,14 @@ impl Recorder {
 
     pub fn counter(&self, attempt: Attempt) {
         self.inner.lock().expect("history lock").counter.push(attempt);
+    }
+
+    pub fn transfer(&self, attempt: Attempt) {
+        self.inner.lock().expect("history lock").transfers.push(attempt);
+    }
+
+    pub fn bank_read(&self, read: BankRead) {
+        self.inner.lock().expect("history lock").bank_reads.push(read);
     }
 
     pub fn snapshot(&self) -> Histories {

@@ -130,6 +130,7 @@ fn options(cli: &Cli) -> Options {
         register_clients: if short { 6 } else { 10 },
         set_clients: if short { 2 } else { 3 },
         counter_clients: if short { 2 } else { 3 },
+        bank_clients: if short { 3 } else { 4 },
         keys: if short { 12 } else { 20 },
         think: Duration::from_millis(10),
         op_timeout: Duration::from_secs(5),
@@ -161,6 +162,16 @@ fn print(r: &Report) {
     println!(
         "counter: {} acknowledged, {} failed, {} unknown, final {}",
         r.counter.acknowledged, r.counter.failed, r.counter.unknown, r.counter.final_value
+    );
+    println!(
+        "bank: {} transfers acknowledged ({} moved money), {} failed, {} unknown; {} reads, {} bad; final {:?}",
+        r.bank.transfers.ok,
+        r.bank.moved,
+        r.bank.transfers.failed,
+        r.bank.transfers.unknown,
+        r.bank.reads,
+        r.bank.bad_reads.len(),
+        r.bank.final_read
     );
     match (r.failover_median_ms, r.failover_max_ms) {
         (Some(median), Some(max)) => {

@@ -12,12 +12,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::checks::{self, CounterReport, Replica, SetReport};
+use crate::checks::{self, BankReport, CounterReport, Replica, SetReport};
 use crate::history::{Counts, Outcome, Recorder, RegisterEvent, RegisterOp};
 use crate::linearizability;
 use crate::nemesis::{heal, Fault, FaultRecord, Nemesis, ProbeKeys};
 use crate::procs::Cluster;
-use crate::workload::{call, Clients, Conn, Kind, Settings, SCHEMA};
+use crate::workload::{call, Clients, Conn, Kind, Settings, ACCOUNTS, BANK_READ, OPENING, SCHEMA};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -36,6 +36,7 @@ pub struct Options {
     pub register_clients: usize,
     pub set_clients: usize,
     pub counter_clients: usize,
+    pub bank_clients: usize,
     /// Register keys (spread over the table's shards).
     pub keys: i64,
     pub think: Duration,
@@ -56,6 +57,7 @@ pub struct Report {
     pub register: Counts,
     pub set: SetReport,
     pub counter: CounterReport,
+    pub bank: BankReport,
     /// Leader kills timed, and kill → first successful write, median and max in ms.
     pub failovers: usize,
     pub failover_median_ms: Option<f64>,
@@ -88,6 +90,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     let mut kinds = vec![Kind::Register { keys: opts.keys }; opts.register_clients];
     kinds.extend(std::iter::repeat_n(Kind::Set, opts.set_clients));
     kinds.extend(std::iter::repeat_n(Kind::Counter, opts.counter_clients));
+    kinds.extend(std::iter::repeat_n(Kind::Bank, opts.bank_clients));
     let clients = Clients::start(&kinds, &settings, &recorder);
 
     let mut nemesis = Nemesis { rng: StdRng::seed_from_u64(opts.seed), hold: opts.hold, start: started, probe, shards };
@@ -136,7 +139,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     clients.stop().await;
 
     match final_reads(&cluster, opts, &recorder).await {
-        Ok((elements, counter)) => {
+        Ok((elements, counter, bank_final)) => {
             let histories = recorder.snapshot();
             for v in linearizability::check(&histories.register, Some(0)) {
                 violations.push(format!("register key {}: {}", v.key, v.message));
@@ -148,6 +151,16 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
             let counter = checks::check_counter(&histories.counter, counter);
             if !counter.passed() {
                 violations.push(format!("counter: {counter:?}"));
+            }
+            let bank = checks::check_bank(
+                &histories.transfers,
+                &histories.bank_reads,
+                bank_final,
+                ACCOUNTS,
+                ACCOUNTS * OPENING,
+            );
+            if !bank.passed(ACCOUNTS, ACCOUNTS * OPENING) {
+                violations.push(format!("bank: {bank:?}"));
             }
             if let Err(e) = converged(&cluster, opts).await {
                 violations.push(e);
@@ -169,6 +182,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 register: Counts::of(histories.register.iter().map(|e| e.outcome)),
                 set,
                 counter,
+                bank,
                 violations,
                 dir: None,
             };
@@ -200,6 +214,11 @@ async fn setup(cluster: &Cluster, opts: &Options) -> Result<(ProbeKeys, Vec<u64>
     let rows: Vec<String> = (0..opts.keys).map(|k| format!("({k}, 0)")).collect();
     conn.client.batch_execute(&format!("INSERT INTO reg (k, v) VALUES {}", rows.join(", "))).await.map_err(sql)?;
     conn.client.batch_execute("INSERT INTO counter (id, n) VALUES (0, 0)").await.map_err(sql)?;
+    let accounts: Vec<String> = (0..ACCOUNTS).map(|id| format!("({id}, {OPENING})")).collect();
+    conn.client
+        .batch_execute(&format!("INSERT INTO bank (id, balance) VALUES {}", accounts.join(", ")))
+        .await
+        .map_err(sql)?;
 
     let mut shards = Vec::new();
     let mut probe_shards = Vec::new();
@@ -257,11 +276,16 @@ async fn heal_all(cluster: &mut Cluster) -> Result<(), String> {
 }
 
 /// Reads every register (recorded as client operations, so the checker orders them too), the
-/// set and the counter, retrying through any node until each read succeeds.
-async fn final_reads(cluster: &Cluster, opts: &Options, recorder: &Recorder) -> Result<(Vec<i64>, i64), String> {
+/// set, the counter and the bank, retrying through any node until each read succeeds.
+async fn final_reads(
+    cluster: &Cluster,
+    opts: &Options,
+    recorder: &Recorder,
+) -> Result<(Vec<i64>, i64, (i64, i64, i64)), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let statements =
-        ["SELECT v FROM reg WHERE k = $1", "SELECT id FROM elements", "SELECT n FROM counter WHERE id = 0"];
+        ["SELECT v FROM reg WHERE k = $1", "SELECT id FROM elements", "SELECT n FROM counter WHERE id = 0", BANK_READ];
+    let mut counter = None;
     let mut node = 0usize;
     let ids = cluster.ids();
     let mut conn: Option<Conn> = None;
@@ -301,8 +325,13 @@ async fn final_reads(cluster: &Cluster, opts: &Options, recorder: &Recorder) -> 
             if let Ok(rows) = call(timeout, c.client.query(c.statement(1), &[])).await {
                 elements = Some(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>());
             }
-        } else if let Ok(row) = call(timeout, c.client.query_one(c.statement(2), &[])).await {
-            return Ok((elements.unwrap_or_default(), row.get(0)));
+        } else if counter.is_none() {
+            if let Ok(row) = call(timeout, c.client.query_one(c.statement(2), &[])).await {
+                counter = Some(row.get(0));
+            }
+        } else if let Ok(row) = call(timeout, c.client.query_one(c.statement(3), &[])).await {
+            let bank = (row.get(0), row.get(1), row.get(2));
+            return Ok((elements.unwrap_or_default(), counter.unwrap_or_default(), bank));
         }
         conn = Some(c);
     }

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::history::{Attempt, Outcome, Recorder, RegisterEvent, RegisterOp};
+use crate::history::{Attempt, BankRead, Outcome, Recorder, RegisterEvent, RegisterOp};
 
 /// The tables of the workloads; `probe` is the failover probe's (`nemesis`).
 pub const SCHEMA: &[&str] = &[
@@ -24,7 +24,16 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE elements (id BIGINT PRIMARY KEY)",
     "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
     "CREATE TABLE probe (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
+    "CREATE TABLE bank (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
 ];
+
+/// The bank workload's accounts (ids 0..ACCOUNTS, spread over the table's shards) and each
+/// one's opening balance: every read must sum to `ACCOUNTS * OPENING`.
+pub const ACCOUNTS: i64 = 8;
+pub const OPENING: i64 = 100;
+
+/// The bank workload's whole-table read.
+pub const BANK_READ: &str = "SELECT CAST(sum(balance) AS BIGINT), min(balance), count(*) FROM bank";
 
 /// What a client does.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +44,9 @@ pub enum Kind {
     Set,
     /// Increments of one counter row.
     Counter,
+    /// Transfers between accounts in explicit blocks (read both balances, move money if there
+    /// is enough, commit), and whole-table reads.
+    Bank,
 }
 
 /// Client settings shared by every task.
@@ -143,6 +155,11 @@ fn statements(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::Set => &["INSERT INTO elements (id) VALUES ($1)"],
         Kind::Counter => &["UPDATE counter SET n = n + 1 WHERE id = 0"],
+        Kind::Bank => &[
+            "SELECT balance FROM bank WHERE id = $1",
+            "UPDATE bank SET balance = balance + $2 WHERE id = $1",
+            BANK_READ,
+        ],
     }
 }
 
@@ -240,6 +257,27 @@ impl Worker {
                 self.recorder.set(Attempt { value, outcome });
                 outcome
             }
+            Kind::Bank => {
+                if self.rng.gen_range(0..3) == 0 {
+                    let r = call(timeout, conn.client.query_one(conn.statement(2), &[])).await;
+                    let outcome = r.as_ref().err().copied().unwrap_or(Outcome::Ok);
+                    let (total, min, accounts) = match &r {
+                        Ok(row) => (row.get(0), row.get(1), row.get(2)),
+                        Err(_) => (0, 0, 0),
+                    };
+                    self.recorder.bank_read(BankRead { total, min, accounts, outcome });
+                    return outcome;
+                }
+                let from = self.rng.gen_range(0..ACCOUNTS);
+                let to = (from + self.rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                let amount = self.rng.gen_range(1..=20i64);
+                let (moved, outcome) = match transfer(conn, timeout, from, to, amount).await {
+                    Ok(moved) => (moved, Outcome::Ok),
+                    Err(outcome) => (amount, outcome),
+                };
+                self.recorder.transfer(Attempt { value: moved, outcome });
+                outcome
+            }
             Kind::Counter => {
                 let r = call(timeout, conn.client.execute(conn.statement(0), &[])).await;
                 // Zero rows updated would mean the counter row vanished: the final read shows it.
@@ -247,6 +285,36 @@ impl Worker {
                 self.recorder.counter(Attempt { value: 1, outcome });
                 outcome
             }
+        }
+    }
+}
+
+/// One transfer in an explicit block: reads both balances, moves `amount` if `from` has it,
+/// commits. Returns the amount moved (0: too little money, rolled back). An error before
+/// `COMMIT` rolls the block back (Failed, unless the connection broke); `COMMIT`'s own error
+/// decides the outcome.
+async fn transfer(conn: &Conn, timeout: Duration, from: i64, to: i64, amount: i64) -> Result<i64, Outcome> {
+    let client = &conn.client;
+    let block = async {
+        call(timeout, client.batch_execute("BEGIN")).await?;
+        let balance: i64 = call(timeout, client.query_one(conn.statement(0), &[&from])).await?.get(0);
+        call(timeout, client.query_one(conn.statement(0), &[&to])).await?;
+        if balance < amount {
+            call(timeout, client.batch_execute("ROLLBACK")).await?;
+            return Ok(0);
+        }
+        call(timeout, client.execute(conn.statement(1), &[&from, &-amount])).await?;
+        call(timeout, client.execute(conn.statement(1), &[&to, &amount])).await?;
+        Err(Outcome::Ok)
+    };
+    match block.await {
+        Ok(moved) => Ok(moved),
+        Err(Outcome::Ok) => call(timeout, client.batch_execute("COMMIT")).await.map(|()| amount),
+        Err(outcome) => {
+            if outcome == Outcome::Failed {
+                let _ = call(timeout, client.batch_execute("ROLLBACK")).await;
+            }
+            Err(outcome)
         }
     }
 }

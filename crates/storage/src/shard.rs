@@ -97,6 +97,12 @@ pub fn read_at(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, ts
 /// A read of a table shard at `ts` (`Ts::MAX`: the newest version of every row). A lock of a
 /// transaction that may commit at or below `ts` on what it reads fails it with `Error::Locked`
 /// (`txn`): the caller settles the lock and reads again.
+///
+/// Locks are checked before the rows are read: a lock resolved in between has its versions
+/// written in the same batch that drops it, so the rows read then include them. (Checked
+/// after, a resolution in between would leave the read with the old rows and no lock: a
+/// transaction seen on one shard and not on another.) A lock placed in between belongs to a
+/// transaction stamped above `ts`: the caller waited for writes stamped at or below it.
 fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> Result<Vec<Row>> {
     match read {
         ShardRead::Get { key } => {
@@ -105,27 +111,23 @@ fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> R
             Ok(mvcc::get_at(rocks, key, ts)?.and_then(live_row).into_iter().collect())
         }
         ShardRead::MultiGet { keys } => {
-            let mut rows = Vec::with_capacity(keys.len());
             for key in keys {
                 check_key(range, key)?;
                 txn::check_point(rocks, key, ts)?;
+            }
+            let mut rows = Vec::with_capacity(keys.len());
+            for key in keys {
                 rows.extend(mvcc::get_at(rocks, key, ts)?.and_then(live_row));
             }
             Ok(rows)
         }
         ShardRead::Scan { start, end, limit, reverse } => {
             let (lo, hi) = clamp(range, start, end);
+            // The whole range, though a page may stop early: locks live only while their
+            // transaction commits, so a page rarely waits for one beyond it.
+            txn::check_range(rocks, lo, &hi, ts)?;
             let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
             let versions = mvcc::scan_at(rocks, lo, &hi, ts, limit, *reverse)?;
-            // The locks that matter lie in what the scan covered: up to its last row when it
-            // stopped at the limit (the next page checks the rest), else the whole range.
-            match versions.last() {
-                Some(last) if versions.len() >= limit && *reverse => txn::check_range(rocks, &last.key, &hi, ts)?,
-                Some(last) if versions.len() >= limit => {
-                    txn::check_range(rocks, lo, &[last.key.as_slice(), &[0]].concat(), ts)?
-                }
-                _ => txn::check_range(rocks, lo, &hi, ts)?,
-            }
             Ok(versions.into_iter().filter_map(live_row).collect())
         }
         ShardRead::Validate { txn, since, spans } => {
