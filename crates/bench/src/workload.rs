@@ -27,10 +27,14 @@ pub enum Workload {
     BulkInsert,
     ScanAgg,
     RangeScan,
+    /// A two-row transfer in an explicit block: BEGIN, read two rows, update both, COMMIT.
+    Transfer,
+    /// A 10-row INSERT of new keys (spread over the table's shards).
+    Insert10,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 9] = [
         Workload::PointSelect,
         Workload::PointUpsert,
         Workload::Kv95,
@@ -38,6 +42,8 @@ impl Workload {
         Workload::BulkInsert,
         Workload::ScanAgg,
         Workload::RangeScan,
+        Workload::Transfer,
+        Workload::Insert10,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +55,8 @@ impl Workload {
             Workload::BulkInsert => "bulk-insert",
             Workload::ScanAgg => "scan-agg",
             Workload::RangeScan => "range-scan",
+            Workload::Transfer => "transfer",
+            Workload::Insert10 => "insert-10",
         }
     }
 
@@ -69,7 +77,7 @@ impl Workload {
     fn table(self) -> &'static str {
         match self {
             Workload::ScanAgg | Workload::RangeScan => "kv_scan",
-            Workload::BulkInsert => "kv_bulk",
+            Workload::BulkInsert | Workload::Insert10 => "kv_bulk",
             _ => "kv",
         }
     }
@@ -234,7 +242,7 @@ pub async fn run(
         Workload::ScanAgg => clients.clamp(1, 4),
         _ => clients.max(1),
     };
-    if workload == Workload::BulkInsert {
+    if matches!(workload, Workload::BulkInsert | Workload::Insert10) {
         let admin = connect(url).await?;
         admin.batch_execute("DROP TABLE IF EXISTS kv_bulk").await.map_err(|e| e.to_string())?;
         admin.batch_execute("CREATE TABLE kv_bulk (k BIGINT PRIMARY KEY, v TEXT)").await.map_err(|e| e.to_string())?;
@@ -296,11 +304,12 @@ async fn client_loop(
         let range = prepare("kv_scan", "SELECT count(*), max(v) FROM kv_scan WHERE k >= $1 AND k < $2").await?;
         let (select, upsert) = (select.as_ref(), upsert.as_ref());
         let (scan_agg, range) = (scan_agg.as_ref(), range.as_ref());
-        let bulk = if workload == Workload::BulkInsert {
-            Some(insert_statement(&client, "kv_bulk", BATCH, false).await?)
-        } else {
-            None
+        let bulk = match workload {
+            Workload::BulkInsert => Some(insert_statement(&client, "kv_bulk", BATCH, false).await?),
+            Workload::Insert10 => Some(insert_statement(&client, "kv_bulk", 10, false).await?),
+            _ => None,
         };
+        let update = prepare("kv", "UPDATE kv SET v = $2 WHERE k = $1").await?;
         while Instant::now() < end {
             let began = Instant::now();
             let result = match workload {
@@ -326,6 +335,30 @@ async fn client_loop(
                     batch_no += 1;
                     let stmt = bulk.as_ref().expect("prepared for bulk-insert");
                     insert_batch(&client, stmt, first, first + BATCH as i64, 0).await.map_err(text)
+                }
+                Workload::Insert10 => {
+                    let first = (id as i64) * 1_000_000_000 + batch_no * 10;
+                    batch_no += 1;
+                    let stmt = bulk.as_ref().expect("prepared for insert-10");
+                    insert_batch(&client, stmt, first, first + 10, 0).await.map_err(text)
+                }
+                Workload::Transfer => {
+                    let (a, b) = (rng.gen_range(0..rows), rng.gen_range(0..rows));
+                    salt += 1;
+                    let (select, update) = (select.expect("kv"), update.as_ref().expect("kv"));
+                    let block = async {
+                        client.batch_execute("BEGIN").await?;
+                        client.query_opt(select, &[&a]).await?;
+                        client.query_opt(select, &[&b]).await?;
+                        client.execute(update, &[&a, &value(a, salt)]).await?;
+                        client.execute(update, &[&b, &value(b, salt)]).await?;
+                        client.batch_execute("COMMIT").await
+                    };
+                    let result = block.await;
+                    if result.is_err() && !client.is_closed() {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    result.map_err(text)
                 }
                 Workload::ScanAgg => client.query_one(scan_agg.expect("kv_scan"), &[]).await.map(|_| ()).map_err(text),
                 Workload::RangeScan => {

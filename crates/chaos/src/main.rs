@@ -89,13 +89,24 @@ fn options(cli: &Cli) -> Options {
     let faults = cli.faults.clone().unwrap_or_else(|| {
         use Fault::*;
         if short {
-            vec![KillLeader, PauseLeader, IsolateLeader, KillRandom, OneWayLeader, FailFsync, Halves, ClockJump]
+            vec![
+                KillLeader,
+                PauseLeader,
+                KillGateway,
+                IsolateLeader,
+                KillRandom,
+                OneWayLeader,
+                FailFsync,
+                Halves,
+                ClockJump,
+            ]
         } else {
             vec![
                 KillLeader,
                 PauseLeader,
                 IsolateLeader,
                 KillRandom,
+                KillGateway,
                 OneWayLeader,
                 Delay,
                 Halves,

@@ -3,6 +3,8 @@
 //! kills are timed by a probe client that writes to the killed leader's shard through another
 //! node until a write succeeds: the failover figure.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftable_proto::FaultsRequest;
@@ -19,6 +21,9 @@ use crate::workload::{call, Conn};
 pub enum Fault {
     /// SIGKILL a random node, restart it after the hold.
     KillRandom,
+    /// SIGKILL the node the latest bank transfer sent its COMMIT through (a transaction
+    /// coordinator, likely mid-commit), restart it after the hold.
+    KillGateway,
     /// SIGKILL the leader of a probe shard (timed: the failover figure), restart it.
     KillLeader,
     /// SIGSTOP a shard leader for the hold (longer than the election timeout), then SIGCONT.
@@ -80,6 +85,9 @@ pub struct Nemesis {
     pub probe: ProbeKeys,
     /// Every data shard (the nemesis picks leaders of these).
     pub shards: Vec<u64>,
+    /// The node (index in the cluster's ids, plus one; 0: none yet) of the latest COMMIT a
+    /// bank client sent (`workload::Settings::gateway`).
+    pub gateway: Arc<AtomicUsize>,
 }
 
 /// How long a fault's target may go without a leader before the nemesis gives up on it.
@@ -106,6 +114,16 @@ impl Nemesis {
         match fault {
             Fault::KillRandom => {
                 let victim = *ids.choose(&mut self.rng).expect("nodes");
+                record.nodes = vec![victim];
+                cluster.kill(victim).await?;
+                tokio::time::sleep(hold).await;
+                cluster.restart(victim).await?;
+            }
+            Fault::KillGateway => {
+                let victim = match self.gateway.load(Ordering::Relaxed) {
+                    0 => *ids.choose(&mut self.rng).expect("nodes"),
+                    i => ids[(i - 1) % ids.len()],
+                };
                 record.nodes = vec![victim];
                 cluster.kill(victim).await?;
                 tokio::time::sleep(hold).await;

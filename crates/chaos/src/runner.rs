@@ -86,14 +86,17 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
 
     let recorder = Recorder::new(started);
     let urls: Vec<String> = cluster.ids().iter().map(|id| cluster.pg_url(*id)).collect();
-    let settings = Settings { urls, op_timeout: opts.op_timeout, think: opts.think, seed: opts.seed };
+    let gateway = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let settings =
+        Settings { urls, op_timeout: opts.op_timeout, think: opts.think, seed: opts.seed, gateway: gateway.clone() };
     let mut kinds = vec![Kind::Register { keys: opts.keys }; opts.register_clients];
     kinds.extend(std::iter::repeat_n(Kind::Set, opts.set_clients));
     kinds.extend(std::iter::repeat_n(Kind::Counter, opts.counter_clients));
     kinds.extend(std::iter::repeat_n(Kind::Bank, opts.bank_clients));
     let clients = Clients::start(&kinds, &settings, &recorder);
 
-    let mut nemesis = Nemesis { rng: StdRng::seed_from_u64(opts.seed), hold: opts.hold, start: started, probe, shards };
+    let rng = StdRng::seed_from_u64(opts.seed);
+    let mut nemesis = Nemesis { rng, hold: opts.hold, start: started, probe, shards, gateway };
     let mut records = Vec::new();
     let nemesis_start = Instant::now();
     // Let the clients get going before the first fault.

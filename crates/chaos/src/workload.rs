@@ -60,6 +60,9 @@ pub struct Settings {
     /// Pause between a client's operations.
     pub think: Duration,
     pub seed: u64,
+    /// Where the latest bank COMMIT went: the index of its node in `urls`, plus one (the
+    /// `kill-gateway` fault kills that node).
+    pub gateway: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The running clients.
@@ -83,6 +86,7 @@ impl Clients {
                     rng: StdRng::seed_from_u64(settings.seed ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9)),
                     seq: 0,
                     last_seen: Default::default(),
+                    node: id,
                 };
                 tokio::spawn(client.run(stop.clone()))
             })
@@ -173,21 +177,22 @@ struct Worker {
     seq: i64,
     /// The last value this client saw per register key: the `old` of its next CAS there.
     last_seen: std::collections::HashMap<i64, i64>,
+    /// The node (index in `settings.urls`) this client is connected to, or tries next.
+    node: usize,
 }
 
 impl Worker {
     async fn run(mut self, stop: Arc<AtomicBool>) {
         let mut conn: Option<Conn> = None;
-        let mut node = self.id;
         while !stop.load(Ordering::Relaxed) {
             let c = match conn.take() {
                 Some(c) if !c.client.is_closed() => c,
                 _ => {
-                    let url = &self.settings.urls[node % self.settings.urls.len()];
+                    let url = &self.settings.urls[self.node % self.settings.urls.len()];
                     match Conn::open(url, statements(self.kind), self.settings.op_timeout).await {
                         Some(c) => c,
                         None => {
-                            node += 1;
+                            self.node += 1;
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
@@ -198,7 +203,7 @@ impl Worker {
                 conn = Some(c);
             } else {
                 // The statement may still be running: never reuse the connection.
-                node += 1;
+                self.node += 1;
             }
             tokio::time::sleep(self.settings.think).await;
         }
@@ -271,7 +276,8 @@ impl Worker {
                 let from = self.rng.gen_range(0..ACCOUNTS);
                 let to = (from + self.rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
                 let amount = self.rng.gen_range(1..=20i64);
-                let (moved, outcome) = match transfer(conn, timeout, from, to, amount).await {
+                let gateway = (&*self.settings.gateway, self.node % self.settings.urls.len() + 1);
+                let (moved, outcome) = match transfer(conn, timeout, from, to, amount, gateway).await {
                     Ok(moved) => (moved, Outcome::Ok),
                     Err(outcome) => (amount, outcome),
                 };
@@ -293,7 +299,14 @@ impl Worker {
 /// commits. Returns the amount moved (0: too little money, rolled back). An error before
 /// `COMMIT` rolls the block back (Failed, unless the connection broke); `COMMIT`'s own error
 /// decides the outcome.
-async fn transfer(conn: &Conn, timeout: Duration, from: i64, to: i64, amount: i64) -> Result<i64, Outcome> {
+async fn transfer(
+    conn: &Conn,
+    timeout: Duration,
+    from: i64,
+    to: i64,
+    amount: i64,
+    gateway: (&std::sync::atomic::AtomicUsize, usize),
+) -> Result<i64, Outcome> {
     let client = &conn.client;
     let block = async {
         call(timeout, client.batch_execute("BEGIN")).await?;
@@ -309,7 +322,10 @@ async fn transfer(conn: &Conn, timeout: Duration, from: i64, to: i64, amount: i6
     };
     match block.await {
         Ok(moved) => Ok(moved),
-        Err(Outcome::Ok) => call(timeout, client.batch_execute("COMMIT")).await.map(|()| amount),
+        Err(Outcome::Ok) => {
+            gateway.0.store(gateway.1, Ordering::Relaxed);
+            call(timeout, client.batch_execute("COMMIT")).await.map(|()| amount)
+        }
         Err(outcome) => {
             if outcome == Outcome::Failed {
                 let _ = call(timeout, client.batch_execute("ROLLBACK")).await;

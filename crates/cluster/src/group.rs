@@ -178,7 +178,7 @@ impl Group {
         if !self.lease.valid(|| metrics.borrow()) {
             self.reads.wait(&self.raft).await?;
         }
-        raftable_storage::read(&self.rocks, &self.range, &read)
+        raftable_storage::read(&self.rocks, self.shard, &self.range, &read)
     }
 
     /// A read of a table shard at snapshot `ts`, linearizable like [`Group::read`]: after

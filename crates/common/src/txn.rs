@@ -72,22 +72,30 @@ impl Span {
     }
 }
 
-/// One buffered write: the key's new value, or its deletion.
+/// One buffered write: the key's new value, or its deletion. An `insert` requires the key to
+/// hold no row when the command applies (else it fails with `Error::DuplicateKey`): how an
+/// INSERT that read nothing checks for duplicates without reading first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnWrite {
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
+    pub insert: bool,
 }
 
 impl TxnWrite {
     pub fn put(key: Vec<u8>, value: Vec<u8>) -> Self {
-        Self { key, value: Some(value) }
+        Self { key, value: Some(value), insert: false }
     }
 
     pub fn delete(key: Vec<u8>) -> Self {
-        Self { key, value: None }
+        Self { key, value: None, insert: false }
+    }
+
+    /// A put that requires the key to hold no row.
+    pub fn insert(key: Vec<u8>, value: Vec<u8>) -> Self {
+        Self { key, value: Some(value), insert: true }
     }
 }
 

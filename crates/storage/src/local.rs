@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::rocks::Rocks;
 use crate::shard::{self, Overlay};
+use crate::txn;
 
 /// Shards held in one local database, without replication.
 pub struct LocalShards {
@@ -30,6 +31,7 @@ impl LocalShards {
 
     /// Declares a shard and its key range.
     pub fn add_shard(&self, shard: ShardId, range: KeyRange) {
+        self.rocks.count_locks(shard, &range).expect("counting the shard's locks");
         self.ranges.write().expect("ranges lock").insert(shard, range);
     }
 
@@ -42,7 +44,7 @@ impl LocalShards {
 #[async_trait::async_trait]
 impl ShardClient for LocalShards {
     async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
-        shard::read(&self.rocks, &self.range(shard)?, &read)
+        shard::read(&self.rocks, shard, &self.range(shard)?, &read)
     }
 
     /// Writes are serialized and applied before they return, so nothing stamped at or below
@@ -62,9 +64,9 @@ impl ShardClient for LocalShards {
     async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
         let range = self.range(shard)?;
         if range.is_versioned() {
-            self.apply(&range, |ts| ShardCommand::Stamped { ts, write }).await
+            self.apply(shard, &range, |ts| ShardCommand::Stamped { ts, write }).await
         } else {
-            self.apply(&range, |_| ShardCommand::Plain(write)).await
+            self.apply(shard, &range, |_| ShardCommand::Plain(write)).await
         }
     }
 
@@ -77,19 +79,36 @@ impl ShardClient for LocalShards {
             TxnOp::Commit { read_ts, .. } | TxnOp::Prepare { read_ts, .. } => *read_ts,
             _ => Ts::MIN,
         };
-        self.apply(&range, |ts| ShardCommand::Txn { ts: ts.max(read_ts.next()), op }).await
+        self.apply(shard, &range, |ts| ShardCommand::Txn { ts: ts.max(read_ts.next()), op }).await
     }
 }
 
 impl LocalShards {
     /// Applies the command `make` builds from the next commit timestamp, as the next log entry.
-    async fn apply(&self, range: &KeyRange, make: impl FnOnce(Ts) -> ShardCommand) -> Result<WriteOutcome> {
+    async fn apply(
+        &self,
+        shard: ShardId,
+        range: &KeyRange,
+        make: impl FnOnce(Ts) -> ShardCommand,
+    ) -> Result<WriteOutcome> {
         let mut last = self.last.lock().await;
         let (index, ts) = (last.0 + 1, last.1.next().max(Ts::new(wall_ms(), 0)));
         let command = make(ts);
         let mut batch = WriteBatch::default();
         let outcome = shard::apply(&self.rocks, &mut batch, &mut Overlay::new(), range, &command, index, Ts::MIN)?;
+        // Locks counted as the state machine counts them (`Coverage::locks`).
+        let delta = match &command {
+            ShardCommand::Txn { op, .. } => txn::lock_delta(op, &outcome),
+            _ => 0,
+        };
+        let locks = &self.rocks.coverage(shard).locks;
+        if delta > 0 {
+            locks.fetch_add(delta, std::sync::atomic::Ordering::SeqCst);
+        }
         self.rocks.write(batch)?;
+        if delta < 0 {
+            locks.fetch_add(delta, std::sync::atomic::Ordering::SeqCst);
+        }
         let stamped = if range.is_versioned() { ts.max(Ts(outcome.version)) } else { last.1 };
         *last = (index, stamped);
         Ok(outcome)

@@ -92,6 +92,10 @@ pub(crate) struct Coverage {
     /// The group's garbage-collection threshold (a `Ts`): reads below it are refused. Raised
     /// before the versions it drops are deleted.
     pub(crate) gc_threshold: AtomicU64,
+    /// How many transaction locks the group's range holds: reads skip the lock check while it
+    /// is 0 (the common case). Raised before new locks are written, lowered after dropped ones
+    /// are, so a read that sees 0 finds no lock and all resolved versions.
+    pub(crate) locks: std::sync::atomic::AtomicI64,
 }
 
 impl Coverage {
@@ -174,6 +178,7 @@ impl Rocks {
                     installing: Default::default(),
                     snapshot: tokio::sync::Mutex::new(()),
                     gc_threshold: AtomicU64::new(0),
+                    locks: Default::default(),
                 })
             })
             .clone()
@@ -199,6 +204,20 @@ impl Rocks {
     /// to the end of the keyspace), not yet positioned: it lends entries without copying them.
     pub(crate) fn data_raw(&self, start: &[u8], end: &[u8]) -> DBRawIteratorWithThreadMode<'_, DB> {
         self.raw_range(CF_DATA, start, end)
+    }
+
+    /// Counts the locks in `range` into the group's coverage record (at open, after a snapshot).
+    pub(crate) fn count_locks(&self, group: u64, range: &raftable_common::KeyRange) -> Result<()> {
+        let mut it = self.raw_range(keys::CF_LOCKS, &range.start, range.end_or_max());
+        it.seek(&range.start);
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status().map_err(io)?;
+        self.coverage(group).locks.store(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// A raw iterator over column family `cf` bounded to `[start, end)` (an empty `end`: to the

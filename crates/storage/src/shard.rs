@@ -42,9 +42,9 @@ fn live_row(version: mvcc::Version) -> Option<Row> {
 
 /// Serves a read of the shard owning `range` from the local replica. Linearizability is the
 /// caller's business (read index on the leader before calling).
-pub fn read(rocks: &Rocks, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row>> {
+pub fn read(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead) -> Result<Vec<Row>> {
     if range.is_versioned() {
-        return read_versions(rocks, range, read, Ts::MAX);
+        return read_versions(rocks, group, range, read, Ts::MAX);
     }
     let cf = rocks.cf(CF_DATA);
     match read {
@@ -91,7 +91,7 @@ pub fn read_at(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, ts
             "a read at {oldest} is below the garbage-collection threshold {threshold} of shard {group}"
         )));
     }
-    read_versions(rocks, range, read, ts)
+    read_versions(rocks, group, range, read, ts)
 }
 
 /// A read of a table shard at `ts` (`Ts::MAX`: the newest version of every row). A lock of a
@@ -103,17 +103,23 @@ pub fn read_at(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, ts
 /// after, a resolution in between would leave the read with the old rows and no lock: a
 /// transaction seen on one shard and not on another.) A lock placed in between belongs to a
 /// transaction stamped above `ts`: the caller waited for writes stamped at or below it.
-fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> Result<Vec<Row>> {
+fn read_versions(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, ts: Ts) -> Result<Vec<Row>> {
+    // No lock in the shard (the common case): nothing to check (`Coverage::locks`).
+    let locks = rocks.coverage(group).locks.load(std::sync::atomic::Ordering::SeqCst) != 0;
     match read {
         ShardRead::Get { key } => {
             check_key(range, key)?;
-            txn::check_point(rocks, key, ts)?;
+            if locks {
+                txn::check_point(rocks, key, ts)?;
+            }
             Ok(mvcc::get_at(rocks, key, ts)?.and_then(live_row).into_iter().collect())
         }
         ShardRead::MultiGet { keys } => {
             for key in keys {
                 check_key(range, key)?;
-                txn::check_point(rocks, key, ts)?;
+                if locks {
+                    txn::check_point(rocks, key, ts)?;
+                }
             }
             let mut rows = Vec::with_capacity(keys.len());
             for key in keys {
@@ -125,7 +131,9 @@ fn read_versions(rocks: &Rocks, range: &KeyRange, read: &ShardRead, ts: Ts) -> R
             let (lo, hi) = clamp(range, start, end);
             // The whole range, though a page may stop early: locks live only while their
             // transaction commits, so a page rarely waits for one beyond it.
-            txn::check_range(rocks, lo, &hi, ts)?;
+            if locks {
+                txn::check_range(rocks, lo, &hi, ts)?;
+            }
             let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
             let versions = mvcc::scan_at(rocks, lo, &hi, ts, limit, *reverse)?;
             Ok(versions.into_iter().filter_map(live_row).collect())
@@ -188,8 +196,8 @@ pub(crate) type Overlay = HashMap<Vec<u8>, Current>;
 /// deterministic error (nothing added to `batch` or `overlay`). An `Error::Io` is not
 /// deterministic: the caller must crash rather than return it. After a `Gc` command the caller
 /// must write `batch` and clear `overlay` before applying more: the overlay holds the newest
-/// state of the keys written, and cannot express deleted older versions. A `Txn` command
-/// ([`needs_flush`]) reads RocksDB alone: the caller writes `batch` before and after it.
+/// state of the keys written, and cannot express deleted older versions. A `Txn` command reads
+/// RocksDB alone: the caller writes `batch` before and after it.
 pub(crate) fn apply(
     rocks: &Rocks,
     batch: &mut WriteBatch,
@@ -227,11 +235,6 @@ pub(crate) fn apply(
             range.end
         ))),
     }
-}
-
-/// Whether the caller must write what it applied before and after `command` (see [`apply`]).
-pub(crate) fn needs_flush(command: &ShardCommand) -> bool {
-    matches!(command, ShardCommand::Gc { .. } | ShardCommand::Txn { .. })
 }
 
 /// How a write versions the rows it writes.
@@ -429,7 +432,7 @@ mod tests {
     }
 
     fn get(rocks: &Rocks, range: &KeyRange, key: &[u8]) -> Option<(u64, String)> {
-        let rows = read(rocks, range, &ShardRead::Get { key: key.to_vec() }).unwrap();
+        let rows = read(rocks, 1, range, &ShardRead::Get { key: key.to_vec() }).unwrap();
         rows.into_iter().next().map(|r| (r.version, String::from_utf8(r.value).unwrap()))
     }
 
@@ -478,7 +481,7 @@ mod tests {
         // A scan starting just after `a` (`a ‖ 0x00`, how pages resume) skips a's versions.
         apply_all(&rocks, &table, &[stamped(50, vec![put(b, "b1")])]);
         let scan = |start: Vec<u8>| {
-            let rows = read(&rocks, &table, &ShardRead::Scan { start, end: vec![], limit: None, reverse: false });
+            let rows = read(&rocks, 1, &table, &ShardRead::Scan { start, end: vec![], limit: None, reverse: false });
             rows.unwrap().into_iter().map(|r| r.key).collect::<Vec<_>>()
         };
         assert_eq!(scan(vec![1]), vec![a.to_vec(), b.to_vec()]);

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::{self, CF_DATA, CF_LOCKS, CF_RAFT_STATE, CF_TXNS};
 use crate::rocks::{fatal, io, Coverage, Rocks};
 use crate::shard::{self, Overlay};
+use crate::txn;
 use crate::types::{Entry, NodeInfo, TypeConfig, WriteResult};
 
 type StorageResult<T> = std::result::Result<T, StorageError<u64>>;
@@ -72,6 +73,7 @@ impl StateMachine {
         let coverage = rocks.coverage(group);
         coverage.raise(applied.map(|l| l.index).unwrap_or(0));
         coverage.gc_threshold.store(threshold.unwrap_or(Ts::MIN).0, SeqCst);
+        rocks.count_locks(group, &range)?;
         Ok(Self { rocks, group, range, applied, membership: membership.unwrap_or_default(), coverage })
     }
 
@@ -185,12 +187,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
                             Ok(outcome)
                         }
-                        (command, result) => {
-                            if shard::needs_flush(command) {
-                                self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
+                        (ShardCommand::Txn { op, .. }, result) => {
+                            // New locks are counted before they are written, dropped ones after
+                            // (`Coverage::locks`: reads skip the lock check while it is 0).
+                            let delta = result.as_ref().map_or(0, |outcome| txn::lock_delta(op, outcome));
+                            if delta > 0 {
+                                self.coverage.locks.fetch_add(delta, SeqCst);
+                            }
+                            self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
+                            if delta < 0 {
+                                self.coverage.locks.fetch_add(delta, SeqCst);
                             }
                             result
                         }
+                        (_, result) => result,
                     }
                 }
                 EntryPayload::Membership(m) => {
@@ -252,7 +262,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.state_put(&mut batch, keys::MEMBERSHIP, &self.membership)?;
         self.state_put(&mut batch, keys::SNAPSHOT, &(meta, &data))?;
         let _snapshot = self.coverage.snapshot.lock().await;
+        // Locks counted before they appear, and no lower until the old ones are gone.
+        self.coverage.locks.fetch_max(payload.locks.len() as i64, SeqCst);
         self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
+        self.coverage.locks.store(payload.locks.len() as i64, SeqCst);
         self.coverage.raise(self.applied.map(|l| l.index).unwrap_or(0));
         self.coverage.installing.store(false, SeqCst);
         Ok(())

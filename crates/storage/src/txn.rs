@@ -151,23 +151,31 @@ pub(crate) fn apply(
                     return Err(lock.conflict(&w.key));
                 }
             }
+            check_inserts(rocks, writes)?;
             write_versions(rocks, batch, ts, writes.iter().map(|w| (w.key.as_slice(), w.value.as_deref())))
         }
         TxnOp::Prepare { txn, anchor, read_ts, reads, writes } => {
+            // Every check before anything goes into the batch: a refused command leaves nothing.
             check_reads(range, *read_ts, reads, gc_threshold)?;
-            if *anchor {
+            let create_record = if *anchor {
                 check_in(range, &txn.anchor_key)?;
                 match record(rocks, txn)? {
-                    None => put_record(rocks, batch, txn, TxnStatus::Pending { since: ts })?,
-                    Some(TxnStatus::Pending { .. }) => {}
+                    None => true,
+                    Some(TxnStatus::Pending { .. }) => false,
                     Some(TxnStatus::Aborted | TxnStatus::Committed(_)) => {
                         return Err(Error::TxnAborted(format!("transaction {} ended before it prepared", txn.id)))
                     }
                 }
-            }
+            } else {
+                false
+            };
             validate(rocks, Some(txn.id), *read_ts, reads, Ts::MAX)?;
-            prepare_writes(rocks, batch, txn, ts, writes)?;
-            Ok(WriteOutcome { version: ts.0, changed: vec![true; writes.len()] })
+            check_inserts(rocks, writes)?;
+            let changed = prepare_writes(rocks, batch, txn, ts, writes)?;
+            if create_record {
+                put_record(rocks, batch, txn, TxnStatus::Pending { since: ts })?;
+            }
+            Ok(WriteOutcome { version: ts.0, changed })
         }
         TxnOp::End { txn, decision, keys } => {
             check_in(range, &txn.anchor_key)?;
@@ -225,23 +233,58 @@ fn check_reads(range: &KeyRange, read_ts: Ts, reads: &[Span], gc_threshold: Ts) 
     Ok(())
 }
 
+/// Fails with `Error::DuplicateKey` if a write that must insert finds a live row.
+fn check_inserts(rocks: &Rocks, writes: &[TxnWrite]) -> Result<()> {
+    for w in writes.iter().filter(|w| w.insert) {
+        if mvcc::get_at(rocks, &w.key, Ts::MAX)?.is_some_and(|v| v.value.is_some()) {
+            return Err(Error::DuplicateKey { key: w.key.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// Locks each written key for `txn` (a key it locked already stays as it is: a prepare sent
-/// again changes nothing); another transaction's lock fails the whole command.
-fn prepare_writes(rocks: &Rocks, batch: &mut WriteBatch, txn: &TxnMeta, ts: Ts, writes: &[TxnWrite]) -> Result<()> {
+/// again changes nothing); another transaction's lock fails the whole command, before anything
+/// is added to `batch`.
+/// Returns per write whether it placed a new lock.
+fn prepare_writes(
+    rocks: &Rocks,
+    batch: &mut WriteBatch,
+    txn: &TxnMeta,
+    ts: Ts,
+    writes: &[TxnWrite],
+) -> Result<Vec<bool>> {
     let mut new = Vec::with_capacity(writes.len());
     for w in writes {
         match lock(rocks, &w.key)? {
-            Some(lock) if lock.txn.id == txn.id => {}
+            Some(lock) if lock.txn.id == txn.id => new.push(false),
             Some(lock) => return Err(lock.conflict(&w.key)),
-            None => new.push(w),
+            None => new.push(true),
         }
     }
     let cf = rocks.cf(CF_LOCKS);
-    for w in new {
-        let lock = Lock { txn: txn.clone(), ts, value: w.value.as_ref().map(|v| v.to_vec()) };
-        batch.put_cf(cf, &w.key, bincode::serialize(&lock)?);
+    let mut placed = HashSet::new();
+    let mut changed = Vec::with_capacity(writes.len());
+    for (w, new) in writes.iter().zip(new) {
+        // A key written twice in one command is locked once.
+        let place = new && placed.insert(w.key.as_slice());
+        if place {
+            let lock = Lock { txn: txn.clone(), ts, value: w.value.as_ref().map(|v| v.to_vec()) };
+            batch.put_cf(cf, &w.key, bincode::serialize(&lock)?);
+        }
+        changed.push(place);
     }
-    Ok(())
+    Ok(changed)
+}
+
+/// How many locks applying `op` with this outcome added (positive) or dropped (negative).
+pub(crate) fn lock_delta(op: &TxnOp, outcome: &WriteOutcome) -> i64 {
+    let n = outcome.changed.iter().filter(|c| **c).count() as i64;
+    match op {
+        TxnOp::Prepare { .. } => n,
+        TxnOp::End { .. } | TxnOp::Resolve { .. } => -n,
+        TxnOp::Commit { .. } | TxnOp::Forget { .. } => 0,
+    }
 }
 
 /// Resolves `txn`'s locks on `keys`: into versions at `commit`, or dropped. Returns per key
@@ -456,5 +499,30 @@ mod tests {
         shards.read_at(A, since_now(6), Ts(p.version - 1)).await.unwrap();
         let blocked = TxnOp::Commit { read_ts: now, reads: vec![Span::point(&k("f"))], writes: vec![] };
         assert!(matches!(shards.txn(A, blocked).await, Err(Error::Locked { .. })));
+    }
+
+    /// A refused command leaves nothing behind: no record from an anchor prepare whose
+    /// validation failed, no lock from one whose insert found the key taken.
+    #[tokio::test]
+    async fn refused_commands_leave_nothing() {
+        let (_dir, shards) = shards();
+        let read_ts = shards.snapshot().await.unwrap();
+        put(&shards, A, "a", "later").await.unwrap();
+        let stale = prepare(3, true, read_ts, vec![Span::point(&k("a"))], &[("b", "x")]);
+        assert!(matches!(shards.txn(A, stale).await, Err(Error::TxnConflict(_))));
+        let commit = TxnOp::End { txn: meta(3), decision: Decision::Commit(Ts(read_ts.0 + 1)), keys: vec![] };
+        assert!(matches!(shards.txn(A, commit).await, Err(Error::TxnAborted(_))), "no record was created");
+        assert_eq!(get_at(&shards, A, "b", Ts::MAX).await.unwrap(), None, "and no lock");
+        // An insert of a taken key, in a prepare and in a one-phase commit.
+        let now = shards.snapshot().await.unwrap();
+        let insert = |key: &str| vec![TxnWrite::insert(k(key), b"new".to_vec()), TxnWrite::put(k("c"), b"c".to_vec())];
+        let taken = TxnOp::Prepare { txn: meta(4), anchor: true, read_ts: now, reads: vec![], writes: insert("a") };
+        assert_eq!(shards.txn(A, taken).await.unwrap_err(), Error::DuplicateKey { key: k("a") });
+        assert_eq!(get_at(&shards, A, "c", Ts::MAX).await.unwrap(), None, "no lock left on c");
+        let taken = TxnOp::Commit { read_ts: now, reads: vec![], writes: insert("a") };
+        assert_eq!(shards.txn(A, taken).await.unwrap_err(), Error::DuplicateKey { key: k("a") });
+        let free = TxnOp::Commit { read_ts: now, reads: vec![], writes: insert("d") };
+        shards.txn(A, free).await.unwrap();
+        assert_eq!(get_at(&shards, A, "d", Ts::MAX).await.unwrap().as_deref(), Some("new"));
     }
 }

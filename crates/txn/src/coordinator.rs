@@ -16,7 +16,7 @@
 //! aborted (record first, then locks) and reported as 40001, even when a prepare's reply was
 //! lost. Only the commit point itself can end unknown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,9 +60,12 @@ type Writes = BTreeMap<ShardId, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
 /// What a transaction read, per shard.
 type Reads = BTreeMap<ShardId, Vec<Span>>;
 
+/// The written keys that must hold no row when the commit applies (`Txn::insert`), per shard.
+type Inserts = BTreeMap<ShardId, BTreeSet<Vec<u8>>>;
+
 /// A point to roll a transaction's writes back to (`SAVEPOINT`).
 #[derive(Debug, Clone)]
-pub struct Savepoint(Writes);
+pub struct Savepoint(Writes, Inserts);
 
 /// One transaction (see the module docs). Shared by the reads of one statement (a query's scan
 /// partitions run concurrently): its state sits behind a lock never held across an await.
@@ -76,6 +79,7 @@ pub struct Txn {
 #[derive(Default)]
 struct State {
     writes: Writes,
+    inserts: Inserts,
     reads: Reads,
 }
 
@@ -137,7 +141,20 @@ impl Txn {
 
     /// Buffers a write of `key` on `shard`: its new value, or `None` to delete it.
     pub fn write(&self, shard: ShardId, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.state().writes.entry(shard).or_default().insert(key, value);
+        let mut state = self.state();
+        if let Some(inserts) = state.inserts.get_mut(&shard) {
+            inserts.remove(&key);
+        }
+        state.writes.entry(shard).or_default().insert(key, value);
+    }
+
+    /// Buffers an insert of `key` on `shard`: the commit fails with `Error::DuplicateKey` if
+    /// the key holds a row then. What an INSERT that read nothing does instead of reading
+    /// first (it is its own transaction: the duplicate is reported by its commit).
+    pub fn insert(&self, shard: ShardId, key: Vec<u8>, value: Vec<u8>) {
+        let mut state = self.state();
+        state.inserts.entry(shard).or_default().insert(key.clone());
+        state.writes.entry(shard).or_default().insert(key, Some(value));
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -150,19 +167,22 @@ impl Txn {
     }
 
     pub fn savepoint(&self) -> Savepoint {
-        Savepoint(self.state().writes.clone())
+        let state = self.state();
+        Savepoint(state.writes.clone(), state.inserts.clone())
     }
 
     /// Undoes the writes buffered since `savepoint` (its reads stay: they happened).
     pub fn rollback_to(&self, savepoint: &Savepoint) {
-        self.state().writes = savepoint.0.clone();
+        let mut state = self.state();
+        state.writes = savepoint.0.clone();
+        state.inserts = savepoint.1.clone();
     }
 
     /// Commits what was buffered (and forgets it): `Ok(Some(commit timestamp))`, `Ok(None)`
     /// for a read-only transaction. `Error::TxnConflict` / `Error::TxnAborted` mean nothing
     /// applied; `Error::Unknown` that the commit point's reply was lost.
     pub async fn commit(&self) -> Result<Option<Ts>> {
-        let State { writes, mut reads } = std::mem::take(&mut *self.state());
+        let State { writes, inserts, mut reads } = std::mem::take(&mut *self.state());
         if writes.is_empty() {
             return Ok(None);
         }
@@ -173,13 +193,13 @@ impl Txn {
             let op = TxnOp::Commit {
                 read_ts,
                 reads: reads.remove(&shard).unwrap_or_default(),
-                writes: to_writes(shard_writes),
+                writes: to_writes(shard_writes, inserts.get(&shard)),
             };
             let client = self.coordinator.client.clone();
             let outcome = until_unlocked(client.as_ref(), shard, || client.txn(shard, op.clone())).await?;
             return Ok(Some(Ts(outcome.version)));
         }
-        Commit { txn: self, writes: &writes, reads: &reads, read_ts }.two_phase().await.map(Some)
+        Commit { txn: self, writes: &writes, inserts: &inserts, reads: &reads, read_ts }.two_phase().await.map(Some)
     }
 }
 
@@ -187,6 +207,7 @@ impl Txn {
 struct Commit<'a> {
     txn: &'a Txn,
     writes: &'a Writes,
+    inserts: &'a Inserts,
     reads: &'a Reads,
     read_ts: Ts,
 }
@@ -207,7 +228,7 @@ impl Commit<'_> {
                 anchor: shard == anchor,
                 read_ts,
                 reads: self.reads.get(&shard).cloned().unwrap_or_default(),
-                writes: to_writes(writes),
+                writes: to_writes(writes, self.inserts.get(&shard)),
             };
             async move { (shard, self.prepare(shard, op).await) }
         });
@@ -352,8 +373,9 @@ impl Commit<'_> {
     }
 }
 
-fn to_writes(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Vec<TxnWrite> {
-    writes.iter().map(|(k, v)| TxnWrite { key: k.clone(), value: v.clone() }).collect()
+fn to_writes(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, inserts: Option<&BTreeSet<Vec<u8>>>) -> Vec<TxnWrite> {
+    let insert = |k: &Vec<u8>| inserts.is_some_and(|i| i.contains(k));
+    writes.iter().map(|(k, v)| TxnWrite { key: k.clone(), value: v.clone(), insert: insert(k) }).collect()
 }
 
 fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {

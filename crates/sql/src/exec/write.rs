@@ -197,6 +197,10 @@ pub(crate) async fn insert(
         let n = insert_directly(shards, def, rows, conflict).await?;
         return Ok((n, Some(visible_batch(def, &columns)?)));
     }
+    if shards.autocommit && matches!(conflict, OnConflict::Fail) && !shards.txn.has_read() && shards.txn.is_read_only()
+    {
+        return insert_committed(shards, def, &columns, rows).await;
+    }
     let existing = match conflict {
         OnConflict::Overwrite => HashMap::new(),
         _ => read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?,
@@ -243,6 +247,31 @@ async fn insert_directly(
         Ok(outcome) => Ok(outcome.changed_count()),
         Err(Error::DuplicateKey { .. }) => Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) }),
         Err(e) => Err(e),
+    }
+}
+
+/// An autocommit INSERT that read nothing, over several shards: its rows buffered as inserts
+/// (each shard refuses a key that holds a row as it applies the commit), committed here so a
+/// duplicate is reported naming the table's key. One round fewer than reading the keys first.
+async fn insert_committed(
+    shards: &Shards<'_>,
+    def: &TableDef,
+    columns: &[ArrayRef],
+    rows: Vec<Encoded>,
+) -> Result<(usize, Option<RecordBatch>)> {
+    let duplicate = || Error::UniqueViolation { constraint: format!("{}_pkey", def.name) };
+    let mut seen = HashSet::with_capacity(rows.len());
+    if !rows.iter().all(|r| seen.insert(r.key.as_slice())) {
+        return Err(duplicate());
+    }
+    let count = rows.len();
+    for r in rows {
+        shards.txn.insert(r.shard, r.key, r.value);
+    }
+    match shards.txn.commit().await {
+        Err(Error::DuplicateKey { .. }) => Err(duplicate()),
+        Err(e) => Err(e),
+        Ok(_) => Ok((count, Some(visible_batch(def, columns)?))),
     }
 }
 
