@@ -107,10 +107,14 @@ impl Txn {
     pub async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         let ts = self.read_ts().await?;
         let own = self.own_writes(shard, &read);
-        // A scan over keys this transaction wrote reads the whole range, then merges.
+        // A scan over keys this transaction wrote reads as many more rows as it deleted there
+        // (its own deletions may hide that many), then merges: the first `limit` merged rows
+        // all lie within what the shard returned.
         let sent = match &read {
-            ShardRead::Scan { start, end, reverse, .. } if !own.is_empty() => {
-                ShardRead::Scan { start: start.clone(), end: end.clone(), limit: None, reverse: *reverse }
+            ShardRead::Scan { start, end, reverse, limit } if !own.is_empty() => {
+                let deleted = own.values().filter(|v| v.is_none()).count() as u64;
+                let limit = limit.map(|l| l.saturating_add(deleted));
+                ShardRead::Scan { start: start.clone(), end: end.clone(), limit, reverse: *reverse }
             }
             ShardRead::Validate { .. } => return Err(Error::InvalidInput("a validation is not a read".into())),
             other => other.clone(),

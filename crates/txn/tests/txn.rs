@@ -82,6 +82,11 @@ async fn a_transaction_sees_its_own_writes_and_savepoints_undo_them() {
     let page = ShardRead::Scan { start: vec![1, 0], end: vec![1, 0x80], limit: Some(2), reverse: false };
     let rows = txn.read(A, page).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.key[1]).collect::<Vec<_>>(), [1, 2]);
+    // Pages around its own deletion: 3 is gone, 4 is its own insert.
+    let page = ShardRead::Scan { start: vec![1, 2, 0], end: vec![1, 0x80], limit: Some(1), reverse: false };
+    assert_eq!(txn.read(A, page).await.unwrap().iter().map(|r| r.key[1]).collect::<Vec<_>>(), [4]);
+    let back = ShardRead::Scan { start: vec![1, 0], end: vec![1, 4], limit: Some(2), reverse: true };
+    assert_eq!(txn.read(A, back).await.unwrap().iter().map(|r| r.key[1]).collect::<Vec<_>>(), [2, 1]);
     let savepoint = txn.savepoint();
     set(&txn, 0x81, 0);
     assert_eq!(get(&txn, 0x81).await.unwrap(), Some(0));
