@@ -24,7 +24,7 @@ use raftable_common::{
     Decision, Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, Span, Ts, TxnId, TxnMeta, TxnOp, TxnWrite,
 };
 
-use crate::settle::{pause, settle, until_unlocked, LockInfo};
+use crate::settle::{briefly_unlocked, pause, until_unlocked};
 
 /// Starts transactions on one gateway node.
 pub struct Coordinator {
@@ -288,43 +288,19 @@ impl Commit<'_> {
         Ok(commit)
     }
 
-    /// Prepares `shard`. A lock of another transaction is waited for briefly (a transaction
-    /// that is itself holding locks must not wait long: two could wait for each other), and
-    /// pushed if expired; else the commit fails with 40001.
+    /// Prepares `shard`; another transaction's lock is waited for only briefly
+    /// (`settle::briefly_unlocked`: this one holds locks too).
     async fn prepare(&self, shard: ShardId, op: TxnOp) -> Result<Ts> {
-        for attempt in 0..6 {
-            match self.client().txn(shard, op.clone()).await {
-                Ok(outcome) => return Ok(Ts(outcome.version)),
-                Err(e @ Error::Locked { .. }) if attempt < 5 => {
-                    let lock = LockInfo::from_error(shard, &e).expect("a lock error");
-                    settle(self.client(), &lock, pause(attempt)).await?;
-                }
-                Err(Error::Locked { txn, .. }) => {
-                    return Err(Error::TxnConflict(format!("transaction {} holds a lock this one needs", txn.id)))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!("the last attempt returns")
+        let client = self.client();
+        let outcome = briefly_unlocked(client, shard, || client.txn(shard, op.clone())).await?;
+        Ok(Ts(outcome.version))
     }
 
-    /// Validates a read span set at the commit timestamp, waiting briefly for locks as
+    /// Validates a read span set at the commit timestamp, waiting for locks as
     /// [`Commit::prepare`] does.
     async fn validate(&self, shard: ShardId, read: ShardRead, commit: Ts) -> Result<()> {
-        for attempt in 0..6 {
-            match self.client().read_at(shard, read.clone(), commit).await {
-                Ok(_) => return Ok(()),
-                Err(e @ Error::Locked { .. }) if attempt < 5 => {
-                    let lock = LockInfo::from_error(shard, &e).expect("a lock error");
-                    settle(self.client(), &lock, pause(attempt)).await?;
-                }
-                Err(Error::Locked { txn, .. }) => {
-                    return Err(Error::TxnConflict(format!("transaction {} is writing what this one read", txn.id)))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!("the last attempt returns")
+        let client = self.client();
+        briefly_unlocked(client, shard, || client.read_at(shard, read.clone(), commit)).await.map(|_| ())
     }
 
     /// Aborts after a failure before the commit point: the record first (so a prepare still

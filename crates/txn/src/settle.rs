@@ -72,20 +72,48 @@ pub fn pause(attempt: u32) -> Duration {
 /// Runs `request` (to `shard`) until it meets no lock, settling each lock it meets; gives up
 /// with `Error::TxnConflict` after twice [`EXPIRY`] (by then every lock it met has expired and
 /// been pushed, so only a stream of new transactions on the same keys keeps it waiting).
-pub async fn until_unlocked<T, F, Fut>(client: &dyn ShardClient, shard: ShardId, mut request: F) -> Result<T>
+pub async fn until_unlocked<T, F, Fut>(client: &dyn ShardClient, shard: ShardId, request: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     let deadline = Instant::now() + EXPIRY * 2;
+    let waited = format!("for longer than {:?}", EXPIRY * 2);
+    retry_locked(client, shard, |_| Instant::now() >= deadline, &waited, request).await
+}
+
+/// Like [`until_unlocked`], for a request of a transaction that holds locks itself: it waits
+/// only briefly (five settles, about 30 ms, pushing expired locks), since two such could wait
+/// for each other; then it fails with `Error::TxnConflict`.
+pub async fn briefly_unlocked<T, F, Fut>(client: &dyn ShardClient, shard: ShardId, request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry_locked(client, shard, |attempt| attempt >= 5, "while committing", request).await
+}
+
+/// Runs `request` until it meets no lock, settling each lock it meets, until `give_up(attempt)`
+/// says to stop: then the lock is reported as a conflict (`waited` says how long it was met).
+async fn retry_locked<T, F, Fut>(
+    client: &dyn ShardClient,
+    shard: ShardId,
+    give_up: impl Fn(u32) -> bool,
+    waited: &str,
+    mut request: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
     let mut attempt = 0;
     loop {
         let e = match request().await {
             Err(e @ Error::Locked { .. }) => e,
             other => return other,
         };
-        if Instant::now() >= deadline {
-            return Err(Error::TxnConflict(format!("{e}, for longer than {:?}", EXPIRY * 2)));
+        if give_up(attempt) {
+            return Err(Error::TxnConflict(format!("{e}, {waited}")));
         }
         let lock = LockInfo::from_error(shard, &e).expect("a lock error");
         settle(client, &lock, pause(attempt)).await?;
