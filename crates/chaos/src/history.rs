@@ -61,6 +61,34 @@ pub struct BankRead {
     pub outcome: Outcome,
 }
 
+/// One micro-operation of a list-append transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Mop {
+    /// Appends `value` (unique in the run) to the list at `key`.
+    Append { key: i64, value: i64 },
+    /// Reads the list at `key`; `value` is what it returned (an absent row is the empty list),
+    /// None when the transaction did not get that far or its outcome is unknown.
+    Read { key: i64, value: Option<Vec<i64>> },
+}
+
+impl Mop {
+    pub fn key(&self) -> i64 {
+        match self {
+            Mop::Append { key, .. } | Mop::Read { key, .. } => *key,
+        }
+    }
+}
+
+/// One transaction of the list-append workload: BEGIN, its micro-operations in order, COMMIT.
+/// Ok: COMMIT succeeded; Failed: an error rolled it back; Unknown: the connection broke or
+/// COMMIT's answer was lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListTxn {
+    pub client: usize,
+    pub ops: Vec<Mop>,
+    pub outcome: Outcome,
+}
+
 /// The histories of one run, shared by every client task.
 #[derive(Clone)]
 pub struct Recorder {
@@ -78,6 +106,7 @@ pub struct Histories {
     /// and changed nothing).
     pub transfers: Vec<Attempt>,
     pub bank_reads: Vec<BankRead>,
+    pub list_append: Vec<ListTxn>,
 }
 
 impl Recorder {
@@ -108,6 +137,10 @@ impl Recorder {
 
     pub fn bank_read(&self, read: BankRead) {
         self.inner.lock().expect("history lock").bank_reads.push(read);
+    }
+
+    pub fn list_txn(&self, txn: ListTxn) {
+        self.inner.lock().expect("history lock").list_append.push(txn);
     }
 
     pub fn snapshot(&self) -> Histories {

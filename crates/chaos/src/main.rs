@@ -142,6 +142,7 @@ fn options(cli: &Cli) -> Options {
         set_clients: if short { 2 } else { 3 },
         counter_clients: if short { 2 } else { 3 },
         bank_clients: if short { 3 } else { 4 },
+        list_append_clients: if short { 2 } else { 4 },
         keys: if short { 12 } else { 20 },
         think: Duration::from_millis(10),
         op_timeout: Duration::from_secs(5),
@@ -184,11 +185,29 @@ fn print(r: &Report) {
         r.bank.bad_reads.len(),
         r.bank.final_read
     );
+    let la = &r.list_append;
+    println!(
+        "list-append: {} transactions committed, {} failed, {} unknown; {} reads, {} appends over {} keys; \
+         {} ww / {} wr / {} rw edges; anomalies {:?}",
+        la.txns.ok,
+        la.txns.failed,
+        la.txns.unknown,
+        la.reads,
+        la.appends,
+        la.keys,
+        la.edges[0],
+        la.edges[1],
+        la.edges[2],
+        la.anomalies
+    );
     match (r.failover_median_ms, r.failover_max_ms) {
         (Some(median), Some(max)) => {
             println!("leader-kill failover ({} kills): median {median:.0} ms, max {max:.0} ms", r.failovers)
         }
         _ => println!("leader-kill failover: no leader kills timed"),
+    }
+    if let (Some(median), Some(max)) = (r.pause_median_ms, r.pause_max_ms) {
+        println!("leader-pause failover ({} pauses): median {median:.0} ms, max {max:.0} ms", r.pauses);
     }
     if r.violations.is_empty() {
         println!("PASS: no lost writes, no checker violations, replicas converged, no unexpected crash");

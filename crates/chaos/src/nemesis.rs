@@ -1,7 +1,7 @@
 //! The nemesis: injects one fault at a time into the running cluster (`procs`), holds it, heals
 //! it and waits until the cluster is healthy again (every node alive, every shard led). Leader
-//! kills are timed by a probe client that writes to the killed leader's shard through another
-//! node until a write succeeds: the failover figure.
+//! kills and pauses are timed by a probe client that writes to the victim's shard through
+//! another node until a write succeeds: the failover figures.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,7 +26,8 @@ pub enum Fault {
     KillGateway,
     /// SIGKILL the leader of a probe shard (timed: the failover figure), restart it.
     KillLeader,
-    /// SIGSTOP a shard leader for the hold (longer than the election timeout), then SIGCONT.
+    /// SIGSTOP the leader of a probe shard for the hold (longer than the election timeout;
+    /// timed like a kill), then SIGCONT.
     PauseLeader,
     /// Partition a shard leader from every other node, both ways.
     IsolateLeader,
@@ -66,7 +67,8 @@ pub struct FaultRecord {
     pub held_ms: u64,
     /// For leader faults: fault → another node leads the shard, in ms.
     pub new_leader_ms: Option<f64>,
-    /// For leader kills: kill → first successful write to the shard, in ms.
+    /// For leader kills and pauses: fault → first successful write to the shard through
+    /// another node, in ms.
     pub failover_ms: Option<f64>,
     /// How long the cluster took to be healthy again after the heal, in ms.
     pub recovered_ms: f64,
@@ -129,7 +131,7 @@ impl Nemesis {
                 tokio::time::sleep(hold).await;
                 cluster.restart(victim).await?;
             }
-            Fault::KillLeader => {
+            Fault::KillLeader | Fault::PauseLeader => {
                 let &(shard, key) = self.probe.by_shard.choose(&mut self.rng).ok_or("no probe shards")?;
                 let victim = self.leader(cluster, shard).await?;
                 let via = *ids.iter().find(|id| **id != victim).ok_or("no other node")?;
@@ -138,9 +140,14 @@ impl Nemesis {
                     .ok_or_else(|| format!("probe could not connect to node {via}"))?;
                 let urls: Vec<String> = ids.iter().filter(|id| **id != victim).map(|id| cluster.pg_url(*id)).collect();
                 (record.nodes, record.shard) = (vec![victim], Some(shard));
-                cluster.kill(victim).await?;
-                let killed = Instant::now();
-                let mut probe = tokio::spawn(probe(conn, urls, key, killed));
+                let kill = fault == Fault::KillLeader;
+                if kill {
+                    cluster.kill(victim).await?;
+                } else {
+                    cluster.pause(victim, true).await?;
+                }
+                let hit = Instant::now();
+                let mut probe = tokio::spawn(probe(conn, urls, key, hit));
                 let moved = hold_until_new_leader(cluster, shard, victim, hold).await;
                 let took = match moved {
                     Ok(ms) => {
@@ -156,18 +163,15 @@ impl Nemesis {
                     Ok(Ok(d)) => Some(d.as_secs_f64() * 1e3),
                     _ => {
                         probe.abort();
-                        return Err(format!("shard {shard}: no write succeeded within 30 s of killing node {victim}"));
+                        let what = if kill { "killing" } else { "pausing" };
+                        return Err(format!("shard {shard}: no write succeeded within 30 s of {what} node {victim}"));
                     }
                 };
-                cluster.restart(victim).await?;
-            }
-            Fault::PauseLeader => {
-                let shard = *self.shards.choose(&mut self.rng).ok_or("no shards")?;
-                let victim = self.leader(cluster, shard).await?;
-                (record.nodes, record.shard) = (vec![victim], Some(shard));
-                cluster.pause(victim, true).await?;
-                record.new_leader_ms = Some(hold_until_new_leader(cluster, shard, victim, hold).await?);
-                cluster.pause(victim, false).await?;
+                if kill {
+                    cluster.restart(victim).await?;
+                } else {
+                    cluster.pause(victim, false).await?;
+                }
             }
             Fault::IsolateLeader | Fault::OneWayLeader => {
                 let shard = *self.shards.choose(&mut self.rng).ok_or("no shards")?;

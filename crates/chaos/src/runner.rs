@@ -1,9 +1,10 @@
 //! One chaos run, start to verdict: start the cluster (`procs`), create the workload tables,
 //! start the clients (`workload`), let the nemesis inject faults on a schedule (`nemesis`),
 //! heal, stop the clients, do the final reads, and judge: linearizability of every register,
-//! the set and counter checks (`checks`), replica convergence, and no unexpected exit, panic or
-//! fatal error in any node's log.
+//! the set, counter and bank checks (`checks`), the list-append checker (`list_append`), replica
+//! convergence, and no unexpected exit, panic or fatal error in any node's log.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,12 @@ use serde::Serialize;
 use crate::checks::{self, BankReport, CounterReport, Replica, SetReport};
 use crate::history::{Counts, Outcome, Recorder, RegisterEvent, RegisterOp};
 use crate::linearizability;
+use crate::list_append::{self, ListAppendReport};
 use crate::nemesis::{heal, Fault, FaultRecord, Nemesis, ProbeKeys};
 use crate::procs::Cluster;
-use crate::workload::{call, Clients, Conn, Kind, Settings, ACCOUNTS, BANK_READ, OPENING, SCHEMA};
+use crate::workload::{
+    call, parse_list, Clients, Conn, Kind, ListKeys, Settings, ACCOUNTS, BANK_READ, LISTS_READ, OPENING, SCHEMA,
+};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,6 +41,7 @@ pub struct Options {
     pub set_clients: usize,
     pub counter_clients: usize,
     pub bank_clients: usize,
+    pub list_append_clients: usize,
     /// Register keys (spread over the table's shards).
     pub keys: i64,
     pub think: Duration,
@@ -58,10 +63,15 @@ pub struct Report {
     pub set: SetReport,
     pub counter: CounterReport,
     pub bank: BankReport,
+    pub list_append: ListAppendReport,
     /// Leader kills timed, and kill → first successful write, median and max in ms.
     pub failovers: usize,
     pub failover_median_ms: Option<f64>,
     pub failover_max_ms: Option<f64>,
+    /// Leader pauses timed, and pause → first successful write through another node.
+    pub pauses: usize,
+    pub pause_median_ms: Option<f64>,
+    pub pause_max_ms: Option<f64>,
     /// Everything that went wrong. Empty: the run passed.
     pub violations: Vec<String>,
     /// The run's directory, kept when the run failed.
@@ -87,12 +97,19 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     let recorder = Recorder::new(started);
     let urls: Vec<String> = cluster.ids().iter().map(|id| cluster.pg_url(*id)).collect();
     let gateway = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let settings =
-        Settings { urls, op_timeout: opts.op_timeout, think: opts.think, seed: opts.seed, gateway: gateway.clone() };
+    let settings = Settings {
+        urls,
+        op_timeout: opts.op_timeout,
+        think: opts.think,
+        seed: opts.seed,
+        gateway: gateway.clone(),
+        list_keys: std::sync::Arc::new(ListKeys::new()),
+    };
     let mut kinds = vec![Kind::Register { keys: opts.keys }; opts.register_clients];
     kinds.extend(std::iter::repeat_n(Kind::Set, opts.set_clients));
     kinds.extend(std::iter::repeat_n(Kind::Counter, opts.counter_clients));
     kinds.extend(std::iter::repeat_n(Kind::Bank, opts.bank_clients));
+    kinds.extend(std::iter::repeat_n(Kind::ListAppend, opts.list_append_clients));
     let clients = Clients::start(&kinds, &settings, &recorder);
 
     let rng = StdRng::seed_from_u64(opts.seed);
@@ -142,28 +159,40 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     clients.stop().await;
 
     match final_reads(&cluster, opts, &recorder).await {
-        Ok((elements, counter, bank_final)) => {
+        Ok(finals) => {
             let histories = recorder.snapshot();
             for v in linearizability::check(&histories.register, Some(0)) {
                 violations.push(format!("register key {}: {}", v.key, v.message));
             }
-            let set = checks::check_set(&histories.set, &elements);
+            let set = checks::check_set(&histories.set, &finals.elements);
             if !set.passed() {
                 violations.push(format!("set: {set:?}"));
             }
-            let counter = checks::check_counter(&histories.counter, counter);
+            let counter = checks::check_counter(&histories.counter, finals.counter);
             if !counter.passed() {
                 violations.push(format!("counter: {counter:?}"));
             }
             let bank = checks::check_bank(
                 &histories.transfers,
                 &histories.bank_reads,
-                bank_final,
+                finals.bank,
                 ACCOUNTS,
                 ACCOUNTS * OPENING,
             );
             if !bank.passed(ACCOUNTS, ACCOUNTS * OPENING) {
                 violations.push(format!("bank: {bank:?}"));
+            }
+            let list_append = list_append::check(&histories.list_append, Some(&finals.lists));
+            if opts.list_append_clients > 0 && (list_append.txns.ok == 0 || list_append.reads == 0) {
+                // A checker of nothing passes: the workload itself must have worked.
+                violations.push(format!("list-append: no transaction with a read committed: {:?}", list_append.txns));
+            }
+            if !list_append.passed() {
+                violations.push(format!(
+                    "list-append: {:?}: {}",
+                    list_append.anomalies,
+                    list_append.examples.join("; ")
+                ));
             }
             if let Err(e) = converged(&cluster, opts).await {
                 violations.push(e);
@@ -172,7 +201,10 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 violations.push(format!("node {id} exited unexpectedly ({status})"));
             }
             violations.extend(cluster.log_failures());
-            let failovers: Vec<f64> = records.iter().filter_map(|r| r.failover_ms).collect();
+            let timed = |fault| -> Vec<f64> {
+                records.iter().filter(|r| r.fault == fault).filter_map(|r| r.failover_ms).collect()
+            };
+            let (failovers, pauses) = (timed(Fault::KillLeader), timed(Fault::PauseLeader));
             let mut report = Report {
                 profile: opts.profile.clone(),
                 nodes: opts.nodes,
@@ -181,11 +213,15 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 failovers: failovers.len(),
                 failover_median_ms: median(&failovers),
                 failover_max_ms: failovers.iter().copied().reduce(f64::max),
+                pauses: pauses.len(),
+                pause_median_ms: median(&pauses),
+                pause_max_ms: pauses.iter().copied().reduce(f64::max),
                 faults: records,
                 register: Counts::of(histories.register.iter().map(|e| e.outcome)),
                 set,
                 counter,
                 bank,
+                list_append,
                 violations,
                 dir: None,
             };
@@ -278,22 +314,33 @@ async fn heal_all(cluster: &mut Cluster) -> Result<(), String> {
     heal(cluster).await
 }
 
+/// What the final reads saw.
+struct Finals {
+    elements: Vec<i64>,
+    counter: i64,
+    /// Sum, smallest balance and accounts.
+    bank: (i64, i64, i64),
+    lists: BTreeMap<i64, Vec<i64>>,
+}
+
 /// Reads every register (recorded as client operations, so the checker orders them too), the
-/// set, the counter and the bank, retrying through any node until each read succeeds.
-async fn final_reads(
-    cluster: &Cluster,
-    opts: &Options,
-    recorder: &Recorder,
-) -> Result<(Vec<i64>, i64, (i64, i64, i64)), String> {
+/// set, the counter, the bank and the lists, retrying through any node until each read succeeds.
+async fn final_reads(cluster: &Cluster, opts: &Options, recorder: &Recorder) -> Result<Finals, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let statements =
-        ["SELECT v FROM reg WHERE k = $1", "SELECT id FROM elements", "SELECT n FROM counter WHERE id = 0", BANK_READ];
+    let statements = [
+        "SELECT v FROM reg WHERE k = $1",
+        "SELECT id FROM elements",
+        "SELECT n FROM counter WHERE id = 0",
+        BANK_READ,
+        LISTS_READ,
+    ];
     let mut counter = None;
     let mut node = 0usize;
     let ids = cluster.ids();
     let mut conn: Option<Conn> = None;
     let mut key = 0i64;
     let mut elements = None;
+    let mut bank = None;
     loop {
         if Instant::now() >= deadline {
             return Err("no final read succeeded within 60 s".into());
@@ -332,9 +379,18 @@ async fn final_reads(
             if let Ok(row) = call(timeout, c.client.query_one(c.statement(2), &[])).await {
                 counter = Some(row.get(0));
             }
-        } else if let Ok(row) = call(timeout, c.client.query_one(c.statement(3), &[])).await {
-            let bank = (row.get(0), row.get(1), row.get(2));
-            return Ok((elements.unwrap_or_default(), counter.unwrap_or_default(), bank));
+        } else if bank.is_none() {
+            if let Ok(row) = call(timeout, c.client.query_one(c.statement(3), &[])).await {
+                bank = Some((row.get(0), row.get(1), row.get(2)));
+            }
+        } else if let Ok(rows) = call(timeout, c.client.query(c.statement(4), &[])).await {
+            let lists = rows.iter().map(|r| (r.get(0), parse_list(r.get(1)))).collect();
+            return Ok(Finals {
+                elements: elements.unwrap_or_default(),
+                counter: counter.unwrap_or_default(),
+                bank: bank.unwrap_or_default(),
+                lists,
+            });
         }
         conn = Some(c);
     }

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::history::{Attempt, BankRead, Outcome, Recorder, RegisterEvent, RegisterOp};
+use crate::history::{Attempt, BankRead, ListTxn, Mop, Outcome, Recorder, RegisterEvent, RegisterOp};
 
 /// The tables of the workloads; `probe` is the failover probe's (`nemesis`).
 pub const SCHEMA: &[&str] = &[
@@ -25,6 +25,7 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
     "CREATE TABLE probe (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
     "CREATE TABLE bank (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+    "CREATE TABLE lists (k BIGINT PRIMARY KEY, v TEXT NOT NULL)",
 ];
 
 /// The bank workload's accounts (ids 0..ACCOUNTS, spread over the table's shards) and each
@@ -34,6 +35,46 @@ pub const OPENING: i64 = 100;
 
 /// The bank workload's whole-table read.
 pub const BANK_READ: &str = "SELECT CAST(sum(balance) AS BIGINT), min(balance), count(*) FROM bank";
+
+/// The list-append workload's final read.
+pub const LISTS_READ: &str = "SELECT k, v FROM lists";
+
+/// A list as stored: its elements joined by commas (None: no row, the empty list).
+pub fn parse_list(text: Option<&str>) -> Vec<i64> {
+    text.into_iter().flat_map(|t| t.split(',')).filter_map(|e| e.parse().ok()).collect()
+}
+
+/// The list-append workload's keys, shared by its clients: a few keys in use at a time (so
+/// transactions meet), each retired after a number of appends and replaced by a fresh key (so
+/// lists stay short and the checker sees many version orders).
+#[derive(Debug)]
+pub struct ListKeys {
+    active: Vec<(i64, u32)>,
+    next: i64,
+}
+
+impl ListKeys {
+    const ACTIVE: i64 = 6;
+    const APPENDS_PER_KEY: u32 = 24;
+
+    pub fn new() -> std::sync::Mutex<ListKeys> {
+        std::sync::Mutex::new(ListKeys { active: (0..Self::ACTIVE).map(|k| (k, 0)).collect(), next: Self::ACTIVE })
+    }
+
+    /// A key for the next micro-operation, counting it as appended to when `append`.
+    fn pick(&mut self, rng: &mut StdRng, append: bool) -> i64 {
+        let slot = rng.gen_range(0..self.active.len());
+        let key = self.active[slot].0;
+        if append {
+            self.active[slot].1 += 1;
+            if self.active[slot].1 >= Self::APPENDS_PER_KEY {
+                self.active[slot] = (self.next, 0);
+                self.next += 1;
+            }
+        }
+        key
+    }
+}
 
 /// What a client does.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +88,9 @@ pub enum Kind {
     /// Transfers between accounts in explicit blocks (read both balances, move money if there
     /// is enough, commit), and whole-table reads.
     Bank,
+    /// Transactions of 1-4 reads and appends over a few lists (`ListKeys`), judged by the
+    /// list-append checker.
+    ListAppend,
 }
 
 /// Client settings shared by every task.
@@ -63,6 +107,7 @@ pub struct Settings {
     /// Where the latest bank COMMIT went: the index of its node in `urls`, plus one (the
     /// `kill-gateway` fault kills that node).
     pub gateway: Arc<std::sync::atomic::AtomicUsize>,
+    pub list_keys: Arc<std::sync::Mutex<ListKeys>>,
 }
 
 /// The running clients.
@@ -163,6 +208,10 @@ fn statements(kind: Kind) -> &'static [&'static str] {
             "SELECT balance FROM bank WHERE id = $1",
             "UPDATE bank SET balance = balance + $2 WHERE id = $1",
             BANK_READ,
+        ],
+        Kind::ListAppend => &[
+            "SELECT v FROM lists WHERE k = $1",
+            "INSERT INTO lists (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = lists.v || ',' || excluded.v",
         ],
     }
 }
@@ -284,6 +333,13 @@ impl Worker {
                 self.recorder.transfer(Attempt { value: moved, outcome });
                 outcome
             }
+            Kind::ListAppend => {
+                let ops = self.list_ops();
+                let gateway = (&*self.settings.gateway, self.node % self.settings.urls.len() + 1);
+                let (ops, outcome) = list_txn(conn, timeout, ops, gateway).await;
+                self.recorder.list_txn(ListTxn { client: self.id, ops, outcome });
+                outcome
+            }
             Kind::Counter => {
                 let r = call(timeout, conn.client.execute(conn.statement(0), &[])).await;
                 // Zero rows updated would mean the counter row vanished: the final read shows it.
@@ -293,6 +349,62 @@ impl Worker {
             }
         }
     }
+}
+
+impl Worker {
+    /// The micro-operations of a list-append transaction (reads without their values yet).
+    fn list_ops(&mut self) -> Vec<Mop> {
+        let n = self.rng.gen_range(1..=4);
+        (0..n)
+            .map(|_| {
+                let append = self.rng.gen_bool(0.5);
+                let key = self.settings.list_keys.lock().expect("list keys").pick(&mut self.rng, append);
+                if append {
+                    Mop::Append { key, value: self.unique() }
+                } else {
+                    Mop::Read { key, value: None }
+                }
+            })
+            .collect()
+    }
+}
+
+/// One list-append transaction in an explicit block; fills in the values read. An error before
+/// `COMMIT` rolls the block back (Failed, unless the connection broke); `COMMIT`'s own error
+/// decides the outcome.
+async fn list_txn(
+    conn: &Conn,
+    timeout: Duration,
+    mut ops: Vec<Mop>,
+    gateway: (&std::sync::atomic::AtomicUsize, usize),
+) -> (Vec<Mop>, Outcome) {
+    let client = &conn.client;
+    let block = async {
+        call(timeout, client.batch_execute("BEGIN")).await?;
+        for op in &mut ops {
+            match op {
+                Mop::Read { key, value } => {
+                    let row = call(timeout, client.query_opt(conn.statement(0), &[&*key])).await?;
+                    *value = Some(parse_list(row.as_ref().map(|r| r.get::<_, &str>(0))));
+                }
+                Mop::Append { key, value } => {
+                    let element = value.to_string();
+                    call(timeout, client.execute(conn.statement(1), &[&*key, &element])).await?;
+                }
+            }
+        }
+        gateway.0.store(gateway.1, Ordering::Relaxed);
+        call(timeout, client.batch_execute("COMMIT")).await
+    };
+    let outcome = match block.await {
+        Ok(()) => Outcome::Ok,
+        Err(Outcome::Failed) => {
+            let _ = call(timeout, client.batch_execute("ROLLBACK")).await;
+            Outcome::Failed
+        }
+        Err(outcome) => outcome,
+    };
+    (ops, outcome)
 }
 
 /// One transfer in an explicit block: reads both balances, moves `amount` if `from` has it,
