@@ -10,7 +10,7 @@ use openraft::Raft;
 use raftable_common::{
     Error, KeyRange, NodeId, Result, Row, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome,
 };
-use raftable_storage::{mvcc, Rocks, TypeConfig};
+use raftable_storage::{expired_records, mvcc, Rocks, TypeConfig};
 
 use crate::clock::ShardClock;
 use crate::error::proposed_write_error;
@@ -160,11 +160,27 @@ impl Group {
                 .map_err(|e| Error::internal(format!("garbage scan panicked: {e}")))??;
             if !found.versions.is_empty() {
                 dropped += found.versions.len();
-                self.propose(ShardCommand::Gc { threshold, versions: found.versions }).await?;
+                self.propose(ShardCommand::Gc { threshold, versions: found.versions, records: Vec::new() }).await?;
             }
             match found.resume {
                 Some(resume) => start = resume,
                 None => break,
+            }
+        }
+        // The records of one-phase commits that nobody will send again.
+        loop {
+            let (rocks, from, to) = (self.rocks.clone(), self.range.start.clone(), end.clone());
+            let records = tokio::task::spawn_blocking(move || expired_records(&rocks, &from, &to, threshold, GC_BATCH))
+                .await
+                .map_err(|e| Error::internal(format!("record scan panicked: {e}")))??;
+            if records.is_empty() {
+                break;
+            }
+            let full = records.len() == GC_BATCH;
+            dropped += records.len();
+            self.propose(ShardCommand::Gc { threshold, versions: Vec::new(), records }).await?;
+            if !full {
+                break;
             }
         }
         *self.collected.lock().expect("collected lock") = Some((applied, threshold));

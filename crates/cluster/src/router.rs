@@ -111,6 +111,15 @@ impl Router {
 
     /// Sends `op` to the leader of `shard`, retrying retryable failures until the deadline.
     ///
+    /// Reads and transaction commands may be sent again (a one-phase commit is applied at most
+    /// once: `TxnOp::Commit`; the others change nothing the second time), so for them an attempt
+    /// that gets no answer within its patience (the election timeout; doubling from the third
+    /// such attempt on, so a slow leader still gets there) is abandoned and retried, at the new
+    /// leader once there is one, and a reply lost with a leader that died is asked for again:
+    /// only when the deadline passes without an answer is the outcome unknown. A hung leader
+    /// (paused, cut off) so stalls them for about an election, not until the connection's
+    /// keep-alive gives up. Plain writes are sent once.
+    ///
     /// A write to a table shard carries the newest commit timestamp this node has acknowledged
     /// (`clock::NodeClock::observed`) and raises it with its own: writes that follow one another
     /// through this node commit in that order, whichever shards they go to.
@@ -132,16 +141,23 @@ impl Router {
             }
             Op::Read(_) | Op::ReadAt(..) | Op::Timestamps { .. } => false,
         };
+        let resend = !write || matches!(op, Op::Txn { .. });
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0usize;
         let mut hops = 0u32;
         let mut refreshed = false;
+        let mut patience = Duration::from_millis(self.node.settings.election_max_ms.max(50));
+        let mut unanswered = 0u32;
+        // Why an earlier attempt's outcome is unknown (it may have applied).
+        let mut unknown: Option<String> = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let budget = if resend { remaining.min(patience) } else { remaining };
+            let sent = Instant::now();
             let target = self.pick(shard, attempt);
             let result = match target {
-                Some(id) if id == self.node.id => local(&self.node, shard, op.clone(), remaining, write).await,
-                Some(id) => self.remote(id, shard, &op, remaining, write).await,
+                Some(id) if id == self.node.id => local(&self.node, shard, op.clone(), budget, write).await,
+                Some(id) => self.remote(id, shard, &op, budget, write).await,
                 None if !refreshed && shard != META_SHARD => {
                     refreshed = true;
                     self.refresh().await.and(Err(Error::Retry(format!("shard {shard} not in the shard map"))))
@@ -174,22 +190,48 @@ impl Router {
                         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
                     }
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) if e.is_retryable() || (resend && matches!(e, Error::Unknown(_))) => {
+                    if let Error::Unknown(why) = &e {
+                        unknown = Some(why.clone());
+                    }
+                    if sent.elapsed() >= budget {
+                        // No answer in time. A new leader takes about an election to appear;
+                        // after that, a slow leader gets longer each time.
+                        unanswered += 1;
+                        if unanswered >= 3 {
+                            patience *= 2;
+                        }
+                    }
                     self.leaders.lock().expect("leaders lock").remove(&shard);
                     attempt += 1;
                     if Instant::now() >= deadline {
-                        return Err(Error::Retry(format!(
-                            "shard {shard}: no leader reached in {:?}: {e}",
-                            self.timeout
-                        )));
+                        return Err(match unknown {
+                            Some(why) => {
+                                Error::Unknown(format!("shard {shard}: no answer in {:?}: {why}", self.timeout))
+                            }
+                            None => {
+                                Error::Retry(format!("shard {shard}: no leader reached in {:?}: {e}", self.timeout))
+                            }
+                        });
                     }
                     let backoff = Duration::from_millis((5u64 << attempt.min(5)).min(100));
                     tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
                 }
+                // A one-phase commit refused after an attempt with no answer: that attempt may
+                // still apply (its entry may be in flight), so the refusal proves nothing.
+                Err(e) if unknown.is_some() && matches!(op, Op::Txn { op: TxnOp::Commit { .. }, .. }) => {
+                    return Err(Error::Unknown(format!(
+                        "shard {shard}: a retry was refused ({e}) after an attempt with no answer: {}",
+                        unknown.unwrap_or_default()
+                    )));
+                }
                 Err(e) => return Err(e),
             }
             if Instant::now() >= deadline {
-                return Err(Error::Retry(format!("shard {shard}: no leader reached in {:?}", self.timeout)));
+                return Err(match unknown {
+                    Some(why) => Error::Unknown(format!("shard {shard}: no answer in {:?}: {why}", self.timeout)),
+                    None => Error::Retry(format!("shard {shard}: no leader reached in {:?}", self.timeout)),
+                });
             }
         }
     }

@@ -208,8 +208,10 @@ pub enum ShardCommand {
     /// `ts` (deterministically: the outcome reports the timestamp used).
     Stamped { ts: Ts, write: ShardWrite },
     /// Garbage collection on a table shard: drop these stored versions (versioned keys, as
-    /// `storage::mvcc::garbage` names them), which no read at or above `threshold` can see.
-    Gc { threshold: Ts, versions: Vec<Vec<u8>> },
+    /// `storage::mvcc::garbage` names them), which no read at or above `threshold` can see,
+    /// and these records of one-phase commits applied before `threshold` less a margin
+    /// (`txns` keys, as `storage::txn::expired` names them).
+    Gc { threshold: Ts, versions: Vec<Vec<u8>>, records: Vec<Vec<u8>> },
     /// A transaction command on a table shard, stamped by the leader like `Stamped`.
     Txn { ts: Ts, op: TxnOp },
 }

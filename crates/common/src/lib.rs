@@ -17,4 +17,4 @@ pub use command::{Expect, KeyRange, Row, ShardCommand, ShardRead, ShardWrite, Wr
 pub use error::{Error, Result};
 pub use ids::{NodeId, ShardId, META_SHARD};
 pub use ts::Ts;
-pub use txn::{Decision, Span, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite};
+pub use txn::{Decision, Span, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite, RESOLVE_ALL_MAX};

@@ -99,6 +99,10 @@ impl TxnWrite {
     }
 }
 
+/// Most locks one `TxnOp::ResolveAll` resolves (its apply stays short; the one who sent it
+/// sends it again while it finds as many).
+pub const RESOLVE_ALL_MAX: usize = 4096;
+
 /// How a transaction ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Decision {
@@ -115,8 +119,10 @@ pub enum TxnOp {
     /// newer than `read_ts`, with `Error::Locked` if a read span or a written key holds another
     /// transaction's lock; else writes every write as a version at the stamp (or just above
     /// the newest version of the keys, if that is higher). The outcome's version is the commit
-    /// timestamp.
-    Commit { read_ts: Ts, reads: Vec<Span>, writes: Vec<TxnWrite> },
+    /// timestamp. Applied at most once: it leaves a record (`TxnStatus::Applied`, at the first
+    /// written key), and sent again (a lost reply, a retry at a new leader) it answers with the
+    /// first application's timestamp and changes nothing.
+    Commit { txn: TxnId, read_ts: Ts, reads: Vec<Span>, writes: Vec<TxnWrite> },
     /// Validates like `Commit`, then locks each written key with its value and the stamp. On
     /// the anchor shard (`anchor`) it also creates the transaction record, `Pending`; it fails
     /// with `Error::TxnAborted` if the record says the transaction was aborted. Sent again, it
@@ -131,6 +137,10 @@ pub enum TxnOp {
     /// Turns the transaction's locks on `keys` into versions at the commit timestamp, or drops
     /// them (`commit: None`). Keys without a lock of this transaction are skipped.
     Resolve { txn: TxnId, commit: Option<Ts>, keys: Vec<Vec<u8>> },
+    /// Resolves like `Resolve` every lock of the transaction on the shard, up to
+    /// `RESOLVE_ALL_MAX` of them (the outcome's `changed` counts them): how one who met a lock
+    /// of a dead coordinator cleans up after it, knowing the transaction but not its keys.
+    ResolveAll { txn: TxnId, commit: Option<Ts> },
     /// Drops the transaction record once every lock is resolved.
     Forget { txn: TxnMeta },
 }
@@ -143,6 +153,9 @@ impl TxnOp {
                 writes.iter().map(|w| w.key.clone()).collect()
             }
             TxnOp::End { keys, .. } | TxnOp::Resolve { keys, .. } => keys.clone(),
+            // Resolution needs no latch: until it applies its keys are locked, and what it
+            // writes lies at the commit timestamp, which reads below the locks never see.
+            TxnOp::ResolveAll { .. } => Vec::new(),
             TxnOp::Forget { .. } => Vec::new(),
         }
     }
@@ -157,6 +170,10 @@ pub enum TxnStatus {
     },
     Committed(Ts),
     Aborted,
+    /// A one-phase commit (`TxnOp::Commit`) applied at this timestamp: kept so that the same
+    /// command sent again is answered, not applied twice, and collected with old row versions
+    /// (`ShardCommand::Gc`).
+    Applied(Ts),
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub const GC_THRESHOLD: u8 = b'g';
 
 /// Node-level tag of the on-disk format stamp, and this build's format.
 pub const FORMAT: u8 = b'F';
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 /// A pseudo group for node-level records (identity, address book), never a Raft group.
 pub const NODE_GROUP: u64 = u64::MAX;

@@ -24,4 +24,5 @@ pub use log_store::LogStore;
 pub use rocks::{Rocks, SyncFault, SyncStats};
 pub use shard::{digest, read, read_at, Digest};
 pub use state_machine::StateMachine;
+pub use txn::expired_records;
 pub use types::{Entry, NodeInfo, TypeConfig, WriteResult};

@@ -313,7 +313,8 @@ impl Drop for Rocks {
 /// Refuses a data directory written in another on-disk format, and stamps a new one with this
 /// build's. Format 1 (no stamp) kept one version per table row; format 2 keeps every version at
 /// its commit timestamp (`mvcc`), and its Raft entries are `ShardCommand`s; format 3 adds the
-/// `locks` and `txns` column families, which snapshots carry.
+/// `locks` and `txns` column families, which snapshots carry; format 4 gives one-phase
+/// commits an identity (and a record answering their retries) in the Raft entries.
 fn check_format(db: &DB, path: &Path) -> Result<()> {
     let state = db.cf_handle(CF_RAFT_STATE).expect("column families are created at open");
     let key = keys::state_key(NODE_GROUP, keys::FORMAT);

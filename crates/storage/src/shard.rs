@@ -212,12 +212,18 @@ pub(crate) fn apply(
         (ShardCommand::Stamped { ts, write }, true) => {
             apply_write(rocks, batch, overlay, range, write, Stamp::Commit(*ts))
         }
-        (ShardCommand::Gc { versions, .. }, true) => {
+        (ShardCommand::Gc { threshold, versions, records }, true) => {
             let cf = rocks.cf(CF_DATA);
             for raw in versions {
                 let (key, _) = mvcc::split_version_key(raw)?;
                 check_key(range, key)?;
                 batch.delete_cf(cf, raw);
+            }
+            for key in records {
+                check_key(range, key)?;
+                if txn::expired_record(rocks, key, *threshold)? {
+                    batch.delete_cf(rocks.cf(CF_TXNS), key);
+                }
             }
             Ok(WriteOutcome::default())
         }
@@ -490,7 +496,7 @@ mod tests {
         // Garbage collection drops what no read at or above the threshold sees.
         let found = mvcc::garbage(&rocks, &table.start, &table.end, Ts(45), 100).unwrap();
         assert_eq!(found.versions.len(), 4, "a's four versions below a4 at 40");
-        let gc = ShardCommand::Gc { threshold: Ts(45), versions: found.versions };
+        let gc = ShardCommand::Gc { threshold: Ts(45), versions: found.versions, records: Vec::new() };
         apply_all(&rocks, &table, &[gc])[0].as_ref().unwrap();
         assert_eq!(stored(&rocks, &table), 2);
         assert_eq!(get(&rocks, &table, a), Some((40, "a4".into())));

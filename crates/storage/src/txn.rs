@@ -15,6 +15,7 @@ use std::collections::HashSet;
 
 use raftable_common::{
     Decision, Error, KeyRange, Result, Span, Ts, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite, WriteOutcome,
+    RESOLVE_ALL_MAX,
 };
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,25 @@ fn first_lock(
     Ok(None)
 }
 
+/// The keys in `range` locked by `txn`, at most `max` of them, in key order.
+fn locked_by(rocks: &Rocks, range: &KeyRange, txn: TxnId, max: usize) -> Result<Vec<Vec<u8>>> {
+    let mut it = rocks.raw_range(CF_LOCKS, &range.start, &range.end);
+    it.seek(&range.start);
+    let mut keys = Vec::new();
+    while let (Some(key), Some(raw)) = (it.key(), it.value()) {
+        if keys.len() >= max {
+            break;
+        }
+        let lock: Lock = bincode::deserialize(raw)?;
+        if lock.txn.id == txn {
+            keys.push(key.to_vec());
+        }
+        it.next();
+    }
+    it.status().map_err(io)?;
+    Ok(keys)
+}
+
 /// Whether a read at `ts` must wait for `lock` (`Ts::MAX`: a read of the newest rows waits for
 /// every lock): its transaction may commit at or below `ts`.
 fn blocks_read(lock: &Lock, ts: Ts) -> bool {
@@ -119,8 +139,51 @@ fn show(key: &[u8]) -> String {
 
 /// The record of `txn`, if any.
 pub(crate) fn record(rocks: &Rocks, txn: &TxnMeta) -> Result<Option<TxnStatus>> {
-    let raw = rocks.db().get_pinned_cf(rocks.cf(CF_TXNS), record_key(txn)).map_err(io)?;
+    record_at(rocks, &record_key(txn))
+}
+
+fn record_at(rocks: &Rocks, key: &[u8]) -> Result<Option<TxnStatus>> {
+    let raw = rocks.db().get_pinned_cf(rocks.cf(CF_TXNS), key).map_err(io)?;
     raw.map(|raw| bincode::deserialize(&raw).map_err(Error::from)).transpose()
+}
+
+/// Where a one-phase commit's record lives: keyed like a transaction record, anchored at its
+/// first written key.
+fn applied_key(first_key: &[u8], txn: TxnId) -> Vec<u8> {
+    record_key(&TxnMeta { id: txn, anchor: 0, anchor_key: first_key.to_vec() })
+}
+
+/// How long a one-phase commit's record outlives the garbage-collection threshold. Retries of
+/// a command stop within the router's deadline (seconds), long before.
+pub const APPLIED_MARGIN_MS: u64 = 60_000;
+
+/// Whether a record at `key` is a one-phase commit's applied before `threshold` less
+/// [`APPLIED_MARGIN_MS`]: nobody sends that command again, so the record may go.
+pub(crate) fn expired_record(rocks: &Rocks, key: &[u8], threshold: Ts) -> Result<bool> {
+    Ok(matches!(record_at(rocks, key)?, Some(TxnStatus::Applied(c)) if expired(c, threshold)))
+}
+
+fn expired(applied: Ts, threshold: Ts) -> bool {
+    applied.physical_ms().saturating_add(APPLIED_MARGIN_MS) < threshold.physical_ms()
+}
+
+/// The keys of one-phase commit records in `[start, end)` that [`expired_record`] allows to
+/// go, at most `max` of them: the records part of a `ShardCommand::Gc`.
+pub fn expired_records(rocks: &Rocks, start: &[u8], end: &[u8], threshold: Ts, max: usize) -> Result<Vec<Vec<u8>>> {
+    let mut it = rocks.raw_range(CF_TXNS, start, end);
+    it.seek(start);
+    let mut found = Vec::new();
+    while let (Some(key), Some(raw)) = (it.key(), it.value()) {
+        if found.len() >= max {
+            break;
+        }
+        if matches!(bincode::deserialize(raw)?, TxnStatus::Applied(c) if expired(c, threshold)) {
+            found.push(key.to_vec());
+        }
+        it.next();
+    }
+    it.status().map_err(io)?;
+    Ok(found)
 }
 
 fn put_record(rocks: &Rocks, batch: &mut WriteBatch, txn: &TxnMeta, status: TxnStatus) -> Result<()> {
@@ -143,7 +206,14 @@ pub(crate) fn apply(
         check_in(range, &key)?;
     }
     match op {
-        TxnOp::Commit { read_ts, reads, writes } => {
+        TxnOp::Commit { txn, read_ts, reads, writes } => {
+            // Sent again: answered from the record of its first application.
+            let once = writes.first().map(|w| applied_key(&w.key, *txn));
+            if let Some(key) = &once {
+                if let Some(TxnStatus::Applied(c)) = record_at(rocks, key)? {
+                    return Ok(WriteOutcome { version: c.0, changed: vec![false; writes.len()] });
+                }
+            }
             check_reads(range, *read_ts, reads, gc_threshold)?;
             validate(rocks, None, *read_ts, reads, Ts::MAX)?;
             for w in writes {
@@ -152,7 +222,12 @@ pub(crate) fn apply(
                 }
             }
             check_inserts(rocks, writes)?;
-            write_versions(rocks, batch, ts, writes.iter().map(|w| (w.key.as_slice(), w.value.as_deref())))
+            let outcome =
+                write_versions(rocks, batch, ts, writes.iter().map(|w| (w.key.as_slice(), w.value.as_deref())))?;
+            if let Some(key) = once {
+                batch.put_cf(rocks.cf(CF_TXNS), key, bincode::serialize(&TxnStatus::Applied(Ts(outcome.version)))?);
+            }
+            Ok(outcome)
         }
         TxnOp::Prepare { txn, anchor, read_ts, reads, writes } => {
             // Every check before anything goes into the batch: a refused command leaves nothing.
@@ -162,7 +237,7 @@ pub(crate) fn apply(
                 match record(rocks, txn)? {
                     None => true,
                     Some(TxnStatus::Pending { .. }) => false,
-                    Some(TxnStatus::Aborted | TxnStatus::Committed(_)) => {
+                    Some(TxnStatus::Aborted | TxnStatus::Committed(_) | TxnStatus::Applied(_)) => {
                         return Err(Error::TxnAborted(format!("transaction {} ended before it prepared", txn.id)))
                     }
                 }
@@ -181,7 +256,7 @@ pub(crate) fn apply(
             check_in(range, &txn.anchor_key)?;
             let status = match (record(rocks, txn)?, decision) {
                 (Some(TxnStatus::Pending { .. }), Decision::Commit(c)) => TxnStatus::Committed(*c),
-                (Some(TxnStatus::Committed(c)), _) => TxnStatus::Committed(c),
+                (Some(TxnStatus::Committed(c) | TxnStatus::Applied(c)), _) => TxnStatus::Committed(c),
                 (None | Some(TxnStatus::Aborted), Decision::Commit(_)) => {
                     return Err(Error::TxnAborted(format!("transaction {} was aborted before it committed", txn.id)))
                 }
@@ -199,9 +274,17 @@ pub(crate) fn apply(
             let changed = resolve(rocks, batch, *txn, *commit, keys)?;
             Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
         }
+        TxnOp::ResolveAll { txn, commit } => {
+            let keys = locked_by(rocks, range, *txn, RESOLVE_ALL_MAX)?;
+            let changed = resolve(rocks, batch, *txn, *commit, &keys)?;
+            Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
+        }
         TxnOp::Forget { txn } => {
             check_in(range, &txn.anchor_key)?;
-            let decided = matches!(record(rocks, txn)?, Some(TxnStatus::Committed(_) | TxnStatus::Aborted));
+            let decided = matches!(
+                record(rocks, txn)?,
+                Some(TxnStatus::Committed(_) | TxnStatus::Aborted | TxnStatus::Applied(_))
+            );
             if decided {
                 batch.delete_cf(rocks.cf(CF_TXNS), record_key(txn));
             }
@@ -282,7 +365,7 @@ pub(crate) fn lock_delta(op: &TxnOp, outcome: &WriteOutcome) -> i64 {
     let n = outcome.changed.iter().filter(|c| **c).count() as i64;
     match op {
         TxnOp::Prepare { .. } => n,
-        TxnOp::End { .. } | TxnOp::Resolve { .. } => -n,
+        TxnOp::End { .. } | TxnOp::Resolve { .. } | TxnOp::ResolveAll { .. } => -n,
         TxnOp::Commit { .. } | TxnOp::Forget { .. } => 0,
     }
 }
@@ -353,7 +436,7 @@ mod tests {
     //! The transaction commands on two local shards (`LocalShards` applies them as Raft would):
     //! what locks block, what validation refuses, and how a record decides once.
 
-    use raftable_common::{ShardClient, ShardRead, ShardWrite, WriteOp};
+    use raftable_common::{ShardClient, ShardCommand, ShardRead, ShardWrite, WriteOp};
 
     use super::*;
     use crate::LocalShards;
@@ -460,6 +543,16 @@ mod tests {
         assert_eq!(shards.txn(A, end).await.unwrap().version, c.0);
         assert_eq!(shards.txn(A, abort(2)).await.unwrap().version, c.0);
         assert_eq!(get_at(&shards, A, "b", Ts::MAX).await.unwrap().as_deref(), Some("2"));
+        // Whoever learns the outcome resolves every lock of it on a shard without its keys,
+        // and only its locks.
+        let writes: Vec<(&str, &str)> = vec![("p", "1"), ("q", "1"), ("r", "1")];
+        shards.txn(B, prepare(2, false, read_ts, vec![], &writes)).await.unwrap();
+        shards.txn(B, prepare(3, false, read_ts, vec![], &[("s", "3")])).await.unwrap();
+        let all = TxnOp::ResolveAll { txn: TxnId(2), commit: Some(c) };
+        assert_eq!(shards.txn(B, all.clone()).await.unwrap().changed, [true, true, true]);
+        assert_eq!(get_at(&shards, B, "q", Ts::MAX).await.unwrap().as_deref(), Some("1"));
+        assert!(matches!(get_at(&shards, B, "s", Ts::MAX).await, Err(Error::Locked { .. })));
+        assert!(shards.txn(B, all).await.unwrap().changed.is_empty(), "nothing left");
     }
 
     /// One-phase commits and read validation refuse a read that a later write made stale, and
@@ -471,18 +564,19 @@ mod tests {
         put(&shards, A, "c", "1").await.unwrap();
         let read_ts = shards.snapshot().await.unwrap();
         let range = Span::new(k("b"), k("d"));
-        let one_pc = |reads: Vec<Span>| TxnOp::Commit {
+        let one_pc = |txn, reads: Vec<Span>| TxnOp::Commit {
+            txn: TxnId(txn),
             read_ts,
             reads,
             writes: vec![TxnWrite::put(k("c"), b"2".to_vec()), TxnWrite::delete(k("e"))],
         };
         // Nothing written since: commits, deleting an absent key changes nothing.
-        let out = shards.txn(A, one_pc(vec![range.clone()])).await.unwrap();
+        let out = shards.txn(A, one_pc(1, vec![range.clone()])).await.unwrap();
         assert_eq!(out.changed, [true, false]);
         assert!(Ts(out.version) > read_ts);
         // Now `c` changed after `read_ts`: the same commit, and a validation, conflict; a span
         // beside it does not.
-        let stale = shards.txn(A, one_pc(vec![range.clone()])).await;
+        let stale = shards.txn(A, one_pc(2, vec![range.clone()])).await;
         assert!(matches!(stale, Err(Error::TxnConflict(_))), "{stale:?}");
         let now = shards.snapshot().await.unwrap();
         let validate = |txn, spans| ShardRead::Validate { txn: TxnId(txn), since: read_ts, spans };
@@ -497,7 +591,7 @@ mod tests {
         assert!(matches!(v, Err(Error::Locked { .. })), "{v:?}");
         shards.read_at(A, since_now(5), Ts(p.version)).await.unwrap();
         shards.read_at(A, since_now(6), Ts(p.version - 1)).await.unwrap();
-        let blocked = TxnOp::Commit { read_ts: now, reads: vec![Span::point(&k("f"))], writes: vec![] };
+        let blocked = TxnOp::Commit { txn: TxnId(3), read_ts: now, reads: vec![Span::point(&k("f"))], writes: vec![] };
         assert!(matches!(shards.txn(A, blocked).await, Err(Error::Locked { .. })));
     }
 
@@ -519,10 +613,64 @@ mod tests {
         let taken = TxnOp::Prepare { txn: meta(4), anchor: true, read_ts: now, reads: vec![], writes: insert("a") };
         assert_eq!(shards.txn(A, taken).await.unwrap_err(), Error::DuplicateKey { key: k("a") });
         assert_eq!(get_at(&shards, A, "c", Ts::MAX).await.unwrap(), None, "no lock left on c");
-        let taken = TxnOp::Commit { read_ts: now, reads: vec![], writes: insert("a") };
+        let taken = TxnOp::Commit { txn: TxnId(10), read_ts: now, reads: vec![], writes: insert("a") };
         assert_eq!(shards.txn(A, taken).await.unwrap_err(), Error::DuplicateKey { key: k("a") });
-        let free = TxnOp::Commit { read_ts: now, reads: vec![], writes: insert("d") };
+        let free = TxnOp::Commit { txn: TxnId(11), read_ts: now, reads: vec![], writes: insert("d") };
         shards.txn(A, free).await.unwrap();
         assert_eq!(get_at(&shards, A, "d", Ts::MAX).await.unwrap().as_deref(), Some("new"));
+    }
+
+    /// A one-phase commit sent again (its reply lost, or retried at a new leader while the
+    /// first attempt was still in flight) is answered with the first application's timestamp
+    /// and applies nothing: an insert does not turn into a duplicate-key error, a read-write
+    /// commit not into a conflict with itself. Its record goes with old versions.
+    #[tokio::test]
+    async fn a_one_phase_commit_sent_again_is_answered_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = Rocks::open(dir.path()).unwrap();
+        let shards = LocalShards::new(rocks.clone());
+        let range = KeyRange::new(k("a"), k("m"));
+        shards.add_shard(A, range.clone());
+        let now = shards.snapshot().await.unwrap();
+        let insert = TxnOp::Commit {
+            txn: TxnId(30),
+            read_ts: now,
+            reads: vec![Span::point(&k("g"))],
+            writes: vec![TxnWrite::insert(k("g"), b"1".to_vec())],
+        };
+        let first = shards.txn(A, insert.clone()).await.unwrap();
+        put(&shards, A, "h", "later").await.unwrap();
+        let again = shards.txn(A, insert.clone()).await.unwrap();
+        assert_eq!(again.version, first.version);
+        let versions = rocks.data_range(&k("g"), &k("h"), false).count();
+        assert_eq!(versions, 1, "applied once");
+        // Another transaction's identical command is a new one.
+        let other = TxnOp::Commit { txn: TxnId(31), read_ts: now, reads: vec![], writes: insert_writes(&insert) };
+        assert_eq!(shards.txn(A, other).await.unwrap_err(), Error::DuplicateKey { key: k("g") });
+
+        // Collected once the threshold is past its timestamp by the margin, not before.
+        let rocks = rocks.as_ref();
+        let applied = Ts(first.version).physical_ms();
+        let early = Ts::new(applied + APPLIED_MARGIN_MS, 0);
+        assert!(expired_records(rocks, &range.start, &range.end, early, 10).unwrap().is_empty());
+        let late = Ts::new(applied + APPLIED_MARGIN_MS + 1, 0);
+        let records = expired_records(rocks, &range.start, &range.end, late, 10).unwrap();
+        assert_eq!(records.len(), 1);
+        let mut batch = WriteBatch::default();
+        let gc = ShardCommand::Gc { threshold: late, versions: Vec::new(), records };
+        crate::shard::apply(rocks, &mut batch, &mut Default::default(), &range, &gc, 1, Ts::MIN).unwrap();
+        rocks.write(batch).unwrap();
+        assert!(expired_records(rocks, &range.start, &range.end, late, 10).unwrap().is_empty());
+        // Without its record the same command is judged anew (by then nobody sends it): its
+        // read of `g` is stale now, which is what a lost reply's retry would have been told.
+        let late_retry = shards.txn(A, insert).await;
+        assert!(matches!(late_retry, Err(Error::TxnConflict(_))), "{late_retry:?}");
+    }
+
+    fn insert_writes(op: &TxnOp) -> Vec<TxnWrite> {
+        match op {
+            TxnOp::Commit { writes, .. } => writes.clone(),
+            _ => unreachable!("a one-phase commit"),
+        }
     }
 }

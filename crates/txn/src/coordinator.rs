@@ -15,6 +15,13 @@
 //! Any failure before the commit point leaves the transaction certainly uncommitted: it is
 //! aborted (record first, then locks) and reported as 40001, even when a prepare's reply was
 //! lost. Only the commit point itself can end unknown.
+//!
+//! No command carries more than [`CHUNK_BYTES`] of keys, values and read spans, nor more than
+//! [`CHUNK_ITEMS`] of them: a shard's part larger than that prepares in several `Prepare`
+//! commands one after another (the first on the anchor creates the record, each validates its
+//! share of the reads and locks its share of the writes), validates and resolves in chunks
+//! too, and a one-shard commit that does not fit one command goes two-phase. So no Raft entry outgrows what an AppendEntries carries in time,
+//! whatever the statement's size; the writes are still buffered in the gateway's memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,21 +33,37 @@ use raftable_common::{
 
 use crate::settle::{briefly_unlocked, pause, until_unlocked};
 
+/// Most bytes of keys, values and read spans in one transaction command (one Raft entry):
+/// openraft gives an AppendEntries one heartbeat interval, and `cluster::network` sends 1 MiB
+/// of entries per AppendEntries.
+pub const CHUNK_BYTES: usize = 512 << 10;
+
+/// Most writes, keys or spans in one transaction command: its apply time grows with them (a
+/// command of keys alone fits many in its bytes), and a long apply on a busy node delays its
+/// Raft heartbeats into elections.
+pub const CHUNK_ITEMS: usize = 4096;
+
 /// Starts transactions on one gateway node.
 pub struct Coordinator {
     client: Arc<dyn ShardClient>,
     node: NodeId,
     seq: AtomicU64,
+    chunk: usize,
 }
 
 impl Coordinator {
     pub fn new(client: Arc<dyn ShardClient>, node: NodeId) -> Arc<Self> {
+        Self::with_chunks(client, node, CHUNK_BYTES)
+    }
+
+    /// A coordinator whose commands carry at most `chunk` bytes (tests use small ones).
+    pub fn with_chunks(client: Arc<dyn ShardClient>, node: NodeId, chunk: usize) -> Arc<Self> {
         // Ids stay unique across restarts of the node: the sequence starts at the clock.
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        Arc::new(Self { client, node, seq: AtomicU64::new(micros) })
+        Arc::new(Self { client, node, seq: AtomicU64::new(micros), chunk: chunk.max(1) })
     }
 
     pub fn begin(self: &Arc<Self>) -> Txn {
@@ -192,9 +215,16 @@ impl Txn {
         }
         let read_ts = self.read_ts.get().copied().unwrap_or(Ts::MIN);
         let one_shard = writes.len() == 1 && reads.keys().all(|s| writes.contains_key(s));
-        if one_shard {
+        let fits = || {
+            let written: usize = writes.values().flat_map(|w| w.iter()).map(|(k, v)| write_size(k, v)).sum();
+            let read: usize = reads.values().flatten().map(span_size).sum();
+            let items = writes.values().map(BTreeMap::len).sum::<usize>() + reads.values().map(Vec::len).sum::<usize>();
+            written + read <= self.coordinator.chunk && items <= CHUNK_ITEMS
+        };
+        if one_shard && fits() {
             let (&shard, shard_writes) = writes.iter().next().expect("one shard");
             let op = TxnOp::Commit {
+                txn: self.id,
                 read_ts,
                 reads: reads.remove(&shard).unwrap_or_default(),
                 writes: to_writes(shard_writes, inserts.get(&shard)),
@@ -221,27 +251,31 @@ impl Commit<'_> {
         self.txn.client()
     }
 
+    fn chunk(&self) -> usize {
+        self.txn.coordinator.chunk
+    }
+
     async fn two_phase(&self) -> Result<Ts> {
         let (id, read_ts) = (self.txn.id, self.read_ts);
         let (&anchor, anchor_writes) = self.writes.iter().next().expect("writes");
         let anchor_key = anchor_writes.keys().next().expect("a write").clone();
         let meta = TxnMeta { id, anchor, anchor_key };
         let prepares = self.writes.iter().map(|(&shard, writes)| {
-            let op = TxnOp::Prepare {
-                txn: meta.clone(),
-                anchor: shard == anchor,
-                read_ts,
-                reads: self.reads.get(&shard).cloned().unwrap_or_default(),
-                writes: to_writes(writes, self.inserts.get(&shard)),
-            };
-            async move { (shard, self.prepare(shard, op).await) }
+            let writes =
+                chunks(to_writes(writes, self.inserts.get(&shard)), self.chunk(), |w| write_size(&w.key, &w.value));
+            let reads = chunks(self.reads.get(&shard).cloned().unwrap_or_default(), self.chunk(), span_size);
+            let meta = &meta;
+            async move { (shard, self.prepare_chunks(shard, meta, shard == anchor, writes, reads).await) }
         });
-        let mut stamps = BTreeMap::new();
+        // Per shard, the stamp its reads were validated at (the lowest of its prepares).
+        let mut validated = BTreeMap::new();
+        let mut commit = Ts::MIN;
         let mut failure = None;
         for (shard, result) in futures::future::join_all(prepares).await {
             match result {
-                Ok(ts) => {
-                    stamps.insert(shard, ts);
+                Ok((lowest, highest)) => {
+                    validated.insert(shard, lowest);
+                    commit = commit.max(highest);
                 }
                 Err(e) => {
                     failure.get_or_insert(e);
@@ -251,18 +285,19 @@ impl Commit<'_> {
         if let Some(e) = failure {
             return Err(self.abort(&meta, e).await);
         }
-        let commit = stamps.values().copied().max().expect("a prepare");
         // Reads not yet checked up to `commit`: on shards it only read, or prepared below it.
-        let checks = self.reads.iter().filter(|(s, _)| stamps.get(s).is_none_or(|p| *p < commit));
-        let checks = checks.map(|(&shard, spans)| {
-            let read = ShardRead::Validate { txn: id, since: read_ts, spans: spans.clone() };
-            self.validate(shard, read, commit)
+        let checks = self.reads.iter().filter(|(s, _)| validated.get(s).is_none_or(|p| *p < commit));
+        let checks = checks.flat_map(|(&shard, spans)| {
+            chunks(spans.clone(), self.chunk(), span_size).into_iter().map(move |spans| {
+                let read = ShardRead::Validate { txn: id, since: read_ts, spans };
+                self.validate(shard, read, commit)
+            })
         });
         if let Some(e) = futures::future::join_all(checks).await.into_iter().find_map(Result::err) {
             return Err(self.abort(&meta, e).await);
         }
         // The commit point. Sent again if its reply is lost: the record answers the same.
-        let end = TxnOp::End { txn: meta.clone(), decision: Decision::Commit(commit), keys: self.keys(anchor) };
+        let end = TxnOp::End { txn: meta.clone(), decision: Decision::Commit(commit), keys: self.anchor_keys(anchor) };
         let mut last = None;
         for attempt in 0..3 {
             match self.client().txn(anchor, end.clone()).await {
@@ -288,7 +323,34 @@ impl Commit<'_> {
         Ok(commit)
     }
 
-    /// Prepares `shard`; another transaction's lock is waited for only briefly
+    /// Prepares `shard`: its writes and reads in chunks, one command after another (at least
+    /// one, so the anchor's record exists). Returns the lowest and the highest prepare stamp.
+    async fn prepare_chunks(
+        &self,
+        shard: ShardId,
+        meta: &TxnMeta,
+        anchor: bool,
+        writes: Vec<Vec<TxnWrite>>,
+        reads: Vec<Vec<Span>>,
+    ) -> Result<(Ts, Ts)> {
+        let n = writes.len().max(reads.len()).max(1);
+        let (mut writes, mut reads) = (writes.into_iter(), reads.into_iter());
+        let (mut lowest, mut highest) = (Ts::MAX, Ts::MIN);
+        for _ in 0..n {
+            let op = TxnOp::Prepare {
+                txn: meta.clone(),
+                anchor,
+                read_ts: self.read_ts,
+                reads: reads.next().unwrap_or_default(),
+                writes: writes.next().unwrap_or_default(),
+            };
+            let stamp = self.prepare(shard, op).await?;
+            (lowest, highest) = (lowest.min(stamp), highest.max(stamp));
+        }
+        Ok((lowest, highest))
+    }
+
+    /// Sends one prepare; another transaction's lock is waited for only briefly
     /// (`settle::briefly_unlocked`: this one holds locks too).
     async fn prepare(&self, shard: ShardId, op: TxnOp) -> Result<Ts> {
         let client = self.client();
@@ -307,7 +369,7 @@ impl Commit<'_> {
     /// in flight on the anchor fails), then every lock. Returns the error to report: nothing
     /// applied, whatever `cause` was, so an unknown outcome becomes a serialization failure.
     async fn abort(&self, meta: &TxnMeta, cause: Error) -> Error {
-        let end = TxnOp::End { txn: meta.clone(), decision: Decision::Abort, keys: self.keys(meta.anchor) };
+        let end = TxnOp::End { txn: meta.clone(), decision: Decision::Abort, keys: self.anchor_keys(meta.anchor) };
         match self.client().txn(meta.anchor, end).await {
             Ok(outcome) if outcome.version == 0 => {}
             Ok(outcome) => {
@@ -328,12 +390,17 @@ impl Commit<'_> {
         }
     }
 
-    /// Resolves the locks on every shard but the anchor (whose `End` resolved its own), then
-    /// drops the record if all went well. Failures are left to the pushers.
+    /// Resolves the locks on every shard but those of the anchor that its `End` resolved (the
+    /// first chunk of its keys), in chunks, then drops the record if all went well. Failures
+    /// are left to the pushers.
     async fn resolve(&self, meta: &TxnMeta, commit: Option<Ts>) {
-        let resolves = self.writes.keys().filter(|s| **s != meta.anchor).map(|&shard| {
-            let op = TxnOp::Resolve { txn: self.txn.id, commit, keys: self.keys(shard) };
-            async move { self.client().txn(shard, op).await }
+        // Shards in parallel, each shard's chunks one after another.
+        let resolves = self.writes.keys().map(|&shard| async move {
+            let skip = usize::from(shard == meta.anchor);
+            for keys in self.key_chunks(shard).into_iter().skip(skip) {
+                self.client().txn(shard, TxnOp::Resolve { txn: self.txn.id, commit, keys }).await?;
+            }
+            Ok::<(), Error>(())
         });
         let all = futures::future::join_all(resolves).await.into_iter().all(|r| r.is_ok());
         if all {
@@ -348,9 +415,44 @@ impl Commit<'_> {
         }
     }
 
-    fn keys(&self, shard: ShardId) -> Vec<Vec<u8>> {
-        self.writes.get(&shard).map(|w| w.keys().cloned().collect()).unwrap_or_default()
+    /// The keys `shard` holds locks on, in chunks.
+    fn key_chunks(&self, shard: ShardId) -> Vec<Vec<Vec<u8>>> {
+        let keys = self.writes.get(&shard).map(|w| w.keys().cloned().collect()).unwrap_or_default();
+        chunks(keys, self.chunk(), |k: &Vec<u8>| k.len() + 8)
     }
+
+    /// The anchor's keys that `End` resolves: the first chunk (the rest are resolved after).
+    fn anchor_keys(&self, anchor: ShardId) -> Vec<Vec<u8>> {
+        self.key_chunks(anchor).into_iter().next().unwrap_or_default()
+    }
+}
+
+/// `items` cut into runs of consecutive items of at most `budget` bytes (by `size`) and
+/// [`CHUNK_ITEMS`] items each; an item larger than the budget goes alone. None for no items.
+fn chunks<T>(items: Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let n = size(&item);
+        match out.last_mut() {
+            Some(last) if used + n <= budget && last.len() < CHUNK_ITEMS => last.push(item),
+            _ => {
+                out.push(vec![item]);
+                used = 0;
+            }
+        }
+        used += n;
+    }
+    out
+}
+
+/// Bytes a write adds to a command (key, value and framing).
+fn write_size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + 16
+}
+
+fn span_size(span: &Span) -> usize {
+    span.start.len() + span.end.len() + 16
 }
 
 fn to_writes(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, inserts: Option<&BTreeSet<Vec<u8>>>) -> Vec<TxnWrite> {

@@ -49,18 +49,16 @@ pub async fn settle(client: &dyn ShardClient, lock: &LockInfo, pause: Duration) 
     push(client, lock).await
 }
 
-/// Aborts `lock`'s transaction unless it committed (the record decides), and resolves the lock
-/// by the outcome.
+/// Aborts `lock`'s transaction unless it committed (the record decides), and resolves by the
+/// outcome every lock it holds on the lock's shard (`TxnOp::ResolveAll`: a dead coordinator of
+/// a large transaction leaves many, and the one who met the first one, a scan perhaps, would
+/// meet the next).
 async fn push(client: &dyn ShardClient, lock: &LockInfo) -> Result<()> {
-    let on_anchor = lock.shard == lock.txn.anchor;
-    let keys = if on_anchor { vec![lock.key.clone()] } else { Vec::new() };
-    let end = TxnOp::End { txn: lock.txn.clone(), decision: Decision::Abort, keys };
+    let end = TxnOp::End { txn: lock.txn.clone(), decision: Decision::Abort, keys: Vec::new() };
     let outcome = client.txn(lock.txn.anchor, end).await?;
-    if !on_anchor {
-        let commit = (outcome.version > 0).then_some(Ts(outcome.version));
-        let resolve = TxnOp::Resolve { txn: lock.txn.id, commit, keys: vec![lock.key.clone()] };
-        client.txn(lock.shard, resolve).await?;
-    }
+    let commit = (outcome.version > 0).then_some(Ts(outcome.version));
+    let resolve = TxnOp::ResolveAll { txn: lock.txn.id, commit };
+    client.txn(lock.shard, resolve).await?;
     Ok(())
 }
 

@@ -1,12 +1,15 @@
 //! The coordinator over two local shards (`storage::LocalShards`, which applies commands as the
 //! Raft state machine does): own writes, savepoints, write skew, concurrent transfers against
-//! whole-table sums, and locks left by a coordinator that died.
+//! whole-table sums, locks left by a coordinator that died, and commits larger than one command
+//! going in chunks.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use raftable_common::{
-    Decision, Error, KeyRange, Result, ShardClient, ShardId, ShardRead, Ts, TxnId, TxnMeta, TxnOp, TxnWrite,
+    Decision, Error, KeyRange, Result, Row, ShardClient, ShardId, ShardRead, ShardWrite, Span, Ts, TxnId, TxnMeta,
+    TxnOp, TxnWrite, WriteOutcome,
 };
 use raftable_storage::{LocalShards, Rocks};
 use raftable_txn::settle::{settle, LockInfo};
@@ -236,4 +239,152 @@ async fn a_dead_coordinators_locks_are_settled_by_its_record() {
             assert!(matches!(client.txn(A, late).await, Err(Error::TxnAborted(_))), "decided once");
         }
     }
+}
+
+/// Counts the transaction commands sent through it, by kind, and the largest one's bytes of
+/// keys, values and read spans.
+struct Counting {
+    inner: Arc<LocalShards>,
+    prepares: AtomicUsize,
+    one_phase: AtomicUsize,
+    largest: AtomicUsize,
+}
+
+fn payload(op: &TxnOp) -> usize {
+    let writes =
+        |w: &[TxnWrite]| -> usize { w.iter().map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len)).sum() };
+    let spans = |s: &[Span]| -> usize { s.iter().map(|s| s.start.len() + s.end.len()).sum() };
+    match op {
+        TxnOp::Commit { reads, writes: w, .. } | TxnOp::Prepare { reads, writes: w, .. } => writes(w) + spans(reads),
+        TxnOp::End { keys, .. } | TxnOp::Resolve { keys, .. } => keys.iter().map(Vec::len).sum(),
+        TxnOp::ResolveAll { .. } | TxnOp::Forget { .. } => 0,
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardClient for Counting {
+    async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
+        self.inner.read(shard, read).await
+    }
+
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        self.inner.read_at(shard, read, ts).await
+    }
+
+    async fn snapshot(&self) -> Result<Ts> {
+        self.inner.snapshot().await
+    }
+
+    async fn write(&self, shard: ShardId, write: ShardWrite) -> Result<WriteOutcome> {
+        self.inner.write(shard, write).await
+    }
+
+    async fn txn(&self, shard: ShardId, op: TxnOp) -> Result<WriteOutcome> {
+        match op {
+            TxnOp::Prepare { .. } => self.prepares.fetch_add(1, Ordering::SeqCst),
+            TxnOp::Commit { .. } => self.one_phase.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
+        self.largest.fetch_max(payload(&op), Ordering::SeqCst);
+        self.inner.txn(shard, op).await
+    }
+}
+
+/// Commands of at most 1 KiB, rows of 64 bytes: a transaction writing 100 rows on each shard.
+const CHUNK: usize = 1024;
+const ROW: usize = 64;
+
+fn big_row(i: u8, fill: u8) -> Vec<u8> {
+    let mut v = vec![fill; ROW];
+    v[0] = i;
+    v
+}
+
+fn counting(db: &Db) -> (Arc<Counting>, Arc<Coordinator>) {
+    let counting = Arc::new(Counting {
+        inner: db.shards.clone(),
+        prepares: AtomicUsize::new(0),
+        one_phase: AtomicUsize::new(0),
+        largest: AtomicUsize::new(0),
+    });
+    let coordinator = Coordinator::with_chunks(counting.clone(), 2, CHUNK);
+    (counting, coordinator)
+}
+
+/// A commit larger than one command prepares, validates and resolves in chunks of at most the
+/// limit (one row over it at most), two-phase even on one shard, and commits whole.
+#[tokio::test]
+async fn a_commit_larger_than_a_command_goes_in_chunks() {
+    let db = db();
+    let (counting, coordinator) = counting(&db);
+    let txn = coordinator.begin();
+    // Read every key first: the reads are validated in chunks too.
+    for shard in [A, B] {
+        assert!(txn.read(shard, scan(shard)).await.unwrap().is_empty());
+    }
+    let keys: Vec<u8> = (0..100).chain(0x80..0xe4).collect();
+    for &i in &keys {
+        let (shard, k) = key(i);
+        txn.write(shard, k, Some(big_row(i, 1)));
+    }
+    txn.commit().await.unwrap().expect("a commit timestamp");
+    let prepares = counting.prepares.load(Ordering::SeqCst);
+    assert!(prepares >= 2 * (100 * (ROW + 2)) / CHUNK, "{prepares} prepares");
+    assert!(counting.largest.load(Ordering::SeqCst) <= CHUNK, "no command above the limit");
+    let check = db.coordinator.begin();
+    let mut rows = check.read(A, scan(A)).await.unwrap();
+    rows.extend(check.read(B, scan(B)).await.unwrap());
+    assert_eq!(rows.len(), keys.len());
+    assert!(rows.iter().all(|r| r.value == big_row(r.key[1], 1)));
+
+    // One shard over the limit: two-phase, not a one-phase commit.
+    let txn = coordinator.begin();
+    for i in 0..100u8 {
+        let (shard, k) = key(i);
+        txn.write(shard, k, Some(big_row(i, 2)));
+    }
+    let before = counting.prepares.load(Ordering::SeqCst);
+    txn.commit().await.unwrap();
+    assert_eq!(counting.one_phase.load(Ordering::SeqCst), 0);
+    assert!(counting.prepares.load(Ordering::SeqCst) - before > 1);
+    let rows = db.coordinator.begin().read(A, scan(A)).await.unwrap();
+    assert!(rows.iter().all(|r| r.value == big_row(r.key[1], 2)));
+}
+
+/// A chunked commit refused part way (another transaction holds a lock on a key of a later
+/// chunk) aborts: the chunks already prepared are rolled back, nothing is visible, no lock of
+/// it is left.
+#[tokio::test]
+async fn a_chunked_commit_refused_midway_leaves_nothing() {
+    let db = db();
+    let client: &dyn ShardClient = db.shards.as_ref();
+    let (_, coordinator) = counting(&db);
+    // Transaction 99 holds a lock on the last key B's chunks reach.
+    let blocker = TxnMeta { id: TxnId(99), anchor: B, anchor_key: key(0xe3).1 };
+    let read_ts = client.snapshot().await.unwrap();
+    let lock = TxnWrite::put(key(0xe3).1, vec![9]);
+    let prepare = TxnOp::Prepare { txn: blocker.clone(), anchor: true, read_ts, reads: vec![], writes: vec![lock] };
+    client.txn(B, prepare).await.unwrap();
+
+    let txn = coordinator.begin();
+    for i in (0..100).chain(0x80..0xe4) {
+        let (shard, k) = key(i);
+        txn.write(shard, k, Some(big_row(i, 3)));
+    }
+    let refused = txn.commit().await;
+    assert!(matches!(refused, Err(Error::TxnConflict(_))), "{refused:?}");
+
+    // Transaction 99 gives up; then nothing of the refused commit is there, and its keys take
+    // a new commit at once (no lock of it left).
+    let end = TxnOp::End { txn: blocker, decision: Decision::Abort, keys: vec![key(0xe3).1] };
+    client.txn(B, end).await.unwrap();
+    let check = db.coordinator.begin();
+    assert!(check.read(A, scan(A)).await.unwrap().is_empty());
+    assert!(check.read(B, scan(B)).await.unwrap().is_empty());
+    let again = db.coordinator.begin();
+    for i in (0..100).chain(0x80..0xe4) {
+        let (shard, k) = key(i);
+        again.write(shard, k, Some(big_row(i, 4)));
+    }
+    again.commit().await.unwrap();
 }

@@ -193,12 +193,12 @@ pub(crate) async fn insert(
         return upsert_update(shards, def, &columns, rows, sets, filter.as_ref()).await;
     }
     let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
-    if shards.autocommit && one_shard && !rows.is_empty() && !shards.txn.has_read() && shards.txn.is_read_only() {
-        let n = insert_directly(shards, def, rows, conflict).await?;
+    let fresh = shards.autocommit && !shards.txn.has_read() && shards.txn.is_read_only();
+    if fresh && one_shard && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
+        let n = insert_directly(shards, rows).await?;
         return Ok((n, Some(visible_batch(def, &columns)?)));
     }
-    if shards.autocommit && matches!(conflict, OnConflict::Fail) && !shards.txn.has_read() && shards.txn.is_read_only()
-    {
+    if fresh && matches!(conflict, OnConflict::Fail) {
         return insert_committed(shards, def, &columns, rows).await;
     }
     let existing = match conflict {
@@ -224,35 +224,22 @@ pub(crate) async fn insert(
     Ok((count, Some(visible_batch(def, &columns)?)))
 }
 
-/// The one-shard fast path of an autocommit INSERT that read nothing: one write, whose
-/// conditions (put-if-absent, insert-or-ignore) the shard checks as it applies it.
-async fn insert_directly(
-    shards: &Shards<'_>,
-    def: &TableDef,
-    rows: Vec<Encoded>,
-    conflict: &OnConflict,
-) -> Result<usize> {
+/// The one-shard fast path of an autocommit INSERT … ON CONFLICT DO NOTHING that read
+/// nothing: one write, whose rows the shard inserts where no row is (it counts which). Sent
+/// once: its outcome is unknown if the reply is lost. (Plain inserts and upserts commit as
+/// one-phase transactions instead, which a retry cannot apply twice.)
+async fn insert_directly(shards: &Shards<'_>, rows: Vec<Encoded>) -> Result<usize> {
     let shard = rows[0].shard;
-    let ops = rows
-        .into_iter()
-        .map(|r| match conflict {
-            OnConflict::Fail => WriteOp::PutIfAbsent { key: r.key, value: r.value },
-            OnConflict::Ignore => WriteOp::InsertOrIgnore { key: r.key, value: r.value },
-            _ => WriteOp::Put { key: r.key, value: r.value },
-        })
-        .collect();
+    let ops = rows.into_iter().map(|r| WriteOp::InsertOrIgnore { key: r.key, value: r.value }).collect();
     let write = ShardWrite::new(ops);
     let cluster = shards.cluster;
-    match until_unlocked(cluster.as_ref(), shard, || cluster.write(shard, write.clone())).await {
-        Ok(outcome) => Ok(outcome.changed_count()),
-        Err(Error::DuplicateKey { .. }) => Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) }),
-        Err(e) => Err(e),
-    }
+    let outcome = until_unlocked(cluster.as_ref(), shard, || cluster.write(shard, write.clone())).await?;
+    Ok(outcome.changed_count())
 }
 
-/// An autocommit INSERT that read nothing, over several shards: its rows buffered as inserts
-/// (each shard refuses a key that holds a row as it applies the commit), committed here so a
-/// duplicate is reported naming the table's key. One round fewer than reading the keys first.
+/// An autocommit INSERT that read nothing: its rows buffered as inserts (each shard refuses a
+/// key that holds a row as it applies the commit: one-phase on one shard), committed here so
+/// a duplicate is reported naming the table's key. One round fewer than reading the keys first.
 async fn insert_committed(
     shards: &Shards<'_>,
     def: &TableDef,

@@ -89,7 +89,7 @@ async fn reads_below_the_gc_threshold_are_refused() {
         ];
         sm.apply(entries).await.unwrap();
         assert_eq!(raftable_storage::read_at(&rocks, 7, &range, &get, Ts(15)).unwrap()[0].value, b"old");
-        let gc = ShardCommand::Gc { threshold: Ts(25), versions: Vec::new() };
+        let gc = ShardCommand::Gc { threshold: Ts(25), versions: Vec::new(), records: Vec::new() };
         sm.apply(vec![Entry::<TypeConfig> { log_id: log_id(3), payload: EntryPayload::Normal(gc) }]).await.unwrap();
         rocks.close();
     }
@@ -123,7 +123,7 @@ async fn apply_does_not_depend_on_how_entries_are_grouped() {
     let commands = [
         stamped(10, put(b"1")),
         stamped(20, put(b"2")),
-        ShardCommand::Gc { threshold: Ts(25), versions: vec![old_version] },
+        ShardCommand::Gc { threshold: Ts(25), versions: vec![old_version], records: Vec::new() },
         stamped(30, cas(20, b"3")),
         stamped(40, cas(30, b"4")),
     ];
