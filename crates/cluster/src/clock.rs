@@ -120,8 +120,15 @@ impl NodeClock {
 /// One group's leader-side timestamp state.
 pub(crate) struct ShardClock {
     node: Arc<NodeClock>,
-    leading: tokio::sync::Mutex<Leading>,
-    latches: Mutex<Latches>,
+    leading: Arc<tokio::sync::Mutex<Leading>>,
+    latches: Arc<LatchTable>,
+}
+
+/// The latches of a shard's stamped writes, shared with each [`WriteLatch`] (which may outlive
+/// the call that stamped its write: see `Group::stamped`).
+#[derive(Default)]
+struct LatchTable {
+    state: Mutex<Latches>,
     /// Signalled whenever a write latch is released.
     released: tokio::sync::Notify,
 }
@@ -136,15 +143,27 @@ struct Latches {
 
 /// A stamped write's latch on its keys, released when dropped (after the write applied or
 /// failed).
-pub(crate) struct WriteLatch<'a> {
-    clock: &'a ShardClock,
+pub(crate) struct WriteLatch {
+    leading: Arc<tokio::sync::Mutex<Leading>>,
+    latches: Arc<LatchTable>,
     id: u64,
 }
 
-impl Drop for WriteLatch<'_> {
+impl WriteLatch {
+    /// The write applied at `version` in `term` (above its stamp if apply pushed it there):
+    /// later stamps of the term go above it. Then the latch is released.
+    pub(crate) async fn applied(self, term: u64, version: Ts) {
+        let mut leading = self.leading.lock().await;
+        if leading.term == term && version > leading.max_ts {
+            leading.max_ts = version;
+        }
+    }
+}
+
+impl Drop for WriteLatch {
     fn drop(&mut self) {
-        self.clock.latches.lock().expect("latches lock").writes.remove(&self.id);
-        self.clock.released.notify_waiters();
+        self.latches.state.lock().expect("latches lock").writes.remove(&self.id);
+        self.latches.released.notify_waiters();
     }
 }
 
@@ -160,19 +179,14 @@ pub(crate) struct Leading {
 
 impl ShardClock {
     pub(crate) fn new(node: Arc<NodeClock>) -> Self {
-        Self {
-            node,
-            leading: tokio::sync::Mutex::new(Leading::default()),
-            latches: Mutex::default(),
-            released: tokio::sync::Notify::new(),
-        }
+        Self { node, leading: Arc::default(), latches: Arc::default() }
     }
 
     /// Locks the leader state for stamping one write of `term` (the caller checked it leads in
     /// it): the caller proposes while holding the guard, so proposals enter the log in
     /// timestamp order.
-    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Leading> {
-        self.leading.lock().await
+    pub(crate) async fn lock(&self) -> tokio::sync::OwnedMutexGuard<Leading> {
+        self.leading.clone().lock_owned().await
     }
 
     /// The commit timestamp of the next write proposed in `term`, which writes `keys` and must
@@ -184,7 +198,7 @@ impl ShardClock {
         term: u64,
         keys: Vec<Vec<u8>>,
         after: Ts,
-    ) -> Result<(Ts, WriteLatch<'_>)> {
+    ) -> Result<(Ts, WriteLatch)> {
         if leading.term != term {
             // New leadership: start above everything an earlier leader chose.
             let floor = self.node.fresh().await?;
@@ -203,7 +217,7 @@ impl ShardClock {
                 leading.window = token_window;
             }
             {
-                let mut latches = self.latches.lock().expect("latches lock");
+                let mut latches = self.latches.state.lock().expect("latches lock");
                 let read_max = latches.read_max;
                 // A read timestamp from the oracle (a multiple of STEP) was handed out: it may
                 // start the window.
@@ -216,7 +230,8 @@ impl ShardClock {
                     let id = latches.next;
                     latches.next += 1;
                     latches.writes.insert(id, (ts, keys));
-                    return Ok((ts, WriteLatch { clock: self, id }));
+                    let latch = WriteLatch { leading: self.leading.clone(), latches: self.latches.clone(), id };
+                    return Ok((ts, latch));
                 }
             }
             // The next timestamp would leave the window: take a fresh oracle value (above
@@ -229,9 +244,9 @@ impl ShardClock {
     /// `ts` that touch what `read` reads are waited for until applied (or failed).
     pub(crate) async fn before_read(&self, read: &ShardRead, ts: Ts) {
         loop {
-            let released = self.released.notified();
+            let released = self.latches.released.notified();
             {
-                let mut latches = self.latches.lock().expect("latches lock");
+                let mut latches = self.latches.state.lock().expect("latches lock");
                 latches.read_max = latches.read_max.max(ts);
                 let blocked = latches.writes.values().any(|(w, keys)| *w <= ts && keys.iter().any(|k| reads(read, k)));
                 if !blocked {
@@ -246,14 +261,6 @@ impl ShardClock {
     pub(crate) async fn newest(&self, term: u64) -> Option<Ts> {
         let leading = self.leading.lock().await;
         (leading.term == term).then_some(leading.max_ts)
-    }
-
-    /// Records the timestamp a write was applied at (above the one chosen if apply pushed it).
-    pub(crate) async fn applied(&self, term: u64, ts: Ts) {
-        let mut leading = self.leading.lock().await;
-        if leading.term == term && ts > leading.max_ts {
-            leading.max_ts = ts;
-        }
     }
 }
 

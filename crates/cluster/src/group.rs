@@ -101,31 +101,41 @@ impl Group {
     ) -> Result<WriteOutcome> {
         let clock = self.clock.as_ref().expect("table shards have a clock");
         let term = self.raft.metrics().borrow().current_term;
-        let (ts, _latch, reply) = {
-            let mut leading = clock.lock().await;
-            let (ts, latch) = clock.stamp(&mut leading, term, keys, after).await?;
-            // The oracle may have taken a while: propose only in the term stamped for.
-            if let Some(refusal) = self.not_leading() {
-                return Err(refusal);
-            }
-            if self.raft.metrics().borrow().current_term != term {
-                return Err(Error::Retry(format!("shard {}: new term while stamping a write", self.shard)));
-            }
-            let reply = self.raft.client_write_ff(make(ts)).await;
-            (ts, latch, reply.map_err(|f| proposed_write_error(self.shard, RaftError::Fatal(f)))?)
-        };
-        // The latch is held until the write applied (or failed): reads at or above `ts` of its
-        // keys wait for it.
-        let outcome = match reply.await {
-            Ok(result) => result.map_err(|e| proposed_write_error(self.shard, RaftError::APIError(e)))?.data?,
-            Err(_) => {
-                return Err(Error::Unknown(format!("shard {}: raft group stopped with a write proposed", self.shard)))
-            }
-        };
-        if outcome.version > ts.0 {
-            clock.applied(term, Ts(outcome.version)).await;
+        let mut leading = clock.lock().await;
+        let (ts, latch) = clock.stamp(&mut leading, term, keys, after).await?;
+        // The oracle may have taken a while: propose only in the term stamped for.
+        if let Some(refusal) = self.not_leading() {
+            return Err(refusal);
         }
-        Ok(outcome)
+        if self.raft.metrics().borrow().current_term != term {
+            return Err(Error::Retry(format!("shard {}: new term while stamping a write", self.shard)));
+        }
+        // From here on a task of its own proposes (still under the clock's lock) and holds the
+        // latch until the write applied or failed: reads at or above `ts` of its keys wait for
+        // it. The task outlives this call if the caller gives up on it (the router abandons an
+        // attempt after its patience, a client goes away): the entry may still apply at `ts`,
+        // and a read at or above `ts` that stopped waiting would miss it, and let a conflicting
+        // commit validate against what it read.
+        let (raft, shard, command) = (self.raft.clone(), self.shard, make(ts));
+        let proposal = tokio::spawn(async move {
+            let reply = raft.client_write_ff(command).await;
+            drop(leading);
+            let reply = reply.map_err(|f| proposed_write_error(shard, RaftError::Fatal(f)))?;
+            let result = match reply.await {
+                Ok(result) => {
+                    result.map_err(|e| proposed_write_error(shard, RaftError::APIError(e))).and_then(|r| r.data)
+                }
+                Err(_) => Err(Error::Unknown(format!("shard {shard}: raft group stopped with a write proposed"))),
+            };
+            match &result {
+                Ok(outcome) => latch.applied(term, Ts(outcome.version)).await,
+                Err(_) => drop(latch),
+            }
+            result
+        });
+        proposal
+            .await
+            .unwrap_or_else(|e| Err(Error::internal(format!("shard {}: proposal task failed: {e}", self.shard))))
     }
 
     async fn propose(&self, command: ShardCommand) -> Result<WriteOutcome> {
