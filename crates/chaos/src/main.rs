@@ -162,7 +162,10 @@ fn print(r: &Report) {
             f.at_s, f.fault, f.nodes, f.held_ms, f.recovered_ms
         );
     }
-    println!("register ops: {} ok, {} failed, {} unknown", r.register.ok, r.register.failed, r.register.unknown);
+    println!(
+        "register ops: {} ok, {} failed, {} unknown ({} at the client's timeout, the rest broken connections or 08007)",
+        r.register.ok, r.register.failed, r.register.unknown, r.register_timed_out
+    );
     println!(
         "set: {} acknowledged, {} failed, {} unknown, {} present; lost {}",
         r.set.acknowledged,

@@ -60,6 +60,9 @@ pub struct Report {
     pub elapsed_s: f64,
     pub faults: Vec<FaultRecord>,
     pub register: Counts,
+    /// Register operations whose outcome is unknown because the client's timeout passed (the
+    /// others: its connection broke, or the server said 08007).
+    pub register_timed_out: usize,
     pub set: SetReport,
     pub counter: CounterReport,
     pub bank: BankReport,
@@ -218,6 +221,12 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 pause_max_ms: pauses.iter().copied().reduce(f64::max),
                 faults: records,
                 register: Counts::of(histories.register.iter().map(|e| e.outcome)),
+                register_timed_out: histories
+                    .register
+                    .iter()
+                    .filter(|e| e.outcome == Outcome::Unknown)
+                    .filter(|e| e.completed.saturating_sub(e.invoked) >= opts.op_timeout.as_nanos() as u64)
+                    .count(),
                 set,
                 counter,
                 bank,
