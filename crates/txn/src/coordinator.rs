@@ -20,8 +20,9 @@
 //! [`CHUNK_ITEMS`] of them: a shard's part larger than that prepares in several `Prepare`
 //! commands one after another (the first on the anchor creates the record, each validates its
 //! share of the reads and locks its share of the writes), validates and resolves in chunks
-//! too, and a one-shard commit that does not fit one command goes two-phase. So no Raft entry outgrows what an AppendEntries carries in time,
-//! whatever the statement's size; the writes are still buffered in the gateway's memory.
+//! too, and a one-shard commit that does not fit one command goes two-phase. So no Raft entry
+//! outgrows what an AppendEntries carries in time, whatever the statement's size; the writes
+//! are still buffered in the gateway's memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
