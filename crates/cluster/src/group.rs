@@ -2,7 +2,10 @@
 //! with its leader-side read and write entry points. openraft's errors become raftable's in
 //! `error`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use openraft::error::RaftError;
@@ -110,14 +113,14 @@ impl Group {
         if self.raft.metrics().borrow().current_term != term {
             return Err(Error::Retry(format!("shard {}: new term while stamping a write", self.shard)));
         }
-        // From here on a task of its own proposes (still under the clock's lock) and holds the
-        // latch until the write applied or failed: reads at or above `ts` of its keys wait for
-        // it. The task outlives this call if the caller gives up on it (the router abandons an
-        // attempt after its patience, a client goes away): the entry may still apply at `ts`,
-        // and a read at or above `ts` that stopped waiting would miss it, and let a conflicting
-        // commit validate against what it read.
+        // From here on the proposal runs to its end even if the caller gives up on it (the
+        // router abandons an attempt after its patience, a client goes away): it proposes
+        // (still under the clock's lock) and holds the latch until the write applied or failed,
+        // since the entry may still apply at `ts`, and a read at or above `ts` of its keys that
+        // stopped waiting would miss it, and let a conflicting commit validate against what it
+        // read.
         let (raft, shard, command) = (self.raft.clone(), self.shard, make(ts));
-        let proposal = tokio::spawn(async move {
+        RunToEnd::new(async move {
             let reply = raft.client_write_ff(command).await;
             drop(leading);
             let reply = reply.map_err(|f| proposed_write_error(shard, RaftError::Fatal(f)))?;
@@ -132,10 +135,8 @@ impl Group {
                 Err(_) => drop(latch),
             }
             result
-        });
-        proposal
-            .await
-            .unwrap_or_else(|e| Err(Error::internal(format!("shard {}: proposal task failed: {e}", self.shard))))
+        })
+        .await
     }
 
     async fn propose(&self, command: ShardCommand) -> Result<WriteOutcome> {
@@ -286,5 +287,71 @@ impl Group {
         let m = metrics.borrow();
         let index = |l: Option<openraft::LogId<NodeId>>| l.map(|l| l.index).unwrap_or(0);
         (index(m.last_applied), index(m.snapshot), index(m.purged))
+    }
+}
+
+/// A future that runs to its end even if its caller drops it first: polled in place by the
+/// caller (no task, no hop to another worker thread on the common path), and handed to a task
+/// of its own, its output discarded, if the caller drops it unfinished.
+struct RunToEnd<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
+where
+    F::Output: Send + 'static;
+
+impl<F: Future + Send + 'static> RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn new(future: F) -> Self {
+        Self(Some(Box::pin(future)))
+    }
+}
+
+impl<F: Future + Send + 'static> Future for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let future = self.0.as_mut().expect("RunToEnd polled after it finished");
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(future), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(future);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_run_to_end_still_finishes() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let mut call = RunToEnd::new(async move {
+            wait.await.unwrap();
+            done.send("finished").unwrap();
+        });
+        // The caller polls it once, then gives up on it (as after a timeout).
+        assert!(tokio::time::timeout(Duration::from_millis(1), &mut call).await.is_err());
+        drop(call);
+        go.send(()).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), finished).await;
+        assert_eq!(outcome.expect("finished within the deadline").unwrap(), "finished");
+        // Polled to its end in place, it is not run again.
+        assert_eq!(RunToEnd::new(async { 7 }).await, 7);
     }
 }

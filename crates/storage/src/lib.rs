@@ -13,6 +13,7 @@ mod keys;
 mod local;
 mod log_store;
 pub mod mvcc;
+mod pending;
 mod rocks;
 mod shard;
 mod state_machine;

@@ -9,11 +9,11 @@ use std::sync::{Arc, RwLock};
 use raftable_common::{
     Error, KeyRange, Result, Row, ShardClient, ShardCommand, ShardId, ShardRead, ShardWrite, Ts, TxnOp, WriteOutcome,
 };
-use rocksdb::WriteBatch;
 use tokio::sync::Mutex;
 
+use crate::pending::Pending;
 use crate::rocks::Rocks;
-use crate::shard::{self, Overlay};
+use crate::shard;
 use crate::txn;
 
 /// Shards held in one local database, without replication.
@@ -94,8 +94,8 @@ impl LocalShards {
         let mut last = self.last.lock().await;
         let (index, ts) = (last.0 + 1, last.1.next().max(Ts::new(wall_ms(), 0)));
         let command = make(ts);
-        let mut batch = WriteBatch::default();
-        let outcome = shard::apply(&self.rocks, &mut batch, &mut Overlay::new(), range, &command, index, Ts::MIN)?;
+        let mut pending = Pending::new();
+        let outcome = shard::apply(&self.rocks, &mut pending, range, &command, index, Ts::MIN)?;
         // Locks counted as the state machine counts them (`Coverage::locks`).
         let delta = match &command {
             ShardCommand::Txn { op, .. } => txn::lock_delta(op, &outcome),
@@ -105,7 +105,7 @@ impl LocalShards {
         if delta > 0 {
             locks.fetch_add(delta, std::sync::atomic::Ordering::SeqCst);
         }
-        self.rocks.write(batch)?;
+        self.rocks.write(pending.take())?;
         if delta < 0 {
             locks.fetch_add(delta, std::sync::atomic::Ordering::SeqCst);
         }

@@ -12,7 +12,7 @@
 //! never interleave with another key's. Table and index keys are (`sql::encoding` writes
 //! fixed-width or escaped, terminated fields); meta records are not, and stay unversioned.
 
-use raftable_common::{Error, Result, Ts};
+use raftable_common::{Error, Result, Row, Ts};
 use rocksdb::WriteBatch;
 
 use crate::keys::CF_DATA;
@@ -73,6 +73,25 @@ fn decode_value(key: &[u8], raw: &[u8]) -> Result<Option<Vec<u8>>> {
 fn version(raw_key: &[u8], raw_value: &[u8]) -> Result<Version> {
     let (key, ts) = split_version_key(raw_key)?;
     Ok(Version { key: key.to_vec(), ts, value: decode_value(key, raw_value)? })
+}
+
+/// The meta shard's layout, one unversioned row per key: the version (u64, big-endian: the
+/// log index of the write) ‖ the value bytes.
+pub(crate) fn encode_plain(version: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + value.len());
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+/// Decodes a row [`encode_plain`] wrote.
+pub(crate) fn decode_plain(key: &[u8], raw: &[u8]) -> Result<Row> {
+    if raw.len() < 8 {
+        return Err(Error::InvalidData(format!("row {key:?} shorter than its version")));
+    }
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&raw[..8]);
+    Ok(Row { key: key.to_vec(), value: raw[8..].to_vec(), version: u64::from_be_bytes(v) })
 }
 
 /// Adds to `batch` the version of `key` at `ts`: `value`, or a deletion if `None`. A version

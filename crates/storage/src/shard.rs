@@ -10,30 +10,13 @@
 
 use std::collections::HashMap;
 
+use crate::keys::{CF_DATA, CF_LOCKS, CF_TXNS};
+use crate::pending::Pending;
+use crate::rocks::{io, Rocks};
+use crate::{mvcc, txn};
 use raftable_common::{
     Error, Expect, KeyRange, Result, Row, ShardCommand, ShardRead, ShardWrite, Ts, WriteOp, WriteOutcome,
 };
-use rocksdb::WriteBatch;
-
-use crate::keys::{CF_DATA, CF_LOCKS, CF_TXNS};
-use crate::rocks::{io, Rocks};
-use crate::{mvcc, txn};
-
-pub(crate) fn encode_row(version: u64, value: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + value.len());
-    v.extend_from_slice(&version.to_be_bytes());
-    v.extend_from_slice(value);
-    v
-}
-
-pub(crate) fn decode_row(key: &[u8], raw: &[u8]) -> Result<Row> {
-    if raw.len() < 8 {
-        return Err(Error::InvalidData(format!("row {key:?} shorter than its version")));
-    }
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&raw[..8]);
-    Ok(Row { key: key.to_vec(), value: raw[8..].to_vec(), version: u64::from_be_bytes(v) })
-}
 
 fn live_row(version: mvcc::Version) -> Option<Row> {
     let mvcc::Version { key, ts, value } = version;
@@ -51,7 +34,7 @@ pub fn read(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead) -> Re
         ShardRead::Get { key } => {
             check_key(range, key)?;
             let raw = rocks.db().get_pinned_cf(cf, key).map_err(io)?;
-            raw.map(|raw| decode_row(key, &raw)).into_iter().collect()
+            raw.map(|raw| mvcc::decode_plain(key, &raw)).into_iter().collect()
         }
         ShardRead::MultiGet { keys } => {
             for key in keys {
@@ -61,7 +44,7 @@ pub fn read(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead) -> Re
             let mut rows = Vec::with_capacity(keys.len());
             for (key, raw) in keys.iter().zip(found) {
                 if let Some(raw) = raw.map_err(io)? {
-                    rows.push(decode_row(key, &raw)?);
+                    rows.push(mvcc::decode_plain(key, &raw)?);
                 }
             }
             Ok(rows)
@@ -166,7 +149,7 @@ fn scan(rocks: &Rocks, start: &[u8], end: &[u8], limit: u64, reverse: bool) -> R
             break;
         }
         let (key, raw) = item.map_err(io)?;
-        rows.push(decode_row(&key, &raw)?);
+        rows.push(mvcc::decode_plain(&key, &raw)?);
     }
     Ok(rows)
 }
@@ -179,57 +162,43 @@ fn check_key(range: &KeyRange, key: &[u8]) -> Result<()> {
     }
 }
 
-/// A key's state during apply: its live row as `(version, value)` (`None` when absent or
-/// deleted), and on a table shard the version of its newest stored version, a deletion included
-/// (a write at or below it is pushed above it).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Current {
-    row: Option<(u64, Vec<u8>)>,
-    newest: Option<u64>,
-}
-
-/// Keys written earlier in the same apply call, so later entries see them before the batch
-/// reaches RocksDB.
-pub(crate) type Overlay = HashMap<Vec<u8>, Current>;
-
-/// Applies the replicated command of log entry `index` into `batch`, or rejects it whole with a
-/// deterministic error (nothing added to `batch` or `overlay`). An `Error::Io` is not
-/// deterministic: the caller must crash rather than return it. After a `Gc` command the caller
-/// must write `batch` and clear `overlay` before applying more: the overlay holds the newest
-/// state of the keys written, and cannot express deleted older versions. A `Txn` command reads
-/// RocksDB alone: the caller writes `batch` before and after it.
+/// Applies the replicated command of log entry `index` into `pending`, or rejects it whole with
+/// a deterministic error (nothing added to `pending`). An `Error::Io` is not deterministic: the
+/// caller must crash rather than return it. Before a transaction command that scans ranges
+/// (`txn::scans`) and after a `Gc` command the caller must write what is pending: scans read
+/// RocksDB alone, and `Pending` cannot express the old versions a `Gc` deletes.
 pub(crate) fn apply(
     rocks: &Rocks,
-    batch: &mut WriteBatch,
-    overlay: &mut Overlay,
+    pending: &mut Pending,
     range: &KeyRange,
     command: &ShardCommand,
     index: u64,
     gc_threshold: Ts,
 ) -> Result<WriteOutcome> {
     match (command, range.is_versioned()) {
-        (ShardCommand::Plain(write), false) => apply_write(rocks, batch, overlay, range, write, Stamp::Index(index)),
-        (ShardCommand::Stamped { ts, write }, true) => {
-            apply_write(rocks, batch, overlay, range, write, Stamp::Commit(*ts))
-        }
+        (ShardCommand::Plain(write), false) => apply_write(rocks, pending, range, write, Stamp::Index(index)),
+        (ShardCommand::Stamped { ts, write }, true) => apply_write(rocks, pending, range, write, Stamp::Commit(*ts)),
         (ShardCommand::Gc { threshold, versions, records }, true) => {
-            let cf = rocks.cf(CF_DATA);
             for raw in versions {
                 let (key, _) = mvcc::split_version_key(raw)?;
                 check_key(range, key)?;
-                batch.delete_cf(cf, raw);
             }
             for key in records {
                 check_key(range, key)?;
-                if txn::expired_record(rocks, key, *threshold)? {
-                    batch.delete_cf(rocks.cf(CF_TXNS), key);
+            }
+            for raw in versions {
+                pending.delete_version(rocks, raw);
+            }
+            for key in records {
+                if txn::expired_record(rocks, pending, key, *threshold)? {
+                    pending.delete(rocks, CF_TXNS, key);
                 }
             }
             Ok(WriteOutcome::default())
         }
         (ShardCommand::Txn { ts, op }, true) => {
-            debug_assert!(overlay.is_empty(), "transaction commands apply with nothing unwritten");
-            txn::apply(rocks, batch, range, *ts, op, gc_threshold)
+            debug_assert!(!txn::scans(op) || pending.is_empty(), "scans apply with nothing unwritten");
+            txn::apply(rocks, pending, range, *ts, op, gc_threshold)
         }
         (command, _) => Err(Error::InvalidInput(format!(
             "{} command for a shard ranging {:?}..{:?}",
@@ -255,8 +224,7 @@ enum Stamp {
 
 fn apply_write(
     rocks: &Rocks,
-    batch: &mut WriteBatch,
-    overlay: &mut Overlay,
+    pending: &mut Pending,
     range: &KeyRange,
     write: &ShardWrite,
     stamp: Stamp,
@@ -281,14 +249,14 @@ fn apply_write(
     for op in &write.ops {
         if versioned {
             // A prepared transaction's key: nothing but its resolution may write it.
-            if let Some(lock) = txn::lock(rocks, op.key())? {
+            if let Some(lock) = txn::pending_lock(rocks, pending, op.key())? {
                 return Err(Error::Locked { key: op.key().to_vec(), txn: lock.txn, ts: lock.ts });
             }
         }
         let current = match latest.get(op.key()) {
             Some(&i) => staged[i].1.clone().map(|v| (provisional, v)),
             None => {
-                let current = current(rocks, overlay, op.key(), versioned)?;
+                let current = pending.row(rocks, op.key(), versioned)?;
                 newest = newest.max(current.newest);
                 current.row
             }
@@ -326,41 +294,15 @@ fn apply_write(
         Stamp::Index(index) => index,
         Stamp::Commit(ts) => ts.0.max(newest.map_or(0, |n: u64| n + 1)),
     };
-    let cf = rocks.cf(CF_DATA);
     for (key, new, existed) in staged {
-        if versioned {
+        if !versioned {
+            pending.put_plain(rocks, &key, version, new.as_deref());
+        } else if new.is_some() || existed {
             // Deleting a key that holds no row leaves no version behind.
-            if new.is_some() || existed {
-                mvcc::put(rocks, batch, &key, Ts(version), new.as_deref());
-                let row = new.map(|v| (version, v));
-                overlay.insert(key, Current { row, newest: Some(version) });
-            }
-        } else {
-            match &new {
-                Some(value) => batch.put_cf(cf, &key, encode_row(version, value)),
-                None => batch.delete_cf(cf, &key),
-            }
-            let row = new.map(|v| (version, v));
-            overlay.insert(key, Current { newest: row.as_ref().map(|(v, _)| *v), row });
+            pending.put_version(rocks, &key, Ts(version), new.as_deref());
         }
     }
     Ok(WriteOutcome { version, changed })
-}
-
-/// The key's state before this write: earlier writes of this apply call, then RocksDB.
-fn current(rocks: &Rocks, overlay: &Overlay, key: &[u8], versioned: bool) -> Result<Current> {
-    if let Some(c) = overlay.get(key) {
-        return Ok(c.clone());
-    }
-    if versioned {
-        return Ok(match mvcc::get_at(rocks, key, Ts::MAX)? {
-            Some(v) => Current { row: v.value.map(|value| (v.ts.0, value)), newest: Some(v.ts.0) },
-            None => Current::default(),
-        });
-    }
-    let raw = rocks.db().get_pinned_cf(rocks.cf(CF_DATA), key).map_err(io)?;
-    let row = raw.map(|raw| decode_row(key, &raw).map(|r| (r.version, r.value))).transpose()?;
-    Ok(Current { newest: row.as_ref().map(|(v, _)| *v), row })
 }
 
 fn check_expect(key: &[u8], expect: &Expect, current: Option<&(u64, Vec<u8>)>) -> Result<()> {
@@ -429,11 +371,11 @@ mod tests {
         ShardCommand::Stamped { ts: Ts(ts), write: ShardWrite::new(ops) }
     }
 
-    /// Applies `commands` as one apply call (one batch, one overlay), like consecutive entries.
+    /// Applies `commands` as one apply call (one pending batch), like consecutive entries.
     fn apply_all(rocks: &Rocks, range: &KeyRange, commands: &[ShardCommand]) -> Vec<Result<WriteOutcome>> {
-        let (mut batch, mut overlay) = (WriteBatch::default(), Overlay::new());
-        let out = commands.iter().map(|c| apply(rocks, &mut batch, &mut overlay, range, c, 1, Ts::MIN)).collect();
-        rocks.write(batch).unwrap();
+        let mut pending = Pending::new();
+        let out = commands.iter().map(|c| apply(rocks, &mut pending, range, c, 1, Ts::MIN)).collect();
+        rocks.write(pending.take()).unwrap();
         out
     }
 
@@ -463,7 +405,7 @@ mod tests {
         let out = apply_all(&rocks, &table, &[stamped(5, vec![put(a, "a2")])]);
         assert_eq!(out[0].as_ref().unwrap().version, 11);
         assert_eq!(get(&rocks, &table, a), Some((11, "a2".into())));
-        // Later entries of one apply call see the earlier ones (overlay), pushes included.
+        // Later entries of one apply call see the earlier ones (pending), pushes included.
         let del = WriteOp::Delete { key: a.to_vec() };
         let insert = WriteOp::PutIfAbsent { key: a.to_vec(), value: b"a3".to_vec() };
         let out = apply_all(&rocks, &table, &[stamped(20, vec![del]), stamped(20, vec![insert])]);
@@ -500,6 +442,56 @@ mod tests {
         apply_all(&rocks, &table, &[gc])[0].as_ref().unwrap();
         assert_eq!(stored(&rocks, &table), 2);
         assert_eq!(get(&rocks, &table, a), Some((40, "a4".into())));
+    }
+
+    #[test]
+    fn transaction_commands_of_one_apply_call_see_each_other() {
+        use raftable_common::{Decision, TxnId, TxnMeta, TxnOp, TxnWrite};
+        let (_dir, rocks) = open();
+        let table = KeyRange::new(vec![1], vec![2]);
+        let (a, b) = ([1u8, b'a'].to_vec(), [1u8, b'b'].to_vec());
+        let txn = |ts, op| ShardCommand::Txn { ts: Ts(ts), op };
+        let meta = TxnMeta { id: TxnId(7), anchor: 1, anchor_key: a.clone() };
+        let prepare = TxnOp::Prepare {
+            txn: meta.clone(),
+            anchor: true,
+            read_ts: Ts(5),
+            reads: Vec::new(),
+            writes: vec![TxnWrite::put(a.clone(), b"a1".to_vec())],
+        };
+        let one_phase = TxnOp::Commit {
+            txn: TxnId(8),
+            read_ts: Ts(5),
+            reads: Vec::new(),
+            writes: vec![TxnWrite::put(b.clone(), b"b1".to_vec())],
+        };
+        let end = TxnOp::End { txn: meta, decision: Decision::Commit(Ts(12)), keys: vec![a.clone()] };
+        let out = apply_all(
+            &rocks,
+            &table,
+            &[
+                txn(10, prepare.clone()),
+                // The lock placed just before blocks a write, and the same prepare again
+                // changes nothing.
+                stamped(11, vec![put(&a, "x")]),
+                txn(11, prepare),
+                // A one-phase commit, then the same command again: answered, not applied.
+                txn(11, one_phase.clone()),
+                txn(13, one_phase),
+                // The end of the prepared transaction turns its lock into a version.
+                txn(12, end),
+                stamped(12, vec![put(&b, "b2")]),
+            ],
+        );
+        assert!(matches!(out[1], Err(Error::Locked { .. })), "{:?}", out[1]);
+        assert_eq!(out[2].as_ref().unwrap().changed, vec![false]);
+        assert_eq!(out[3].as_ref().unwrap().version, 11);
+        assert_eq!(out[4].as_ref().unwrap().version, 11, "answered from the record");
+        assert_eq!(out[5].as_ref().unwrap().changed, vec![true]);
+        assert_eq!(out[6].as_ref().unwrap().version, 12, "above b1 at 11");
+        assert_eq!(get(&rocks, &table, &a), Some((12, "a1".into())));
+        assert_eq!(get(&rocks, &table, &b), Some((12, "b2".into())));
+        assert!(txn::pending_lock(&rocks, &Pending::new(), &a).unwrap().is_none(), "no lock left");
     }
 
     #[test]

@@ -24,8 +24,9 @@ use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, CF_DATA, CF_LOCKS, CF_RAFT_STATE, CF_TXNS};
+use crate::pending::Pending;
 use crate::rocks::{fatal, io, Coverage, Rocks};
-use crate::shard::{self, Overlay};
+use crate::shard;
 use crate::txn;
 use crate::types::{Entry, NodeInfo, TypeConfig, WriteResult};
 
@@ -97,24 +98,26 @@ impl StateMachine {
         self.range.end_or_max().to_vec()
     }
 
-    /// Writes `batch` (what an apply call applied up to `applied`, plus the membership if it
-    /// changed) and starts a fresh overlay: later entries then read RocksDB as every replica
-    /// sees it, however entries were grouped into apply calls.
+    /// Writes what an apply call applied up to `applied` (plus the membership if it changed)
+    /// as one batch, so later entries read RocksDB as every replica sees it, however entries
+    /// were grouped into apply calls; then drops the locks counted as `released`.
     fn flush(
         &self,
-        batch: &mut WriteBatch,
-        overlay: &mut Overlay,
+        pending: &mut Pending,
+        released: &mut i64,
         applied: Option<LogId<u64>>,
         membership: bool,
     ) -> StorageResult<()> {
-        self.state_put(batch, keys::APPLIED, &applied)?;
+        self.state_put(pending.batch(), keys::APPLIED, &applied)?;
         if membership {
-            self.state_put(batch, keys::MEMBERSHIP, &self.membership)?;
+            self.state_put(pending.batch(), keys::MEMBERSHIP, &self.membership)?;
         }
-        if let Err(e) = self.rocks.write(std::mem::take(batch)) {
+        if let Err(e) = self.rocks.write(pending.take()) {
             fatal(&format!("writing applied entries of group {} failed: {e}", self.group));
         }
-        overlay.clear();
+        // Locks are counted before they are written and dropped after (`Coverage::locks`:
+        // reads skip the lock check while it is 0).
+        self.coverage.locks.fetch_add(std::mem::take(released), SeqCst);
         Ok(())
     }
 
@@ -154,8 +157,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let mut batch = WriteBatch::default();
-        let mut overlay = Overlay::new();
+        // One batch for the whole call (`Pending`), written early only where an entry must
+        // read RocksDB as every replica sees it.
+        let mut pending = Pending::new();
+        let mut released = 0;
         let mut results = Vec::new();
         let mut membership_changed = false;
         for entry in entries {
@@ -165,13 +170,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Ok(Default::default()),
                 EntryPayload::Normal(command) => {
                     let index = entry.log_id.index;
-                    if matches!(command, ShardCommand::Txn { .. }) {
-                        // It reads RocksDB alone: write what this call applied so far first.
-                        self.flush(&mut batch, &mut overlay, before, membership_changed)?;
+                    let scans = matches!(&command, ShardCommand::Txn { op, .. } if txn::scans(op));
+                    if scans && !pending.is_empty() {
+                        // Its scans read RocksDB alone: write what this call applied so far.
+                        self.flush(&mut pending, &mut released, before, membership_changed)?;
                     }
                     let threshold = Ts(self.coverage.gc_threshold.load(SeqCst));
-                    let result =
-                        shard::apply(&self.rocks, &mut batch, &mut overlay, &self.range, &command, index, threshold);
+                    let result = shard::apply(&self.rocks, &mut pending, &self.range, &command, index, threshold);
                     match (&command, result) {
                         (_, Err(e)) if !e.is_deterministic() => {
                             fatal(&format!("apply of group {} index {index} failed: {e}", self.group))
@@ -179,26 +184,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         (ShardCommand::Gc { threshold, .. }, Ok(outcome)) => {
                             // Reads below the threshold are refused before its versions go.
                             let before = self.coverage.gc_threshold.fetch_max(threshold.0, SeqCst);
-                            self.state_put(&mut batch, keys::GC_THRESHOLD, &Ts(before.max(threshold.0)))?;
-                            // The overlay cannot express deletions of old versions: write what
-                            // this call applied so far (with the applied id, as one batch), so
-                            // later entries read RocksDB as every replica sees it, however its
-                            // entries were grouped into apply calls.
-                            self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
+                            self.state_put(pending.batch(), keys::GC_THRESHOLD, &Ts(before.max(threshold.0)))?;
+                            // `Pending` cannot express deletions of old versions: write what
+                            // this call applied so far (with the applied id, as one batch).
+                            self.flush(&mut pending, &mut released, self.applied, membership_changed)?;
                             Ok(outcome)
                         }
-                        (ShardCommand::Txn { op, .. }, result) => {
-                            // New locks are counted before they are written, dropped ones after
-                            // (`Coverage::locks`: reads skip the lock check while it is 0).
-                            let delta = result.as_ref().map_or(0, |outcome| txn::lock_delta(op, outcome));
-                            if delta > 0 {
-                                self.coverage.locks.fetch_add(delta, SeqCst);
+                        (ShardCommand::Txn { op, .. }, Ok(outcome)) => {
+                            match txn::lock_delta(op, &outcome) {
+                                placed if placed > 0 => {
+                                    self.coverage.locks.fetch_add(placed, SeqCst);
+                                }
+                                dropped => released += dropped,
                             }
-                            self.flush(&mut batch, &mut overlay, self.applied, membership_changed)?;
-                            if delta < 0 {
-                                self.coverage.locks.fetch_add(delta, SeqCst);
-                            }
-                            result
+                            Ok(outcome)
                         }
                         (_, result) => result,
                     }
@@ -211,13 +210,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             results.push(result);
         }
-        self.state_put(&mut batch, keys::APPLIED, &self.applied)?;
-        if membership_changed {
-            self.state_put(&mut batch, keys::MEMBERSHIP, &self.membership)?;
-        }
-        if let Err(e) = self.rocks.write(batch) {
-            fatal(&format!("writing applied entries of group {} failed: {e}", self.group));
-        }
+        self.flush(&mut pending, &mut released, self.applied, membership_changed)?;
         self.coverage.raise(self.applied.map(|l| l.index).unwrap_or(0));
         Ok(results)
     }

@@ -8,8 +8,9 @@
 //! other read of the key, and every write to it, waits until the lock is resolved (reads and
 //! writes fail with `Error::Locked`; the caller settles the lock and retries).
 //!
-//! [`apply`] reads RocksDB directly: the state machine writes what an apply call applied before
-//! and after each transaction command, so no earlier entry's effect sits in an unwritten batch.
+//! [`apply`] reads point entries through `Pending` (earlier entries of the same apply call
+//! first) and scans RocksDB directly: the state machine writes what is pending before a command
+//! that scans ([`scans`]).
 
 use std::collections::HashSet;
 
@@ -17,11 +18,11 @@ use raftable_common::{
     Decision, Error, KeyRange, Result, Span, Ts, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite, WriteOutcome,
     RESOLVE_ALL_MAX,
 };
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{CF_LOCKS, CF_TXNS};
 use crate::mvcc;
+use crate::pending::Pending;
 use crate::rocks::{io, Rocks};
 
 /// A prepared transaction's lock on one key.
@@ -47,10 +48,15 @@ fn record_key(txn: &TxnMeta) -> Vec<u8> {
     k
 }
 
-/// The lock on `key`, if any.
-pub(crate) fn lock(rocks: &Rocks, key: &[u8]) -> Result<Option<Lock>> {
+/// The lock on `key`, if any, as stored (for reads, outside apply).
+fn lock(rocks: &Rocks, key: &[u8]) -> Result<Option<Lock>> {
     let raw = rocks.db().get_pinned_cf(rocks.cf(CF_LOCKS), key).map_err(io)?;
     raw.map(|raw| bincode::deserialize(&raw).map_err(Error::from)).transpose()
+}
+
+/// The lock on `key`, if any, as the entry being applied sees it.
+pub(crate) fn pending_lock(rocks: &Rocks, pending: &Pending, key: &[u8]) -> Result<Option<Lock>> {
+    pending.get(rocks, CF_LOCKS, key)
 }
 
 /// The first lock in `[start, end)` (an empty `end`: unbounded) that `blocks` says matters.
@@ -138,13 +144,8 @@ fn show(key: &[u8]) -> String {
 }
 
 /// The record of `txn`, if any.
-pub(crate) fn record(rocks: &Rocks, txn: &TxnMeta) -> Result<Option<TxnStatus>> {
-    record_at(rocks, &record_key(txn))
-}
-
-fn record_at(rocks: &Rocks, key: &[u8]) -> Result<Option<TxnStatus>> {
-    let raw = rocks.db().get_pinned_cf(rocks.cf(CF_TXNS), key).map_err(io)?;
-    raw.map(|raw| bincode::deserialize(&raw).map_err(Error::from)).transpose()
+fn record(rocks: &Rocks, pending: &Pending, txn: &TxnMeta) -> Result<Option<TxnStatus>> {
+    pending.get(rocks, CF_TXNS, &record_key(txn))
 }
 
 /// Where a one-phase commit's record lives: keyed like a transaction record, anchored at its
@@ -159,8 +160,9 @@ pub const APPLIED_MARGIN_MS: u64 = 60_000;
 
 /// Whether a record at `key` is a one-phase commit's applied before `threshold` less
 /// [`APPLIED_MARGIN_MS`]: nobody sends that command again, so the record may go.
-pub(crate) fn expired_record(rocks: &Rocks, key: &[u8], threshold: Ts) -> Result<bool> {
-    Ok(matches!(record_at(rocks, key)?, Some(TxnStatus::Applied(c)) if expired(c, threshold)))
+pub(crate) fn expired_record(rocks: &Rocks, pending: &Pending, key: &[u8], threshold: Ts) -> Result<bool> {
+    let record = pending.get(rocks, CF_TXNS, key)?;
+    Ok(matches!(record, Some(TxnStatus::Applied(c)) if expired(c, threshold)))
 }
 
 fn expired(applied: Ts, threshold: Ts) -> bool {
@@ -186,17 +188,26 @@ pub fn expired_records(rocks: &Rocks, start: &[u8], end: &[u8], threshold: Ts, m
     Ok(found)
 }
 
-fn put_record(rocks: &Rocks, batch: &mut WriteBatch, txn: &TxnMeta, status: TxnStatus) -> Result<()> {
-    batch.put_cf(rocks.cf(CF_TXNS), record_key(txn), bincode::serialize(&status)?);
-    Ok(())
+fn put_record(rocks: &Rocks, pending: &mut Pending, txn: &TxnMeta, status: TxnStatus) -> Result<()> {
+    pending.put(rocks, CF_TXNS, &record_key(txn), &status)
+}
+
+/// Whether applying `op` scans ranges of RocksDB (validating reads, finding a transaction's
+/// locks): the state machine writes what is pending first.
+pub(crate) fn scans(op: &TxnOp) -> bool {
+    match op {
+        TxnOp::Commit { reads, .. } | TxnOp::Prepare { reads, .. } => !reads.is_empty(),
+        TxnOp::ResolveAll { .. } => true,
+        TxnOp::End { .. } | TxnOp::Resolve { .. } | TxnOp::Forget { .. } => false,
+    }
 }
 
 /// Applies transaction command `op`, stamped `ts` by the leader, to the shard owning `range`, or
-/// rejects it whole with a deterministic error (nothing added to `batch`). `gc_threshold` is the
+/// rejects it whole with a deterministic error (nothing added to `pending`). `gc_threshold` is the
 /// shard's: a validation from below it could miss collected versions.
 pub(crate) fn apply(
     rocks: &Rocks,
-    batch: &mut WriteBatch,
+    pending: &mut Pending,
     range: &KeyRange,
     ts: Ts,
     op: &TxnOp,
@@ -210,22 +221,22 @@ pub(crate) fn apply(
             // Sent again: answered from the record of its first application.
             let once = writes.first().map(|w| applied_key(&w.key, *txn));
             if let Some(key) = &once {
-                if let Some(TxnStatus::Applied(c)) = record_at(rocks, key)? {
+                if let Some(TxnStatus::Applied(c)) = pending.get(rocks, CF_TXNS, key)? {
                     return Ok(WriteOutcome { version: c.0, changed: vec![false; writes.len()] });
                 }
             }
             check_reads(range, *read_ts, reads, gc_threshold)?;
             validate(rocks, None, *read_ts, reads, Ts::MAX)?;
             for w in writes {
-                if let Some(lock) = lock(rocks, &w.key)? {
+                if let Some(lock) = pending_lock(rocks, pending, &w.key)? {
                     return Err(lock.conflict(&w.key));
                 }
             }
-            check_inserts(rocks, writes)?;
+            check_inserts(rocks, pending, writes)?;
             let outcome =
-                write_versions(rocks, batch, ts, writes.iter().map(|w| (w.key.as_slice(), w.value.as_deref())))?;
+                write_versions(rocks, pending, ts, writes.iter().map(|w| (w.key.as_slice(), w.value.as_deref())))?;
             if let Some(key) = once {
-                batch.put_cf(rocks.cf(CF_TXNS), key, bincode::serialize(&TxnStatus::Applied(Ts(outcome.version)))?);
+                pending.put(rocks, CF_TXNS, &key, &TxnStatus::Applied(Ts(outcome.version)))?;
             }
             Ok(outcome)
         }
@@ -234,7 +245,7 @@ pub(crate) fn apply(
             check_reads(range, *read_ts, reads, gc_threshold)?;
             let create_record = if *anchor {
                 check_in(range, &txn.anchor_key)?;
-                match record(rocks, txn)? {
+                match record(rocks, pending, txn)? {
                     None => true,
                     Some(TxnStatus::Pending { .. }) => false,
                     Some(TxnStatus::Aborted | TxnStatus::Committed(_) | TxnStatus::Applied(_)) => {
@@ -245,16 +256,16 @@ pub(crate) fn apply(
                 false
             };
             validate(rocks, Some(txn.id), *read_ts, reads, Ts::MAX)?;
-            check_inserts(rocks, writes)?;
-            let changed = prepare_writes(rocks, batch, txn, ts, writes)?;
+            check_inserts(rocks, pending, writes)?;
+            let changed = prepare_writes(rocks, pending, txn, ts, writes)?;
             if create_record {
-                put_record(rocks, batch, txn, TxnStatus::Pending { since: ts })?;
+                put_record(rocks, pending, txn, TxnStatus::Pending { since: ts })?;
             }
             Ok(WriteOutcome { version: ts.0, changed })
         }
         TxnOp::End { txn, decision, keys } => {
             check_in(range, &txn.anchor_key)?;
-            let status = match (record(rocks, txn)?, decision) {
+            let status = match (record(rocks, pending, txn)?, decision) {
                 (Some(TxnStatus::Pending { .. }), Decision::Commit(c)) => TxnStatus::Committed(*c),
                 (Some(TxnStatus::Committed(c) | TxnStatus::Applied(c)), _) => TxnStatus::Committed(c),
                 (None | Some(TxnStatus::Aborted), Decision::Commit(_)) => {
@@ -262,31 +273,31 @@ pub(crate) fn apply(
                 }
                 (_, Decision::Abort) => TxnStatus::Aborted,
             };
-            put_record(rocks, batch, txn, status)?;
+            put_record(rocks, pending, txn, status)?;
             let commit = match status {
                 TxnStatus::Committed(c) => Some(c),
                 _ => None,
             };
-            let changed = resolve(rocks, batch, txn.id, commit, keys)?;
+            let changed = resolve(rocks, pending, txn.id, commit, keys)?;
             Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
         }
         TxnOp::Resolve { txn, commit, keys } => {
-            let changed = resolve(rocks, batch, *txn, *commit, keys)?;
+            let changed = resolve(rocks, pending, *txn, *commit, keys)?;
             Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
         }
         TxnOp::ResolveAll { txn, commit } => {
             let keys = locked_by(rocks, range, *txn, RESOLVE_ALL_MAX)?;
-            let changed = resolve(rocks, batch, *txn, *commit, &keys)?;
+            let changed = resolve(rocks, pending, *txn, *commit, &keys)?;
             Ok(WriteOutcome { version: commit.map_or(0, |c| c.0), changed })
         }
         TxnOp::Forget { txn } => {
             check_in(range, &txn.anchor_key)?;
             let decided = matches!(
-                record(rocks, txn)?,
+                record(rocks, pending, txn)?,
                 Some(TxnStatus::Committed(_) | TxnStatus::Aborted | TxnStatus::Applied(_))
             );
             if decided {
-                batch.delete_cf(rocks.cf(CF_TXNS), record_key(txn));
+                pending.delete(rocks, CF_TXNS, &record_key(txn));
             }
             Ok(WriteOutcome { version: 0, changed: vec![decided] })
         }
@@ -317,9 +328,9 @@ fn check_reads(range: &KeyRange, read_ts: Ts, reads: &[Span], gc_threshold: Ts) 
 }
 
 /// Fails with `Error::DuplicateKey` if a write that must insert finds a live row.
-fn check_inserts(rocks: &Rocks, writes: &[TxnWrite]) -> Result<()> {
+fn check_inserts(rocks: &Rocks, pending: &Pending, writes: &[TxnWrite]) -> Result<()> {
     for w in writes.iter().filter(|w| w.insert) {
-        if mvcc::get_at(rocks, &w.key, Ts::MAX)?.is_some_and(|v| v.value.is_some()) {
+        if pending.row(rocks, &w.key, true)?.row.is_some() {
             return Err(Error::DuplicateKey { key: w.key.clone() });
         }
     }
@@ -328,24 +339,23 @@ fn check_inserts(rocks: &Rocks, writes: &[TxnWrite]) -> Result<()> {
 
 /// Locks each written key for `txn` (a key it locked already stays as it is: a prepare sent
 /// again changes nothing); another transaction's lock fails the whole command, before anything
-/// is added to `batch`.
+/// is added to `pending`.
 /// Returns per write whether it placed a new lock.
 fn prepare_writes(
     rocks: &Rocks,
-    batch: &mut WriteBatch,
+    pending: &mut Pending,
     txn: &TxnMeta,
     ts: Ts,
     writes: &[TxnWrite],
 ) -> Result<Vec<bool>> {
     let mut new = Vec::with_capacity(writes.len());
     for w in writes {
-        match lock(rocks, &w.key)? {
+        match pending_lock(rocks, pending, &w.key)? {
             Some(lock) if lock.txn.id == txn.id => new.push(false),
             Some(lock) => return Err(lock.conflict(&w.key)),
             None => new.push(true),
         }
     }
-    let cf = rocks.cf(CF_LOCKS);
     let mut placed = HashSet::new();
     let mut changed = Vec::with_capacity(writes.len());
     for (w, new) in writes.iter().zip(new) {
@@ -353,7 +363,7 @@ fn prepare_writes(
         let place = new && placed.insert(w.key.as_slice());
         if place {
             let lock = Lock { txn: txn.clone(), ts, value: w.value.as_ref().map(|v| v.to_vec()) };
-            batch.put_cf(cf, &w.key, bincode::serialize(&lock)?);
+            pending.put(rocks, CF_LOCKS, &w.key, &lock)?;
         }
         changed.push(place);
     }
@@ -374,7 +384,7 @@ pub(crate) fn lock_delta(op: &TxnOp, outcome: &WriteOutcome) -> i64 {
 /// whether it held a lock of `txn`.
 fn resolve(
     rocks: &Rocks,
-    batch: &mut WriteBatch,
+    pending: &mut Pending,
     txn: TxnId,
     commit: Option<Ts>,
     keys: &[Vec<u8>],
@@ -383,20 +393,20 @@ fn resolve(
     let mut seen = HashSet::with_capacity(keys.len());
     let mut committed = Vec::new();
     for key in keys {
-        let ours = match lock(rocks, key)? {
+        let ours = match pending_lock(rocks, pending, key)? {
             Some(lock) if lock.txn.id == txn && seen.insert(key.as_slice()) => Some(lock),
             _ => None,
         };
         changed.push(ours.is_some());
         if let Some(lock) = ours {
-            batch.delete_cf(rocks.cf(CF_LOCKS), key);
+            pending.delete(rocks, CF_LOCKS, key);
             if commit.is_some() {
                 committed.push((key.as_slice(), lock.value));
             }
         }
     }
     if let Some(c) = commit {
-        write_versions(rocks, batch, c, committed.iter().map(|(k, v)| (*k, v.as_deref())))?;
+        write_versions(rocks, pending, c, committed.iter().map(|(k, v)| (*k, v.as_deref())))?;
     }
     Ok(changed)
 }
@@ -407,24 +417,24 @@ fn resolve(
 /// and, per write, whether it changed a row.
 fn write_versions<'a>(
     rocks: &Rocks,
-    batch: &mut WriteBatch,
+    pending: &mut Pending,
     ts: Ts,
     writes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
 ) -> Result<WriteOutcome> {
     let mut staged = Vec::new();
     let mut version = ts;
     for (key, value) in writes {
-        let current = mvcc::get_at(rocks, key, Ts::MAX)?;
-        if let Some(v) = &current {
-            version = version.max(v.ts.next());
+        let current = pending.row(rocks, key, true)?;
+        if let Some(newest) = current.newest {
+            version = version.max(Ts(newest).next());
         }
-        let existed = current.is_some_and(|v| v.value.is_some());
+        let existed = current.row.is_some();
         staged.push((key, value, existed));
     }
     let mut changed = Vec::with_capacity(staged.len());
     for (key, value, existed) in staged {
         if value.is_some() || existed {
-            mvcc::put(rocks, batch, key, version, value);
+            pending.put_version(rocks, key, version, value);
         }
         changed.push(value.is_some() || existed);
     }
@@ -656,10 +666,10 @@ mod tests {
         let late = Ts::new(applied + APPLIED_MARGIN_MS + 1, 0);
         let records = expired_records(rocks, &range.start, &range.end, late, 10).unwrap();
         assert_eq!(records.len(), 1);
-        let mut batch = WriteBatch::default();
+        let mut pending = Pending::new();
         let gc = ShardCommand::Gc { threshold: late, versions: Vec::new(), records };
-        crate::shard::apply(rocks, &mut batch, &mut Default::default(), &range, &gc, 1, Ts::MIN).unwrap();
-        rocks.write(batch).unwrap();
+        crate::shard::apply(rocks, &mut pending, &range, &gc, 1, Ts::MIN).unwrap();
+        rocks.write(pending.take()).unwrap();
         assert!(expired_records(rocks, &range.start, &range.end, late, 10).unwrap().is_empty());
         // Without its record the same command is judged anew (by then nobody sends it): its
         // read of `g` is stale now, which is what a lost reply's retry would have been told.
