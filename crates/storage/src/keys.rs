@@ -19,14 +19,17 @@ pub const COMMITTED: u8 = b'c';
 pub const PURGED: u8 = b'p';
 pub const APPLIED: u8 = b'a';
 pub const MEMBERSHIP: u8 = b'm';
+/// The group's current snapshot: its metadata and file name (`snapshot.rs`).
 pub const SNAPSHOT: u8 = b's';
+/// Present while the current snapshot is being installed: after a crash, the install is redone.
+pub const INSTALLING: u8 = b'i';
 pub const RANGE: u8 = b'r';
 /// Table shards: the garbage-collection threshold (a `Ts`, bincode).
 pub const GC_THRESHOLD: u8 = b'g';
 
 /// Node-level tag of the on-disk format stamp, and this build's format.
 pub const FORMAT: u8 = b'F';
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 
 /// A pseudo group for node-level records (identity, address book), never a Raft group.
 pub const NODE_GROUP: u64 = u64::MAX;

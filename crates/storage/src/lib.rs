@@ -16,6 +16,7 @@ pub mod mvcc;
 mod pending;
 mod rocks;
 mod shard;
+mod snapshot;
 mod state_machine;
 mod txn;
 mod types;

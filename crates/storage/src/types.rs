@@ -1,8 +1,6 @@
 //! The openraft type configuration shared by the storage and cluster layers. It lives here
 //! because the storage traits are implemented for it; `cluster` only uses it.
 
-use std::io::Cursor;
-
 use raftable_common::{Error, ShardCommand, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +26,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// A Raft log entry.

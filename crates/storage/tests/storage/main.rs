@@ -108,10 +108,20 @@ async fn reads_below_the_gc_threshold_are_refused() {
 async fn apply_does_not_depend_on_how_entries_are_grouped() {
     use openraft::storage::RaftStateMachine;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-    use raftable_common::{Expect, ShardCommand, ShardWrite, Ts, WriteOp};
+    use raftable_common::{
+        Decision, Expect, ShardCommand, ShardWrite, Span, Ts, TxnId, TxnMeta, TxnOp, TxnWrite, WriteOp,
+    };
 
     let range = KeyRange::new(vec![1], vec![2]);
     let key = vec![1, 5];
+    let (locked, other) = (vec![1, 6], vec![1, 7]);
+    let prepared = TxnMeta { id: TxnId(9), anchor: 7, anchor_key: locked.clone() };
+    let one_phase = TxnOp::Commit {
+        txn: TxnId(10),
+        read_ts: Ts(45),
+        reads: vec![Span::point(&key)],
+        writes: vec![TxnWrite::put(other.clone(), b"o".to_vec())],
+    };
     let stamped = |ts, op: WriteOp| ShardCommand::Stamped { ts: Ts(ts), write: ShardWrite::new(vec![op]) };
     let put = |v: &[u8]| WriteOp::Put { key: key.clone(), value: v.to_vec() };
     let cas = |version, v: &[u8]| WriteOp::CompareAndPut {
@@ -126,6 +136,25 @@ async fn apply_does_not_depend_on_how_entries_are_grouped() {
         ShardCommand::Gc { threshold: Ts(25), versions: vec![old_version], records: Vec::new() },
         stamped(30, cas(20, b"3")),
         stamped(40, cas(30, b"4")),
+        // Transaction commands read what earlier entries of the call left pending, or (read
+        // spans) RocksDB after it is written.
+        ShardCommand::Txn {
+            ts: Ts(50),
+            op: TxnOp::Prepare {
+                txn: prepared.clone(),
+                anchor: true,
+                read_ts: Ts(45),
+                reads: Vec::new(),
+                writes: vec![TxnWrite::put(locked.clone(), b"l".to_vec())],
+            },
+        },
+        ShardCommand::Txn { ts: Ts(55), op: one_phase.clone() },
+        ShardCommand::Txn { ts: Ts(56), op: one_phase },
+        ShardCommand::Txn {
+            ts: Ts(60),
+            op: TxnOp::End { txn: prepared, decision: Decision::Commit(Ts(60)), keys: vec![locked.clone()] },
+        },
+        stamped(61, put(b"5")),
     ];
     let entries = || {
         commands.iter().enumerate().map(|(i, c)| Entry::<TypeConfig> {
