@@ -63,6 +63,8 @@ pub struct NetFaults {
     pub drop_to: HashSet<NodeId>,
     /// Extra latency before each message to these peers.
     pub delay_to: HashMap<NodeId, Duration>,
+    /// Extra latency before each snapshot chunk sent.
+    pub snapshot_delay: Duration,
 }
 
 impl Peers {
@@ -200,7 +202,11 @@ impl GroupClient {
             match kind {
                 Kind::Vote => client.vote(msg).await,
                 Kind::Append => client.append(msg).await,
-                Kind::Snapshot => client.install_snapshot(msg).await,
+                Kind::Snapshot => {
+                    let delay = self.peers.faults.read().expect("faults lock").snapshot_delay;
+                    tokio::time::sleep(delay).await;
+                    client.install_snapshot(msg).await
+                }
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {

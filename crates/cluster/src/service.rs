@@ -97,7 +97,7 @@ impl Raft for RaftService {
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> std::result::Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let group = self.group(m.group).await.map_err(to_status)?;
-        reply(m.group, &group.raft.install_snapshot(decode(&m.payload).map_err(to_status)?).await)
+        reply(m.group, &group.receive_snapshot_chunk(decode(&m.payload).map_err(to_status)?).await)
     }
 }
 
@@ -263,6 +263,7 @@ impl Meta for MetaService {
         let faults = NetFaults {
             drop_to: req.drop_to.into_iter().collect(),
             delay_to: req.delay_to_ms.into_iter().map(|(id, ms)| (id, Duration::from_millis(ms))).collect(),
+            snapshot_delay: Duration::from_millis(req.snapshot_delay_ms),
         };
         tracing::warn!(
             ?faults,
