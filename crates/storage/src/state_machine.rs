@@ -199,12 +199,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // The file is written here, while apply cannot run (we hold &mut self), so rows, applied
         // id and membership are one consistent cut. Apply waits for it (a sequential write of
-        // the range: about a second per few hundred MB); memory stays bounded.
+        // the range: about a second per few hundred MB); memory stays bounded. On a
+        // multi-threaded runtime the other tasks of this worker thread move to another one
+        // meanwhile (`block_in_place`), so other groups' heartbeats do not wait for it.
         let (term, index) = log_position(self.applied);
         let name = snapshot::file_name(self.group, term, index);
         let building = snapshot::dir(&self.rocks).join(format!("{name}.building"));
         let threshold = Ts(self.coverage.gc_threshold.load(SeqCst));
-        if let Err(e) = snapshot::write(&self.rocks, &self.range, threshold, &building) {
+        let write = || snapshot::write(&self.rocks, &self.range, threshold, &building);
+        let written = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(write),
+            _ => write(),
+        };
+        if let Err(e) = written {
             fatal(&format!("writing a snapshot of group {} failed: {e}", self.group));
         }
         SnapshotBuilder {
