@@ -288,13 +288,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // row changes.
             let _snapshot = self.coverage.snapshot.lock().await;
             let previous = stored_snapshot(&self.rocks, self.group).map_err(|e| sm_read_err(&e))?;
-            let mut batch = WriteBatch::default();
-            self.state_put(&mut batch, keys::SNAPSHOT, &(meta, &name))?;
-            self.state_put(&mut batch, keys::INSTALLING, &())?;
-            self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
-            if let Some((_, old)) = previous.filter(|(_, old)| *old != name) {
-                let _ = std::fs::remove_file(dir.join(old));
-            }
+            make_current(&self.rocks, self.group, meta, &name, previous, true).await.map_err(|e| sm_write_err(&e))?;
         }
         // Locks counted before they appear, and no lower until the old ones are gone.
         self.coverage.locks.fetch_max(summary.locks as i64, SeqCst);
@@ -351,13 +345,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let path = dir.join(&self.name);
             std::fs::rename(&self.building, &path).map_err(|e| sm_write_err(&e))?;
             snapshot::sync(&dir).map_err(|e| sm_write_err(&e))?;
-            let mut batch = WriteBatch::default();
-            put_state(&self.rocks, &mut batch, self.group, keys::SNAPSHOT, &(&meta, &self.name))
+            make_current(&self.rocks, self.group, &meta, &self.name, previous, false)
+                .await
                 .map_err(|e| sm_write_err(&e))?;
-            self.rocks.write_durable(batch).await.map_err(|e| sm_write_err(&e))?;
-            if let Some((_, old)) = previous.filter(|(_, old)| *old != self.name) {
-                let _ = std::fs::remove_file(dir.join(old));
-            }
             path
         } else {
             self.building.clone()
@@ -402,6 +392,28 @@ async fn load(rocks: &Arc<Rocks>, group: u64, range: &KeyRange, meta: &Meta, pat
     batch.delete_cf(rocks.cf(CF_RAFT_STATE), keys::state_key(group, keys::INSTALLING));
     rocks.write_durable(batch).await?;
     Ok(summary)
+}
+
+/// Records the file `name` (in the snapshot directory) as the group's current snapshot, durably,
+/// with the install mark if `installing`, then deletes the file of the `previous` one.
+async fn make_current(
+    rocks: &Rocks,
+    group: u64,
+    meta: &Meta,
+    name: &str,
+    previous: Option<(Meta, String)>,
+    installing: bool,
+) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    put_state(rocks, &mut batch, group, keys::SNAPSHOT, &(meta, name))?;
+    if installing {
+        put_state(rocks, &mut batch, group, keys::INSTALLING, &())?;
+    }
+    rocks.write_durable(batch).await?;
+    if let Some((_, old)) = previous.filter(|(_, old)| old != name) {
+        let _ = std::fs::remove_file(snapshot::dir(rocks).join(old));
+    }
+    Ok(())
 }
 
 fn put_state(rocks: &Rocks, batch: &mut WriteBatch, group: u64, tag: u8, value: &impl Serialize) -> Result<()> {
