@@ -21,10 +21,11 @@
 //! commands one after another (the first on the anchor creates the record, each validates its
 //! share of the reads and locks its share of the writes), validates and resolves in chunks
 //! too, and a one-shard commit that does not fit one command goes two-phase. So no Raft entry
-//! outgrows what an AppendEntries carries in time, whatever the statement's size; the writes
-//! are still buffered in the gateway's memory.
+//! outgrows what an AppendEntries carries in time, whatever the statement's size. The writes
+//! wait in a [`Buffer`] that spills to temporary files past its memory budget, and the commit
+//! streams them from there, so neither side holds a big transaction whole.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,7 @@ use raftable_common::{
     Decision, Error, NodeId, Result, Row, ShardClient, ShardId, ShardRead, Span, Ts, TxnId, TxnMeta, TxnOp, TxnWrite,
 };
 
+use crate::buffer::{Buffer, Entry, Mark, Merge, SPILL_BYTES};
 use crate::settle::{briefly_unlocked, pause, until_unlocked};
 
 /// Most bytes of keys, values and read spans in one transaction command (one Raft entry):
@@ -50,21 +52,23 @@ pub struct Coordinator {
     node: NodeId,
     seq: AtomicU64,
     chunk: usize,
+    spill: usize,
 }
 
 impl Coordinator {
     pub fn new(client: Arc<dyn ShardClient>, node: NodeId) -> Arc<Self> {
-        Self::with_chunks(client, node, CHUNK_BYTES)
+        Self::with_limits(client, node, CHUNK_BYTES, SPILL_BYTES)
     }
 
-    /// A coordinator whose commands carry at most `chunk` bytes (tests use small ones).
-    pub fn with_chunks(client: Arc<dyn ShardClient>, node: NodeId, chunk: usize) -> Arc<Self> {
+    /// A coordinator whose commands carry at most `chunk` bytes, and whose transactions keep
+    /// at most about `spill` bytes of writes in memory (tests use small ones).
+    pub fn with_limits(client: Arc<dyn ShardClient>, node: NodeId, chunk: usize, spill: usize) -> Arc<Self> {
         // Ids stay unique across restarts of the node: the sequence starts at the clock.
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        Arc::new(Self { client, node, seq: AtomicU64::new(micros), chunk: chunk.max(1) })
+        Arc::new(Self { client, node, seq: AtomicU64::new(micros), chunk: chunk.max(1), spill })
     }
 
     pub fn begin(self: &Arc<Self>) -> Txn {
@@ -73,23 +77,17 @@ impl Coordinator {
             coordinator: self.clone(),
             id: TxnId((u128::from(self.node) << 64) | u128::from(seq)),
             read_ts: tokio::sync::OnceCell::new(),
-            state: Mutex::default(),
+            state: Mutex::new(State::new(self.spill)),
         }
     }
 }
 
-/// A transaction's buffered writes: per shard, per key, the new value or a deletion.
-type Writes = BTreeMap<ShardId, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
-
 /// What a transaction read, per shard.
 type Reads = BTreeMap<ShardId, Vec<Span>>;
 
-/// The written keys that must hold no row when the commit applies (`Txn::insert`), per shard.
-type Inserts = BTreeMap<ShardId, BTreeSet<Vec<u8>>>;
-
 /// A point to roll a transaction's writes back to (`SAVEPOINT`).
 #[derive(Debug, Clone)]
-pub struct Savepoint(Writes, Inserts);
+pub struct Savepoint(Mark);
 
 /// One transaction (see the module docs). Shared by the reads of one statement (a query's scan
 /// partitions run concurrently): its state sits behind a lock never held across an await.
@@ -100,11 +98,15 @@ pub struct Txn {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
-    writes: Writes,
-    inserts: Inserts,
+    writes: Buffer,
     reads: Reads,
+}
+
+impl State {
+    fn new(spill: usize) -> Self {
+        Self { writes: Buffer::new(spill), reads: Reads::new() }
+    }
 }
 
 impl Txn {
@@ -130,59 +132,77 @@ impl Txn {
     /// empty end means the end of the keyspace, and its span would leave the shard).
     pub async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         let ts = self.read_ts().await?;
-        let own = self.own_writes(shard, &read);
-        // A scan over keys this transaction wrote reads as many more rows as it deleted there
-        // (its own deletions may hide that many), then merges: the first `limit` merged rows
-        // all lie within what the shard returned.
-        let sent = match &read {
-            ShardRead::Scan { start, end, reverse, limit } if !own.is_empty() => {
-                let deleted = own.values().filter(|v| v.is_none()).count() as u64;
-                let limit = limit.map(|l| l.saturating_add(deleted));
-                ShardRead::Scan { start: start.clone(), end: end.clone(), limit, reverse: *reverse }
-            }
+        let rows = match &read {
             ShardRead::Validate { .. } => return Err(Error::InvalidInput("a validation is not a read".into())),
-            other => other.clone(),
+            ShardRead::Scan { start, end, reverse, limit } => {
+                self.scan(shard, ts, Span::new(start.clone(), end.clone()), *reverse, *limit).await?
+            }
+            point => {
+                let rows = self.read_at(shard, point.clone(), ts).await?;
+                merge_points(&self.state().writes, shard, point, rows)?
+            }
         };
-        let client = self.coordinator.client.clone();
-        let rows = until_unlocked(client.as_ref(), shard, || client.read_at(shard, sent.clone(), ts)).await?;
-        let rows = merge(&own, &read, rows);
         self.state().reads.entry(shard).or_default().extend(covered(&read, &rows));
         Ok(rows)
     }
 
-    /// The buffered writes of `shard` that `read` reads.
-    fn own_writes(&self, shard: ShardId, read: &ShardRead) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-        let state = self.state();
-        let Some(writes) = state.writes.get(&shard) else { return BTreeMap::new() };
-        let pick = |k: &Vec<u8>| writes.get(k).map(|v| (k.clone(), v.clone()));
-        match read {
-            ShardRead::Get { key } => pick(key).into_iter().collect(),
-            ShardRead::MultiGet { keys } => keys.iter().filter_map(pick).collect(),
-            ShardRead::Scan { start, end, .. } => writes
-                .range(start.clone()..)
-                .take_while(|(k, _)| in_range(k, start, end))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            ShardRead::Validate { .. } => BTreeMap::new(),
+    /// One read of `shard` at `ts` as it stands, waiting out other transactions' locks.
+    async fn read_at(&self, shard: ShardId, read: ShardRead, ts: Ts) -> Result<Vec<Row>> {
+        let client = self.coordinator.client.clone();
+        until_unlocked(client.as_ref(), shard, || client.read_at(shard, read.clone(), ts)).await
+    }
+
+    /// A scan of `span` with the transaction's own writes applied: the shard's rows a page at a
+    /// time, each page merged with the own writes among the keys it covers, until `limit` rows
+    /// (own deletions can hide a page's rows, so it may take more than one page).
+    async fn scan(
+        &self,
+        shard: ShardId,
+        ts: Ts,
+        mut span: Span,
+        reverse: bool,
+        limit: Option<u64>,
+    ) -> Result<Vec<Row>> {
+        let page =
+            |span: &Span, limit| ShardRead::Scan { start: span.start.clone(), end: span.end.clone(), limit, reverse };
+        if !self.state().writes.has_shard(shard) {
+            return self.read_at(shard, page(&span, limit), ts).await;
+        }
+        let want = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let mut out = Vec::new();
+        loop {
+            let ask = limit.map(|_| (want - out.len()) as u64);
+            let rows = self.read_at(shard, page(&span, ask), ts).await?;
+            // The keys the page covers: up to its last row if it stopped at its limit.
+            let last = rows.last().filter(|_| ask.is_some_and(|a| rows.len() as u64 == a)).map(|r| r.key.clone());
+            let covers = match (&last, reverse) {
+                (None, _) => span.clone(),
+                (Some(last), false) => Span::new(span.start.clone(), Span::point(last).end),
+                (Some(last), true) => Span::new(last.clone(), span.end.clone()),
+            };
+            let merged = merge_scan(&self.state().writes, shard, &covers, reverse, rows, want - out.len())?;
+            out.extend(merged);
+            if out.len() >= want || last.is_none() {
+                return Ok(out);
+            }
+            span = match reverse {
+                false => Span::new(covers.end, span.end),
+                true => Span::new(span.start, covers.start),
+            };
         }
     }
 
     /// Buffers a write of `key` on `shard`: its new value, or `None` to delete it.
     pub fn write(&self, shard: ShardId, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let mut state = self.state();
-        if let Some(inserts) = state.inserts.get_mut(&shard) {
-            inserts.remove(&key);
-        }
-        state.writes.entry(shard).or_default().insert(key, value);
+        self.state().writes.put(shard, key, Entry { value, insert: false });
     }
 
     /// Buffers an insert of `key` on `shard`: the commit fails with `Error::DuplicateKey` if
-    /// the key holds a row then. What an INSERT that read nothing does instead of reading
-    /// first (it is its own transaction: the duplicate is reported by its commit).
+    /// the key holds a row then, or if the transaction wrote a value to it before. What an
+    /// INSERT that read nothing does instead of reading first (it is its own transaction: the
+    /// duplicate is reported by its commit).
     pub fn insert(&self, shard: ShardId, key: Vec<u8>, value: Vec<u8>) {
-        let mut state = self.state();
-        state.inserts.entry(shard).or_default().insert(key.clone());
-        state.writes.entry(shard).or_default().insert(key, Some(value));
+        self.state().writes.put(shard, key, Entry { value: Some(value), insert: true });
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -195,54 +215,52 @@ impl Txn {
     }
 
     pub fn savepoint(&self) -> Savepoint {
-        let state = self.state();
-        Savepoint(state.writes.clone(), state.inserts.clone())
+        Savepoint(self.state().writes.mark())
     }
 
     /// Undoes the writes buffered since `savepoint` (its reads stay: they happened).
     pub fn rollback_to(&self, savepoint: &Savepoint) {
-        let mut state = self.state();
-        state.writes = savepoint.0.clone();
-        state.inserts = savepoint.1.clone();
+        self.state().writes.rollback_to(&savepoint.0);
     }
 
     /// Commits what was buffered (and forgets it): `Ok(Some(commit timestamp))`, `Ok(None)`
     /// for a read-only transaction. `Error::TxnConflict` / `Error::TxnAborted` mean nothing
-    /// applied; `Error::Unknown` that the commit point's reply was lost.
+    /// applied; `Error::Unknown` that the commit point's reply was lost;
+    /// `Error::DuplicateKey` that a key it inserted holds a row.
     pub async fn commit(&self) -> Result<Option<Ts>> {
-        let State { writes, inserts, mut reads } = std::mem::take(&mut *self.state());
+        let State { writes, mut reads } = std::mem::replace(&mut *self.state(), State::new(self.coordinator.spill));
         if writes.is_empty() {
             return Ok(None);
         }
         let read_ts = self.read_ts.get().copied().unwrap_or(Ts::MIN);
-        let one_shard = writes.len() == 1 && reads.keys().all(|s| writes.contains_key(s));
+        let shards: Vec<ShardId> = writes.shards().collect();
+        let one_shard = shards.len() == 1 && reads.keys().all(|s| writes.has_shard(*s));
         let fits = || {
-            let written: usize = writes.values().flat_map(|w| w.iter()).map(|(k, v)| write_size(k, v)).sum();
+            let written = writes.total();
             let read: usize = reads.values().flatten().map(span_size).sum();
-            let items = writes.values().map(BTreeMap::len).sum::<usize>() + reads.values().map(Vec::len).sum::<usize>();
-            written + read <= self.coordinator.chunk && items <= CHUNK_ITEMS
+            let items = written.items + reads.values().map(Vec::len).sum::<usize>();
+            written.bytes + read <= self.coordinator.chunk && items <= CHUNK_ITEMS
         };
         if one_shard && fits() {
-            let (&shard, shard_writes) = writes.iter().next().expect("one shard");
+            let shard = shards[0];
             let op = TxnOp::Commit {
                 txn: self.id,
                 read_ts,
                 reads: reads.remove(&shard).unwrap_or_default(),
-                writes: to_writes(shard_writes, inserts.get(&shard)),
+                writes: to_writes(writes.range(shard, &[], &[], true)).collect::<Result<_>>()?,
             };
             let client = self.coordinator.client.clone();
             let outcome = until_unlocked(client.as_ref(), shard, || client.txn(shard, op.clone())).await?;
             return Ok(Some(Ts(outcome.version)));
         }
-        Commit { txn: self, writes: &writes, inserts: &inserts, reads: &reads, read_ts }.two_phase().await.map(Some)
+        Commit { txn: self, writes: &writes, reads: &reads, read_ts }.two_phase().await.map(Some)
     }
 }
 
 /// A two-phase commit in progress.
 struct Commit<'a> {
     txn: &'a Txn,
-    writes: &'a Writes,
-    inserts: &'a Inserts,
+    writes: &'a Buffer,
     reads: &'a Reads,
     read_ts: Ts,
 }
@@ -258,15 +276,15 @@ impl Commit<'_> {
 
     async fn two_phase(&self) -> Result<Ts> {
         let (id, read_ts) = (self.txn.id, self.read_ts);
-        let (&anchor, anchor_writes) = self.writes.iter().next().expect("writes");
-        let anchor_key = anchor_writes.keys().next().expect("a write").clone();
+        let anchor = self.writes.shards().next().expect("writes");
+        let anchor_key = match self.writes.range(anchor, &[], &[], false).next() {
+            Some(first) => first?.0,
+            None => return Err(Error::Internal(format!("transaction {id} has no write on its anchor"))),
+        };
         let meta = TxnMeta { id, anchor, anchor_key };
-        let prepares = self.writes.iter().map(|(&shard, writes)| {
-            let writes =
-                chunks(to_writes(writes, self.inserts.get(&shard)), self.chunk(), |w| write_size(&w.key, &w.value));
-            let reads = chunks(self.reads.get(&shard).cloned().unwrap_or_default(), self.chunk(), span_size);
+        let prepares = self.writes.shards().map(|shard| {
             let meta = &meta;
-            async move { (shard, self.prepare_chunks(shard, meta, shard == anchor, writes, reads).await) }
+            async move { (shard, self.prepare_chunks(shard, meta, shard == anchor).await) }
         });
         // Per shard, the stamp its reads were validated at (the lowest of its prepares).
         let mut validated = BTreeMap::new();
@@ -289,7 +307,7 @@ impl Commit<'_> {
         // Reads not yet checked up to `commit`: on shards it only read, or prepared below it.
         let checks = self.reads.iter().filter(|(s, _)| validated.get(s).is_none_or(|p| *p < commit));
         let checks = checks.flat_map(|(&shard, spans)| {
-            chunks(spans.clone(), self.chunk(), span_size).into_iter().map(move |spans| {
+            span_chunks(spans, self.chunk()).into_iter().map(move |spans| {
                 let read = ShardRead::Validate { txn: id, since: read_ts, spans };
                 self.validate(shard, read, commit)
             })
@@ -324,31 +342,29 @@ impl Commit<'_> {
         Ok(commit)
     }
 
-    /// Prepares `shard`: its writes and reads in chunks, one command after another (at least
-    /// one, so the anchor's record exists). Returns the lowest and the highest prepare stamp.
-    async fn prepare_chunks(
-        &self,
-        shard: ShardId,
-        meta: &TxnMeta,
-        anchor: bool,
-        writes: Vec<Vec<TxnWrite>>,
-        reads: Vec<Vec<Span>>,
-    ) -> Result<(Ts, Ts)> {
-        let n = writes.len().max(reads.len()).max(1);
-        let (mut writes, mut reads) = (writes.into_iter(), reads.into_iter());
+    /// Prepares `shard`: its writes (streamed from the buffer) and reads in chunks, one
+    /// command after another (at least one, so the anchor's record exists). Returns the
+    /// lowest and the highest prepare stamp.
+    async fn prepare_chunks(&self, shard: ShardId, meta: &TxnMeta, anchor: bool) -> Result<(Ts, Ts)> {
+        let size = |w: &TxnWrite| write_size(&w.key, &w.value);
+        let mut writes = Chunks::new(to_writes(self.writes.range(shard, &[], &[], true)), self.chunk(), size);
+        let mut reads = span_chunks(self.reads.get(&shard).map_or(&[], Vec::as_slice), self.chunk()).into_iter();
         let (mut lowest, mut highest) = (Ts::MAX, Ts::MIN);
-        for _ in 0..n {
+        loop {
+            let (writes, reads) = (writes.next().transpose()?, reads.next());
+            if writes.is_none() && reads.is_none() && lowest != Ts::MAX {
+                return Ok((lowest, highest));
+            }
             let op = TxnOp::Prepare {
                 txn: meta.clone(),
                 anchor,
                 read_ts: self.read_ts,
-                reads: reads.next().unwrap_or_default(),
-                writes: writes.next().unwrap_or_default(),
+                reads: reads.unwrap_or_default(),
+                writes: writes.unwrap_or_default(),
             };
             let stamp = self.prepare(shard, op).await?;
             (lowest, highest) = (lowest.min(stamp), highest.max(stamp));
         }
-        Ok((lowest, highest))
     }
 
     /// Sends one prepare; another transaction's lock is waited for only briefly
@@ -396,10 +412,10 @@ impl Commit<'_> {
     /// are left to the pushers.
     async fn resolve(&self, meta: &TxnMeta, commit: Option<Ts>) {
         // Shards in parallel, each shard's chunks one after another.
-        let resolves = self.writes.keys().map(|&shard| async move {
+        let resolves = self.writes.shards().map(|shard| async move {
             let skip = usize::from(shard == meta.anchor);
-            for keys in self.key_chunks(shard).into_iter().skip(skip) {
-                self.client().txn(shard, TxnOp::Resolve { txn: self.txn.id, commit, keys }).await?;
+            for keys in self.key_chunks(shard).skip(skip) {
+                self.client().txn(shard, TxnOp::Resolve { txn: self.txn.id, commit, keys: keys? }).await?;
             }
             Ok::<(), Error>(())
         });
@@ -416,35 +432,70 @@ impl Commit<'_> {
         }
     }
 
-    /// The keys `shard` holds locks on, in chunks.
-    fn key_chunks(&self, shard: ShardId) -> Vec<Vec<Vec<u8>>> {
-        let keys = self.writes.get(&shard).map(|w| w.keys().cloned().collect()).unwrap_or_default();
-        chunks(keys, self.chunk(), |k: &Vec<u8>| k.len() + 8)
+    /// The keys `shard` holds locks on, in chunks, streamed from the buffer.
+    fn key_chunks(&self, shard: ShardId) -> impl Iterator<Item = Result<Vec<Vec<u8>>>> + Send + '_ {
+        let keys = self.writes.range(shard, &[], &[], false).map(|w| w.map(|(key, _)| key));
+        Chunks::new(keys, self.chunk(), |k: &Vec<u8>| k.len() + 8)
     }
 
     /// The anchor's keys that `End` resolves: the first chunk (the rest are resolved after).
+    /// Empty if the buffer cannot be read: the locks are then left to the pushers.
     fn anchor_keys(&self, anchor: ShardId) -> Vec<Vec<u8>> {
-        self.key_chunks(anchor).into_iter().next().unwrap_or_default()
+        match self.key_chunks(anchor).next() {
+            Some(Ok(keys)) => keys,
+            Some(Err(e)) => {
+                tracing::warn!(txn = %self.txn.id, error = %e, "the anchor's keys could not be read");
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
     }
 }
 
-/// `items` cut into runs of consecutive items of at most `budget` bytes (by `size`) and
-/// [`CHUNK_ITEMS`] items each; an item larger than the budget goes alone. None for no items.
-fn chunks<T>(items: Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut out: Vec<Vec<T>> = Vec::new();
-    let mut used = 0;
-    for item in items {
-        let n = size(&item);
-        match out.last_mut() {
-            Some(last) if used + n <= budget && last.len() < CHUNK_ITEMS => last.push(item),
-            _ => {
-                out.push(vec![item]);
-                used = 0;
-            }
-        }
-        used += n;
+/// A stream of items cut into runs of consecutive items of at most `budget` bytes (by `size`)
+/// and [`CHUNK_ITEMS`] items each; an item larger than the budget goes alone.
+struct Chunks<T, I, F> {
+    items: I,
+    budget: usize,
+    size: F,
+    carried: Option<T>,
+}
+
+impl<T, I, F> Chunks<T, I, F> {
+    fn new(items: I, budget: usize, size: F) -> Self {
+        Self { items, budget, size, carried: None }
     }
-    out
+}
+
+impl<T, I: Iterator<Item = Result<T>>, F: Fn(&T) -> usize> Iterator for Chunks<T, I, F> {
+    type Item = Result<Vec<T>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (mut chunk, mut used) = (Vec::new(), 0);
+        loop {
+            let item = match self.carried.take() {
+                Some(item) => item,
+                None => match self.items.next() {
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => break,
+                },
+            };
+            let n = (self.size)(&item);
+            if !chunk.is_empty() && (used + n > self.budget || chunk.len() >= CHUNK_ITEMS) {
+                self.carried = Some(item);
+                break;
+            }
+            used += n;
+            chunk.push(item);
+        }
+        (!chunk.is_empty()).then_some(Ok(chunk))
+    }
+}
+
+/// `spans` in chunks (see [`Chunks`]).
+fn span_chunks(spans: &[Span], budget: usize) -> Vec<Vec<Span>> {
+    Chunks::new(spans.iter().cloned().map(Ok), budget, span_size).flatten().collect()
 }
 
 /// Bytes a write adds to a command (key, value and framing).
@@ -456,55 +507,81 @@ fn span_size(span: &Span) -> usize {
     span.start.len() + span.end.len() + 16
 }
 
-fn to_writes(writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, inserts: Option<&BTreeSet<Vec<u8>>>) -> Vec<TxnWrite> {
-    let insert = |k: &Vec<u8>| inserts.is_some_and(|i| i.contains(k));
-    writes.iter().map(|(k, v)| TxnWrite { key: k.clone(), value: v.clone(), insert: insert(k) }).collect()
+/// A shard's buffered writes as the commands carry them.
+fn to_writes(writes: Merge<'_>) -> impl Iterator<Item = Result<TxnWrite>> + Send + '_ {
+    writes.map(|w| w.map(|(key, Entry { value, insert })| TxnWrite { key, value, insert }))
 }
 
-fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
-    key >= start && (end.is_empty() || key < end)
+/// A row the transaction wrote: version `u64::MAX` (not committed yet).
+fn own_row(key: Vec<u8>, value: Vec<u8>) -> Row {
+    Row { key, value, version: u64::MAX }
 }
 
-/// `rows` as read from the shard, with the transaction's own writes `own` applied. Rows it
-/// wrote carry version `u64::MAX` (not committed yet).
-fn merge(own: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, read: &ShardRead, rows: Vec<Row>) -> Vec<Row> {
-    if own.is_empty() {
-        return rows;
+/// The rows of a point read (`Get`, `MultiGet`) as read from the shard, with the
+/// transaction's own writes applied.
+fn merge_points(own: &Buffer, shard: ShardId, read: &ShardRead, rows: Vec<Row>) -> Result<Vec<Row>> {
+    if !own.has_shard(shard) {
+        return Ok(rows);
     }
-    let mine = |key: &[u8], value: &Vec<u8>| Row { key: key.to_vec(), value: value.clone(), version: u64::MAX };
-    match read {
-        ShardRead::Get { key } => match own.get(key) {
-            Some(Some(v)) => vec![mine(key, v)],
-            Some(None) => Vec::new(),
-            None => rows,
-        },
-        ShardRead::MultiGet { keys } => {
-            let mut stored: BTreeMap<Vec<u8>, Row> = rows.into_iter().map(|r| (r.key.clone(), r)).collect();
-            keys.iter()
-                .filter_map(|k| match own.get(k) {
-                    Some(Some(v)) => Some(mine(k, v)),
-                    Some(None) => None,
-                    None => stored.remove(k),
-                })
-                .collect()
+    let keys = match read {
+        ShardRead::Get { key } => std::slice::from_ref(key),
+        ShardRead::MultiGet { keys } => keys.as_slice(),
+        _ => return Ok(rows),
+    };
+    let mut stored: BTreeMap<Vec<u8>, Row> = rows.into_iter().map(|r| (r.key.clone(), r)).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, mine) in keys.iter().zip(own.get_many(shard, keys)?) {
+        match mine {
+            Some(Entry { value: Some(v), .. }) => out.push(own_row(key.clone(), v)),
+            Some(Entry { value: None, .. }) => {}
+            None => out.extend(stored.remove(key)),
         }
-        ShardRead::Scan { start, end, limit, reverse } => {
-            let mut all: BTreeMap<Vec<u8>, Row> = rows.into_iter().map(|r| (r.key.clone(), r)).collect();
-            for (k, v) in own.range(start.clone()..).take_while(|(k, _)| in_range(k, start, end)) {
-                match v {
-                    Some(v) => all.insert(k.clone(), mine(k, v)),
-                    None => all.remove(k),
-                };
-            }
-            let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-            if *reverse {
-                all.into_values().rev().take(limit).collect()
-            } else {
-                all.into_values().take(limit).collect()
-            }
-        }
-        ShardRead::Validate { .. } => rows,
     }
+    Ok(out)
+}
+
+/// One page of a scan (`rows`, in scan order) merged with the transaction's own writes among
+/// the keys it covers (`covers`), at most `max` rows. Reverse scans read those own writes
+/// whole first (forward ones stream them).
+fn merge_scan(
+    own: &Buffer,
+    shard: ShardId,
+    covers: &Span,
+    reverse: bool,
+    rows: Vec<Row>,
+    max: usize,
+) -> Result<Vec<Row>> {
+    let mut mine: Box<dyn Iterator<Item = Result<(Vec<u8>, Entry)>> + '_> = if reverse {
+        let all: Vec<_> = own.range(shard, &covers.start, &covers.end, false).collect::<Result<_>>()?;
+        Box::new(all.into_iter().rev().map(Ok))
+    } else {
+        Box::new(own.range(shard, &covers.start, &covers.end, false))
+    };
+    let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+    let mut rows = rows.into_iter().peekable();
+    let mut next_mine = mine.next().transpose()?;
+    let mut out = Vec::new();
+    while out.len() < max {
+        let row_first = match (&next_mine, rows.peek()) {
+            (None, None) => break,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some((key, _)), Some(row)) => before(&row.key, key),
+        };
+        if row_first {
+            out.extend(rows.next());
+            continue;
+        }
+        let (key, entry) = next_mine.take().expect("an own write");
+        if rows.peek().is_some_and(|r| r.key == key) {
+            rows.next();
+        }
+        if let Some(value) = entry.value {
+            out.push(own_row(key, value));
+        }
+        next_mine = mine.next().transpose()?;
+    }
+    Ok(out)
 }
 
 /// The spans a read covered, given the rows it returned: a scan that stopped at its limit

@@ -8,7 +8,9 @@
 //! `storage::LocalShards` in tests) → the shards' leaders, which stamp and replicate the
 //! commands, and `storage::txn`, which applies them.
 
+mod buffer;
 mod coordinator;
 pub mod settle;
 
-pub use coordinator::{Coordinator, Savepoint, Txn};
+pub use buffer::SPILL_BYTES;
+pub use coordinator::{Coordinator, Savepoint, Txn, CHUNK_BYTES};

@@ -13,7 +13,7 @@ use raftable_common::{
 };
 use raftable_storage::{LocalShards, Rocks};
 use raftable_txn::settle::{settle, LockInfo};
-use raftable_txn::{Coordinator, Txn};
+use raftable_txn::{Coordinator, Txn, CHUNK_BYTES};
 
 const A: ShardId = 1;
 const B: ShardId = 2;
@@ -24,12 +24,16 @@ struct Db {
     _dir: tempfile::TempDir,
 }
 
+/// Bytes of writes a transaction keeps in memory in these tests.
+const SPILL: usize = 100;
+
 fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let shards = Arc::new(LocalShards::new(Rocks::open(dir.path()).unwrap()));
     shards.add_shard(A, KeyRange::new(vec![1, 0], vec![1, 0x80]));
     shards.add_shard(B, KeyRange::new(vec![1, 0x80], vec![2]));
-    let coordinator = Coordinator::new(shards.clone(), 1);
+    // Transactions spill their writes to temporary files after every write or two.
+    let coordinator = Coordinator::with_limits(shards.clone(), 1, CHUNK_BYTES, SPILL);
     Db { shards, coordinator, _dir: dir }
 }
 
@@ -104,6 +108,64 @@ async fn a_transaction_sees_its_own_writes_and_savepoints_undo_them() {
     assert_eq!(get(&after, 3).await.unwrap(), None);
     assert_eq!(get(&after, 4).await.unwrap(), Some(40));
     assert_eq!(get(&after, 0x81).await.unwrap(), Some(10));
+}
+
+/// Reads page through a transaction's own writes, spilled to many runs: every page, forward
+/// and backward, is what the shard's rows with those writes applied hold, though own
+/// deletions hide whole pages of the shard's rows; a savepoint rolls back across spills.
+#[tokio::test]
+async fn pages_merge_own_writes_spilled_to_disk() {
+    let db = db();
+    let setup = db.coordinator.begin();
+    for i in 0..100 {
+        set(&setup, i, 1);
+    }
+    setup.commit().await.unwrap();
+    let txn = db.coordinator.begin();
+    // The model: key -> value as the transaction sees it.
+    let mut model: std::collections::BTreeMap<u8, i64> = (0..100).map(|i| (i, 1)).collect();
+    for i in 0..0x80u8 {
+        if i < 60 || i % 5 == 0 {
+            txn.write(A, key(i).1, None);
+            model.remove(&i);
+        } else if i % 2 == 0 {
+            set(&txn, i, i64::from(i) + 1000);
+            model.insert(i, i64::from(i) + 1000);
+        }
+    }
+    let savepoint = txn.savepoint();
+    for i in 60..0x80u8 {
+        txn.write(A, key(i).1, None);
+    }
+    assert!(txn.read(A, scan(A)).await.unwrap().is_empty());
+    txn.rollback_to(&savepoint);
+    for (limit, reverse) in [(1, false), (7, false), (3, true), (200, true)] {
+        let (mut start, mut end, mut seen) = (vec![1, 0], vec![1, 0x80], Vec::new());
+        loop {
+            let read = ShardRead::Scan { start: start.clone(), end: end.clone(), limit: Some(limit), reverse };
+            let rows = txn.read(A, read).await.unwrap();
+            assert!(rows.len() <= limit as usize);
+            for r in &rows {
+                seen.push((r.key[1], i64::from_be_bytes(r.value.clone().try_into().unwrap())));
+            }
+            match rows.last() {
+                Some(last) if rows.len() == limit as usize && reverse => end = last.key.clone(),
+                Some(last) if rows.len() == limit as usize => start = [last.key.as_slice(), &[0]].concat(),
+                _ => break,
+            }
+        }
+        let mut expected: Vec<(u8, i64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+        if reverse {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "limit {limit}, reverse {reverse}");
+    }
+    txn.commit().await.unwrap();
+    let after = db.coordinator.begin();
+    let rows = after.read(A, scan(A)).await.unwrap();
+    let committed: Vec<(u8, i64)> =
+        rows.iter().map(|r| (r.key[1], i64::from_be_bytes(r.value.clone().try_into().unwrap()))).collect();
+    assert_eq!(committed, model.into_iter().collect::<Vec<_>>());
 }
 
 /// Two transactions read both of two rows (on two shards) and each zeroes a different one:
@@ -307,7 +369,7 @@ fn counting(db: &Db) -> (Arc<Counting>, Arc<Coordinator>) {
         one_phase: AtomicUsize::new(0),
         largest: AtomicUsize::new(0),
     });
-    let coordinator = Coordinator::with_chunks(counting.clone(), 2, CHUNK);
+    let coordinator = Coordinator::with_limits(counting.clone(), 2, CHUNK, SPILL);
     (counting, coordinator)
 }
 
