@@ -532,6 +532,42 @@ mod tests {
         assert_eq!(db.ok("SELECT min(n), max(n) FROM a").await, rows(&[&["20", "20"]]));
     }
 
+    /// Statements bigger than one batch write a batch at a time and still apply whole: a
+    /// duplicate between batches fails the whole INSERT (autocommit: found by the commit;
+    /// inside a block: by the reads), an upsert affecting a row twice across batches fails,
+    /// and a source reading the target table sees it as it was before the statement.
+    #[tokio::test]
+    async fn statements_over_many_batches_apply_whole() {
+        let mut db = Db::new();
+        db.ok("CREATE TABLE g (k BIGINT PRIMARY KEY, v INT) WITH (shards = 3)").await;
+        let count = |n: &str| rows(&[&[n]]);
+        assert_eq!(
+            db.ok("INSERT INTO g SELECT value, 0 FROM generate_series(1, 20000)").await,
+            count("INSERT 0 20000")
+        );
+        let twice = "INSERT INTO g SELECT value % 15000 + 100000, 0 FROM generate_series(1, 20000)";
+        let e = db.run(twice, vec![]).await;
+        assert!(matches!(e, Err(Error::UniqueViolation { .. })), "{e:?}");
+        assert_eq!(db.ok("SELECT count(*) FROM g").await, count("20000"));
+        db.ok("BEGIN").await;
+        let e = db.run(twice, vec![]).await;
+        assert!(matches!(e, Err(Error::UniqueViolation { .. })), "{e:?}");
+        db.ok("ROLLBACK").await;
+        db.ok("BEGIN").await;
+        db.ok("INSERT INTO g SELECT value + 50000, 1 FROM generate_series(1, 20000)").await;
+        assert_eq!(db.ok("SELECT count(*), sum(v) FROM g").await, rows(&[&["40000", "20000"]]));
+        db.ok("ROLLBACK").await;
+        let upsert = "INSERT INTO g SELECT value % 10000 + 1, 5 FROM generate_series(1, 20000) \
+                      ON CONFLICT (k) DO UPDATE SET v = excluded.v";
+        let e = db.run(upsert, vec![]).await;
+        assert!(matches!(e, Err(Error::CardinalityViolation(_))), "{e:?}");
+        assert_eq!(db.ok("UPDATE g SET v = v + 1").await, count("UPDATE 20000"));
+        assert_eq!(db.ok("INSERT INTO g SELECT k + 100000, v FROM g").await, count("INSERT 0 20000"));
+        assert_eq!(db.ok("SELECT count(*), min(v), max(v) FROM g").await, rows(&[&["40000", "1", "1"]]));
+        assert_eq!(db.ok("DELETE FROM g WHERE k > 100").await, count("DELETE 39900"));
+        assert_eq!(db.ok("SELECT count(*) FROM g").await, count("100"));
+    }
+
     /// A block reads its own writes, ROLLBACK undoes them, savepoints undo part, and after an
     /// error only ROLLBACK runs.
     #[tokio::test]

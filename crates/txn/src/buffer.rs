@@ -59,6 +59,7 @@ pub(crate) struct Mark {
     head_bytes: usize,
     runs: Vec<Arc<Run>>,
     sizes: BTreeMap<ShardId, Size>,
+    duplicate: Option<Vec<u8>>,
 }
 
 /// See the module docs.
@@ -69,12 +70,16 @@ pub(crate) struct Buffer {
     /// Oldest first.
     runs: Vec<Arc<Run>>,
     sizes: BTreeMap<ShardId, Size>,
+    /// A key inserted over a value written to it in memory (see [`Buffer::range`] for those
+    /// in runs): the commit fails with it.
+    duplicate: Option<Vec<u8>>,
     spill_at: usize,
 }
 
 impl Buffer {
     pub fn new(spill_at: usize) -> Self {
-        Self { head: Head::new(), head_bytes: 0, runs: Vec::new(), sizes: BTreeMap::new(), spill_at: spill_at.max(1) }
+        let (head, runs, sizes) = (Head::new(), Vec::new(), BTreeMap::new());
+        Self { head, head_bytes: 0, runs, sizes, duplicate: None, spill_at: spill_at.max(1) }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,8 +107,12 @@ impl Buffer {
         sizes.bytes += size;
         sizes.items += 1;
         self.head_bytes += size;
+        let insert = entry.insert;
         if let Some(old) = self.head.entry(shard).or_default().insert(key.clone(), entry) {
             self.head_bytes -= entry_size(&key, &old);
+            if insert && old.value.is_some() {
+                self.duplicate.get_or_insert(key);
+            }
         }
         if self.head_bytes >= self.spill_at {
             if let Err(e) = self.spill() {
@@ -112,6 +121,12 @@ impl Buffer {
                 self.spill_at = self.spill_at.saturating_mul(2);
             }
         }
+    }
+
+    /// A key inserted over a value the transaction wrote to it before, while both were in
+    /// memory.
+    pub fn duplicate(&self) -> Option<&[u8]> {
+        self.duplicate.as_deref()
     }
 
     /// Writes the head out as a run.
@@ -152,7 +167,7 @@ impl Buffer {
     /// earlier write of a value is `Error::DuplicateKey`: what the commit would have refused
     /// had the earlier write committed first.
     pub fn range(&self, shard: ShardId, start: &[u8], end: &[u8], strict: bool) -> Merge<'_> {
-        let head: Box<dyn Iterator<Item = (&Vec<u8>, &Entry)> + Send + '_> =
+        let head: HeadRange<'_> =
             Box::new(self.head.get(&shard).map(|h| h.range(start.to_vec()..)).into_iter().flatten());
         let runs = self.runs.iter().rev().map(|r| Cursor::new(r.clone(), shard, start)).collect();
         Merge { shard, end: end.to_vec(), strict, head: head.peekable(), runs }
@@ -171,6 +186,7 @@ impl Buffer {
             head_bytes: self.head_bytes,
             runs: self.runs.clone(),
             sizes: self.sizes.clone(),
+            duplicate: self.duplicate.clone(),
         }
     }
 
@@ -180,8 +196,12 @@ impl Buffer {
         self.head_bytes = mark.head_bytes;
         self.runs = mark.runs.clone();
         self.sizes = mark.sizes.clone();
+        self.duplicate = mark.duplicate.clone();
     }
 }
+
+/// The head's writes of one shard from a key on.
+type HeadRange<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Entry)> + Send + 'a>;
 
 /// A merged view of one shard's writes over a key range: head and runs, the newest write of
 /// each key (see [`Buffer::range`]).
@@ -189,7 +209,7 @@ pub(crate) struct Merge<'a> {
     shard: ShardId,
     end: Vec<u8>,
     strict: bool,
-    head: std::iter::Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Entry)> + Send + 'a>>,
+    head: std::iter::Peekable<HeadRange<'a>>,
     /// Newest first.
     runs: Vec<Cursor>,
 }
@@ -320,15 +340,16 @@ impl Run {
     }
 }
 
-fn decode_block(mut bytes: &[u8]) -> Result<Vec<Record>> {
+fn decode_block(bytes: &[u8]) -> Result<Vec<Record>> {
     let corrupt = || Error::Internal("a spilled transaction run is corrupt".into());
+    let mut at = 0;
     let mut take = |n: usize| -> Result<&[u8]> {
-        let (head, rest) = bytes.split_at_checked(n).ok_or_else(corrupt)?;
-        bytes = rest;
-        Ok(head)
+        let taken = bytes.get(at..at + n).ok_or_else(corrupt)?;
+        at += n;
+        Ok(taken)
     };
     let mut out = Vec::with_capacity(BLOCK);
-    loop {
+    for _ in 0..BLOCK {
         let Ok(shard) = take(8) else { break };
         let shard = u64::from_le_bytes(shard.try_into().expect("8 bytes"));
         let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
@@ -342,6 +363,9 @@ fn decode_block(mut bytes: &[u8]) -> Result<Vec<Record>> {
             _ => return Err(corrupt()),
         };
         out.push((shard, key, entry));
+    }
+    if at != bytes.len() {
+        return Err(corrupt());
     }
     Ok(out)
 }
@@ -474,10 +498,17 @@ mod tests {
         for key in ["a", "b"] {
             b.put(1, key.as_bytes().to_vec(), Entry { value: Some(b"2".to_vec()), insert: true });
         }
+        assert_eq!(b.duplicate(), None, "the earlier writes were spilled");
         let strict: Vec<_> = b.range(1, b"", b"", true).collect();
         assert_eq!(strict[0], Err(Error::DuplicateKey { key: b"a".to_vec() }));
         assert!(strict[1].as_ref().is_ok_and(|(k, e)| k == b"b" && e.insert));
         assert_eq!(all(&b, 1, "", "").len(), 3);
+        let mut memory = Buffer::new(usize::MAX);
+        put(&mut memory, 1, "a", None);
+        memory.put(1, b"a".to_vec(), Entry { value: Some(b"2".to_vec()), insert: true });
+        assert_eq!(memory.duplicate(), None, "inserted over its own deletion");
+        memory.put(1, b"a".to_vec(), Entry { value: Some(b"3".to_vec()), insert: true });
+        assert_eq!(memory.duplicate(), Some(&b"a"[..]));
     }
 
     /// A corrupt run is an error, never a wrong row.
@@ -485,6 +516,8 @@ mod tests {
     fn a_corrupt_block_is_refused() {
         assert!(decode_block(&[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, b'k']).is_err());
         assert!(decode_block(&[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b'k', 7]).is_err());
+        assert!(decode_block(&[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b'k', 0, 5]).is_err(), "trailing bytes");
+        assert!(decode_block(&[1, 0, 0]).is_err(), "a cut record");
         assert_eq!(decode_block(&[]).unwrap(), Vec::new());
     }
 }

@@ -232,6 +232,9 @@ impl Txn {
         if writes.is_empty() {
             return Ok(None);
         }
+        if let Some(key) = writes.duplicate() {
+            return Err(Error::DuplicateKey { key: key.to_vec() });
+        }
         let read_ts = self.read_ts.get().copied().unwrap_or(Ts::MIN);
         let shards: Vec<ShardId> = writes.shards().collect();
         let one_shard = shards.len() == 1 && reads.keys().all(|s| writes.has_shard(*s));

@@ -19,12 +19,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use futures::{StreamExt, TryStreamExt};
 use raftable_common::{Error, Result};
 
 use crate::catalog::Catalog;
@@ -51,17 +53,59 @@ fn snapshot_task(state: &SessionState, txn: &Arc<Txn>) -> Arc<TaskContext> {
     Arc::new(TaskContext::from(state).with_session_config(config))
 }
 
-/// Runs `plan` to completion with every shard read through `txn`: the rows an INSERT's source
-/// or an UPDATE / DELETE reads.
-pub(crate) async fn collect_at_snapshot(
+/// Runs `plan` with every shard read through `txn`: the rows an INSERT's source or an UPDATE /
+/// DELETE reads, as they are read.
+pub(crate) async fn stream_at_snapshot(
     ctx: &SessionContext,
     txn: &Arc<Txn>,
     plan: LogicalPlan,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<SendableRecordBatchStream> {
     let df = planning(ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
     let task = snapshot_task(&ctx.state(), txn);
     let physical = planning(df.create_physical_plan()).await.map_err(from_datafusion)?;
-    datafusion::physical_plan::collect(physical, task).await.map_err(from_datafusion)
+    execute_stream(physical, task).map_err(from_datafusion)
+}
+
+/// The rows a write statement's read returns, a batch at a time. With `whole`, they are all
+/// read first, as one batch, before the statement writes any: needed when the read could
+/// otherwise meet the statement's own writes.
+pub(crate) async fn write_source(
+    ctx: &SessionContext,
+    txn: &Arc<Txn>,
+    plan: LogicalPlan,
+    whole: bool,
+) -> Result<SendableRecordBatchStream> {
+    let stream = stream_at_snapshot(ctx, txn, plan).await?;
+    if !whole {
+        return Ok(stream);
+    }
+    let schema = stream.schema();
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(from_datafusion)?;
+    let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
+    Ok(once(schema, vec![batch]))
+}
+
+/// The next batch of `stream` that holds rows, if any.
+pub(crate) async fn next_rows(stream: &mut SendableRecordBatchStream) -> Result<Option<RecordBatch>> {
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(from_datafusion)?;
+        if batch.num_rows() > 0 {
+            return Ok(Some(batch));
+        }
+    }
+    Ok(None)
+}
+
+/// How many times `plan` scans the user table `table` (subqueries included).
+pub(crate) fn scans_of(plan: &LogicalPlan, table: &str) -> usize {
+    let mut n = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            n += usize::from(scan.table_name.table() == table);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    n
 }
 
 /// What executing a statement produced.
@@ -110,7 +154,8 @@ impl Executor<'_> {
             Plan::Query(query) => self.query(query, prepared, params).await,
             Plan::Insert(insert) => self.insert(insert, &params).await,
             Plan::Modify(modify) => {
-                let (count, rows) = modify::run(self.ctx, &self.shards(), modify, &params).await?;
+                let returning = modify.returning.is_some();
+                let (count, rows) = modify::run(self.ctx, &self.shards(), modify, &params, returning).await?;
                 self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
             }
             Plan::CreateTable(create) => {
@@ -149,24 +194,28 @@ impl Executor<'_> {
         Ok(Output::Rows { command, schema, stream: shaped(columns, stream) })
     }
 
+    /// Runs an INSERT: its source streams, each batch written to the transaction before the
+    /// next is read, unless it reads the target table: then it is read whole first, so that it
+    /// sees the table as it was before the statement and not the rows it writes.
     async fn insert(&self, insert: &InsertPlan, params: &[ScalarValue]) -> Result<Output> {
         let InsertPlan { def, source, conflict, returning } = insert;
         let conflict = self.on_conflict(conflict, params)?;
         let plan = bind(source, params)?;
-        // The whole source first: it may read the target table, and sees it as it was before
-        // the statement.
-        let batches = collect_at_snapshot(self.ctx, self.txn, plan).await?;
-        let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| def.visible_schema());
-        let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
-        let mut count = 0;
-        let mut written = Vec::new();
-        if batch.num_rows() > 0 {
-            let (n, rows) = write::insert(&self.shards(), def, batch.columns(), &conflict).await?;
-            count = n;
+        let whole = scans_of(&plan, &def.name) > 0;
+        let mut source = write_source(self.ctx, self.txn, plan, whole).await?;
+        let mut next = next_rows(&mut source).await?;
+        let mut run = write::InsertRun::new(self.shards());
+        let (mut count, mut written, mut first) = (0, Vec::new(), true);
+        while let Some(batch) = next {
+            next = next_rows(&mut source).await?;
+            let (n, rows) = run.insert(def, batch.columns(), &conflict, first && next.is_none()).await?;
+            count += n;
             if returning.is_some() {
                 written.extend(rows);
             }
+            first = false;
         }
+        run.finish(def).await?;
         self.finish_write(def, "INSERT", count, returning.as_ref(), written, params)
     }
 

@@ -1,6 +1,6 @@
 //! UPDATE and DELETE: running the read planned by `plan::modify` (every column of the matching
 //! rows, then the new values) through the statement's transaction, and buffering the changed
-//! rows in it. The transaction's commit checks that nothing read changed meanwhile (else the
+//! rows in it, a batch at a time where that is safe ([`run`]). The transaction's commit checks that nothing read changed meanwhile (else the
 //! whole statement fails or, in autocommit, re-runs), so concurrent `SET n = n + 1` never
 //! loses an update. An UPDATE that changes primary keys deletes the old keys and inserts the
 //! new ones, refusing a new key that is taken (23505).
@@ -8,40 +8,50 @@
 use std::collections::HashSet;
 
 use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Result};
 
-use super::collect_at_snapshot;
 use super::write::{encode_rows, read_existing, visible_batch, Shards};
+use super::{next_rows, scans_of, write_source};
 use crate::plan::modify::ModifyPlan;
 use crate::plan::params::bind;
 use crate::table::TableDef;
 
 /// Runs an UPDATE or DELETE in `shards.txn`: reads the matching rows and buffers their new
-/// versions. Returns the rows changed and the rows for RETURNING (visible columns: the new rows
-/// of an UPDATE, the deleted ones of a DELETE).
+/// versions. Returns the rows changed and, with `returning`, the rows for RETURNING (visible
+/// columns: the new rows of an UPDATE, the deleted ones of a DELETE).
+///
+/// The rows are changed a batch at a time as the read returns them when it scans the table
+/// once and keeps every key: its writes then touch only rows the scan has passed, and the
+/// statement holds one batch at a time (its transaction spills to disk). Otherwise they are
+/// read whole first: a key change deletes every old key before it checks the new ones, and a
+/// second scan of the table (a subquery) could meet the statement's own writes.
 pub(crate) async fn run(
     ctx: &SessionContext,
     shards: &Shards<'_>,
     modify: &ModifyPlan,
     params: &[ScalarValue],
+    returning: bool,
 ) -> Result<(usize, Vec<RecordBatch>)> {
     let def = &modify.def;
     let bound = bind(&modify.read, params)?;
-    let batches = collect_at_snapshot(ctx, shards.txn, bound).await?;
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(Schema::empty()));
-    let batch = datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(Error::internal)?;
-    if batch.num_rows() == 0 {
-        return Ok((0, Vec::new()));
+    let moves_keys = modify.sets.as_ref().is_some_and(|sets| sets.iter().any(|c| def.pk.contains(c)));
+    let whole = moves_keys || scans_of(&bound, &def.name) != 1;
+    let mut source = write_source(ctx, shards.txn, bound, whole).await?;
+    let (mut count, mut out) = (0, Vec::new());
+    while let Some(batch) = next_rows(&mut source).await? {
+        let rows = match &modify.sets {
+            Some(sets) => update_rows(shards, def, &batch, sets).await?,
+            None => delete_rows(shards, def, &batch)?,
+        };
+        count += batch.num_rows();
+        if returning {
+            out.push(rows);
+        }
     }
-    let rows = match &modify.sets {
-        Some(sets) => update_rows(shards, def, &batch, sets).await?,
-        None => delete_rows(shards, def, &batch)?,
-    };
-    Ok((batch.num_rows(), vec![rows]))
+    Ok((count, out))
 }
 
 /// Applies UPDATE to matched rows: `sets` maps extra column `ncols + j` of `batch` to table

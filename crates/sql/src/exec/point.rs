@@ -1,5 +1,5 @@
 //! Executing the point fast paths planned by `plan::point`: a primary-key lookup as one `Get`
-//! on the owning shard, rows of parameters as one `write::insert`, neither through DataFusion.
+//! on the owning shard, rows of parameters as one `write::InsertRun` batch, neither through DataFusion.
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -8,7 +8,7 @@ use raftable_common::{Error, Result, ShardRead};
 use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
-use super::write::{insert, OnConflict, Shards};
+use super::write::{InsertRun, OnConflict, Shards};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
 use crate::error::from_datafusion;
@@ -78,13 +78,16 @@ impl ParamInsert {
             });
             arrays.push(column_array(&self.def, col, values.collect())?);
         }
-        Ok(insert(shards, &self.def, &arrays, &on_conflict(&self.conflict)?).await?.0)
+        let mut run = InsertRun::new(*shards);
+        let (n, _) = run.insert(&self.def, &arrays, &on_conflict(&self.conflict)?, true).await?;
+        run.finish(&self.def).await?;
+        Ok(n)
     }
 }
 
 /// One column's values as an array. Parameters arrive decoded to the column's type, so the
 /// values share one type; where they do not (a typed NULL of another type, a default), each is
-/// first coerced to the column's type by PostgreSQL's rules. `write::insert` checks the result.
+/// first coerced to the column's type by PostgreSQL's rules. `write::InsertRun` checks the result.
 fn column_array(def: &TableDef, col: usize, values: Vec<ScalarValue>) -> Result<ArrayRef> {
     let first = values.first().map(ScalarValue::data_type);
     let values = if values.iter().all(|v| Some(v.data_type()) == first) {

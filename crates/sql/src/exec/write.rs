@@ -5,7 +5,9 @@
 //! the transaction reads them (its commit fails if they changed meanwhile). One fast path: an
 //! autocommit INSERT that read nothing and whose rows fall in one shard goes to that shard as
 //! one write, its conditions checked when the shard applies it (1PC). UPDATE and DELETE build
-//! on the same pieces (`super::modify`).
+//! on the same pieces (`super::modify`). A statement's rows come a batch at a time
+//! ([`InsertRun`]): a batch is written to the transaction (which spills to disk past its memory
+//! budget) before the next is read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,57 +173,98 @@ pub(crate) async fn read_existing(
     Ok(found)
 }
 
-/// Inserts one batch of rows (visible columns) and returns how many were inserted or updated,
-/// with the rows as written (visible columns) for RETURNING.
-pub(crate) async fn insert(
-    shards: &Shards<'_>,
-    def: &TableDef,
-    visible: &[ArrayRef],
-    conflict: &OnConflict,
-) -> Result<(usize, Option<RecordBatch>)> {
-    let columns = full_columns(shards, def, visible)?;
-    let rows = encode_rows(def, &columns)?;
-    if rows.len() > 1 && matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. }) {
-        let mut keys = HashSet::with_capacity(rows.len());
-        if !rows.iter().all(|r| keys.insert(r.key.as_slice())) {
+/// One INSERT statement's state across the batches of its source.
+pub(crate) struct InsertRun<'a> {
+    shards: Shards<'a>,
+    /// The statement is its own transaction and neither read nor wrote before its first
+    /// batch: its rows may go as unread inserts, each shard refusing a taken key.
+    fresh: bool,
+    /// Rows went as unread inserts: [`InsertRun::finish`] commits them.
+    deferred: bool,
+    /// Keys upserted so far: `ON CONFLICT DO UPDATE` may affect a row once per statement.
+    upserted: HashSet<Vec<u8>>,
+}
+
+impl<'a> InsertRun<'a> {
+    /// Starts an INSERT in `shards.txn`, once its source read its first batch.
+    pub(crate) fn new(shards: Shards<'a>) -> Self {
+        let fresh = shards.autocommit && !shards.txn.has_read() && shards.txn.is_read_only();
+        Self { shards, fresh, deferred: false, upserted: HashSet::new() }
+    }
+
+    /// Inserts one batch of rows (visible columns); `whole` says it is the statement's only
+    /// one. Returns how many rows were inserted or updated, with the rows as written
+    /// (visible columns) for RETURNING.
+    pub(crate) async fn insert(
+        &mut self,
+        def: &TableDef,
+        visible: &[ArrayRef],
+        conflict: &OnConflict,
+        whole: bool,
+    ) -> Result<(usize, Option<RecordBatch>)> {
+        let shards = &self.shards;
+        let columns = full_columns(shards, def, visible)?;
+        let rows = encode_rows(def, &columns)?;
+        if matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. })
+            && !rows.iter().all(|r| self.upserted.insert(r.key.clone()))
+        {
             return Err(Error::CardinalityViolation(
                 "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
             ));
         }
-    }
-    if let OnConflict::Update { sets, filter } = conflict {
-        return upsert_update(shards, def, &columns, rows, sets, filter.as_ref()).await;
-    }
-    let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
-    let fresh = shards.autocommit && !shards.txn.has_read() && shards.txn.is_read_only();
-    if fresh && one_shard && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
-        let n = insert_directly(shards, rows).await?;
-        return Ok((n, Some(visible_batch(def, &columns)?)));
-    }
-    if fresh && matches!(conflict, OnConflict::Fail) {
-        return insert_committed(shards, def, &columns, rows).await;
-    }
-    let existing = match conflict {
-        OnConflict::Overwrite => HashMap::new(),
-        _ => read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?,
-    };
-    let mut seen = HashSet::with_capacity(rows.len());
-    let mut count = 0;
-    for r in rows {
-        let present = existing.contains_key(&r.key) || !seen.insert(r.key.clone());
-        match conflict {
-            OnConflict::Fail if present => {
-                return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) })
-            }
-            OnConflict::Ignore if present => continue,
-            _ => {}
+        if let OnConflict::Update { sets, filter } = conflict {
+            return upsert_update(shards, def, &columns, rows, sets, filter.as_ref()).await;
         }
-        shards.txn.write(r.shard, r.key, Some(r.value));
-        count += 1;
+        let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
+        if self.fresh && whole && one_shard && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
+            let n = insert_directly(shards, rows).await?;
+            return Ok((n, Some(visible_batch(def, &columns)?)));
+        }
+        if self.fresh && matches!(conflict, OnConflict::Fail) {
+            let count = buffer_inserts(shards, def, rows)?;
+            self.deferred = true;
+            return Ok((count, Some(visible_batch(def, &columns)?)));
+        }
+        let existing = match conflict {
+            OnConflict::Overwrite => HashMap::new(),
+            _ => read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?,
+        };
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut count = 0;
+        for r in rows {
+            let present = existing.contains_key(&r.key) || !seen.insert(r.key.clone());
+            match conflict {
+                OnConflict::Fail if present => {
+                    return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) })
+                }
+                OnConflict::Ignore if present => continue,
+                _ => {}
+            }
+            shards.txn.write(r.shard, r.key, Some(r.value));
+            count += 1;
+        }
+        // With DO NOTHING, RETURNING shows only inserted rows; which ones is not reported per
+        // row yet, so RETURNING with DO NOTHING is refused at planning time.
+        Ok((count, Some(visible_batch(def, &columns)?)))
     }
-    // With DO NOTHING, RETURNING shows only inserted rows; which ones is not reported per row
-    // yet, so RETURNING with DO NOTHING is refused at planning time.
-    Ok((count, Some(visible_batch(def, &columns)?)))
+
+    /// Ends the statement: rows that went as unread inserts are committed here, so that a
+    /// taken key is reported naming the table's key (one round fewer than reading the keys
+    /// first; a duplicate among the statement's own rows is found by the commit too).
+    pub(crate) async fn finish(self, def: &TableDef) -> Result<()> {
+        if !self.deferred {
+            return Ok(());
+        }
+        match self.shards.txn.commit().await {
+            Err(Error::DuplicateKey { .. }) => Err(duplicate_key(def)),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+fn duplicate_key(def: &TableDef) -> Error {
+    Error::UniqueViolation { constraint: format!("{}_pkey", def.name) }
 }
 
 /// The one-shard fast path of an autocommit INSERT … ON CONFLICT DO NOTHING that read
@@ -237,29 +280,18 @@ async fn insert_directly(shards: &Shards<'_>, rows: Vec<Encoded>) -> Result<usiz
     Ok(outcome.changed_count())
 }
 
-/// An autocommit INSERT that read nothing: its rows buffered as inserts (each shard refuses a
-/// key that holds a row as it applies the commit: one-phase on one shard), committed here so
-/// a duplicate is reported naming the table's key. One round fewer than reading the keys first.
-async fn insert_committed(
-    shards: &Shards<'_>,
-    def: &TableDef,
-    columns: &[ArrayRef],
-    rows: Vec<Encoded>,
-) -> Result<(usize, Option<RecordBatch>)> {
-    let duplicate = || Error::UniqueViolation { constraint: format!("{}_pkey", def.name) };
+/// Rows of an autocommit INSERT that read nothing, buffered as inserts: each shard refuses a
+/// key that holds a row as it applies the commit. Returns how many.
+fn buffer_inserts(shards: &Shards<'_>, def: &TableDef, rows: Vec<Encoded>) -> Result<usize> {
     let mut seen = HashSet::with_capacity(rows.len());
     if !rows.iter().all(|r| seen.insert(r.key.as_slice())) {
-        return Err(duplicate());
+        return Err(duplicate_key(def));
     }
     let count = rows.len();
     for r in rows {
         shards.txn.insert(r.shard, r.key, r.value);
     }
-    match shards.txn.commit().await {
-        Err(Error::DuplicateKey { .. }) => Err(duplicate()),
-        Err(e) => Err(e),
-        Ok(_) => Ok((count, Some(visible_batch(def, columns)?))),
-    }
+    Ok(count)
 }
 
 /// The visible columns of full column arrays, as a batch.
