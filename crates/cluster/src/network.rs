@@ -209,7 +209,9 @@ impl GroupClient {
                 }
             }
         };
-        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+        // openraft's own timeout around this call is at least the floor too (`storage::Runtime`).
+        let patience = option.hard_ttl().max(raftable_storage::RPC_TIMEOUT_FLOOR);
+        let reply = match tokio::time::timeout(patience, call).await {
             Ok(Ok(reply)) => reply.into_inner(),
             // Only a peer that cannot be connected to is unreachable: openraft then stops
             // sending to it (heartbeats included) for a backoff period. Any other failure is a

@@ -27,4 +27,4 @@ pub use rocks::{Rocks, SyncFault, SyncStats};
 pub use shard::{digest, read, read_at, Digest};
 pub use state_machine::StateMachine;
 pub use txn::expired_records;
-pub use types::{Entry, NodeInfo, TypeConfig, WriteResult};
+pub use types::{Entry, NodeInfo, Runtime, TypeConfig, WriteResult, RPC_TIMEOUT_FLOOR};
