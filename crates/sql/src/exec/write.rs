@@ -202,12 +202,11 @@ impl<'a> InsertRun<'a> {
         conflict: &OnConflict,
         whole: bool,
     ) -> Result<(usize, Option<RecordBatch>)> {
-        let shards = &self.shards;
+        let shards = self.shards;
+        let shards = &shards;
         let columns = full_columns(shards, def, visible)?;
         let rows = encode_rows(def, &columns)?;
-        if matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. })
-            && !rows.iter().all(|r| self.upserted.insert(r.key.clone()))
-        {
+        if matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. }) && !self.upsert_once(&rows, whole) {
             return Err(Error::CardinalityViolation(
                 "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
             ));
@@ -246,6 +245,16 @@ impl<'a> InsertRun<'a> {
         // With DO NOTHING, RETURNING shows only inserted rows; which ones is not reported per
         // row yet, so RETURNING with DO NOTHING is refused at planning time.
         Ok((count, Some(visible_batch(def, &columns)?)))
+    }
+
+    /// Whether an upsert's `rows` affect no row twice: among themselves, and (`whole` false:
+    /// more batches come or came) with the statement's other batches.
+    fn upsert_once(&mut self, rows: &[Encoded], whole: bool) -> bool {
+        if whole {
+            let mut keys = HashSet::with_capacity(rows.len());
+            return rows.len() < 2 || rows.iter().all(|r| keys.insert(r.key.as_slice()));
+        }
+        rows.iter().all(|r| self.upserted.insert(r.key.clone()))
     }
 
     /// Ends the statement: rows that went as unread inserts are committed here, so that a
