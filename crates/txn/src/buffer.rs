@@ -11,6 +11,7 @@
 //!
 //! Sits under `coordinator::Txn`, which serialises access to it.
 
+use std::collections::btree_map::Entry as Slot;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -52,19 +53,10 @@ pub(crate) struct Size {
 
 type Head = BTreeMap<ShardId, BTreeMap<Vec<u8>, Entry>>;
 
-/// A point to roll the buffer back to: the head as it was and the runs written by then.
-#[derive(Debug, Clone)]
-pub(crate) struct Mark {
-    head: Head,
-    head_bytes: usize,
-    runs: Vec<Arc<Run>>,
-    sizes: BTreeMap<ShardId, Size>,
-    duplicate: Option<Vec<u8>>,
-}
-
-/// See the module docs.
-#[derive(Debug)]
-pub(crate) struct Buffer {
+/// What a buffer holds. A copy is cheap enough to keep as a savepoint's [`Mark`]: runs are
+/// shared and never change, and the head is small when it is copied (see [`Buffer::mark`]).
+#[derive(Debug, Clone, Default)]
+struct Contents {
     head: Head,
     head_bytes: usize,
     /// Oldest first.
@@ -73,48 +65,66 @@ pub(crate) struct Buffer {
     /// A key inserted over a value written to it in memory (see [`Buffer::range`] for those
     /// in runs): the commit fails with it.
     duplicate: Option<Vec<u8>>,
+}
+
+/// A point to roll the buffer back to: its contents as they were.
+#[derive(Debug, Clone)]
+pub(crate) struct Mark(Contents);
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Buffer {
+    now: Contents,
     spill_at: usize,
 }
 
 impl Buffer {
     pub fn new(spill_at: usize) -> Self {
-        let (head, runs, sizes) = (Head::new(), Vec::new(), BTreeMap::new());
-        Self { head, head_bytes: 0, runs, sizes, duplicate: None, spill_at: spill_at.max(1) }
+        Self { now: Contents::default(), spill_at: spill_at.max(1) }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sizes.is_empty()
+        self.now.sizes.is_empty()
     }
 
     /// The shards written, in order.
     pub fn shards(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.sizes.keys().copied()
+        self.now.sizes.keys().copied()
     }
 
     pub fn has_shard(&self, shard: ShardId) -> bool {
-        self.sizes.contains_key(&shard)
+        self.now.sizes.contains_key(&shard)
     }
 
     /// All shards' sizes added up.
     pub fn total(&self) -> Size {
-        self.sizes.values().fold(Size::default(), |a, s| Size { bytes: a.bytes + s.bytes, items: a.items + s.items })
+        self.now
+            .sizes
+            .values()
+            .fold(Size::default(), |a, s| Size { bytes: a.bytes + s.bytes, items: a.items + s.items })
     }
 
     /// Buffers a write of `key` on `shard`, replacing any earlier one of the key.
     pub fn put(&mut self, shard: ShardId, key: Vec<u8>, entry: Entry) {
         let size = entry_size(&key, &entry);
-        let sizes = self.sizes.entry(shard).or_default();
+        let sizes = self.now.sizes.entry(shard).or_default();
         sizes.bytes += size;
         sizes.items += 1;
-        self.head_bytes += size;
-        let insert = entry.insert;
-        if let Some(old) = self.head.entry(shard).or_default().insert(key.clone(), entry) {
-            self.head_bytes -= entry_size(&key, &old);
-            if insert && old.value.is_some() {
-                self.duplicate.get_or_insert(key);
+        self.now.head_bytes += size;
+        match self.now.head.entry(shard).or_default().entry(key) {
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
+            }
+            Slot::Occupied(mut slot) => {
+                let insert = entry.insert;
+                let old = slot.insert(entry);
+                self.now.head_bytes -= entry_size(slot.key(), &old);
+                if insert && old.value.is_some() {
+                    self.now.duplicate.get_or_insert_with(|| slot.key().clone());
+                }
             }
         }
-        if self.head_bytes >= self.spill_at {
+        if self.now.head_bytes >= self.spill_at {
             if let Err(e) = self.spill() {
                 // The writes stay in memory; the next attempt waits for as much again.
                 tracing::warn!(error = %e, "a transaction's writes could not be spilled to disk");
@@ -126,32 +136,32 @@ impl Buffer {
     /// A key inserted over a value the transaction wrote to it before, while both were in
     /// memory.
     pub fn duplicate(&self) -> Option<&[u8]> {
-        self.duplicate.as_deref()
+        self.now.duplicate.as_deref()
     }
 
     /// Writes the head out as a run.
     fn spill(&mut self) -> Result<()> {
-        if self.head.is_empty() {
+        if self.now.head.is_empty() {
             return Ok(());
         }
-        let run = Run::write(&self.head)?;
-        self.runs.push(Arc::new(run));
-        self.head.clear();
-        self.head_bytes = 0;
+        let run = Run::write(&self.now.head)?;
+        self.now.runs.push(Arc::new(run));
+        self.now.head.clear();
+        self.now.head_bytes = 0;
         Ok(())
     }
 
     /// The newest write of each of `keys` on `shard`, for those the transaction wrote. Keys
     /// are looked up in each run in key order, so neighbours share a block read.
     pub fn get_many(&self, shard: ShardId, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>> {
-        let head = self.head.get(&shard);
+        let head = self.now.head.get(&shard);
         let mut out: Vec<Option<Entry>> = keys.iter().map(|k| head.and_then(|h| h.get(k)).cloned()).collect();
-        if !self.has_shard(shard) || self.runs.is_empty() {
+        if !self.has_shard(shard) || self.now.runs.is_empty() {
             return Ok(out);
         }
         let mut order: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
         order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
-        for run in self.runs.iter().rev() {
+        for run in self.now.runs.iter().rev() {
             let mut block = None;
             for &i in &order {
                 if out[i].is_none() {
@@ -168,35 +178,25 @@ impl Buffer {
     /// had the earlier write committed first.
     pub fn range(&self, shard: ShardId, start: &[u8], end: &[u8], strict: bool) -> Merge<'_> {
         let head: HeadRange<'_> =
-            Box::new(self.head.get(&shard).map(|h| h.range(start.to_vec()..)).into_iter().flatten());
-        let runs = self.runs.iter().rev().map(|r| Cursor::new(r.clone(), shard, start)).collect();
+            Box::new(self.now.head.get(&shard).map(|h| h.range(start.to_vec()..)).into_iter().flatten());
+        let runs = self.now.runs.iter().rev().map(|r| Cursor::new(r.clone(), shard, start)).collect();
         Merge { shard, end: end.to_vec(), strict, head: head.peekable(), runs }
     }
 
     /// A mark to roll back to (`SAVEPOINT`). A large head is spilled first, so the mark holds
     /// runs rather than a copy of it.
     pub fn mark(&mut self) -> Mark {
-        if self.head_bytes > SAVEPOINT_COPY_BYTES {
+        if self.now.head_bytes > SAVEPOINT_COPY_BYTES {
             if let Err(e) = self.spill() {
                 tracing::warn!(error = %e, "a transaction's writes could not be spilled to disk");
             }
         }
-        Mark {
-            head: self.head.clone(),
-            head_bytes: self.head_bytes,
-            runs: self.runs.clone(),
-            sizes: self.sizes.clone(),
-            duplicate: self.duplicate.clone(),
-        }
+        Mark(self.now.clone())
     }
 
     /// Forgets every write made since `mark` was taken.
     pub fn rollback_to(&mut self, mark: &Mark) {
-        self.head = mark.head.clone();
-        self.head_bytes = mark.head_bytes;
-        self.runs = mark.runs.clone();
-        self.sizes = mark.sizes.clone();
-        self.duplicate = mark.duplicate.clone();
+        self.now = mark.0.clone();
     }
 }
 
@@ -452,8 +452,8 @@ mod tests {
                 put(b, u64::from(i % 3), &key, value.as_deref());
             }
         }
-        assert!(spilled.runs.len() > 50, "{} runs", spilled.runs.len());
-        assert!(memory.runs.is_empty());
+        assert!(spilled.now.runs.len() > 50, "{} runs", spilled.now.runs.len());
+        assert!(memory.now.runs.is_empty());
         for shard in 0..3 {
             assert_eq!(all(&spilled, shard, "", ""), all(&memory, shard, "", ""));
             assert_eq!(all(&spilled, shard, "k010", "k020"), all(&memory, shard, "k010", "k020"));
@@ -474,12 +474,12 @@ mod tests {
         put(&mut b, 1, "b", Some("1"));
         put(&mut b, 1, "c", Some("1"));
         let mark = b.mark();
-        let runs = b.runs.len();
+        let runs = b.now.runs.len();
         put(&mut b, 1, "a", None);
         put(&mut b, 1, "d", Some("2"));
         put(&mut b, 2, "x", Some("2"));
         put(&mut b, 1, "e", Some("2"));
-        assert!(b.runs.len() > runs);
+        assert!(b.now.runs.len() > runs);
         b.rollback_to(&mark);
         let one = |k: &str| (k.to_string(), Some("1".to_string()));
         assert_eq!(all(&b, 1, "", ""), [one("a"), one("b"), one("c")]);
