@@ -69,7 +69,7 @@ pub async fn run(
     enter_cluster(&config, &node, &router, &info).await?;
     let background = Background::start(router.clone());
     let engine = raftable_sql::Engine::new(SqlCluster::new(router.clone()), config.sql.clone());
-    let refresh = engine.spawn_refresh();
+    let background_sql = engine.spawn_background();
     let (stop_pg, pg_stopped) = tokio::sync::oneshot::channel::<()>();
     let pg_server = tokio::spawn(pgwire::serve(engine, pg, async {
         let _ = pg_stopped.await;
@@ -80,7 +80,7 @@ pub async fn run(
     tracing::info!(node = config.node_id, "stopping");
     let _ = stop_pg.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), pg_server).await;
-    refresh.abort();
+    background_sql.abort();
     background.stop().await;
     // Groups first (no group opens after this), then the rpc server, then the sync thread
     // (a late write of a stopped group's task is synced inline).

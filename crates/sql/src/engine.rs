@@ -13,6 +13,7 @@ use raftable_txn::Coordinator;
 use crate::catalog::{Catalog, REFRESH};
 use crate::cluster::Cluster;
 use crate::exec::write::RowIds;
+use crate::xact::{XactShards, COLLECT_INTERVAL};
 
 /// SQL settings of a node: the `sql` part of the node's configuration, and the one place their
 /// defaults are defined (the command line shows them from here).
@@ -40,6 +41,8 @@ pub struct Engine {
     /// sqlparser plus the rewrites of datafusion-pg-catalog (built once: it tokenizes its
     /// patterns).
     pub(crate) parser: PostgresCompatibilityParser,
+    /// Where transactions' status rows live (`txid_current()`, `txid_status()`).
+    pub(crate) xacts: XactShards,
 }
 
 impl Engine {
@@ -54,18 +57,33 @@ impl Engine {
             config,
             next_session: AtomicU64::new(1),
             parser: PostgresCompatibilityParser::new(),
+            xacts: XactShards::default(),
         })
     }
 
-    /// Keeps the catalog cache fresh (every [`REFRESH`]) until the engine is dropped elsewhere.
-    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// The node's SQL housekeeping, until the engine is dropped elsewhere: keeps the catalog
+    /// cache fresh (every [`REFRESH`]) and deletes the node's expired transaction status rows
+    /// (every `xact::COLLECT_INTERVAL`).
+    pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut collected = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(REFRESH).await;
                 let Some(engine) = weak.upgrade() else { return };
                 if let Err(e) = engine.catalog.refresh().await {
                     tracing::debug!(error = %e, "catalog refresh failed");
+                }
+                if collected.elapsed() >= COLLECT_INTERVAL {
+                    // Apart from the refresh, which must not wait for it.
+                    collected = tokio::time::Instant::now();
+                    tokio::spawn(async move {
+                        match engine.xacts.collect(engine.cluster.as_ref(), &engine.coordinator).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(rows = n, "expired transaction status rows deleted"),
+                            Err(e) => tracing::debug!(error = %e, "transaction status collection failed"),
+                        }
+                    });
                 }
             }
         })

@@ -5,7 +5,8 @@
 //!    `ast::parse` (sqlparser, PostgreSQL dialect; catalog queries through
 //!    datafusion-pg-catalog's parser and `ast::rewrite::catalog_query`). The session keeps the
 //!    connection's state (SET / SHOW, transaction status, notices) and runs those commands
-//!    itself; everything else goes down.
+//!    itself (`txid_current()` / `txid_status()` with [`xact`]'s status rows); everything
+//!    else goes down.
 //! 2. `plan`: [`Session::prepare`] calls `plan::Planner::prepare`, which matches on the
 //!    `Statement` once: `plan::query` (DataFusion's `statement_to_plan`, tables resolved
 //!    through `catalog::RaftableCatalog`; `plan::point` for a prepared primary-key lookup),
@@ -46,6 +47,7 @@ mod scan;
 mod session;
 mod table;
 mod types;
+mod xact;
 
 pub use ast::limits::THREAD_STACK_BYTES;
 pub use cluster::{Cluster, NodeStatus, ShardStatus};

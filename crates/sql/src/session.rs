@@ -14,13 +14,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Set, Statement, TransactionAccessMode, TransactionMode, Value};
 use raftable_common::{Error, Result};
+use raftable_txn::status::xid_of;
 use raftable_txn::{Savepoint, Txn};
 
 use crate::ast::ident;
@@ -29,6 +30,7 @@ use crate::exec::write::Contention;
 use crate::exec::{once, Executor, Output};
 use crate::plan::context::session_context;
 use crate::plan::{Plan, Planner, Prepared, SessionCommand};
+use crate::xact::XactCall;
 
 /// Settings every session starts with (names lower-case), as PostgreSQL 15 reports them, but
 /// for the isolation level: every transaction runs serializable.
@@ -143,6 +145,7 @@ impl Session {
         if let Some(command) = self.command(stmt)? {
             let schema = match &command {
                 SessionCommand::Show(name) => Some(show_schema(name)),
+                SessionCommand::Xact(call) => Some(xact_schema(call)),
                 _ => None,
             };
             return Ok(Arc::new(Prepared::session(command, schema)));
@@ -152,6 +155,9 @@ impl Session {
 
     /// The session command `stmt` is, if it is one.
     fn command(&self, stmt: &Statement) -> Result<Option<SessionCommand>> {
+        if let Some(call) = XactCall::of(stmt)? {
+            return Ok(Some(SessionCommand::Xact(call)));
+        }
         Ok(Some(match stmt {
             Statement::StartTransaction { modes, .. } => SessionCommand::Begin { read_only: read_only(modes) },
             Statement::Commit { .. } => SessionCommand::Commit,
@@ -315,6 +321,7 @@ impl Session {
                 "SET"
             }
             SessionCommand::Show(name) => return self.show(name),
+            SessionCommand::Xact(call) => return self.xact(call).await,
         };
         Ok(Output::Command { tag: tag.into() })
     }
@@ -324,6 +331,33 @@ impl Session {
         self.block
             .as_mut()
             .ok_or_else(|| Error::NoActiveTransaction(format!("{what} can only be used in transaction blocks")))
+    }
+
+    /// `txid_current()` (in a block, the block's id; else a transaction of its own, committed
+    /// at once) and `txid_status(id)` (the block's own id is "in progress").
+    async fn xact(&mut self, call: &XactCall) -> Result<Output> {
+        let (engine, cluster) = (&self.engine, self.engine.cluster.as_ref());
+        let value: ArrayRef = match (call, &self.block) {
+            (XactCall::Current { .. }, Some(block)) => {
+                Arc::new(Int64Array::from(vec![engine.xacts.current(cluster, &block.txn).await?]))
+            }
+            (XactCall::Current { .. }, None) => {
+                let txn = engine.coordinator.begin();
+                let xid = engine.xacts.current(cluster, &txn).await?;
+                txn.commit().await?;
+                Arc::new(Int64Array::from(vec![xid]))
+            }
+            (XactCall::Status { xid, .. }, Some(block)) if xid_of(block.txn.id()).ok() == Some(*xid) => {
+                Arc::new(StringArray::from(vec!["in progress"]))
+            }
+            (XactCall::Status { xid, .. }, _) => {
+                let status = engine.xacts.status(cluster, &engine.coordinator, *xid).await?;
+                Arc::new(StringArray::from(vec![status.map(|s| s.name())]))
+            }
+        };
+        let schema = xact_schema(call);
+        let batch = RecordBatch::try_new(schema.clone(), vec![value]).map_err(Error::internal)?;
+        Ok(Output::Rows { command: "SELECT", schema: schema.clone(), stream: once(schema, vec![batch]) })
     }
 
     fn show(&self, name: &str) -> Result<Output> {
@@ -399,6 +433,13 @@ fn default_setting(name: &str) -> String {
     DEFAULT_SETTINGS.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()).unwrap_or_default()
 }
 
+fn xact_schema(call: &XactCall) -> SchemaRef {
+    Arc::new(Schema::new(vec![match call {
+        XactCall::Current { column } => Field::new(column, DataType::Int64, false),
+        XactCall::Status { column, .. } => Field::new(column, DataType::Utf8, true),
+    }]))
+}
+
 fn show_schema(name: &str) -> SchemaRef {
     if name == "all" {
         Arc::new(Schema::new(vec![
@@ -431,6 +472,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let engine = Engine::new(LocalCluster::open(dir.path()).unwrap(), crate::SqlConfig::default());
             Db { session: engine.session(), _dir: dir }
+        }
+
+        /// Another session on the same engine (its temporary directory stays unused).
+        fn second(&self) -> Self {
+            Db { session: self.session.engine.session(), _dir: tempfile::tempdir().unwrap() }
         }
 
         async fn prepare(&mut self, sql: &str) -> Result<Arc<Prepared>> {
@@ -588,6 +634,52 @@ mod tests {
         assert_eq!(db.ok("COMMIT").await, rows(&[&["ROLLBACK"]]));
         assert_eq!(db.session.transaction_state(), TransactionState::Idle);
         assert_eq!(db.ok("SELECT k, v FROM b").await, rows(&[&["1", "x"]]));
+    }
+
+    /// `txid_current()` and `txid_status()`: a block's id stays the same and is "in progress"
+    /// to itself; another session reads a committed block as committed (a savepoint rolled
+    /// back does not take the status row with it) and a rolled back one as aborted; asking
+    /// about a block still open elsewhere aborts it, so its COMMIT fails with 40001.
+    #[tokio::test]
+    async fn transaction_ids_tell_how_a_transaction_ended() {
+        let mut db = Db::new();
+        let mut other = db.second();
+        db.ok("CREATE TABLE x (k INT PRIMARY KEY)").await;
+        let status = |xid: &str| format!("SELECT txid_status({xid})");
+
+        db.ok("BEGIN").await;
+        let xid = db.ok("SELECT txid_current()").await[0][0].clone();
+        assert!(xid.parse::<i64>().unwrap() > 0);
+        assert_eq!(db.ok("SELECT pg_current_xact_id() AS id").await, rows(&[&[&xid]]));
+        assert_eq!(db.ok(&status(&xid)).await, rows(&[&["in progress"]]));
+        db.ok("SAVEPOINT s").await;
+        db.ok("INSERT INTO x VALUES (1)").await;
+        db.ok("ROLLBACK TO s").await;
+        db.ok("INSERT INTO x VALUES (2)").await;
+        db.ok("COMMIT").await;
+        assert_eq!(other.ok(&status(&xid)).await, rows(&[&["committed"]]));
+
+        db.ok("BEGIN").await;
+        let rolled_back = db.ok("SELECT txid_current()").await[0][0].clone();
+        assert_ne!(rolled_back, xid);
+        db.ok("INSERT INTO x VALUES (3)").await;
+        db.ok("ROLLBACK").await;
+        let sql = format!("SELECT pg_xact_status('{rolled_back}'::xid8)");
+        assert_eq!(other.ok(&sql).await, rows(&[&["aborted"]]));
+
+        db.ok("BEGIN").await;
+        let open = db.ok("SELECT txid_current()").await[0][0].clone();
+        db.ok("INSERT INTO x VALUES (4)").await;
+        assert_eq!(other.ok(&status(&open)).await, rows(&[&["aborted"]]));
+        assert!(matches!(db.run("COMMIT", vec![]).await, Err(Error::TxnAborted(_))));
+        assert_eq!(other.ok(&status(&open)).await, rows(&[&["aborted"]]));
+        assert_eq!(db.ok("SELECT k FROM x").await, rows(&[&["2"]]));
+
+        // Outside a block: an id of its own, committed at once.
+        let single = db.ok("SELECT txid_current()").await[0][0].clone();
+        assert_eq!(other.ok(&status(&single)).await, rows(&[&["committed"]]));
+        assert!(matches!(db.run("SELECT txid_status(0)", vec![]).await, Err(Error::InvalidInput(_))));
+        assert!(matches!(db.run("SELECT txid_status('x')", vec![]).await, Err(Error::InvalidText(_))));
     }
 
     #[tokio::test]

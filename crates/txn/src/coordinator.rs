@@ -63,16 +63,21 @@ impl Coordinator {
     /// A coordinator whose commands carry at most `chunk` bytes, and whose transactions keep
     /// at most about `spill` bytes of writes in memory (tests use small ones).
     pub fn with_limits(client: Arc<dyn ShardClient>, node: NodeId, chunk: usize, spill: usize) -> Arc<Self> {
-        // Ids stay unique across restarts of the node: the sequence starts at the clock.
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        Arc::new(Self { client, node, seq: AtomicU64::new(micros), chunk: chunk.max(1), spill })
+        Arc::new(Self { client, node, seq: AtomicU64::new(0), chunk: chunk.max(1), spill })
+    }
+
+    /// The node whose transactions this coordinates.
+    pub fn node(&self) -> NodeId {
+        self.node
     }
 
     pub fn begin(self: &Arc<Self>) -> Txn {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        // The sequence follows the clock in microseconds, one more than the last when the clock
+        // has not moved on: ids stay unique across restarts of the node, and tell roughly when
+        // the transaction began (`status` relies on that to tell an id too old to know).
+        let now = micros();
+        let last = self.seq.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some((s + 1).max(now)));
+        let seq = last.map_or(now, |s| (s + 1).max(now));
         Txn {
             coordinator: self.clone(),
             id: TxnId((u128::from(self.node) << 64) | u128::from(seq)),
@@ -80,6 +85,11 @@ impl Coordinator {
             state: Mutex::new(State::new(self.spill)),
         }
     }
+}
+
+/// Microseconds since the Unix epoch, by this node's clock.
+pub(crate) fn micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// What a transaction read, per shard.
@@ -101,11 +111,14 @@ pub struct Txn {
 struct State {
     writes: Buffer,
     reads: Reads,
+    /// An insert the commit adds, whatever savepoints roll back: the status row
+    /// (`crate::status`).
+    at_commit: Option<(ShardId, Vec<u8>, Vec<u8>)>,
 }
 
 impl State {
     fn new(spill: usize) -> Self {
-        Self { writes: Buffer::new(spill), reads: Reads::new() }
+        Self { writes: Buffer::new(spill), reads: Reads::new(), at_commit: None }
     }
 }
 
@@ -205,8 +218,16 @@ impl Txn {
         self.state().writes.put(shard, key, Entry { value: Some(value), insert: true });
     }
 
+    /// Has the commit insert `key` on `shard` (failing as a duplicate if it holds a row by
+    /// then) with the transaction's writes; no savepoint rolls it back. A transaction's status
+    /// row (`crate::status`); a second call replaces the first.
+    pub fn insert_at_commit(&self, shard: ShardId, key: Vec<u8>, value: Vec<u8>) {
+        self.state().at_commit = Some((shard, key, value));
+    }
+
     pub fn is_read_only(&self) -> bool {
-        self.state().writes.is_empty()
+        let state = self.state();
+        state.writes.is_empty() && state.at_commit.is_none()
     }
 
     /// Whether the transaction read anything yet.
@@ -228,7 +249,21 @@ impl Txn {
     /// applied; `Error::Unknown` that the commit point's reply was lost;
     /// `Error::DuplicateKey` that a key it inserted holds a row.
     pub async fn commit(&self) -> Result<Option<Ts>> {
-        let State { writes, mut reads } = std::mem::replace(&mut *self.state(), State::new(self.coordinator.spill));
+        let State { mut writes, reads, at_commit } =
+            std::mem::replace(&mut *self.state(), State::new(self.coordinator.spill));
+        let Some((shard, key, value)) = at_commit else { return self.commit_writes(writes, reads).await };
+        writes.put(shard, key.clone(), Entry { value: Some(value), insert: true });
+        match self.commit_writes(writes, reads).await {
+            // Someone asked how this transaction ended before it did, and so aborted it.
+            Err(Error::DuplicateKey { key: taken }) if taken == key => Err(Error::TxnAborted(format!(
+                "transaction {} was aborted: its status was asked for before it committed",
+                self.id
+            ))),
+            other => other,
+        }
+    }
+
+    async fn commit_writes(&self, writes: Buffer, mut reads: Reads) -> Result<Option<Ts>> {
         if writes.is_empty() {
             return Ok(None);
         }

@@ -1,7 +1,7 @@
 //! The coordinator over two local shards (`storage::LocalShards`, which applies commands as the
 //! Raft state machine does): own writes, savepoints, write skew, concurrent transfers against
 //! whole-table sums, locks left by a coordinator that died, and commits larger than one command
-//! going in chunks.
+//! going in chunks; transaction status rows.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use raftable_common::{
 };
 use raftable_storage::{LocalShards, Rocks};
 use raftable_txn::settle::{settle, LockInfo};
+use raftable_txn::status::{self, XactStatus};
 use raftable_txn::{Coordinator, Txn, CHUNK_BYTES};
 
 const A: ShardId = 1;
@@ -449,4 +450,47 @@ async fn a_chunked_commit_refused_midway_leaves_nothing() {
         again.write(shard, k, Some(big_row(i, 4)));
     }
     again.commit().await.unwrap();
+}
+
+/// Status rows (`txid_current()` / `txid_status()`): a committed transaction's id reads
+/// committed; asking about one not ended fences it, so its commit fails and applies nothing;
+/// an id past the retention is not known, and its row is collected by its node.
+#[tokio::test]
+async fn status_rows_settle_outcomes_and_expire() {
+    let db = db();
+    let prefix = vec![1, 0x90];
+    let with_status = |txn: &Txn| {
+        let xid = status::xid_of(txn.id()).unwrap();
+        txn.insert_at_commit(B, status::status_key(&prefix, xid), status::COMMITTED.to_vec());
+        xid
+    };
+    let ask = |xid| status::status(&db.coordinator, xid, B, &prefix);
+
+    let committed = db.coordinator.begin();
+    let xid = with_status(&committed);
+    set(&committed, 1, 5);
+    committed.commit().await.unwrap();
+    assert_eq!(ask(xid).await.unwrap(), Some(XactStatus::Committed));
+
+    let open = db.coordinator.begin();
+    let fenced = with_status(&open);
+    assert_ne!(fenced, xid);
+    set(&open, 2, 7);
+    assert_eq!(ask(fenced).await.unwrap(), Some(XactStatus::Aborted));
+    assert!(matches!(open.commit().await, Err(Error::TxnAborted(_))));
+    assert_eq!(get(&db.coordinator.begin(), 2).await.unwrap(), None);
+    assert_eq!(ask(fenced).await.unwrap(), Some(XactStatus::Aborted));
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    let two_hours = 2 * 3600 * 1_000_000;
+    let old = (1 << 56) | (now - two_hours);
+    let write = db.coordinator.begin();
+    write.write(B, status::status_key(&prefix, old), Some(status::COMMITTED.to_vec()));
+    write.commit().await.unwrap();
+    assert_eq!(ask(old).await.unwrap(), None, "too old to know");
+    assert!(matches!(ask((1 << 56) | (now + two_hours)).await, Err(Error::InvalidInput(_))), "in the future");
+    assert_eq!(status::collect(&db.coordinator, B, &prefix).await.unwrap(), 1);
+    let rows = db.coordinator.begin().read(B, scan(B)).await.unwrap();
+    let keys: Vec<&[u8]> = rows.iter().map(|r| r.key.as_slice()).filter(|k| k.starts_with(&prefix)).collect();
+    assert_eq!(keys, [status::status_key(&prefix, xid), status::status_key(&prefix, fenced)]);
 }

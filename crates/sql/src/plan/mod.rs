@@ -37,6 +37,7 @@ use crate::ast::{first_words, rewrite, table_name};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::table::TableDef;
+use crate::xact::XactCall;
 
 /// A planned statement, ready to execute any number of times.
 pub struct Prepared {
@@ -103,6 +104,8 @@ pub(crate) enum SessionCommand {
         value: Option<String>,
     },
     Show(String),
+    /// `SELECT txid_current()` / `SELECT txid_status(id)` (`crate::xact`).
+    Xact(XactCall),
 }
 
 impl Prepared {
