@@ -107,6 +107,9 @@ pub struct Histories {
     pub transfers: Vec<Attempt>,
     pub bank_reads: Vec<BankRead>,
     pub list_append: Vec<ListTxn>,
+    /// Blocks whose COMMIT answer was lost, by what `txid_status` said: committed (ok),
+    /// aborted (failed), or nothing within the deadline (unknown).
+    pub settled: Counts,
 }
 
 impl Recorder {
@@ -141,6 +144,15 @@ impl Recorder {
 
     pub fn list_txn(&self, txn: ListTxn) {
         self.inner.lock().expect("history lock").list_append.push(txn);
+    }
+
+    pub fn settled(&self, outcome: Outcome) {
+        let settled = &mut self.inner.lock().expect("history lock").settled;
+        match outcome {
+            Outcome::Ok => settled.ok += 1,
+            Outcome::Failed => settled.failed += 1,
+            Outcome::Unknown => settled.unknown += 1,
+        }
     }
 
     pub fn snapshot(&self) -> Histories {

@@ -167,6 +167,10 @@ fn print(r: &Report) {
         r.register.ok, r.register.failed, r.register.unknown, r.register_timed_out
     );
     println!(
+        "lost COMMIT answers settled by txid_status: {} committed, {} aborted, {} unsettled",
+        r.settled.ok, r.settled.failed, r.settled.unknown
+    );
+    println!(
         "set: {} acknowledged, {} failed, {} unknown, {} present; lost {}",
         r.set.acknowledged,
         r.set.failed,

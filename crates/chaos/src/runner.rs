@@ -63,6 +63,9 @@ pub struct Report {
     /// Register operations whose outcome is unknown because the client's timeout passed (the
     /// others: its connection broke, or the server said 08007).
     pub register_timed_out: usize,
+    /// Blocks whose COMMIT answer was lost, settled by `txid_status` through another node:
+    /// committed (ok), aborted (failed), unsettled (unknown).
+    pub settled: Counts,
     pub set: SetReport,
     pub counter: CounterReport,
     pub bank: BankReport,
@@ -227,6 +230,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                     .filter(|e| e.outcome == Outcome::Unknown)
                     .filter(|e| e.completed.saturating_sub(e.invoked) >= opts.op_timeout.as_nanos() as u64)
                     .count(),
+                settled: histories.settled.clone(),
                 set,
                 counter,
                 bank,

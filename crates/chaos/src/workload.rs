@@ -6,6 +6,15 @@
 //! Outcome rules (what the server promises): an error response with a SQLSTATE other than 08007
 //! means the statement did not apply (Failed); 08007, a broken connection or no answer within
 //! the operation timeout means it may have (Unknown).
+//!
+//! Writes in explicit blocks (register writes and compare-and-sets, counter increments, bank
+//! transfers, list-append transactions) learn their transaction's id as they begin
+//! (`BEGIN; SELECT txid_current()`), as a PostgreSQL client that must not guess would. A COMMIT
+//! whose answer is lost is then settled through another node with `txid_status(id)`:
+//! committed (Ok) or aborted (Failed), so it stays Unknown only if no node could answer.
+//! A block that never sent COMMIT did not apply (the server drops an open block with its
+//! connection), and a read that got no answer changed nothing (Failed, dropped by the checker). Set inserts stay autocommit statements, so the one-shard fast path meets the
+//! faults too; their lost answers stay Unknown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +26,13 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::history::{Attempt, BankRead, ListTxn, Mop, Outcome, Recorder, RegisterEvent, RegisterOp};
+
+/// How long a client keeps asking other nodes how a transaction whose COMMIT answer it lost
+/// ended (the server settles within its lock expiry once a quorum is up).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One `txid_status` call's limit: the server may wait out a lock's expiry and push it.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The tables of the workloads; `probe` is the failover probe's (`nemesis`).
 pub const SCHEMA: &[&str] = &[
@@ -132,6 +148,7 @@ impl Clients {
                     seq: 0,
                     last_seen: Default::default(),
                     node: id,
+                    broken: false,
                 };
                 tokio::spawn(client.run(stop.clone()))
             })
@@ -228,6 +245,8 @@ struct Worker {
     last_seen: std::collections::HashMap<i64, i64>,
     /// The node (index in `settings.urls`) this client is connected to, or tries next.
     node: usize,
+    /// A call of the current operation went unanswered: the connection is not reused.
+    broken: bool,
 }
 
 impl Worker {
@@ -248,7 +267,8 @@ impl Worker {
                     }
                 }
             };
-            if self.operate(&c).await != Outcome::Unknown {
+            self.broken = false;
+            if self.operate(&c).await != Outcome::Unknown && !self.broken {
                 conn = Some(c);
             } else {
                 // The statement may still be running: never reuse the connection.
@@ -274,16 +294,17 @@ impl Worker {
                 let invoked = self.recorder.now();
                 let (op, outcome) = match roll {
                     0 | 1 => {
-                        let r = call(timeout, conn.client.query_opt(conn.statement(READ), &[&key])).await;
+                        let r = self.ask(conn.client.query_opt(conn.statement(READ), &[&key])).await;
                         let value = r.as_ref().ok().and_then(|row| row.as_ref().map(|row| row.get::<_, i64>(0)));
                         if let Some(v) = value {
                             self.last_seen.insert(key, v);
                         }
-                        (RegisterOp::Read { value }, r.err().unwrap_or(Outcome::Ok))
+                        // A read changes nothing: one that got no answer is as if not made.
+                        (RegisterOp::Read { value }, if r.is_ok() { Outcome::Ok } else { Outcome::Failed })
                     }
                     2 => {
                         let value = self.unique();
-                        let r = call(timeout, conn.client.execute(conn.statement(WRITE), &[&key, &value])).await;
+                        let r = self.block(conn, WRITE, &[&key, &value], |_| true).await;
                         if r.is_ok() {
                             self.last_seen.insert(key, value);
                         }
@@ -292,7 +313,8 @@ impl Worker {
                     _ => {
                         let old = self.last_seen.get(&key).copied().unwrap_or(0);
                         let new = self.unique();
-                        let r = call(timeout, conn.client.execute(conn.statement(CAS), &[&key, &old, &new])).await;
+                        // Commits only a swap: a settled commit is a swap.
+                        let r = self.block(conn, CAS, &[&key, &old, &new], |rows| rows == 1).await;
                         let swapped = matches!(r, Ok(1));
                         if swapped {
                             self.last_seen.insert(key, new);
@@ -325,8 +347,8 @@ impl Worker {
                 let from = self.rng.gen_range(0..ACCOUNTS);
                 let to = (from + self.rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
                 let amount = self.rng.gen_range(1..=20i64);
-                let gateway = (&*self.settings.gateway, self.node % self.settings.urls.len() + 1);
-                let (moved, outcome) = match transfer(conn, timeout, from, to, amount, gateway).await {
+                let gateway = self.node % self.settings.urls.len() + 1;
+                let (moved, outcome) = match self.transfer(conn, from, to, amount, gateway).await {
                     Ok(moved) => (moved, Outcome::Ok),
                     Err(outcome) => (amount, outcome),
                 };
@@ -335,13 +357,13 @@ impl Worker {
             }
             Kind::ListAppend => {
                 let ops = self.list_ops();
-                let gateway = (&*self.settings.gateway, self.node % self.settings.urls.len() + 1);
-                let (ops, outcome) = list_txn(conn, timeout, ops, gateway).await;
+                let gateway = self.node % self.settings.urls.len() + 1;
+                let (ops, outcome) = self.list_txn(conn, ops, gateway).await;
                 self.recorder.list_txn(ListTxn { client: self.id, ops, outcome });
                 outcome
             }
             Kind::Counter => {
-                let r = call(timeout, conn.client.execute(conn.statement(0), &[])).await;
+                let r = self.block(conn, 0, &[], |_| true).await;
                 // Zero rows updated would mean the counter row vanished: the final read shows it.
                 let outcome = r.err().unwrap_or(Outcome::Ok);
                 self.recorder.counter(Attempt { value: 1, outcome });
@@ -369,80 +391,163 @@ impl Worker {
     }
 }
 
-/// One list-append transaction in an explicit block; fills in the values read. An error before
-/// `COMMIT` rolls the block back (Failed, unless the connection broke); `COMMIT`'s own error
-/// decides the outcome.
-async fn list_txn(
-    conn: &Conn,
-    timeout: Duration,
-    mut ops: Vec<Mop>,
-    gateway: (&std::sync::atomic::AtomicUsize, usize),
-) -> (Vec<Mop>, Outcome) {
-    let client = &conn.client;
-    let block = async {
-        call(timeout, client.batch_execute("BEGIN")).await?;
+impl Worker {
+    /// Awaits one call of the current operation (see [`call`]); an unanswered one marks the
+    /// connection broken.
+    async fn ask<T>(
+        &mut self,
+        request: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, Outcome> {
+        let r = call(self.settings.op_timeout, request).await;
+        if matches!(r, Err(Outcome::Unknown)) {
+            self.broken = true;
+        }
+        r
+    }
+
+    /// Opens a block and learns its transaction's id, in one round trip. Nothing is written
+    /// yet, so a failure here is a failed operation whatever the cause.
+    async fn begin(&mut self, conn: &Conn) -> Result<i64, Outcome> {
+        let messages = self.ask(conn.client.simple_query("BEGIN; SELECT txid_current()")).await;
+        let xid = messages.ok().and_then(|messages| {
+            messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+        });
+        xid.ok_or(Outcome::Failed)
+    }
+
+    /// Ends a block: ROLLBACK after a statement failed (the block did not apply); otherwise the
+    /// caller already chose. An unanswered statement before COMMIT did not apply either: the
+    /// connection is dropped, and its open block with it.
+    async fn abandon(&mut self, conn: &Conn, outcome: Outcome) -> Outcome {
+        if outcome == Outcome::Failed {
+            let _ = self.ask(conn.client.batch_execute("ROLLBACK")).await;
+        }
+        Outcome::Failed
+    }
+
+    /// COMMIT of the block whose id is `xid`: a lost answer is settled (see the module docs).
+    async fn commit(&mut self, conn: &Conn, xid: i64) -> Result<(), Outcome> {
+        match self.ask(conn.client.batch_execute("COMMIT")).await {
+            Err(Outcome::Unknown) => match self.settle(xid).await {
+                Outcome::Ok => Ok(()),
+                outcome => Err(outcome),
+            },
+            other => other,
+        }
+    }
+
+    /// Asks the other nodes in turn how transaction `xid` ended: Ok (committed), Failed
+    /// (aborted), Unknown if none answered within [`SETTLE_DEADLINE`].
+    async fn settle(&mut self, xid: i64) -> Outcome {
+        let deadline = std::time::Instant::now() + SETTLE_DEADLINE;
+        let sql = format!("SELECT txid_status({xid})");
+        while std::time::Instant::now() < deadline {
+            self.node += 1;
+            let url = &self.settings.urls[self.node % self.settings.urls.len()];
+            let Some(conn) = Conn::open(url, &[], self.settings.op_timeout).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if let Ok(messages) = call(STATUS_TIMEOUT, conn.client.simple_query(&sql)).await {
+                let status = messages.iter().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                    _ => None,
+                });
+                match status.as_deref() {
+                    Some("committed") => return self.settled(Outcome::Ok),
+                    Some("aborted") => return self.settled(Outcome::Failed),
+                    _ => {}
+                }
+            }
+        }
+        self.settled(Outcome::Unknown)
+    }
+
+    fn settled(&self, outcome: Outcome) -> Outcome {
+        self.recorder.settled(outcome);
+        outcome
+    }
+
+    /// One write statement (`statement`, with `params`) in a block of its own, committed if
+    /// `commit(rows it changed)`, else rolled back. Returns the rows changed.
+    async fn block(
+        &mut self,
+        conn: &Conn,
+        statement: usize,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        commit: impl Fn(u64) -> bool,
+    ) -> Result<u64, Outcome> {
+        let xid = self.begin(conn).await?;
+        let rows = match self.ask(conn.client.execute(conn.statement(statement), params)).await {
+            Ok(rows) => rows,
+            Err(outcome) => return Err(self.abandon(conn, outcome).await),
+        };
+        if !commit(rows) {
+            self.ask(conn.client.batch_execute("ROLLBACK")).await?;
+            return Ok(rows);
+        }
+        self.commit(conn, xid).await.map(|()| rows)
+    }
+
+    /// One list-append transaction in an explicit block; fills in the values read. An error
+    /// before `COMMIT` rolls the block back (Failed); `COMMIT`'s outcome is settled if lost.
+    /// `gateway` (this client's node, plus one) is published before `COMMIT` for the
+    /// `kill-gateway` fault.
+    async fn list_txn(&mut self, conn: &Conn, mut ops: Vec<Mop>, gateway: usize) -> (Vec<Mop>, Outcome) {
+        let xid = match self.begin(conn).await {
+            Ok(xid) => xid,
+            Err(outcome) => return (ops, outcome),
+        };
         for op in &mut ops {
-            match op {
+            let done = match op {
                 Mop::Read { key, value } => {
-                    let row = call(timeout, client.query_opt(conn.statement(0), &[&*key])).await?;
-                    *value = Some(parse_list(row.as_ref().map(|r| r.get::<_, &str>(0))));
+                    self.ask(conn.client.query_opt(conn.statement(0), &[&*key])).await.map(|row| {
+                        *value = Some(parse_list(row.as_ref().map(|r| r.get::<_, &str>(0))));
+                    })
                 }
                 Mop::Append { key, value } => {
                     let element = value.to_string();
-                    call(timeout, client.execute(conn.statement(1), &[&*key, &element])).await?;
+                    self.ask(conn.client.execute(conn.statement(1), &[&*key, &element])).await.map(|_| ())
                 }
+            };
+            if let Err(outcome) = done {
+                return (ops, self.abandon(conn, outcome).await);
             }
         }
-        gateway.0.store(gateway.1, Ordering::Relaxed);
-        call(timeout, client.batch_execute("COMMIT")).await
-    };
-    let outcome = match block.await {
-        Ok(()) => Outcome::Ok,
-        Err(Outcome::Failed) => {
-            let _ = call(timeout, client.batch_execute("ROLLBACK")).await;
-            Outcome::Failed
-        }
-        Err(outcome) => outcome,
-    };
-    (ops, outcome)
-}
+        self.settings.gateway.store(gateway, Ordering::Relaxed);
+        let outcome = self.commit(conn, xid).await.err().unwrap_or(Outcome::Ok);
+        (ops, outcome)
+    }
 
-/// One transfer in an explicit block: reads both balances, moves `amount` if `from` has it,
-/// commits. Returns the amount moved (0: too little money, rolled back). An error before
-/// `COMMIT` rolls the block back (Failed, unless the connection broke); `COMMIT`'s own error
-/// decides the outcome.
-async fn transfer(
-    conn: &Conn,
-    timeout: Duration,
-    from: i64,
-    to: i64,
-    amount: i64,
-    gateway: (&std::sync::atomic::AtomicUsize, usize),
-) -> Result<i64, Outcome> {
-    let client = &conn.client;
-    let block = async {
-        call(timeout, client.batch_execute("BEGIN")).await?;
-        let balance: i64 = call(timeout, client.query_one(conn.statement(0), &[&from])).await?.get(0);
-        call(timeout, client.query_one(conn.statement(0), &[&to])).await?;
-        if balance < amount {
-            call(timeout, client.batch_execute("ROLLBACK")).await?;
-            return Ok(0);
-        }
-        call(timeout, client.execute(conn.statement(1), &[&from, &-amount])).await?;
-        call(timeout, client.execute(conn.statement(1), &[&to, &amount])).await?;
-        Err(Outcome::Ok)
-    };
-    match block.await {
-        Ok(moved) => Ok(moved),
-        Err(Outcome::Ok) => {
-            gateway.0.store(gateway.1, Ordering::Relaxed);
-            call(timeout, client.batch_execute("COMMIT")).await.map(|()| amount)
-        }
-        Err(outcome) => {
-            if outcome == Outcome::Failed {
-                let _ = call(timeout, client.batch_execute("ROLLBACK")).await;
+    /// One transfer in an explicit block: reads both balances, moves `amount` if `from` has
+    /// it, commits. Returns the amount moved (0: too little money, rolled back). An error
+    /// before `COMMIT` rolls the block back (Failed); `COMMIT`'s outcome is settled if lost.
+    /// `gateway` as for [`Worker::list_txn`].
+    async fn transfer(&mut self, conn: &Conn, from: i64, to: i64, amount: i64, gateway: usize) -> Result<i64, Outcome> {
+        let xid = self.begin(conn).await?;
+        let moves = async {
+            let balance: i64 = self.ask(conn.client.query_one(conn.statement(0), &[&from])).await?.get(0);
+            self.ask(conn.client.query_one(conn.statement(0), &[&to])).await?;
+            if balance < amount {
+                return Ok(false);
             }
-            Err(outcome)
+            self.ask(conn.client.execute(conn.statement(1), &[&from, &-amount])).await?;
+            self.ask(conn.client.execute(conn.statement(1), &[&to, &amount])).await?;
+            Ok(true)
+        };
+        match moves.await {
+            Ok(false) => {
+                self.ask(conn.client.batch_execute("ROLLBACK")).await?;
+                Ok(0)
+            }
+            Ok(true) => {
+                self.settings.gateway.store(gateway, Ordering::Relaxed);
+                self.commit(conn, xid).await.map(|()| amount)
+            }
+            Err(outcome) => Err(self.abandon(conn, outcome).await),
         }
     }
 }
