@@ -486,7 +486,8 @@ impl Worker {
             Err(outcome) => return Err(self.abandon(conn, outcome).await),
         };
         if !commit(rows) {
-            self.ask(conn.client.batch_execute("ROLLBACK")).await?;
+            // Without COMMIT the block does not apply, answered or not.
+            let _ = self.ask(conn.client.batch_execute("ROLLBACK")).await;
             return Ok(rows);
         }
         self.commit(conn, xid).await.map(|()| rows)
@@ -540,7 +541,7 @@ impl Worker {
         };
         match moves.await {
             Ok(false) => {
-                self.ask(conn.client.batch_execute("ROLLBACK")).await?;
+                let _ = self.ask(conn.client.batch_execute("ROLLBACK")).await;
                 Ok(0)
             }
             Ok(true) => {
