@@ -158,6 +158,13 @@ impl Executor<'_> {
                 let (count, rows) = modify::run(self.ctx, &self.shards(), modify, &params, returning).await?;
                 self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
             }
+            Plan::Truncate(tables) => {
+                for modify in tables {
+                    self.check_current(&modify.def).await?;
+                    modify::run(self.ctx, &self.shards(), modify, &params, false).await?;
+                }
+                Ok(Output::Command { tag: "TRUNCATE TABLE".into() })
+            }
             Plan::CreateTable(create) => {
                 let tag = ddl::create_table(self.cluster.as_ref(), self.catalog, self.default_shards, create).await?;
                 Ok(Output::Command { tag })

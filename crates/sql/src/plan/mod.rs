@@ -58,6 +58,8 @@ pub(crate) enum Plan {
     Insert(insert::InsertPlan),
     /// UPDATE or DELETE.
     Modify(modify::ModifyPlan),
+    /// TRUNCATE: a DELETE of every row of each table, in the statement's transaction.
+    Truncate(Vec<modify::ModifyPlan>),
     CreateTable(Box<CreateTable>),
     DropTable {
         names: Vec<String>,
@@ -128,7 +130,7 @@ impl Prepared {
 
     /// Whether running it writes rows.
     pub(crate) fn writes(&self) -> bool {
-        matches!(self.plan, Plan::ParamInsert(_) | Plan::Insert(_) | Plan::Modify(_))
+        matches!(self.plan, Plan::ParamInsert(_) | Plan::Insert(_) | Plan::Modify(_) | Plan::Truncate(_))
     }
 
     /// The command a write is, as errors name it.
@@ -136,6 +138,7 @@ impl Prepared {
         match &self.plan {
             Plan::ParamInsert(_) | Plan::Insert(_) => "INSERT",
             Plan::Modify(m) => m.command(),
+            Plan::Truncate(_) => "TRUNCATE TABLE",
             _ => "this statement",
         }
     }
@@ -164,6 +167,7 @@ impl Planner<'_> {
             Statement::Insert(insert) => insert::plan(self, insert).await?,
             Statement::Update(update) => modify::plan_update(self, update).await?,
             Statement::Delete(delete) => modify::plan_delete(self, delete).await?,
+            Statement::Truncate(truncate) => modify::plan_truncate(self, truncate).await?,
             Statement::CreateTable(create) => (Plan::CreateTable(Box::new(create.clone())), None, Vec::new()),
             Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use datafusion::common::TableReference;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr as AstExpr, FromTable, SelectItem, Statement, TableAlias, TableFactor,
-    Update,
+    TableWithJoins, Truncate, Update,
 };
 use raftable_common::{Error, Result};
 
@@ -97,6 +98,51 @@ pub(crate) async fn plan_delete(planner: &Planner<'_>, delete: &Delete) -> Resul
     let statement = Statement::Delete(delete.clone());
     plan_modify(planner, &statement, def, alias.as_ref(), delete.selection.as_ref(), None, delete.returning.as_deref())
         .await
+}
+
+/// Plans a TRUNCATE: each table's rows deleted as by `DELETE FROM t`, all in the statement's
+/// transaction (so, as in PostgreSQL, atomic and undone by ROLLBACK). A table named twice is
+/// emptied once. `RESTART IDENTITY` and `CASCADE` have nothing to act on: raftable has no
+/// sequences or foreign keys yet.
+pub(crate) async fn plan_truncate(planner: &Planner<'_>, truncate: &Truncate) -> Result<Planned> {
+    if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
+        return Err(Error::unsupported(format!("{truncate}")));
+    }
+    let mut plans: Vec<ModifyPlan> = Vec::new();
+    for target in &truncate.table_names {
+        let delete = Delete {
+            delete_token: AttachedToken::empty(),
+            optimizer_hints: Vec::new(),
+            tables: Vec::new(),
+            from: FromTable::WithFromKeyword(vec![TableWithJoins {
+                relation: TableFactor::Table {
+                    name: target.name.clone(),
+                    alias: None,
+                    args: None,
+                    with_hints: Vec::new(),
+                    version: None,
+                    with_ordinality: false,
+                    partitions: Vec::new(),
+                    json_path: None,
+                    sample: None,
+                    index_hints: Vec::new(),
+                },
+                joins: Vec::new(),
+            }]),
+            using: None,
+            selection: None,
+            returning: None,
+            output: None,
+            order_by: Vec::new(),
+            limit: None,
+        };
+        let (plan, _, _) = plan_delete(planner, &delete).await?;
+        let Plan::Modify(plan) = plan else { return Err(Error::Internal("a DELETE planned as something else".into())) };
+        if !plans.iter().any(|p| p.def.id == plan.def.id) {
+            plans.push(plan);
+        }
+    }
+    Ok((Plan::Truncate(plans), None, Vec::new()))
 }
 
 async fn plan_modify(
