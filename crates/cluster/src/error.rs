@@ -162,6 +162,7 @@ mod tests {
             Error::UndefinedColumn(s()),
             Error::AmbiguousColumn(s()),
             Error::DuplicateColumn(s()),
+            Error::InvalidTableDefinition(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -248,13 +249,14 @@ mod tests {
             Error::ReadOnlyTransaction(_) => 35,
             Error::NoActiveTransaction(_) => 36,
             Error::UndefinedSavepoint(_) => 37,
+            Error::InvalidTableDefinition(_) => 38,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=37).collect());
+        assert_eq!(listed, (0..=38).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

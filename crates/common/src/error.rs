@@ -144,6 +144,10 @@ pub enum Error {
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A table definition that cannot be (42P16): e.g. a primary key column made nullable.
+    /// Last, so that the variants before it keep their wire numbers (bincode).
+    #[error("{0}")]
+    InvalidTableDefinition(String),
 }
 
 impl Error {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp, META_SHARD};
+use raftable_common::{Error, Expect, Result, ShardRead, ShardWrite, WriteOp, META_SHARD};
 
 use crate::cluster::Cluster;
 use crate::table::TableDef;
@@ -99,6 +99,32 @@ impl Catalog {
             Err(e) => return Err(e),
         }
         self.tables.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        Ok(())
+    }
+
+    /// Replaces the definition `old` with `new` (same name): fails with 40001 if the stored
+    /// definition is no longer `old` (another DDL statement changed it), 42P01 if it is gone.
+    pub async fn replace(&self, old: &TableDef, new: TableDef) -> Result<()> {
+        let key = table_key(&old.name);
+        let rows = self.cluster.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
+        let Some(row) = rows.first() else {
+            return Err(Error::UndefinedTable(format!("relation \"{}\" does not exist", old.name)));
+        };
+        let stored: serde_json::Value =
+            serde_json::from_slice(&row.value).map_err(|e| Error::InvalidData(format!("table definition: {e}")))?;
+        if stored != serde_json::to_value(old).map_err(Error::internal)? {
+            return Err(Error::TxnConflict(format!("table \"{}\" was changed concurrently", old.name)));
+        }
+        let value = serde_json::to_vec(&new).map_err(Error::internal)?;
+        let op = WriteOp::CompareAndPut { key, expect: Expect::Version(row.version), value };
+        match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
+            Ok(_) => {}
+            Err(Error::ConditionFailed { .. }) => {
+                return Err(Error::TxnConflict(format!("table \"{}\" was changed concurrently", old.name)))
+            }
+            Err(e) => return Err(e),
+        }
+        self.tables.write().expect("catalog lock").insert(new.name.clone(), Arc::new(new));
         Ok(())
     }
 

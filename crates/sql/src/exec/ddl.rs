@@ -1,13 +1,15 @@
-//! `CREATE TABLE` and `DROP TABLE`. A table is a catalog row in the meta group plus its shards:
-//! CREATE allocates a table id, creates one shard per hash bucket (waiting until each serves),
-//! then publishes the definition; DROP removes the definition, waits until no node can still
-//! use it, then deletes the rows shard by shard.
+//! `CREATE TABLE`, `ALTER TABLE` and `DROP TABLE`. A table is a catalog row in the meta group
+//! plus its shards: CREATE allocates a table id, creates one shard per hash bucket (waiting
+//! until each serves), then publishes the definition; ALTER replaces the definition (the
+//! changes that leave stored rows as they are) and waits until no node can still use the old
+//! one; DROP removes the definition, waits likewise, then deletes the rows shard by shard.
 
 use std::sync::Arc;
 
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, SqlOption, TableConstraint, UnaryOperator, Value,
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, CreateTable, CreateTableOptions,
+    Expr as AstExpr, SqlOption, TableConstraint, UnaryOperator, Value,
 };
 use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp};
 
@@ -122,6 +124,70 @@ pub(crate) async fn create_table(
         Err(e) => Err(e),
         Ok(()) => Ok("CREATE TABLE".into()),
     }
+}
+
+/// `ALTER TABLE [IF EXISTS] t op [, ...]` for the operations that change only the definition:
+/// `RENAME [COLUMN] a TO b`, `ALTER [COLUMN] c SET DEFAULT <constant>` / `DROP DEFAULT` /
+/// `DROP NOT NULL`. The statement's operations apply together, as one conditional write of the
+/// definition (a concurrent ALTER of the same table makes it fail with 40001); then it waits
+/// out the catalog lease, so once it returns no node uses the old definition.
+pub(crate) async fn alter_table(catalog: &Catalog, alter: &AlterTable) -> Result<()> {
+    let name = table_name(&alter.name)?;
+    let Some(current) = catalog.get(&name).await? else {
+        if alter.if_exists {
+            return Ok(());
+        }
+        return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
+    };
+    let mut def = (*current).clone();
+    for op in &alter.operations {
+        alter_definition(&mut def, op)?;
+    }
+    catalog.replace(&current, def).await?;
+    tokio::time::sleep(LEASE + REFRESH).await;
+    Ok(())
+}
+
+/// One ALTER TABLE operation applied to `def`.
+fn alter_definition(def: &mut TableDef, op: &AlterTableOperation) -> Result<()> {
+    // Visible columns only: the hidden row id cannot be named.
+    let column = |def: &TableDef, name: &str| {
+        def.columns.iter().position(|c| c.name == name && !c.hidden).ok_or_else(|| {
+            Error::UndefinedColumn(format!("column \"{name}\" of relation \"{}\" does not exist", def.name))
+        })
+    };
+    match op {
+        AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
+            let i = column(def, &ident(old_column_name))?;
+            let new = ident(new_column_name);
+            if def.columns.iter().any(|c| c.name == new) {
+                return Err(Error::DuplicateColumn(format!(
+                    "column \"{new}\" of relation \"{}\" already exists",
+                    def.name
+                )));
+            }
+            def.columns[i].name = new;
+        }
+        AlterTableOperation::AlterColumn { column_name, op } => {
+            let i = column(def, &ident(column_name))?;
+            match op {
+                AlterColumnOperation::SetDefault { value } => {
+                    def.columns[i].default = constant_default(&def.columns[i], value)?;
+                }
+                AlterColumnOperation::DropDefault => def.columns[i].default = None,
+                AlterColumnOperation::DropNotNull if def.pk.contains(&i) => {
+                    return Err(Error::InvalidTableDefinition(format!(
+                        "column \"{}\" is in a primary key",
+                        def.columns[i].name
+                    )));
+                }
+                AlterColumnOperation::DropNotNull => def.columns[i].nullable = true,
+                other => return Err(Error::unsupported(format!("ALTER TABLE ... ALTER COLUMN ... {other}"))),
+            }
+        }
+        other => return Err(Error::unsupported(format!("ALTER TABLE ... {other}"))),
+    }
+    Ok(())
 }
 
 /// `WITH (shards = N)`, else the node's default.

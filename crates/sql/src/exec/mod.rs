@@ -169,6 +169,10 @@ impl Executor<'_> {
                 let tag = ddl::create_table(self.cluster.as_ref(), self.catalog, self.default_shards, create).await?;
                 Ok(Output::Command { tag })
             }
+            Plan::AlterTable(alter) => {
+                ddl::alter_table(self.catalog, alter).await?;
+                Ok(Output::Command { tag: "ALTER TABLE".into() })
+            }
             Plan::DropTable { names, if_exists } => {
                 ddl::drop_table(self.cluster.as_ref(), self.catalog, names, *if_exists).await?;
                 Ok(Output::Command { tag: "DROP TABLE".into() })

@@ -30,7 +30,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{CreateTable, ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{AlterTable, CreateTable, ObjectName, ObjectType, Statement};
 use raftable_common::{Error, Result};
 
 use crate::ast::{first_words, rewrite, table_name};
@@ -61,6 +61,7 @@ pub(crate) enum Plan {
     /// TRUNCATE: a DELETE of every row of each table, in the statement's transaction.
     Truncate(Vec<modify::ModifyPlan>),
     CreateTable(Box<CreateTable>),
+    AlterTable(Box<AlterTable>),
     DropTable {
         names: Vec<String>,
         if_exists: bool,
@@ -169,6 +170,7 @@ impl Planner<'_> {
             Statement::Delete(delete) => modify::plan_delete(self, delete).await?,
             Statement::Truncate(truncate) => modify::plan_truncate(self, truncate).await?,
             Statement::CreateTable(create) => (Plan::CreateTable(Box::new(create.clone())), None, Vec::new()),
+            Statement::AlterTable(alter) => (Plan::AlterTable(Box::new(alter.clone())), None, Vec::new()),
             Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
                 (Plan::DropTable { names, if_exists: *if_exists }, None, Vec::new())
