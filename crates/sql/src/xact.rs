@@ -76,7 +76,8 @@ impl XactCall {
     }
 }
 
-/// The id a status call names: an integer constant, possibly cast (`'123'::xid8`).
+/// The id a status call names: an integer constant, possibly cast (`'123'::xid8`); whether
+/// it is a valid id is `status`'s to say.
 fn xid_argument(e: &Expr) -> Result<i64> {
     let not_constant = || Error::unsupported("txid_status() of anything but a constant transaction id".to_string());
     let text = match e {
@@ -89,14 +90,7 @@ fn xid_argument(e: &Expr) -> Result<i64> {
         Expr::UnaryOp { op: UnaryOperator::Minus, expr } => format!("-{}", xid_argument(expr)?),
         _ => return Err(not_constant()),
     };
-    let xid: i64 = text
-        .trim()
-        .parse()
-        .map_err(|_| Error::InvalidText(format!("invalid input syntax for type bigint: \"{text}\"")))?;
-    if xid <= 0 {
-        return Err(Error::InvalidInput(format!("transaction ID {xid} is invalid")));
-    }
-    Ok(xid)
+    text.trim().parse().map_err(|_| Error::InvalidText(format!("invalid input syntax for type bigint: \"{text}\"")))
 }
 
 /// Where status rows live: the shard and its key prefix, as recorded in the meta group.
@@ -158,6 +152,7 @@ impl XactShards {
         coordinator: &Arc<Coordinator>,
         xid: i64,
     ) -> Result<Option<XactStatus>> {
+        status::check(xid)?;
         let Location { shard, prefix } = self.location(cluster).await?;
         status::status(coordinator, xid, *shard, prefix).await
     }

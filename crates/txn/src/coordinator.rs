@@ -76,8 +76,9 @@ impl Coordinator {
         // has not moved on: ids stay unique across restarts of the node, and tell roughly when
         // the transaction began (`status` relies on that to tell an id too old to know).
         let now = micros();
-        let last = self.seq.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some((s + 1).max(now)));
-        let seq = last.map_or(now, |s| (s + 1).max(now));
+        let next = |last: u64| (last + 1).max(now);
+        let last = self.seq.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(next(s)));
+        let seq = last.map_or(now, next);
         Txn {
             coordinator: self.clone(),
             id: TxnId((u128::from(self.node) << 64) | u128::from(seq)),

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use raftable_common::{Error, Result, ShardId, ShardRead, TxnId};
 
 use crate::coordinator::micros;
-use crate::settle::{pause, EXPIRY};
+use crate::settle::pause;
 use crate::Coordinator;
 
 /// What a status row holds.
@@ -44,7 +44,8 @@ pub const RETENTION: Duration = Duration::from_secs(3600);
 /// fencing. Also how far ahead an id may be before it is "in the future".
 const CLOCK_MARGIN: Duration = Duration::from_secs(600);
 
-/// How long [`status`] keeps trying (a settle waits out [`EXPIRY`], a fence can lose races).
+/// How long [`status`] keeps trying: a settle may wait out a lock's [`crate::settle::EXPIRY`] (several times
+/// over), a fence can lose races.
 const STATUS_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A transaction's outcome, as `txid_status` names it.
@@ -73,6 +74,9 @@ pub fn status_key(prefix: &[u8], xid: i64) -> Vec<u8> {
 
 const SEQ_BITS: u32 = 56;
 
+/// Node ids that fit an id's top byte (the sign bit stays clear).
+const NODES: u64 = 1 << (63 - SEQ_BITS);
+
 /// When transaction `xid` began, about: microseconds since the Unix epoch.
 fn began_micros(xid: i64) -> u64 {
     xid as u64 & ((1 << SEQ_BITS) - 1)
@@ -80,14 +84,22 @@ fn began_micros(xid: i64) -> u64 {
 
 /// The 64-bit id of transaction `id` (a positive bigint, as `txid_current()` returns): the
 /// gateway node's id in the top byte, the low 56 bits of the node's sequence below it. Node
-/// sequences start at the clock in microseconds, so 56 bits last millennia.
+/// sequences follow the clock in microseconds, so 56 bits last millennia.
 pub fn xid_of(id: TxnId) -> Result<i64> {
     let node = (id.0 >> 64) as u64;
     let seq = id.0 as u64 & ((1 << SEQ_BITS) - 1);
-    if node >= 1 << (63 - SEQ_BITS) {
-        return Err(Error::Unsupported(format!("transaction ids need node ids below 128, not {node}")));
+    if node >= NODES {
+        return Err(Error::Unsupported(format!("transaction ids need node ids below {NODES}, not {node}")));
     }
     Ok(((node << SEQ_BITS) | seq) as i64)
+}
+
+/// Refuses what cannot be a transaction id (zero or negative), before anything is looked up.
+pub fn check(xid: i64) -> Result<()> {
+    if xid <= 0 {
+        return Err(Error::InvalidInput(format!("transaction ID {xid} is invalid")));
+    }
+    Ok(())
 }
 
 /// The outcome of transaction `xid`, whose status rows live under `prefix` on `shard`:
@@ -100,25 +112,22 @@ pub async fn status(
     shard: ShardId,
     prefix: &[u8],
 ) -> Result<Option<XactStatus>> {
-    let began = began_micros(xid);
-    let now = micros();
-    if xid <= 0 {
-        return Err(Error::InvalidInput(format!("transaction ID {xid} is invalid")));
-    }
+    check(xid)?;
+    let (began, now) = (began_micros(xid), micros());
     if began > now + CLOCK_MARGIN.as_micros() as u64 {
         return Err(Error::InvalidInput(format!("transaction ID {xid} is in the future")));
     }
-    if now - began.min(now) > RETENTION.as_micros() as u64 {
+    if now.saturating_sub(began) > RETENTION.as_micros() as u64 {
         return Ok(None);
     }
     let key = status_key(prefix, xid);
-    let deadline = Instant::now() + STATUS_DEADLINE.max(EXPIRY * 3);
+    let deadline = Instant::now() + STATUS_DEADLINE;
     let mut attempt = 0;
     loop {
         match settle_once(coordinator, xid, shard, &key).await {
             Ok(status) => return Ok(Some(status)),
-            // Lost a race with the transaction's commit (or an answer), or the meta group is
-            // electing a leader: read again.
+            // Lost a race with the transaction's commit (or an answer), or the status shard
+            // is electing a leader: read again.
             Err(e) if Instant::now() < deadline && again(&e) => {
                 tracing::debug!(xid, error = %e, "transaction status: trying again");
                 tokio::time::sleep(pause(attempt)).await;
@@ -153,7 +162,7 @@ async fn settle_once(coordinator: &Arc<Coordinator>, xid: i64, shard: ShardId, k
 /// them) older than [`RETENTION`] and the clock margin, a page at a time. Returns how many.
 pub async fn collect(coordinator: &Arc<Coordinator>, shard: ShardId, prefix: &[u8]) -> Result<usize> {
     let node = coordinator.node();
-    if node >= 1 << (63 - SEQ_BITS) {
+    if node >= NODES {
         return Ok(0);
     }
     let horizon = micros().saturating_sub((RETENTION + CLOCK_MARGIN).as_micros() as u64);
