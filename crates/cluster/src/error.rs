@@ -163,6 +163,10 @@ mod tests {
             Error::AmbiguousColumn(s()),
             Error::DuplicateColumn(s()),
             Error::InvalidTableDefinition(s()),
+            Error::SequenceLimit(s()),
+            Error::ObjectNotInPrerequisiteState(s()),
+            Error::GeneratedAlways(s()),
+            Error::DependentObjectsStillExist(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -250,13 +254,17 @@ mod tests {
             Error::NoActiveTransaction(_) => 36,
             Error::UndefinedSavepoint(_) => 37,
             Error::InvalidTableDefinition(_) => 38,
+            Error::SequenceLimit(_) => 39,
+            Error::ObjectNotInPrerequisiteState(_) => 40,
+            Error::GeneratedAlways(_) => 41,
+            Error::DependentObjectsStillExist(_) => 42,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=38).collect());
+        assert_eq!(listed, (0..=42).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

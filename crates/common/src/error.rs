@@ -148,6 +148,20 @@ pub enum Error {
     /// Last, so that the variants before it keep their wire numbers (bincode).
     #[error("{0}")]
     InvalidTableDefinition(String),
+    /// A sequence has no value left within its bounds and does not cycle (2200H).
+    #[error("{0}")]
+    SequenceLimit(String),
+    /// The object is not in the state the operation needs, e.g. `currval` before any `nextval`
+    /// in the session (55000).
+    #[error("{0}")]
+    ObjectNotInPrerequisiteState(String),
+    /// A value given for a `GENERATED ALWAYS` column (428C9).
+    #[error("{0}")]
+    GeneratedAlways(String),
+    /// A DROP without CASCADE of an object others depend on, e.g. a sequence a column's
+    /// default calls (2BP01).
+    #[error("{0}")]
+    DependentObjectsStillExist(String),
 }
 
 impl Error {

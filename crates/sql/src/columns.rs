@@ -357,13 +357,7 @@ mod tests {
     fn a_column_origin_is_its_table_oid_and_visible_column_number() {
         use crate::table::ColumnDef;
         use crate::types::SqlType;
-        let column = |name: &str, hidden| ColumnDef {
-            name: name.into(),
-            ty: SqlType::BigInt,
-            nullable: true,
-            default: None,
-            hidden,
-        };
+        let column = |name: &str, hidden| ColumnDef { hidden, ..ColumnDef::new(name, SqlType::BigInt, true) };
         let def = TableDef {
             id: 7,
             name: "t".into(),

@@ -7,7 +7,8 @@
 //! goes to one shard, a range scan reads the range in every shard.
 //!
 //! Value: every column in declaration order, each a presence byte (0 = NULL) and the value
-//! (fixed-width big-endian numbers, length-prefixed bytes). For simplicity the key columns are
+//! (fixed-width big-endian numbers, length-prefixed bytes). A value that ends before a column
+//! was stored before ALTER TABLE added it: it reads as the column's `missing` value. For simplicity the key columns are
 //! stored in the value too, so decoding a row never parses its key. A later MVCC version
 //! suffix goes after the key.
 
@@ -21,9 +22,11 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, KeyRange, Result};
 
-use crate::table::TableDef;
+use crate::table::{ColumnDef, TableDef};
+use crate::types::coerce_scalar;
 
 /// First byte of every table key (meta keys start with 0x00).
 const TABLE_KEYSPACE: u8 = 0x01;
@@ -208,6 +211,9 @@ pub struct RowDecoder {
     /// Per table column, the index of its builder when projected.
     slots: Vec<Option<usize>>,
     builders: Vec<Box<dyn ArrayBuilder>>,
+    /// Per table column added by ALTER TABLE, what a row stored before holds in it: the
+    /// encoded value, or None for NULL (outer None: not an added column).
+    missing: Vec<Option<Option<Vec<u8>>>>,
     schema: SchemaRef,
     rows: usize,
 }
@@ -223,7 +229,12 @@ impl RowDecoder {
             slots[col] = Some(slot);
             builders.push(datafusion::arrow::array::make_builder(&types[col], 256));
         }
-        Self { types, slots, builders, schema, rows: 0 }
+        let missing = table
+            .columns
+            .iter()
+            .map(|c| c.added.then(|| c.missing.as_ref().and_then(|text| missing_value(c, text))))
+            .collect();
+        Self { types, slots, builders, missing, schema, rows: 0 }
     }
 
     pub fn rows(&self) -> usize {
@@ -234,6 +245,13 @@ impl RowDecoder {
     pub fn push(&mut self, value: &[u8]) -> Result<()> {
         let mut pos = 0usize;
         for (col, ty) in self.types.iter().enumerate() {
+            if let (true, Some(missing)) = (pos == value.len(), &self.missing[col]) {
+                // The row was stored before this column (and those after it) was added.
+                if let Some(slot) = self.slots[col] {
+                    append(self.builders[slot].as_mut(), ty, missing.as_deref())?;
+                }
+                continue;
+            }
             let present = *value.get(pos).ok_or_else(truncated)? == 1;
             pos += 1;
             let width = if present { width(ty, value, pos)? } else { 0 };
@@ -255,6 +273,15 @@ impl RowDecoder {
         RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
             .map_err(|e| Error::Internal(format!("decoded batch: {e}")))
     }
+}
+
+/// A column's value for rows stored before it was added, encoded (without the presence byte).
+fn missing_value(column: &ColumnDef, text: &str) -> Option<Vec<u8>> {
+    let value = coerce_scalar(&column.ty, &column.name, &ScalarValue::Utf8(Some(text.to_string()))).ok()?;
+    let array = value.to_array().ok()?;
+    let mut out = Vec::new();
+    encode_value(&mut out, &[array], 0).ok()?;
+    (out.first() == Some(&1)).then(|| out[1..].to_vec())
 }
 
 fn truncated() -> Error {
@@ -341,12 +368,10 @@ mod tests {
     use std::fmt::Debug;
 
     use datafusion::arrow::array::UInt8Array;
-    use datafusion::scalar::ScalarValue;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::table::ColumnDef;
     use crate::types::{SqlType, UTC};
 
     /// Random values per key type; every pair of them is compared.
@@ -568,7 +593,7 @@ mod tests {
     }
 
     fn column(name: &str, ty: SqlType) -> ColumnDef {
-        ColumnDef { name: name.into(), ty, nullable: true, default: None, hidden: false }
+        ColumnDef::new(name, ty, true)
     }
 
     fn table(columns: Vec<ColumnDef>, pk: Vec<usize>) -> TableDef {
@@ -772,6 +797,31 @@ mod tests {
             counter.push(v).unwrap();
         }
         assert_eq!(counter.finish().unwrap().num_rows(), 50);
+    }
+
+    #[test]
+    fn rows_stored_before_a_column_was_added_read_its_missing_value() {
+        let mut def = table(vec![column("id", SqlType::Integer), column("n", SqlType::Text)], vec![0]);
+        let old = {
+            let id: ArrayRef = Arc::new(Int32Array::from(vec![1]));
+            let n: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
+            let mut out = Vec::new();
+            encode_value(&mut out, &[id, n], 0).unwrap();
+            out
+        };
+        let added = |name: &str, ty, missing: Option<&str>| ColumnDef {
+            added: true,
+            missing: missing.map(str::to_string),
+            ..column(name, ty)
+        };
+        def.columns.push(added("a", SqlType::BigInt, Some("-5")));
+        def.columns.push(added("b", SqlType::Text, None));
+        let batch = decode_all(&def, &[&old]).unwrap();
+        assert_eq!(batch.column(0).as_any().downcast_ref::<Int32Array>().unwrap().value(0), 1);
+        assert_eq!(batch.column(2).as_any().downcast_ref::<Int64Array>().unwrap().value(0), -5);
+        assert!(batch.column(3).is_null(0));
+        // A row cut short before a column that was there from the start is damaged.
+        assert_eq!(decode_all(&def, &[&old[..5]]).unwrap_err(), truncated());
     }
 
     #[test]

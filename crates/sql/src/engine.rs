@@ -1,6 +1,6 @@
 //! [`Engine`]: the SQL layer of one node, shared by all its client sessions: the cluster
-//! handle, the transaction coordinator, the catalog cache, the row-id generator and the
-//! catalog-query parser. Each
+//! handle, the transaction coordinator, the catalog cache, the row-id generator, the sequence
+//! values the node took, and the catalog-query parser. Each
 //! connection gets a [`Session`](crate::Session) from `Engine::session`.
 
 use std::sync::atomic::AtomicU64;
@@ -13,6 +13,7 @@ use raftable_txn::Coordinator;
 use crate::catalog::{Catalog, REFRESH};
 use crate::cluster::Cluster;
 use crate::exec::write::RowIds;
+use crate::sequence::Sequences;
 use crate::xact::{XactShards, COLLECT_INTERVAL};
 
 /// SQL settings of a node: the `sql` part of the node's configuration, and the one place their
@@ -43,6 +44,8 @@ pub struct Engine {
     pub(crate) parser: PostgresCompatibilityParser,
     /// Where transactions' status rows live (`txid_current()`, `txid_status()`).
     pub(crate) xacts: XactShards,
+    /// The sequence values this node took and has not handed out yet.
+    pub(crate) sequences: Arc<Sequences>,
 }
 
 impl Engine {
@@ -58,6 +61,7 @@ impl Engine {
             next_session: AtomicU64::new(1),
             parser: PostgresCompatibilityParser::new(),
             xacts: XactShards::default(),
+            sequences: Arc::default(),
         })
     }
 

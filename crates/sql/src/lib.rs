@@ -44,6 +44,7 @@ pub mod local;
 mod offload;
 mod plan;
 mod scan;
+mod sequence;
 mod session;
 mod table;
 mod types;

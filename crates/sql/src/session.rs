@@ -29,6 +29,7 @@ use crate::engine::Engine;
 use crate::exec::write::Contention;
 use crate::exec::{once, Executor, Output};
 use crate::plan::context::session_context;
+use crate::plan::functions::SequenceState;
 use crate::plan::{Plan, Planner, Prepared, SessionCommand};
 use crate::xact::XactCall;
 
@@ -92,7 +93,12 @@ impl Engine {
     /// A new session for one client connection.
     pub fn session(self: &Arc<Self>) -> Session {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let ctx = session_context(self.catalog.clone(), self.cluster.clone());
+        let ctx = session_context(SequenceState {
+            catalog: self.catalog.clone(),
+            cluster: self.cluster.clone(),
+            sequences: self.sequences.clone(),
+            session: Default::default(),
+        });
         let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Session { engine: self.clone(), id, ctx, settings, block: None, notices: Vec::new() }
     }
@@ -135,6 +141,7 @@ impl Session {
             cluster: &self.engine.cluster,
             rowids: &self.engine.rowids,
             default_shards: self.engine.config.default_shards,
+            sequences: &self.engine.sequences,
             txn,
             autocommit,
         }

@@ -65,6 +65,31 @@ pub(crate) fn reads_catalog(stmt: &Statement) -> bool {
     found.is_break()
 }
 
+/// `nextval('s'::regclass)` (and `currval`, `setval`) becomes `nextval('s')`: these functions
+/// take the sequence's name as text (DataFusion knows no `regclass`). The text form is what
+/// PostgreSQL shows as a SERIAL column's default, so users copy it.
+pub(crate) fn regclass_arguments(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Function(f) = e {
+            let name = f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase());
+            if let (Some("nextval" | "currval" | "setval"), FunctionArguments::List(list)) =
+                (name.as_deref(), &mut f.args)
+            {
+                if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))) = list.args.first_mut() {
+                    if let Expr::Cast { expr, data_type, .. } = arg {
+                        let regclass = matches!(data_type, AstType::Regclass)
+                            || data_type.to_string().to_lowercase().ends_with("regclass");
+                        if regclass {
+                            *arg = expr.as_ref().clone();
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// Rewrites a catalog query into what DataFusion plans:
 /// - `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of an
 ///   array's (element, position) pairs that pgJDBC's `getPrimaryKeys` calls, becomes
@@ -149,6 +174,14 @@ mod tests {
         let mut stmt = one("SELECT 1e300, 2.5, 3E-2");
         float_exponents(&mut stmt);
         assert_eq!(stmt.to_string(), "SELECT CAST('1e300' AS DOUBLE PRECISION), 2.5, CAST('3E-2' AS DOUBLE PRECISION)");
+    }
+
+    #[test]
+    fn regclass_casts_of_sequence_arguments_go() {
+        let mut stmt =
+            one("SELECT nextval('s'::regclass), currval('t'::pg_catalog.regclass), setval('u', 3), x::regclass");
+        regclass_arguments(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT nextval('s'), currval('t'), setval('u', 3), x::REGCLASS");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! [`Catalog`]: the node's cache of table definitions ([`TableDef`]), kept as rows of the
-//! meta group (shard 0) under `0x00 't' name`, so every node reads the same definitions and a
-//! DDL statement is one replicated write.
+//! [`Catalog`]: the node's cache of table definitions ([`TableDef`]) and sequence definitions
+//! ([`SequenceDef`]), kept as rows of the meta group (shard 0) under `0x00 't' name` and
+//! `0x00 'q' name`, so every node reads the same definitions and a DDL statement is one
+//! replicated write. Tables and sequences share one namespace, as PostgreSQL's relations do.
 //!
 //! Each node caches the definitions ([`Catalog`]) under a lease: the cache is refreshed in the
 //! background every [`REFRESH`], and a cache older than [`LEASE`] is not used (a lookup then
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use raftable_common::{Error, Expect, Result, ShardRead, ShardWrite, WriteOp, META_SHARD};
 
 use crate::cluster::Cluster;
-use crate::table::TableDef;
+use crate::table::{SequenceDef, TableDef};
 
 /// How often each node re-reads the catalog in the background.
 pub const REFRESH: Duration = Duration::from_millis(200);
@@ -23,8 +24,15 @@ pub const REFRESH: Duration = Duration::from_millis(200);
 /// How long a cached catalog may be used after it was read.
 pub const LEASE: Duration = Duration::from_millis(600);
 
+const TABLE: u8 = b't';
+const SEQUENCE: u8 = b'q';
+
 fn table_key(name: &str) -> Vec<u8> {
-    let mut k = vec![0x00, b't'];
+    definition_key(TABLE, name)
+}
+
+fn definition_key(kind: u8, name: &str) -> Vec<u8> {
+    let mut k = vec![0x00, kind];
     k.extend_from_slice(name.as_bytes());
     k
 }
@@ -33,25 +41,33 @@ fn table_key(name: &str) -> Vec<u8> {
 pub struct Catalog {
     cluster: Arc<dyn Cluster>,
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
+    sequences: RwLock<BTreeMap<String, Arc<SequenceDef>>>,
     /// When the read behind `tables` started (None: never read).
     read_at: RwLock<Option<Instant>>,
 }
 
 impl Catalog {
     pub fn new(cluster: Arc<dyn Cluster>) -> Self {
-        Self { cluster, tables: RwLock::default(), read_at: RwLock::default() }
+        Self { cluster, tables: RwLock::default(), sequences: RwLock::default(), read_at: RwLock::default() }
     }
 
-    /// The definition, from the cache if its lease holds and it has the table, else re-read.
+    /// The table definition, from the cache if its lease holds and it has the table, else
+    /// re-read.
     pub async fn get(&self, name: &str) -> Result<Option<Arc<TableDef>>> {
+        self.lookup(|c| c.cached(name)).await
+    }
+
+    /// What `cached` finds in the cache if its lease holds, else (or if it finds nothing) in
+    /// the cache re-read.
+    async fn lookup<T>(&self, cached: impl Fn(&Self) -> Option<T>) -> Result<Option<T>> {
         let fresh = self.read_at.read().expect("catalog lock").is_some_and(|t| t.elapsed() < LEASE);
         if fresh {
-            if let Some(t) = self.cached(name) {
-                return Ok(Some(t));
+            if let Some(found) = cached(self) {
+                return Ok(Some(found));
             }
         }
         self.refresh().await?;
-        Ok(self.cached(name))
+        Ok(cached(self))
     }
 
     pub fn cached(&self, name: &str) -> Option<Arc<TableDef>> {
@@ -66,38 +82,99 @@ impl Catalog {
         self.tables.read().expect("catalog lock").values().cloned().collect()
     }
 
-    /// Re-reads every definition from the meta group.
+    /// The sequence definition, from the cache if its lease holds and it has it, else re-read.
+    pub async fn sequence(&self, name: &str) -> Result<Option<Arc<SequenceDef>>> {
+        self.lookup(|c| c.cached_sequence(name)).await
+    }
+
+    pub fn cached_sequence(&self, name: &str) -> Option<Arc<SequenceDef>> {
+        self.sequences.read().expect("catalog lock").get(name).cloned()
+    }
+
+    pub fn sequences(&self) -> Vec<Arc<SequenceDef>> {
+        self.sequences.read().expect("catalog lock").values().cloned().collect()
+    }
+
+    /// Re-reads every definition from the meta group: sequences (`0x00 'q'`) through tables
+    /// (`0x00 't'`) in one scan.
     pub async fn refresh(&self) -> Result<()> {
         let started = Instant::now();
-        let read = ShardRead::Scan { start: table_key(""), end: vec![0x00, b't' + 1], limit: None, reverse: false };
+        let read = ShardRead::Scan {
+            start: definition_key(SEQUENCE, ""),
+            end: definition_key(TABLE + 1, ""),
+            limit: None,
+            reverse: false,
+        };
         let rows = self.cluster.read(META_SHARD, read).await?;
         let mut tables = BTreeMap::new();
+        let mut sequences = BTreeMap::new();
+        let invalid = |e: serde_json::Error| Error::InvalidData(format!("catalog definition: {e}"));
         for row in rows {
-            let def: TableDef =
-                serde_json::from_slice(&row.value).map_err(|e| Error::InvalidData(format!("table definition: {e}")))?;
-            tables.insert(def.name.clone(), Arc::new(def));
+            match row.key.get(1) {
+                Some(&TABLE) => {
+                    let def: TableDef = serde_json::from_slice(&row.value).map_err(invalid)?;
+                    tables.insert(def.name.clone(), Arc::new(def));
+                }
+                Some(&SEQUENCE) => {
+                    let def: SequenceDef = serde_json::from_slice(&row.value).map_err(invalid)?;
+                    sequences.insert(def.name.clone(), Arc::new(def));
+                }
+                _ => {}
+            }
         }
         // Install only a read newer than the installed one (a slow older refresh must not
         // replace a newer map and then pass as fresh).
         let mut read_at = self.read_at.write().expect("catalog lock");
         if read_at.is_none_or(|t| t <= started) {
             *self.tables.write().expect("catalog lock") = tables;
+            *self.sequences.write().expect("catalog lock") = sequences;
             *read_at = Some(started);
         }
         Ok(())
     }
 
-    /// Stores a new definition; fails with 42P07 if the name is taken.
-    pub async fn insert(&self, def: TableDef) -> Result<()> {
-        let value = serde_json::to_vec(&def).map_err(Error::internal)?;
-        let op = WriteOp::PutIfAbsent { key: table_key(&def.name), value };
-        match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
-            Ok(_) => {}
-            Err(Error::DuplicateKey { .. }) => {
-                return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)))
-            }
-            Err(e) => return Err(e),
+    /// Whether a table or sequence has this name (42P07 then).
+    async fn taken(&self, name: &str) -> Result<bool> {
+        Ok(self.get(name).await?.is_some() || self.sequence(name).await?.is_some())
+    }
+
+    /// Stores a new sequence; fails with 42P07 if the name is taken by a table or sequence.
+    pub async fn insert_sequence(&self, def: SequenceDef) -> Result<()> {
+        if self.taken(&def.name).await? {
+            return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
         }
+        self.put_new(definition_key(SEQUENCE, &def.name), &def.name, &def).await?;
+        self.sequences.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        Ok(())
+    }
+
+    /// Removes a sequence definition (its counter row is the caller's).
+    pub async fn remove_sequence(&self, name: &str) -> Result<()> {
+        let op = WriteOp::Delete { key: definition_key(SEQUENCE, name) };
+        self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await?;
+        self.sequences.write().expect("catalog lock").remove(name);
+        Ok(())
+    }
+
+    /// Writes a definition under `key` unless the key exists (42P07 naming `name`).
+    async fn put_new(&self, key: Vec<u8>, name: &str, def: &impl serde::Serialize) -> Result<()> {
+        let value = serde_json::to_vec(def).map_err(Error::internal)?;
+        let op = WriteOp::PutIfAbsent { key, value };
+        match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
+            Ok(_) => Ok(()),
+            Err(Error::DuplicateKey { .. }) => {
+                Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores a new table; fails with 42P07 if the name is taken by a table or sequence.
+    pub async fn insert(&self, def: TableDef) -> Result<()> {
+        if self.sequence(&def.name).await?.is_some() {
+            return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
+        }
+        self.put_new(table_key(&def.name), &def.name, &def).await?;
         self.tables.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
         Ok(())
     }

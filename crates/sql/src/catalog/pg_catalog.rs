@@ -1,5 +1,5 @@
-//! raftable's amendments to the `pg_catalog` of datafusion-pg-catalog: stable table OIDs and
-//! primary keys as PostgreSQL shows them.
+//! raftable's amendments to the `pg_catalog` of datafusion-pg-catalog: stable table OIDs,
+//! primary keys, sequences and column defaults as PostgreSQL shows them.
 //!
 //! datafusion-pg-catalog builds `pg_class` and `pg_attribute` from DataFusion's catalogs, its
 //! OIDs numbered per session as the catalog is first read, and knows no indexes (its
@@ -12,7 +12,10 @@
 //!   `pg_attribute`;
 //! - adds each table's primary key: a unique btree index `<table>_pkey` (a `pg_class` row of
 //!   relkind 'i' and a `pg_index` row) and a constraint (`pg_constraint`, contype 'p'),
-//!   described by `pg_get_indexdef` / `pg_get_constraintdef`.
+//!   described by `pg_get_indexdef` / `pg_get_constraintdef`;
+//! - adds each sequence (`pg_class` relkind 'S', `pg_sequence`) and each column default
+//!   (`pg_attrdef`, whose `adbin` holds the text `pg_get_expr` returns, and `atthasdef` /
+//!   `attidentity` in `pg_attribute`).
 //!
 //! (The result columns' origin in RowDescription, which uses the same OIDs, is
 //! `columns::origin_field`.)
@@ -40,12 +43,16 @@ use datafusion::scalar::ScalarValue;
 use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
 use crate::ast::rewrite::EXPAND;
-use crate::table::TableDef;
+use crate::table::{ColumnDef, Identity, SequenceDef, TableDef};
+use crate::types::SqlType;
 
 /// A user table's primary key index's OID is its table's ([`TableDef::oid`]) plus this, its
 /// constraint's that plus twice this: datafusion-pg-catalog numbers the other objects upwards
 /// from 16384, PostgreSQL's own are below that, so these never meet.
 const INDEX_OID: i64 = 0x2000_0000;
+/// A column default's `pg_attrdef` OID is this plus its table's id (low 16 bits) shifted left
+/// 12 bits plus its column number: below 2^31, as the catalog's OID columns are int4.
+const ATTRDEF_OID: i64 = 3 * INDEX_OID;
 /// `pg_am`'s OID of btree.
 const BTREE: i64 = 403;
 
@@ -56,8 +63,9 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     let inner = schemas.schema("pg_catalog").ok_or_else(|| DataFusionError::Plan("no pg_catalog".into()))?;
     schemas.register_schema("pg_catalog", Arc::new(Overlay { inner, catalog: catalog.clone() }))?;
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_indexdef", catalog.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog)));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog)));
     Ok(())
 }
 
@@ -140,11 +148,15 @@ struct Keyed {
 }
 
 /// What a scan of the amended tables needs: the keyed tables, `pg_class`'s rows (OIDs as
-/// datafusion-pg-catalog numbers them), and its OID of each user table mapped to [`TableDef::oid`].
+/// datafusion-pg-catalog numbers them), its OID of each user table mapped to
+/// [`TableDef::oid`], every user table and sequence, and the OID of schema `public`.
 struct Snapshot {
     keyed: Vec<Keyed>,
     classes: Vec<Row>,
     oids: HashMap<i64, i64>,
+    tables: Vec<Arc<TableDef>>,
+    sequences: Vec<Arc<SequenceDef>>,
+    public: Option<i64>,
 }
 
 impl Keyed {
@@ -170,8 +182,8 @@ impl Keyed {
     }
 }
 
-/// An identifier as PostgreSQL prints it: quoted unless plain lower-case.
-fn quoted(name: &str) -> String {
+/// An identifier as PostgreSQL prints it (`quote_ident`): quoted unless plain lower-case.
+pub(crate) fn quoted(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain {
@@ -200,6 +212,8 @@ enum Amended {
     Attribute,
     Index,
     Constraint,
+    Attrdef,
+    Sequence,
 }
 
 #[async_trait]
@@ -214,6 +228,8 @@ impl SchemaProvider for Overlay {
             "pg_attribute" => Amended::Attribute,
             "pg_index" => Amended::Index,
             "pg_constraint" => Amended::Constraint,
+            "pg_attrdef" => Amended::Attrdef,
+            "pg_sequence" => Amended::Sequence,
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
@@ -234,7 +250,8 @@ impl Overlay {
         let classes = self.rows("pg_class", state).await?;
         let mut keyed = Vec::new();
         let mut oids = HashMap::new();
-        for def in self.catalog.all() {
+        let tables = self.catalog.all();
+        for def in tables.iter().cloned() {
             let row = classes.iter().find(|r| {
                 text(r, "relname") == Some(def.name.as_str())
                     && text(r, "relkind") == Some("r")
@@ -247,7 +264,7 @@ impl Overlay {
                 keyed.push(Keyed { oid, def });
             }
         }
-        Ok(Snapshot { keyed, classes, oids })
+        Ok(Snapshot { keyed, classes, oids, tables, sequences: self.catalog.sequences(), public })
     }
 
     /// Every row of an inner table, as (column name, value) maps.
@@ -315,14 +332,18 @@ impl TableProvider for AmendedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let Snapshot { keyed, classes, oids } = self.overlay.snapshot(state).await?;
+        let snapshot = self.overlay.snapshot(state).await?;
+        let Snapshot { keyed, classes, oids, .. } = &snapshot;
         let schema = self.schema();
         let mut batches = scan_all(&self.table, state)
             .await?
             .into_iter()
             .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
             .collect::<Result<Vec<_>, _>>()?;
-        let added: Vec<Vec<(&str, ScalarValue)>> = match self.kind {
+        // pg_class's index rows copy their table's row, then change what differs.
+        let theirs: HashMap<i64, i64> = oids.iter().map(|(theirs, ours)| (*ours, *theirs)).collect();
+        let table_row = |oid: i64| classes.iter().find(|r| int(r, "oid") == theirs.get(&oid).copied());
+        let added: Vec<(Option<&Row>, Vec<(&str, ScalarValue)>)> = match self.kind {
             Amended::Class => {
                 let indexed: HashMap<i64, i64> = oids
                     .iter()
@@ -332,30 +353,26 @@ impl TableProvider for AmendedTable {
                 batches = batches
                     .iter()
                     .map(|b| replaced(b, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
-                    .map(|b| replaced(&b?, "oid", "oid", &oids, |oid| ScalarValue::Int64(Some(oid))))
+                    .map(|b| replaced(&b?, "oid", "oid", oids, |oid| ScalarValue::Int64(Some(oid))))
                     .collect::<DfResult<_>>()?;
-                keyed.iter().map(class_row).collect()
+                let indexes = keyed.iter().map(|k| (table_row(k.oid), class_row(k)));
+                let sequences = snapshot.sequences.iter().map(|s| (None, sequence_class_row(s, snapshot.public)));
+                indexes.chain(sequences).collect()
             }
             Amended::Attribute => {
                 batches = batches
                     .iter()
-                    .map(|b| replaced(b, "attrelid", "attrelid", &oids, |oid| ScalarValue::Int64(Some(oid))))
+                    .map(|b| replaced(b, "attrelid", "attrelid", oids, |oid| ScalarValue::Int64(Some(oid))))
+                    .map(|b| with_defaults(&b?, &snapshot.tables))
                     .collect::<DfResult<_>>()?;
                 Vec::new()
             }
-            Amended::Index => keyed.iter().map(|k| index_row(k, &schema)).collect(),
-            Amended::Constraint => keyed.iter().map(|k| constraint_row(k, &schema)).collect(),
+            Amended::Index => keyed.iter().map(|k| (None, index_row(k, &schema))).collect(),
+            Amended::Constraint => keyed.iter().map(|k| (None, constraint_row(k, &schema))).collect(),
+            Amended::Attrdef => snapshot.tables.iter().flat_map(|t| attrdef_rows(t)).map(|r| (None, r)).collect(),
+            Amended::Sequence => snapshot.sequences.iter().map(|s| (None, sequence_row(s))).collect(),
         };
-        // pg_class's index rows copy their table's row, then change what differs.
-        let theirs: HashMap<i64, i64> = oids.iter().map(|(theirs, ours)| (*ours, *theirs)).collect();
-        let mut extra = Vec::new();
-        for (k, values) in keyed.iter().zip(added) {
-            let base = match self.kind {
-                Amended::Class => classes.iter().find(|r| int(r, "oid") == theirs.get(&k.oid).copied()),
-                _ => None,
-            };
-            extra.push(row_of(&schema, base, &values)?);
-        }
+        let extra = added.iter().map(|(base, values)| row_of(&schema, *base, values)).collect::<DfResult<Vec<_>>>()?;
         if !extra.is_empty() {
             batches.push(batch_of(&schema, &extra)?);
         }
@@ -399,6 +416,118 @@ fn class_row(k: &Keyed) -> Vec<(&'static str, ScalarValue)> {
         ("relkind", ScalarValue::Utf8(Some("i".into()))),
         ("relnatts", ScalarValue::Int64(Some(k.def.pk.len() as i64))),
     ]
+}
+
+fn sequence_class_row(s: &SequenceDef, public: Option<i64>) -> Vec<(&'static str, ScalarValue)> {
+    vec![
+        ("oid", ScalarValue::Int64(Some(i64::from(s.oid())))),
+        ("relname", ScalarValue::Utf8(Some(s.name.clone()))),
+        ("relnamespace", ScalarValue::Int64(public)),
+        ("reltype", ScalarValue::Int64(Some(0))),
+        ("relam", ScalarValue::Int64(Some(0))),
+        ("relhasindex", ScalarValue::Boolean(Some(false))),
+        ("relpersistence", ScalarValue::Utf8(Some("p".into()))),
+        ("relkind", ScalarValue::Utf8(Some("S".into()))),
+        ("relnatts", ScalarValue::Int64(Some(3))),
+    ]
+}
+
+/// `pg_sequence`'s row of a sequence.
+fn sequence_row(s: &SequenceDef) -> Vec<(&'static str, ScalarValue)> {
+    let type_oid = match s.ty {
+        SqlType::SmallInt => 21,
+        SqlType::Integer => 23,
+        _ => 20,
+    };
+    vec![
+        ("seqrelid", ScalarValue::Int64(Some(i64::from(s.oid())))),
+        ("seqtypid", ScalarValue::Int64(Some(type_oid))),
+        ("seqstart", ScalarValue::Int64(Some(s.start))),
+        ("seqincrement", ScalarValue::Int64(Some(s.increment))),
+        ("seqmax", ScalarValue::Int64(Some(s.max))),
+        ("seqmin", ScalarValue::Int64(Some(s.min))),
+        ("seqcache", ScalarValue::Int64(Some(s.cache))),
+        ("seqcycle", ScalarValue::Boolean(Some(s.cycle))),
+    ]
+}
+
+/// The column default as `pg_attrdef.adbin` (and `pg_get_expr`) show it, if it has one.
+fn default_text(c: &ColumnDef) -> Option<String> {
+    if let Some(computed) = &c.computed {
+        return Some(computed.display());
+    }
+    let text = c.default.as_ref()?;
+    let literal = format!("'{}'", text.replace('\'', "''"));
+    Some(match c.ty {
+        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) if !text.starts_with('-') => {
+            text.clone()
+        }
+        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) => format!("({text})"),
+        SqlType::Boolean => text.clone(),
+        SqlType::Text => format!("{literal}::text"),
+        _ => format!("{literal}::{}", c.ty.pg_name()),
+    })
+}
+
+/// `pg_attrdef`'s rows of a table: one per column with a default.
+fn attrdef_rows(t: &TableDef) -> Vec<Vec<(&'static str, ScalarValue)>> {
+    (0..t.columns.len())
+        .filter_map(|i| {
+            let text = default_text(&t.columns[i])?;
+            let attnum = i64::from(t.attnum(i)?);
+            Some(vec![
+                ("oid", ScalarValue::Int64(Some(ATTRDEF_OID + (i64::from(t.id & 0xffff) << 12) + attnum))),
+                ("adrelid", ScalarValue::Int64(Some(i64::from(t.oid())))),
+                ("adnum", ScalarValue::Int64(Some(attnum))),
+                ("adbin", ScalarValue::Utf8(Some(text))),
+            ])
+        })
+        .collect()
+}
+
+/// `pg_attribute`'s batch with `atthasdef` and `attidentity` set for the user tables' columns
+/// (`attrelid` already our OIDs).
+fn with_defaults(batch: &RecordBatch, tables: &[Arc<TableDef>]) -> DfResult<RecordBatch> {
+    let schema = batch.schema();
+    let (Ok(relid), Ok(name)) = (schema.index_of("attrelid"), schema.index_of("attname")) else {
+        return Ok(batch.clone());
+    };
+    let relids = datafusion::arrow::compute::cast(batch.column(relid), &DataType::Int64)?;
+    let relids = as_int64_array(&relids)?;
+    let names = datafusion::arrow::compute::cast(batch.column(name), &DataType::Utf8)?;
+    let names = datafusion::common::cast::as_string_array(&names)?;
+    let by_oid: HashMap<i64, &Arc<TableDef>> = tables.iter().map(|t| (i64::from(t.oid()), t)).collect();
+    let column_of = |i: usize| {
+        let t = by_oid.get(&relids.value(i))?;
+        t.columns.iter().find(|c| names.is_valid(i) && c.name == names.value(i) && c.is_visible())
+    };
+    let mut columns = batch.columns().to_vec();
+    for (target, value) in [
+        (
+            "atthasdef",
+            &(|c: &ColumnDef| ScalarValue::Boolean(Some(c.has_default() || c.identity.is_some())))
+                as &dyn Fn(&ColumnDef) -> ScalarValue,
+        ),
+        ("attidentity", &|c: &ColumnDef| {
+            let code = match c.identity {
+                Some(Identity::Always) => "a",
+                Some(Identity::ByDefault) => "d",
+                None => "",
+            };
+            ScalarValue::Utf8(Some(code.into()))
+        }),
+    ] {
+        let Ok(index) = schema.index_of(target) else { continue };
+        let ty = schema.field(index).data_type();
+        let values = (0..batch.num_rows())
+            .map(|i| match column_of(i).filter(|_| relids.is_valid(i)) {
+                Some(c) => value(c).cast_to(ty),
+                None => ScalarValue::try_from_array(&columns[index], i),
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        columns[index] = ScalarValue::iter_to_array(values)?;
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 fn index_row(k: &Keyed, schema: &SchemaRef) -> Vec<(&'static str, ScalarValue)> {
@@ -508,6 +637,8 @@ fn batch_of(schema: &SchemaRef, rows: &[Vec<ScalarValue>]) -> DfResult<RecordBat
 /// `pg_get_indexdef(oid [, column, pretty])` / `pg_get_constraintdef(oid [, pretty])` of the
 /// primary keys (from the table definitions: their OIDs derive from the table's); NULL for any
 /// other OID. With a column number other than 0, `pg_get_indexdef` gives that key column only.
+/// And `pg_get_expr(adbin, relid [, pretty])`: raftable's `pg_attrdef.adbin` holds the default
+/// as PostgreSQL prints it already, so it gives that back (datafusion-pg-catalog's gives '').
 struct DefinitionUdf {
     name: &'static str,
     signature: Signature,
@@ -579,8 +710,12 @@ impl ScalarUDFImpl for DefinitionUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let Some(first) = args.args.first() else {
-            return Err(DataFusionError::Plan(format!("{} needs an OID", self.name)));
+            return Err(DataFusionError::Plan(format!("{} needs an argument", self.name)));
         };
+        if self.name == "pg_get_expr" {
+            let text = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::Utf8)?;
+            return Ok(ColumnarValue::Array(text));
+        }
         let as_ints = |arg: &ColumnarValue| -> DfResult<ArrayRef> {
             Ok(datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Int64)?)
         };

@@ -13,6 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::ScalarUDF;
 use raftable_common::ShardId;
 
 use super::cache::Catalog;
@@ -33,9 +34,11 @@ pub(crate) struct RaftableCatalog {
 }
 
 impl RaftableCatalog {
-    pub(crate) fn new(catalog: Arc<Catalog>, cluster: ClusterRef) -> Self {
+    /// `nextval` is the session's function, which the defaults of SERIAL and identity columns
+    /// call.
+    pub(crate) fn new(catalog: Arc<Catalog>, cluster: ClusterRef, nextval: Arc<ScalarUDF>) -> Self {
         Self {
-            public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone() }),
+            public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone(), nextval }),
             system: Arc::new(SystemSchema { cluster, catalog: CatalogRef(catalog) }),
             extra: Default::default(),
         }
@@ -81,6 +84,7 @@ impl std::fmt::Debug for CatalogRef {
 struct PublicSchema {
     catalog: CatalogRef,
     cluster: ClusterRef,
+    nextval: Arc<ScalarUDF>,
 }
 
 #[async_trait]
@@ -91,7 +95,7 @@ impl SchemaProvider for PublicSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let Some(def) = self.catalog.0.get(name).await.map_err(to_datafusion)? else { return Ok(None) };
-        Ok(Some(Arc::new(ShardedTable::new(def, self.cluster.clone()))))
+        Ok(Some(Arc::new(ShardedTable::new(def, self.cluster.clone(), &self.nextval))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -1,6 +1,7 @@
 //! `CREATE TABLE`, `ALTER TABLE` and `DROP TABLE`. A table is a catalog row in the meta group
-//! plus its shards: CREATE allocates a table id, creates one shard per hash bucket (waiting
-//! until each serves), then publishes the definition; ALTER replaces the definition (the
+//! plus its shards: CREATE allocates a table id, makes the sequences of its SERIAL and identity
+//! columns (`super::sequences`), creates one shard per hash bucket (waiting until each
+//! serves), then publishes the definition; ALTER replaces the definition (the
 //! changes that leave stored rows as they are) and waits until no node can still use the old
 //! one; DROP removes the definition, waits likewise, then deletes the rows shard by shard.
 
@@ -8,16 +9,19 @@ use std::sync::Arc;
 
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption, CreateTable, CreateTableOptions,
-    Expr as AstExpr, SqlOption, TableConstraint, UnaryOperator, Value,
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as AstColumnDef, ColumnOption, CreateTable,
+    CreateTableOptions, Expr as AstExpr, GeneratedAs, SequenceOptions, SqlOption, TableConstraint, UnaryOperator,
+    Value,
 };
 use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp};
 
+use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::encoding::bucket_range;
-use crate::table::{ColumnDef, TableDef, ROWID};
+use crate::sequence::Sequences;
+use crate::table::{ColumnDef, ColumnState, Computed, Identity, TableDef, ROWID};
 use crate::types::{coerce_scalar, SqlType};
 
 /// The most shards one table may have.
@@ -42,13 +46,23 @@ pub(crate) async fn create_table(
     }
     let mut columns = Vec::new();
     let mut pk: Vec<usize> = Vec::new();
+    // Columns whose sequence is made with the table: (column, identity options).
+    let mut sequenced: Vec<(usize, Vec<SequenceOptions>)> = Vec::new();
     for (i, c) in create.columns.iter().enumerate() {
         let col_name = ident(&c.name);
         if columns.iter().any(|d: &ColumnDef| d.name == col_name) {
             return Err(Error::DuplicateColumn(format!("column \"{col_name}\" specified more than once")));
         }
-        let ty = SqlType::from_ast(&c.data_type)?;
-        let mut def = ColumnDef { name: col_name.clone(), ty, nullable: true, default: None, hidden: false };
+        let serial = serial_type(&c.data_type);
+        let ty = match serial {
+            Some(ty) => ty,
+            None => SqlType::from_ast(&c.data_type)?,
+        };
+        let mut def = ColumnDef::new(col_name.clone(), ty, true);
+        if serial.is_some() {
+            def.nullable = false;
+            sequenced.push((i, Vec::new()));
+        }
         for opt in &c.options {
             match &opt.option {
                 ColumnOption::NotNull => def.nullable = false,
@@ -61,7 +75,24 @@ pub(crate) async fn create_table(
                     }
                     pk.push(i);
                 }
-                ColumnOption::Default(expr) => def.default = constant_default(&def, expr)?,
+                ColumnOption::Default(_) if serial.is_some() || def.identity.is_some() || def.has_default() => {
+                    return Err(multiple_defaults(&col_name, &name));
+                }
+                ColumnOption::Default(expr) => set_default(catalog, &mut def, expr).await?,
+                ColumnOption::Generated { generated_as, sequence_options, generation_expr: None, .. } => {
+                    if serial.is_some() || def.has_default() {
+                        return Err(multiple_defaults(&col_name, &name));
+                    }
+                    def.identity = Some(match generated_as {
+                        GeneratedAs::Always => Identity::Always,
+                        GeneratedAs::ByDefault => Identity::ByDefault,
+                        GeneratedAs::ExpStored => {
+                            return Err(Error::unsupported("generated columns are not supported"));
+                        }
+                    });
+                    def.nullable = false;
+                    sequenced.push((i, sequence_options.clone().unwrap_or_default()));
+                }
                 other => return Err(Error::unsupported(format!("column option {other} is not supported"))),
             }
         }
@@ -101,13 +132,7 @@ pub(crate) async fn create_table(
                 "a table without a primary key cannot have a column named {ROWID}"
             )));
         }
-        columns.push(ColumnDef {
-            name: ROWID.into(),
-            ty: SqlType::BigInt,
-            nullable: false,
-            default: None,
-            hidden: true,
-        });
+        columns.push(ColumnDef { hidden: true, ..ColumnDef::new(ROWID, SqlType::BigInt, false) });
         pk.push(columns.len() - 1);
     }
     if columns.iter().all(|c| c.hidden) {
@@ -116,22 +141,69 @@ pub(crate) async fn create_table(
     let buckets = shard_count(&create.table_options, default_shards)?;
     let id =
         u32::try_from(cluster.next_id("table").await?).map_err(|_| Error::Internal("table ids exhausted".into()))?;
+    // The sequences of SERIAL and identity columns, made first so the definition can name them.
+    let mut made = Vec::new();
+    for (i, options) in sequenced {
+        let sequence = column_sequence(cluster, catalog, &name, &columns[i], &options).await?;
+        columns[i].computed = Some(Computed::Nextval(sequence.name.clone()));
+        catalog.insert_sequence(sequence.clone()).await?;
+        made.push(sequence.name);
+    }
     let ranges = (0..buckets).map(|b| bucket_range(id, b, buckets)).collect();
-    let shards = cluster.create_shards(ranges).await?;
-    let def = TableDef { id, name: name.clone(), columns, pk, buckets, shards };
-    match catalog.insert(def).await {
+    let def = TableDef { id, name: name.clone(), columns, pk, buckets, shards: Vec::new() };
+    let inserted = match cluster.create_shards(ranges).await {
+        Ok(shards) => catalog.insert(TableDef { shards, ..def }).await,
+        Err(e) => Err(e),
+    };
+    if inserted.is_err() {
+        for sequence in made {
+            let _ = catalog.remove_sequence(&sequence).await;
+        }
+    }
+    match inserted {
         Err(Error::DuplicateTable(_)) if create.if_not_exists => Ok("CREATE TABLE".into()),
         Err(e) => Err(e),
         Ok(()) => Ok("CREATE TABLE".into()),
     }
 }
 
-/// `ALTER TABLE [IF EXISTS] t op [, ...]` for the operations that change only the definition:
-/// `RENAME [COLUMN] a TO b`, `ALTER [COLUMN] c SET DEFAULT <constant>` / `DROP DEFAULT` /
-/// `DROP NOT NULL`. The statement's operations apply together, as one conditional write of the
-/// definition (a concurrent ALTER of the same table makes it fail with 40001); then it waits
-/// out the catalog lease, so once it returns no node uses the old definition.
-pub(crate) async fn alter_table(catalog: &Catalog, alter: &AlterTable) -> Result<()> {
+fn multiple_defaults(column: &str, table: &str) -> Error {
+    Error::SyntaxError(format!("multiple default values specified for column \"{column}\" of table \"{table}\""))
+}
+
+/// `DEFAULT expr` on a column: computed per row (`nextval`, `now()`, ...) or a constant.
+async fn set_default(catalog: &Catalog, col: &mut ColumnDef, expr: &AstExpr) -> Result<()> {
+    match computed_default(catalog, col, expr).await? {
+        Some(computed) => {
+            col.computed = Some(computed);
+            col.default = None;
+        }
+        None => {
+            col.default = constant_default(col, expr)?;
+            col.computed = None;
+        }
+    }
+    Ok(())
+}
+
+/// `ALTER TABLE [IF EXISTS] t op [, ...]`: `ADD [COLUMN]`, `DROP [COLUMN]`,
+/// `RENAME [COLUMN] a TO b`, `ALTER [COLUMN] c SET DEFAULT <expr>` / `DROP DEFAULT` /
+/// `DROP NOT NULL`. No stored row is rewritten: an added column reads as its default in rows
+/// stored before it (`ColumnDef::missing`), a dropped one keeps its slot, written NULL.
+///
+/// The statement's operations apply together, each step one conditional write of the
+/// definition (a concurrent ALTER of the same table makes it fail with 40001), after which it
+/// waits out the catalog lease, so no two nodes use definitions more than one step apart and
+/// once it returns none uses the old one. Adding or dropping a column takes two steps: first
+/// the added columns are write-only (every node writes their default, none shows them) and
+/// dropped ones stay, nullable; then both are done. So a node still on the old definition
+/// never overwrites a value written through the new one.
+pub(crate) async fn alter_table(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    sequences: &Sequences,
+    alter: &AlterTable,
+) -> Result<()> {
     let name = table_name(&alter.name)?;
     let Some(current) = catalog.get(&name).await? else {
         if alter.if_exists {
@@ -141,22 +213,158 @@ pub(crate) async fn alter_table(catalog: &Catalog, alter: &AlterTable) -> Result
     };
     let mut def = (*current).clone();
     for op in &alter.operations {
-        alter_definition(&mut def, op)?;
+        alter_definition(cluster, catalog, &mut def, op).await?;
     }
-    catalog.replace(&current, def).await?;
-    tokio::time::sleep(LEASE + REFRESH).await;
+    if def.visible().is_empty() {
+        return Err(Error::Unsupported("a table needs at least one column".into()));
+    }
+    let mut steps = Vec::new();
+    let adds_or_drops = def.columns.iter().enumerate().any(|(i, c)| {
+        c.state == ColumnState::WriteOnly || (c.state == ColumnState::Dropped && current.columns[i].state.is_public())
+    });
+    if adds_or_drops {
+        let mut first = def.clone();
+        for (i, c) in first.columns.iter_mut().enumerate() {
+            if c.state == ColumnState::Dropped && current.columns[i].state.is_public() {
+                *c = ColumnDef { nullable: true, ..current.columns[i].clone() };
+            }
+        }
+        steps.push(first);
+        for c in &mut def.columns {
+            if c.state == ColumnState::WriteOnly {
+                c.state = ColumnState::Public;
+            }
+        }
+    }
+    steps.push(def);
+    let mut old = current.clone();
+    for step in steps {
+        catalog.replace(&old, step.clone()).await?;
+        tokio::time::sleep(LEASE + REFRESH).await;
+        old = Arc::new(step);
+    }
+    // The sequences of dropped SERIAL / identity columns go with them.
+    let dropped: Vec<String> = catalog
+        .sequences()
+        .into_iter()
+        .filter(|s| {
+            s.owned_by
+                .as_ref()
+                .is_some_and(|(t, c)| *t == old.name && old.column(c).is_err() && current.column(c).is_ok())
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    drop_sequences(cluster, catalog, sequences, &dropped, true, true).await
+}
+
+/// Whether a table holds no row (one short read per shard).
+async fn is_empty(cluster: &dyn Cluster, def: &TableDef) -> Result<bool> {
+    for b in 0..def.buckets {
+        let range = bucket_range(def.id, b, def.buckets);
+        let read = ShardRead::Scan { start: range.start, end: range.end, limit: Some(1), reverse: false };
+        if !cluster.read(def.shards[b as usize], read).await?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `ADD [COLUMN] [IF NOT EXISTS] c type [NOT NULL | NULL] [DEFAULT expr]`, as a write-only
+/// column at the end. A NOT NULL column without a default, or one whose default is computed per
+/// row, can only be added to an empty table (PostgreSQL would fill the rows; raftable does not
+/// rewrite them).
+async fn add_column(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    def: &mut TableDef,
+    column: &AstColumnDef,
+    if_not_exists: bool,
+) -> Result<()> {
+    let name = ident(&column.name);
+    if def.columns.iter().any(|c| c.name == name && c.state != ColumnState::Dropped) {
+        if if_not_exists {
+            return Ok(());
+        }
+        return Err(Error::DuplicateColumn(format!("column \"{name}\" of relation \"{}\" already exists", def.name)));
+    }
+    if serial_type(&column.data_type).is_some() {
+        return Err(Error::unsupported("ADD COLUMN of a SERIAL column is not supported"));
+    }
+    let mut col = ColumnDef::new(name, SqlType::from_ast(&column.data_type)?, true);
+    for opt in &column.options {
+        match &opt.option {
+            ColumnOption::NotNull => col.nullable = false,
+            ColumnOption::Null => {}
+            ColumnOption::Default(_) if col.has_default() => return Err(multiple_defaults(&col.name, &def.name)),
+            ColumnOption::Default(expr) => set_default(catalog, &mut col, expr).await?,
+            other => return Err(Error::unsupported(format!("ADD COLUMN with {other} is not supported"))),
+        }
+    }
+    if (col.computed.is_some() || (!col.nullable && col.default.is_none())) && !is_empty(cluster, def).await? {
+        return Err(if col.computed.is_some() {
+            Error::unsupported(format!(
+                "ADD COLUMN with DEFAULT {} on a table with rows is not supported",
+                col.computed.as_ref().map(|c| c.display()).unwrap_or_default()
+            ))
+        } else {
+            Error::NotNullViolation(format!(
+                "column \"{}\" of relation \"{}\" contains null values",
+                col.name, def.name
+            ))
+        });
+    }
+    col.added = true;
+    col.missing = col.default.clone();
+    col.state = ColumnState::WriteOnly;
+    def.columns.push(col);
+    Ok(())
+}
+
+/// `DROP [COLUMN] [IF EXISTS] c [, ...]`: the column keeps its slot under a name nobody can
+/// write (as PostgreSQL's `........pg.dropped.N........`).
+fn drop_column(def: &mut TableDef, i: usize) -> Result<()> {
+    if def.pk.contains(&i) {
+        return Err(Error::unsupported(format!(
+            "dropping primary key column \"{}\" is not supported",
+            def.columns[i].name
+        )));
+    }
+    let col = &mut def.columns[i];
+    col.name = format!("........pg.dropped.{}........", i + 1);
+    col.state = ColumnState::Dropped;
+    col.nullable = true;
+    col.default = None;
+    col.computed = None;
+    col.identity = None;
     Ok(())
 }
 
 /// One ALTER TABLE operation applied to `def`.
-fn alter_definition(def: &mut TableDef, op: &AlterTableOperation) -> Result<()> {
+async fn alter_definition(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    def: &mut TableDef,
+    op: &AlterTableOperation,
+) -> Result<()> {
     // Visible columns only: the hidden row id cannot be named.
     let column = |def: &TableDef, name: &str| {
-        def.columns.iter().position(|c| c.name == name && !c.hidden).ok_or_else(|| {
+        def.columns.iter().position(|c| c.name == name && c.is_visible()).ok_or_else(|| {
             Error::UndefinedColumn(format!("column \"{name}\" of relation \"{}\" does not exist", def.name))
         })
     };
     match op {
+        AlterTableOperation::AddColumn { if_not_exists, column_def, column_position: None, .. } => {
+            add_column(cluster, catalog, def, column_def, *if_not_exists).await?;
+        }
+        AlterTableOperation::DropColumn { column_names, if_exists, .. } => {
+            for name in column_names {
+                match column(def, &ident(name)) {
+                    Ok(i) => drop_column(def, i)?,
+                    Err(_) if *if_exists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
             let i = column(def, &ident(old_column_name))?;
             let new = ident(new_column_name);
@@ -171,10 +379,18 @@ fn alter_definition(def: &mut TableDef, op: &AlterTableOperation) -> Result<()> 
         AlterTableOperation::AlterColumn { column_name, op } => {
             let i = column(def, &ident(column_name))?;
             match op {
-                AlterColumnOperation::SetDefault { value } => {
-                    def.columns[i].default = constant_default(&def.columns[i], value)?;
+                AlterColumnOperation::SetDefault { .. } if def.columns[i].identity.is_some() => {
+                    return Err(Error::SyntaxError(format!(
+                        "column \"{}\" of relation \"{}\" is an identity column",
+                        def.columns[i].name, def.name
+                    )));
                 }
-                AlterColumnOperation::DropDefault => def.columns[i].default = None,
+                AlterColumnOperation::SetDefault { value } => set_default(catalog, &mut def.columns[i], value).await?,
+                AlterColumnOperation::DropDefault if def.columns[i].identity.is_none() => {
+                    def.columns[i].default = None;
+                    def.columns[i].computed = None;
+                }
+                AlterColumnOperation::DropDefault => {}
                 AlterColumnOperation::DropNotNull if def.pk.contains(&i) => {
                     return Err(Error::InvalidTableDefinition(format!(
                         "column \"{}\" is in a primary key",
@@ -259,6 +475,7 @@ fn literal(expr: &AstExpr) -> Option<ScalarValue> {
 pub(crate) async fn drop_table(
     cluster: &dyn Cluster,
     catalog: &Catalog,
+    sequences: &Sequences,
     names: &[String],
     if_exists: bool,
 ) -> Result<()> {
@@ -272,6 +489,9 @@ pub(crate) async fn drop_table(
     }
     for def in &defs {
         catalog.remove(&def.name).await?;
+        // Its SERIAL and identity columns' sequences go with it.
+        let owned = owned(catalog, def);
+        drop_sequences(cluster, catalog, sequences, &owned, true, true).await?;
     }
     if !defs.is_empty() {
         // Wait until no node can still use the definition (their cached catalogs expire),

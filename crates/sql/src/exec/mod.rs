@@ -7,12 +7,15 @@
 //! - [`write`]: rows buffered in the statement's transaction (INSERT, and the pieces UPDATE /
 //!   DELETE share);
 //! - [`modify`]: UPDATE / DELETE;
-//! - [`ddl`]: CREATE / DROP TABLE;
+//! - [`ddl`]: CREATE / ALTER / DROP TABLE;
+//! - [`sequences`]: CREATE / DROP SEQUENCE, the sequences of SERIAL and identity columns,
+//!   computed defaults;
 //! - RETURNING: its expressions evaluated over the rows written.
 
 pub(crate) mod ddl;
 pub(crate) mod modify;
 pub(crate) mod point;
+pub(crate) mod sequences;
 pub(crate) mod write;
 
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::Statement;
 use futures::{StreamExt, TryStreamExt};
 use raftable_common::{Error, Result};
 
@@ -41,6 +45,7 @@ use crate::plan::returning::Returning;
 use crate::plan::Conflict;
 use crate::plan::{Plan, Prepared};
 use crate::scan::Snapshot;
+use crate::sequence::Sequences;
 use crate::table::TableDef;
 use raftable_txn::Txn;
 use write::{evaluate, OnConflict, RowIds, Shards};
@@ -125,6 +130,7 @@ pub(crate) struct Executor<'a> {
     pub cluster: &'a Arc<dyn Cluster>,
     pub rowids: &'a RowIds,
     pub default_shards: u16,
+    pub sequences: &'a Sequences,
     pub txn: &'a Arc<Txn>,
     pub autocommit: bool,
 }
@@ -158,10 +164,18 @@ impl Executor<'_> {
                 let (count, rows) = modify::run(self.ctx, &self.shards(), modify, &params, returning).await?;
                 self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
             }
-            Plan::Truncate(tables) => {
+            Plan::Truncate { tables, restart_identity } => {
                 for modify in tables {
                     self.check_current(&modify.def).await?;
                     modify::run(self.ctx, &self.shards(), modify, &params, false).await?;
+                }
+                if *restart_identity {
+                    for modify in tables {
+                        for name in sequences::owned(self.catalog, &modify.def) {
+                            let Some(def) = self.catalog.sequence(&name).await? else { continue };
+                            self.sequences.setval(self.cluster.as_ref(), &def, def.start, false).await?;
+                        }
+                    }
                 }
                 Ok(Output::Command { tag: "TRUNCATE TABLE".into() })
             }
@@ -170,12 +184,37 @@ impl Executor<'_> {
                 Ok(Output::Command { tag })
             }
             Plan::AlterTable(alter) => {
-                ddl::alter_table(self.catalog, alter).await?;
+                ddl::alter_table(self.cluster.as_ref(), self.catalog, self.sequences, alter).await?;
                 Ok(Output::Command { tag: "ALTER TABLE".into() })
             }
             Plan::DropTable { names, if_exists } => {
-                ddl::drop_table(self.cluster.as_ref(), self.catalog, names, *if_exists).await?;
+                ddl::drop_table(self.cluster.as_ref(), self.catalog, self.sequences, names, *if_exists).await?;
                 Ok(Output::Command { tag: "DROP TABLE".into() })
+            }
+            Plan::CreateSequence(create) => {
+                let Statement::CreateSequence { if_not_exists, name, data_type, sequence_options, owned_by, .. } =
+                    create.as_ref()
+                else {
+                    return Err(Error::Internal("CREATE SEQUENCE plan of another statement".into()));
+                };
+                let cluster = self.cluster.as_ref();
+                let (data_type, owned_by) = (data_type.as_ref(), owned_by.as_ref());
+                sequences::create_sequence(
+                    cluster,
+                    self.catalog,
+                    name,
+                    *if_not_exists,
+                    data_type,
+                    sequence_options,
+                    owned_by,
+                )
+                .await?;
+                Ok(Output::Command { tag: "CREATE SEQUENCE".into() })
+            }
+            Plan::DropSequence { names, if_exists, cascade } => {
+                let cluster = self.cluster.as_ref();
+                sequences::drop_sequences(cluster, self.catalog, self.sequences, names, *if_exists, *cascade).await?;
+                Ok(Output::Command { tag: "DROP SEQUENCE".into() })
             }
             Plan::Session(_) => Err(Error::Internal("a session command reached the executor".into())),
         }

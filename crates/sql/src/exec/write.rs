@@ -18,6 +18,7 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, NodeId, Result, ShardId, ShardRead, ShardWrite, WriteOp};
 use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
@@ -25,7 +26,7 @@ use raftable_txn::Txn;
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::error::from_datafusion;
-use crate::table::TableDef;
+use crate::table::{ColumnState, TableDef};
 
 /// Where a statement's writes go: its transaction, and for the one-shard fast path the
 /// cluster; with the node's row-id source.
@@ -112,17 +113,26 @@ pub(crate) enum OnConflict {
 }
 
 /// The table's full column arrays for a batch of rows given in the visible columns: coerced to
-/// the column types, NOT NULL checked, row ids generated for a hidden key.
+/// the column types, NOT NULL checked, row ids generated for a hidden key, defaults for a
+/// column being added, NULL for a dropped one.
 pub(crate) fn full_columns(shards: &Shards<'_>, def: &TableDef, visible: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
     let rows = visible.first().map(|a| a.len()).unwrap_or(0);
     let mut it = visible.iter();
     let mut out = Vec::with_capacity(def.columns.len());
-    for col in &def.columns {
+    for (i, col) in def.columns.iter().enumerate() {
         let array = if col.hidden {
             Arc::new(Int64Array::from_iter_values((0..rows).map(|_| shards.rowids.next()))) as ArrayRef
-        } else {
+        } else if col.state == ColumnState::Public {
             let given = it.next().ok_or_else(|| Error::Internal("fewer columns than the table has".into()))?;
             col.ty.coerce(&col.name, given)?
+        } else {
+            // Being added: its constant default (a computed one is only added to an empty
+            // table: NULL meanwhile); dropped: NULL.
+            let value = match col.state {
+                ColumnState::WriteOnly => def.default_value(i)?,
+                _ => ScalarValue::try_from(&col.ty.arrow()).map_err(from_datafusion)?,
+            };
+            value.to_array_of_size(rows).map_err(from_datafusion)?
         };
         if !col.nullable && array.null_count() > 0 {
             return Err(Error::NotNullViolation(format!(

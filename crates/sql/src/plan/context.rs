@@ -22,15 +22,17 @@ use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Statement};
 use raftable_common::{Error, Result};
 
-use crate::catalog::{Catalog, RaftableCatalog, CATALOG, PUBLIC};
-use crate::cluster::Cluster;
+use super::functions::{self, SequenceState};
+use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
 
 /// A session's DataFusion context: the `raftable` catalog (user tables, `raftable.nodes` /
-/// `raftable.shards`), `pg_catalog` with raftable's amendments, `version()`, and PostgreSQL's
-/// reading of numeric literals.
-pub(crate) fn session_context(catalog: Arc<Catalog>, cluster: Arc<dyn Cluster>) -> SessionContext {
+/// `raftable.shards`), `pg_catalog` with raftable's amendments, `version()`, the sequence
+/// functions (`super::functions`), and PostgreSQL's reading of numeric literals.
+pub(crate) fn session_context(sequences: SequenceState) -> SessionContext {
+    let catalog = sequences.catalog.clone();
+    let cluster = sequences.cluster.clone();
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC)
         .with_create_default_catalog_and_schema(false)
@@ -40,7 +42,8 @@ pub(crate) fn session_context(catalog: Arc<Catalog>, cluster: Arc<dyn Cluster>) 
     // Numeric literals are NUMERIC, as in PostgreSQL (not floating point).
     config.options_mut().sql_parser.parse_float_as_decimal = true;
     let ctx = SessionContext::new_with_config(config);
-    ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster))));
+    let nextval = Arc::new(functions::nextval(sequences.clone()));
+    ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster), nextval)));
     // pg_catalog (pg_class, pg_attribute, ...) and the functions psql's \d and drivers'
     // metadata queries call, built from the catalogs registered above.
     if let Err(e) = datafusion_pg_catalog::setup_pg_catalog(
@@ -53,6 +56,9 @@ pub(crate) fn session_context(catalog: Arc<Catalog>, cluster: Arc<dyn Cluster>) 
         tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
     }
     ctx.register_udf(version_udf());
+    for udf in functions::udfs(sequences) {
+        ctx.register_udf(udf);
+    }
     ctx
 }
 

@@ -11,11 +11,15 @@ use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp as DfWri
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, Assignment, AssignmentTarget, CastKind, DataType as AstType, ExactNumberInfo,
-    Expr as AstExpr, Insert, OnConflictAction, OnInsert, SetExpr, Statement, TableObject, TimezoneInfo, Value,
+    Expr as AstExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, Insert,
+    ObjectName, OnConflictAction, OnInsert, SetExpr, Statement, TableObject, TimezoneInfo, Value,
 };
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use raftable_common::{Error, Result};
 
 use super::context::Tables;
+use super::functions::async_values;
 use super::params::{in_exprs, inferred, merge_types, typed, with_type};
 use super::point::{target_columns, ParamInsert};
 use super::returning::Returning;
@@ -23,7 +27,7 @@ use super::{Conflict, Plan, Planned, Planner};
 use crate::ast::{column_name, ident};
 use crate::error::from_datafusion;
 use crate::offload::planning;
-use crate::table::TableDef;
+use crate::table::{Computed, Identity, TableDef};
 use crate::types::{bytea_from_text, SqlType};
 
 /// An INSERT planned by DataFusion.
@@ -41,6 +45,13 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
         return Err(Error::Unsupported("INSERT into a table function".into()));
     };
     let def = planner.table(name).await?;
+    let default_values;
+    let insert = if insert.source.is_none() && insert.assignments.is_empty() && insert.columns.is_empty() {
+        default_values = with_default_values(insert, &def)?;
+        &default_values
+    } else {
+        insert
+    };
     let statement = Statement::Insert(insert.clone());
     let state = planner.ctx.state();
     let tables = Tables::resolve(&state, &statement, Vec::new()).await?;
@@ -58,6 +69,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
     if matches!(conflict, Conflict::Ignore) && insert.returning.is_some() {
         return Err(Error::Unsupported("RETURNING with ON CONFLICT DO NOTHING is not supported yet".into()));
     }
+    refuse_identity_values(insert, &def)?;
     if let Some(insert) = ParamInsert::plan(insert, &def, &conflict) {
         let params = typed(insert.param_types());
         return Ok((Plan::ParamInsert(insert), None, params));
@@ -75,6 +87,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
         LogicalPlan::Dml(DmlStatement { op: DfWriteOp::Insert(_), input, .. }) => Arc::unwrap_or_clone(input),
         other => return Err(Error::Internal(format!("INSERT planned as {}", other.display()))),
     };
+    let source = async_values(source)?;
     let returning = match insert.returning.as_deref() {
         Some(items) => Some(Returning::plan(&tables, &def, alias.as_deref(), items)?),
         None => None,
@@ -124,7 +137,7 @@ fn conflict_update(
         overwrite_all &= from_excluded;
         sets.push((i, with_type(value, def, i)));
     }
-    let non_key = def.columns.iter().enumerate().filter(|(i, c)| !def.pk.contains(i) && !c.hidden).count();
+    let non_key = def.columns.iter().enumerate().filter(|(i, c)| !def.pk.contains(i) && c.is_visible()).count();
     if overwrite_all && sets.len() == non_key {
         return Ok(Conflict::Overwrite);
     }
@@ -169,23 +182,104 @@ fn replace_defaults(insert: &mut Insert, def: &TableDef) -> Result<()> {
                 }
                 continue;
             }
-            let is_default = matches!(e, AstExpr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
-            if !is_default {
+            if !is_default_keyword(e) {
                 continue;
             }
-            *e = match &c.default {
-                Some(text) => AstExpr::Cast {
-                    kind: CastKind::Cast,
-                    expr: Box::new(AstExpr::Value(Value::SingleQuotedString(text.clone()).with_empty_span())),
-                    data_type: cast_type(&c.ty),
-                    array: false,
-                    format: None,
-                },
-                None => AstExpr::Value(Value::Null.with_empty_span()),
+            let cast = |expr| AstExpr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(expr),
+                data_type: cast_type(&c.ty),
+                array: false,
+                format: None,
+            };
+            *e = match (&c.default, &c.computed) {
+                (_, Some(computed)) => cast(computed_call(computed)),
+                (Some(text), None) => cast(AstExpr::Value(Value::SingleQuotedString(text.clone()).with_empty_span())),
+                (None, None) => AstExpr::Value(Value::Null.with_empty_span()),
             };
         }
     }
     Ok(())
+}
+
+/// `INSERT INTO t DEFAULT VALUES` as `INSERT INTO t (c) VALUES (DEFAULT)`, `c` its first
+/// visible column (every other column takes its default anyway).
+fn with_default_values(insert: &Insert, def: &TableDef) -> Result<Insert> {
+    let first = def
+        .visible()
+        .first()
+        .map(|&c| def.columns[c].name.clone())
+        .ok_or_else(|| Error::Internal(format!("table \"{}\" has no visible column", def.name)))?;
+    let values = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql("VALUES (DEFAULT)")
+        .and_then(|mut p| p.parse_query())
+        .map_err(Error::internal)?;
+    let mut insert = insert.clone();
+    insert.columns = vec![ObjectName::from(vec![Ident::with_quote('"', first)])];
+    insert.source = Some(values);
+    Ok(insert)
+}
+
+/// A computed default as the function call DataFusion plans (`nextval` is the session's).
+fn computed_call(computed: &Computed) -> AstExpr {
+    let call = |name: &str, arg: Option<&str>| {
+        let args = arg
+            .map(|a| {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(AstExpr::Value(
+                    Value::SingleQuotedString(a.to_string()).with_empty_span(),
+                )))
+            })
+            .into_iter()
+            .collect();
+        AstExpr::Function(Function {
+            name: ObjectName::from(vec![Ident::new(name)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args,
+                clauses: Vec::new(),
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        })
+    };
+    match computed {
+        Computed::Nextval(sequence) => call("nextval", Some(sequence)),
+        Computed::Now | Computed::CurrentTimestamp | Computed::LocalTimestamp => call("now", None),
+        Computed::CurrentDate => call("current_date", None),
+        Computed::RandomUuid => call("uuid", None),
+    }
+}
+
+/// An INSERT may not give a `GENERATED ALWAYS` identity column a value other than DEFAULT
+/// (428C9; PostgreSQL's `OVERRIDING SYSTEM VALUE` is not parsed).
+fn refuse_identity_values(insert: &Insert, def: &TableDef) -> Result<()> {
+    let columns = target_columns(insert, def)?;
+    let Some(source) = insert.source.as_ref() else { return Ok(()) };
+    for (i, &col) in columns.iter().enumerate() {
+        if def.columns[col].identity != Some(Identity::Always) {
+            continue;
+        }
+        let all_default = match source.body.as_ref() {
+            SetExpr::Values(values) => values.rows.iter().all(|row| row.get(i).is_none_or(is_default_keyword)),
+            _ => false,
+        };
+        if !all_default {
+            return Err(Error::GeneratedAlways(format!(
+                "cannot insert a non-DEFAULT value into column \"{}\"",
+                def.columns[col].name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The bare keyword `DEFAULT` where a value stands.
+pub(crate) fn is_default_keyword(e: &AstExpr) -> bool {
+    matches!(e, AstExpr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
 }
 
 /// A type DataFusion's CAST accepts for a column type (its text types are all TEXT).

@@ -17,6 +17,7 @@
 //! SET, SHOW, ...) are the session's own (`crate::session`).
 
 pub(crate) mod context;
+pub(crate) mod functions;
 pub(crate) mod insert;
 pub(crate) mod modify;
 pub(crate) mod params;
@@ -58,13 +59,24 @@ pub(crate) enum Plan {
     Insert(insert::InsertPlan),
     /// UPDATE or DELETE.
     Modify(modify::ModifyPlan),
-    /// TRUNCATE: a DELETE of every row of each table, in the statement's transaction.
-    Truncate(Vec<modify::ModifyPlan>),
+    /// TRUNCATE: a DELETE of every row of each table, in the statement's transaction; with
+    /// `RESTART IDENTITY`, the tables' own sequences start over.
+    Truncate {
+        tables: Vec<modify::ModifyPlan>,
+        restart_identity: bool,
+    },
     CreateTable(Box<CreateTable>),
     AlterTable(Box<AlterTable>),
     DropTable {
         names: Vec<String>,
         if_exists: bool,
+    },
+    /// `CREATE SEQUENCE` (the statement itself).
+    CreateSequence(Box<Statement>),
+    DropSequence {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
     },
     /// A command on the session's own state, run by the session.
     Session(SessionCommand),
@@ -131,7 +143,7 @@ impl Prepared {
 
     /// Whether running it writes rows.
     pub(crate) fn writes(&self) -> bool {
-        matches!(self.plan, Plan::ParamInsert(_) | Plan::Insert(_) | Plan::Modify(_) | Plan::Truncate(_))
+        matches!(self.plan, Plan::ParamInsert(_) | Plan::Insert(_) | Plan::Modify(_) | Plan::Truncate { .. })
     }
 
     /// The command a write is, as errors name it.
@@ -139,7 +151,7 @@ impl Prepared {
         match &self.plan {
             Plan::ParamInsert(_) | Plan::Insert(_) => "INSERT",
             Plan::Modify(m) => m.command(),
-            Plan::Truncate(_) => "TRUNCATE TABLE",
+            Plan::Truncate { .. } => "TRUNCATE TABLE",
             _ => "this statement",
         }
     }
@@ -163,6 +175,7 @@ impl Planner<'_> {
     pub(crate) async fn prepare(&self, stmt: &Statement, declared: &[Option<DataType>]) -> Result<Prepared> {
         let mut stmt = stmt.clone();
         rewrite::float_exponents(&mut stmt);
+        rewrite::regclass_arguments(&mut stmt);
         let (plan, schema, inferred) = match &stmt {
             Statement::Query(_) | Statement::Explain { .. } => query::plan(self, &stmt).await?,
             Statement::Insert(insert) => insert::plan(self, insert).await?,
@@ -174,6 +187,13 @@ impl Planner<'_> {
             Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
                 (Plan::DropTable { names, if_exists: *if_exists }, None, Vec::new())
+            }
+            Statement::CreateSequence { temporary: false, .. } => {
+                (Plan::CreateSequence(Box::new(stmt.clone())), None, Vec::new())
+            }
+            Statement::Drop { object_type: ObjectType::Sequence, if_exists, names, cascade, .. } => {
+                let names = names.iter().map(table_name).collect::<Result<_>>()?;
+                (Plan::DropSequence { names, if_exists: *if_exists, cascade: *cascade }, None, Vec::new())
             }
             other => return Err(Error::unsupported(format!("statement not supported: {}", first_words(other)))),
         };

@@ -20,19 +20,20 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr as AstExpr, FromTable, SelectItem, Statement, TableAlias, TableFactor,
-    TableWithJoins, Truncate, Update,
+    TableWithJoins, Truncate, TruncateIdentityOption, Update,
 };
 use raftable_common::{Error, Result};
 
 use super::context::Tables;
+use super::insert::is_default_keyword;
 use super::params::{in_exprs, inferred, merge_types, with_type};
 use super::returning::Returning;
 use super::{Plan, Planned, Planner};
 use crate::ast::{column_name, ident};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
-use crate::scan::ShardedTable;
-use crate::table::TableDef;
+use crate::scan::{computed_default, ShardedTable};
+use crate::table::{Identity, TableDef};
 
 /// An UPDATE or DELETE.
 pub(crate) struct ModifyPlan {
@@ -56,6 +57,19 @@ impl ModifyPlan {
 }
 
 /// Plans an UPDATE.
+/// `SET c = DEFAULT`: the column's default (computed, constant or NULL).
+fn default_expr(planner: &Planner<'_>, def: &TableDef, i: usize) -> Result<Expr> {
+    let column = &def.columns[i];
+    match &column.computed {
+        Some(computed) => {
+            let nextval =
+                datafusion::execution::FunctionRegistry::udf(planner.ctx, "nextval").map_err(from_datafusion)?;
+            Ok(computed_default(computed, column.ty.arrow(), &nextval))
+        }
+        None => Ok(Expr::Literal(def.default_value(i)?, None)),
+    }
+}
+
 pub(crate) async fn plan_update(planner: &Planner<'_>, update: &Update) -> Result<Planned> {
     if update.from.is_some() || !update.table.joins.is_empty() {
         return Err(Error::Unsupported("UPDATE ... FROM is not supported".into()));
@@ -142,7 +156,8 @@ pub(crate) async fn plan_truncate(planner: &Planner<'_>, truncate: &Truncate) ->
             plans.push(plan);
         }
     }
-    Ok((Plan::Truncate(plans), None, Vec::new()))
+    let restart_identity = matches!(truncate.identity, Some(TruncateIdentityOption::Restart));
+    Ok((Plan::Truncate { tables: plans, restart_identity }, None, Vec::new()))
 }
 
 async fn plan_modify(
@@ -180,10 +195,15 @@ async fn plan_modify(
             };
             let name = column_name(col);
             let i = def.column(&name)?;
-            if def.columns[i].hidden {
+            if !def.columns[i].is_visible() {
                 return Err(Error::UndefinedColumn(format!("column \"{name}\" does not exist")));
             }
-            let value = with_type(tables.expr(&a.value, &scanned)?, &def, i);
+            let is_default = is_default_keyword(&a.value);
+            if def.columns[i].identity == Some(Identity::Always) && !is_default {
+                return Err(Error::GeneratedAlways(format!("column \"{name}\" can only be updated to DEFAULT")));
+            }
+            let value = if is_default { default_expr(planner, &def, i)? } else { tables.expr(&a.value, &scanned)? };
+            let value = with_type(value, &def, i);
             exprs.push(value.alias(format!("__raftable_set_{j}")));
             columns.push(i);
         }

@@ -78,7 +78,7 @@ impl PointSelect {
                 SelectItem::ExprWithAlias { expr: AstExpr::Identifier(id), alias } => (id, Some(ident(alias))),
                 _ => return None,
             };
-            let i = def.column(&ident(id)).ok().filter(|i| !def.columns[*i].hidden)?;
+            let i = def.column(&ident(id)).ok().filter(|i| def.columns[*i].is_visible())?;
             columns.push(i);
             let field =
                 Field::new(alias.unwrap_or_else(|| def.columns[i].name.clone()), def.columns[i].ty.arrow(), true);
@@ -142,10 +142,15 @@ impl ParamInsert {
         }
         let SetExpr::Values(values) = q.body.as_ref() else { return None };
         let columns = target_columns(insert, def).ok()?;
-        if values.rows.is_empty() || columns.iter().any(|c| def.columns[*c].hidden) {
+        if values.rows.is_empty() || columns.iter().any(|c| !def.columns[*c].is_visible()) {
             return None;
         }
         let visible = def.visible();
+        // A column left out whose default is computed per row (a sequence, the time) takes the
+        // DataFusion path, which calls it.
+        if visible.iter().any(|v| !columns.contains(v) && def.columns[*v].computed.is_some()) {
+            return None;
+        }
         let slots = columns.iter().map(|col| visible.iter().position(|v| v == col)).collect::<Option<Vec<_>>>()?;
         let mut rows = Vec::with_capacity(values.rows.len());
         for row in &values.rows {
@@ -184,8 +189,7 @@ mod tests {
     use crate::types::SqlType;
 
     fn table() -> Arc<TableDef> {
-        let column =
-            |name: &str, ty, nullable| ColumnDef { name: name.into(), ty, nullable, default: None, hidden: false };
+        let column = |name: &str, ty, nullable| ColumnDef::new(name, ty, nullable);
         Arc::new(TableDef {
             id: 1,
             name: "t".into(),

@@ -14,6 +14,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement};
 use raftable_common::Result;
 
+use super::functions::async_values;
 use super::params::{immutable, inferred};
 use super::point::{point_select_table, PointSelect};
 use super::{Plan, Planned, Planner};
@@ -49,6 +50,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, stmt: &Statement) -> Result<Plan
     let plan = planning(state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))))
         .await
         .map_err(from_datafusion)?;
+    let plan = async_values(plan)?;
     let params = inferred(&plan)?;
     let optimized = match stmt {
         Statement::Query(_) => optimize_once(planner, &plan),

@@ -193,10 +193,7 @@ mod tests {
     use crate::types::SqlType;
 
     fn table(columns: &[(&str, SqlType)], pk: &[usize]) -> TableDef {
-        let columns = columns
-            .iter()
-            .map(|(name, ty)| ColumnDef { name: (*name).into(), ty: *ty, nullable: true, default: None, hidden: false })
-            .collect();
+        let columns = columns.iter().map(|(name, ty)| ColumnDef::new(*name, *ty, true)).collect();
         TableDef { id: 3, name: "t".into(), columns, pk: pk.to_vec(), buckets: 4, shards: vec![1, 2, 3, 4] }
     }
 

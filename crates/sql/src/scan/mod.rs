@@ -17,4 +17,5 @@ mod snapshot;
 mod table;
 
 pub use snapshot::Snapshot;
+pub(crate) use table::computed_default;
 pub use table::ShardedTable;

@@ -7,18 +7,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session as DfSession;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{cast, lit, BinaryExpr, Expr, Operator, ScalarUDF, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use raftable_common::ShardId;
 
 use super::exec::ShardScanExec;
 use super::keys::{key_column, key_scan};
 use crate::cluster::ClusterRef;
-use crate::table::TableDef;
+use crate::table::{Computed, TableDef};
 
 /// A table for DataFusion: its visible columns over every shard ([`ShardedTable::new`]), or
 /// for the internal read of an UPDATE / DELETE every column, the hidden row id included, over
@@ -37,12 +38,20 @@ pub struct ShardedTable {
 }
 
 impl ShardedTable {
-    /// The table as queries see it: visible columns, every shard.
-    pub fn new(def: Arc<TableDef>, cluster: ClusterRef) -> Self {
+    /// The table as queries see it: visible columns, every shard. `nextval` is the session's
+    /// function, for defaults that call it.
+    pub fn new(def: Arc<TableDef>, cluster: ClusterRef, nextval: &Arc<ScalarUDF>) -> Self {
         let schema = def.visible_schema();
         let defaults = (0..def.columns.len())
-            .filter(|i| def.columns[*i].default.is_some())
-            .filter_map(|i| def.default_value(i).ok().map(|v| (def.columns[i].name.clone(), Expr::Literal(v, None))))
+            .filter_map(|i| {
+                let column = &def.columns[i];
+                let expr = match &column.computed {
+                    Some(computed) => Some(computed_default(computed, column.ty.arrow(), nextval)),
+                    None if column.default.is_some() => def.default_value(i).ok().map(|v| Expr::Literal(v, None)),
+                    None => None,
+                };
+                expr.map(|e| (column.name.clone(), e))
+            })
             .collect();
         Self { columns: def.visible(), def, schema, cluster, only: None, defaults }
     }
@@ -53,6 +62,19 @@ impl ShardedTable {
         let schema = Arc::new(def.full_schema());
         Self { columns: (0..def.columns.len()).collect(), def, schema, cluster, only, defaults: Default::default() }
     }
+}
+
+/// A computed default as the expression DataFusion evaluates for each inserted row, of the
+/// column's type.
+pub(crate) fn computed_default(computed: &Computed, ty: DataType, nextval: &Arc<ScalarUDF>) -> Expr {
+    use datafusion::functions::expr_fn;
+    let value = match computed {
+        Computed::Nextval(sequence) => nextval.call(vec![lit(sequence.as_str())]),
+        Computed::Now | Computed::CurrentTimestamp | Computed::LocalTimestamp => expr_fn::now(),
+        Computed::CurrentDate => expr_fn::current_date(),
+        Computed::RandomUuid => expr_fn::uuid(),
+    };
+    cast(value, ty)
 }
 
 #[async_trait]

@@ -1,0 +1,344 @@
+//! The DDL of sequences and of what calls them: `CREATE SEQUENCE` / `DROP SEQUENCE`, the
+//! sequences of SERIAL and identity columns (made with their table, dropped with it), and column
+//! defaults computed per row (`nextval(...)`, `now()`, `gen_random_uuid()`, ...).
+//! `exec::ddl` calls these for CREATE / ALTER / DROP TABLE; the values themselves come from
+//! `crate::sequence`.
+
+use datafusion::sql::sqlparser::ast::{
+    DataType as AstType, Expr as AstExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, SequenceOptions,
+    UnaryOperator, Value,
+};
+use raftable_common::{Error, Result};
+
+use crate::ast::{ident, table_name};
+use crate::catalog::Catalog;
+use crate::cluster::Cluster;
+use crate::plan::functions::relation_name;
+use crate::sequence::Sequences;
+use crate::table::{ColumnDef, Computed, SequenceDef, TableDef};
+use crate::types::SqlType;
+
+/// `CREATE SEQUENCE [IF NOT EXISTS] name [AS type] [options] [OWNED BY t.c | NONE]`.
+pub(crate) async fn create_sequence(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    name: &ObjectName,
+    if_not_exists: bool,
+    data_type: Option<&AstType>,
+    options: &[SequenceOptions],
+    owned_by: Option<&ObjectName>,
+) -> Result<()> {
+    let name = table_name(name)?;
+    if if_not_exists && catalog.sequence(&name).await?.is_some() {
+        return Ok(());
+    }
+    let ty = match data_type {
+        Some(t) => SqlType::from_ast(t)?,
+        None => SqlType::BigInt,
+    };
+    let owned_by = match owned_by {
+        None => None,
+        Some(o) if o.to_string().eq_ignore_ascii_case("none") => None,
+        Some(o) => Some(owner(catalog, o).await?),
+    };
+    let id = next_id(cluster).await?;
+    let def = sequence_def(id, name, ty, options, owned_by)?;
+    match catalog.insert_sequence(def).await {
+        Err(Error::DuplicateTable(_)) if if_not_exists => Ok(()),
+        other => other,
+    }
+}
+
+/// `OWNED BY table.column`: both must exist.
+async fn owner(catalog: &Catalog, name: &ObjectName) -> Result<(String, String)> {
+    let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(ident).collect();
+    let (table, column) = match parts.as_slice() {
+        [t, c] => (t.clone(), c.clone()),
+        [s, t, c] if s == "public" => (t.clone(), c.clone()),
+        _ => return Err(Error::InvalidInput(format!("invalid OWNED BY option {name}"))),
+    };
+    let def = catalog
+        .get(&table)
+        .await?
+        .ok_or_else(|| Error::UndefinedTable(format!("relation \"{table}\" does not exist")))?;
+    def.column(&column)?;
+    Ok((table, column))
+}
+
+/// An id from the counter of table ids: a sequence's OID never meets a table's.
+async fn next_id(cluster: &dyn Cluster) -> Result<u32> {
+    u32::try_from(cluster.next_id("table").await?).map_err(|_| Error::Internal("table ids exhausted".into()))
+}
+
+/// A sequence's definition from its options, with PostgreSQL's defaults and checks.
+pub(crate) fn sequence_def(
+    id: u32,
+    name: String,
+    ty: SqlType,
+    options: &[SequenceOptions],
+    owned_by: Option<(String, String)>,
+) -> Result<SequenceDef> {
+    let (type_min, type_max) = match ty {
+        SqlType::SmallInt => (i64::from(i16::MIN), i64::from(i16::MAX)),
+        SqlType::Integer => (i64::from(i32::MIN), i64::from(i32::MAX)),
+        SqlType::BigInt => (i64::MIN, i64::MAX),
+        _ => return Err(Error::InvalidInput("sequence type must be smallint, integer, or bigint".into())),
+    };
+    let (mut increment, mut min, mut max, mut start, mut cache, mut cycle) = (1, None, None, None, 1, false);
+    for option in options {
+        match option {
+            SequenceOptions::IncrementBy(e, _) => increment = number(e)?,
+            SequenceOptions::MinValue(e) => min = e.as_ref().map(number).transpose()?,
+            SequenceOptions::MaxValue(e) => max = e.as_ref().map(number).transpose()?,
+            SequenceOptions::StartWith(e, _) => start = Some(number(e)?),
+            SequenceOptions::Cache(e) => cache = number(e)?,
+            // sqlparser's flag is `NO`.
+            SequenceOptions::Cycle(no) => cycle = !*no,
+        }
+    }
+    if increment == 0 {
+        return Err(Error::InvalidInput("INCREMENT must not be zero".into()));
+    }
+    let ascending = increment > 0;
+    let min = min.unwrap_or(if ascending { 1 } else { type_min });
+    let max = max.unwrap_or(if ascending { type_max } else { -1 });
+    let type_name = ty.pg_name();
+    if min < type_min || min > type_max {
+        return Err(Error::InvalidInput(format!(
+            "MINVALUE ({min}) is out of range for sequence data type {type_name}"
+        )));
+    }
+    if max < type_min || max > type_max {
+        return Err(Error::InvalidInput(format!(
+            "MAXVALUE ({max}) is out of range for sequence data type {type_name}"
+        )));
+    }
+    if min >= max {
+        return Err(Error::InvalidInput(format!("MINVALUE ({min}) must be less than MAXVALUE ({max})")));
+    }
+    let start = start.unwrap_or(if ascending { min } else { max });
+    if start < min {
+        return Err(Error::InvalidInput(format!("START value ({start}) cannot be less than MINVALUE ({min})")));
+    }
+    if start > max {
+        return Err(Error::InvalidInput(format!("START value ({start}) cannot be greater than MAXVALUE ({max})")));
+    }
+    if cache < 1 {
+        return Err(Error::InvalidInput(format!("CACHE ({cache}) must be greater than zero")));
+    }
+    Ok(SequenceDef { id, name, ty, start, increment, min, max, cache, cycle, owned_by })
+}
+
+/// An integer literal, possibly negated.
+fn number(e: &AstExpr) -> Result<i64> {
+    match e {
+        AstExpr::Value(v) => match &v.value {
+            Value::Number(n, _) => {
+                n.parse().map_err(|_| Error::OutOfRange(format!("value \"{n}\" is out of range for type bigint")))
+            }
+            other => Err(Error::SyntaxError(format!("syntax error at or near \"{other}\""))),
+        },
+        AstExpr::UnaryOp { op: UnaryOperator::Minus, expr } => number(expr).map(|n| -n),
+        AstExpr::UnaryOp { op: UnaryOperator::Plus, expr } => number(expr),
+        other => Err(Error::SyntaxError(format!("syntax error at or near \"{other}\""))),
+    }
+}
+
+/// The sequence a SERIAL or identity column of a new table gets: `<table>_<column>_seq`, or
+/// with a number after it if that name is taken (as PostgreSQL chooses).
+pub(crate) async fn column_sequence(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    table: &str,
+    column: &ColumnDef,
+    options: &[SequenceOptions],
+) -> Result<SequenceDef> {
+    let base = format!("{table}_{}_seq", column.name);
+    let mut name = base.clone();
+    let mut n = 0;
+    while catalog.get(&name).await?.is_some() || catalog.sequence(&name).await?.is_some() {
+        n += 1;
+        name = format!("{base}{n}");
+    }
+    let ty = match column.ty {
+        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt => column.ty,
+        _ => return Err(Error::InvalidInput("identity column type must be smallint, integer, or bigint".into())),
+    };
+    let id = next_id(cluster).await?;
+    sequence_def(id, name, ty, options, Some((table.to_string(), column.name.clone())))
+}
+
+/// The type of a `SERIAL` / `BIGSERIAL` / `SMALLSERIAL` column (and their `serialN` names).
+pub(crate) fn serial_type(ty: &AstType) -> Option<SqlType> {
+    let AstType::Custom(name, modifiers) = ty else { return None };
+    if !modifiers.is_empty() {
+        return None;
+    }
+    match name.to_string().to_lowercase().as_str() {
+        "serial" | "serial4" => Some(SqlType::Integer),
+        "bigserial" | "serial8" => Some(SqlType::BigInt),
+        "smallserial" | "serial2" => Some(SqlType::SmallInt),
+        _ => None,
+    }
+}
+
+/// A DEFAULT computed per row, if `expr` is one: `nextval('s'[::regclass])` (the sequence must
+/// exist), `now()`, `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP`, `CURRENT_DATE`, `gen_random_uuid()`,
+/// possibly cast. Checked against the column's type.
+pub(crate) async fn computed_default(
+    catalog: &Catalog,
+    column: &ColumnDef,
+    expr: &AstExpr,
+) -> Result<Option<Computed>> {
+    let mut expr = expr;
+    while let AstExpr::Cast { expr: inner, .. } | AstExpr::Nested(inner) = expr {
+        expr = inner;
+    }
+    let AstExpr::Function(f) = expr else { return Ok(None) };
+    let name = f.name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default();
+    let args: Vec<&AstExpr> = match &f.args {
+        FunctionArguments::None => Vec::new(),
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        FunctionArguments::Subquery(_) => return Ok(None),
+    };
+    let computed = match (name.as_str(), args.as_slice()) {
+        ("now", []) => Computed::Now,
+        ("current_timestamp", []) => Computed::CurrentTimestamp,
+        ("localtimestamp", []) => Computed::LocalTimestamp,
+        ("current_date", []) => Computed::CurrentDate,
+        ("gen_random_uuid", []) => Computed::RandomUuid,
+        ("nextval", [arg]) => {
+            let mut arg = *arg;
+            while let AstExpr::Cast { expr: inner, .. } = arg {
+                arg = inner;
+            }
+            let AstExpr::Value(v) = arg else { return Ok(None) };
+            let Value::SingleQuotedString(text) = &v.value else { return Ok(None) };
+            let sequence = relation_name(text)?;
+            if catalog.sequence(&sequence).await?.is_none() {
+                return Err(Error::UndefinedTable(format!("relation \"{sequence}\" does not exist")));
+            }
+            Computed::Nextval(sequence)
+        }
+        _ => return Ok(None),
+    };
+    let fits = match &computed {
+        Computed::Nextval(_) => {
+            matches!(column.ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..))
+        }
+        Computed::Now | Computed::CurrentTimestamp | Computed::LocalTimestamp | Computed::CurrentDate => {
+            matches!(column.ty, SqlType::Timestamp | SqlType::TimestampTz | SqlType::Date)
+        }
+        Computed::RandomUuid => matches!(column.ty, SqlType::Uuid | SqlType::Text | SqlType::Varchar(_)),
+    };
+    if !fits {
+        return Err(Error::unsupported(format!(
+            "DEFAULT {} for a column of type {} is not supported",
+            computed.display(),
+            column.ty.pg_name()
+        )));
+    }
+    Ok(Some(computed))
+}
+
+/// Drops sequences, refusing (2BP01) one a column default calls unless `cascade`, which drops
+/// those defaults first.
+pub(crate) async fn drop_sequences(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    sequences: &Sequences,
+    names: &[String],
+    if_exists: bool,
+    cascade: bool,
+) -> Result<()> {
+    let mut defs = Vec::new();
+    for name in names {
+        match catalog.sequence(name).await? {
+            Some(def) => defs.push(def),
+            None if if_exists => {}
+            None => return Err(Error::UndefinedTable(format!("sequence \"{name}\" does not exist"))),
+        }
+    }
+    for def in &defs {
+        let users: Vec<_> =
+            catalog.all().into_iter().filter(|t| t.columns.iter().any(|c| c.sequence() == Some(&def.name))).collect();
+        if !users.is_empty() && !cascade {
+            return Err(Error::DependentObjectsStillExist(format!(
+                "cannot drop sequence {} because other objects depend on it",
+                def.name
+            )));
+        }
+        for table in users {
+            let mut changed = (*table).clone();
+            for c in &mut changed.columns {
+                if c.sequence() == Some(&def.name) {
+                    c.computed = None;
+                    c.identity = None;
+                }
+            }
+            catalog.replace(&table, changed).await?;
+        }
+    }
+    for def in defs {
+        catalog.remove_sequence(&def.name).await?;
+        sequences.drop_counter(cluster, &def).await?;
+    }
+    Ok(())
+}
+
+/// The sequences `table` owns (made for its SERIAL and identity columns).
+pub(crate) fn owned(catalog: &Catalog, table: &TableDef) -> Vec<String> {
+    catalog
+        .sequences()
+        .into_iter()
+        .filter(|s| s.owned_by.as_ref().is_some_and(|(t, _)| *t == table.name))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(sql: &str) -> Vec<SequenceOptions> {
+        use datafusion::sql::sqlparser::ast::Statement;
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        let stmt = datafusion::sql::sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        match stmt {
+            Statement::CreateSequence { sequence_options, .. } => sequence_options,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn sequence_options_take_postgres_defaults_and_checks() {
+        let s = sequence_def(1, "s".into(), SqlType::BigInt, &[], None).unwrap();
+        assert_eq!((s.start, s.increment, s.min, s.max, s.cache, s.cycle), (1, 1, 1, i64::MAX, 1, false));
+        let down =
+            sequence_def(1, "s".into(), SqlType::Integer, &opts("CREATE SEQUENCE s INCREMENT BY -2"), None).unwrap();
+        assert_eq!((down.start, down.min, down.max), (-1, i64::from(i32::MIN), -1));
+        let custom = sequence_def(
+            1,
+            "s".into(),
+            SqlType::SmallInt,
+            &opts("CREATE SEQUENCE s MAXVALUE 9 START WITH 5 CACHE 3 CYCLE"),
+            None,
+        )
+        .unwrap();
+        assert_eq!((custom.start, custom.max, custom.cache, custom.cycle), (5, 9, 3, true));
+        let bad = |sql: &str, ty| sequence_def(1, "s".into(), ty, &opts(sql), None).unwrap_err().to_string();
+        assert_eq!(bad("CREATE SEQUENCE s INCREMENT 0", SqlType::BigInt), "invalid input: INCREMENT must not be zero");
+        assert!(bad("CREATE SEQUENCE s MAXVALUE 40000", SqlType::SmallInt)
+            .contains("out of range for sequence data type smallint"));
+        assert!(bad("CREATE SEQUENCE s START 0", SqlType::BigInt).contains("cannot be less than MINVALUE (1)"));
+        assert!(bad("CREATE SEQUENCE s MINVALUE 5 MAXVALUE 5", SqlType::BigInt).contains("must be less than MAXVALUE"));
+        assert!(bad("CREATE SEQUENCE s", SqlType::Text).contains("must be smallint, integer, or bigint"));
+    }
+}

@@ -1,0 +1,451 @@
+//! PostgreSQL's sequence functions as DataFusion functions of a session's context:
+//! `nextval` and `setval` (asynchronous: they may write the sequence's counter, so DataFusion
+//! runs them in its `AsyncFuncExec`), `currval`, `lastval`, `pg_get_serial_sequence`, and
+//! `gen_random_uuid`. A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
+//! (what `'s'::regclass` becomes in a catalog query). The values come from `crate::sequence`.
+//! [`async_values`] lets VALUES lists call them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::cast::{as_boolean_array, as_int64_array, as_string_array};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Values, Volatility,
+};
+use datafusion::scalar::ScalarValue;
+use raftable_common::{Error, Result};
+
+use crate::catalog::pg_catalog::quoted;
+use crate::catalog::Catalog;
+use crate::cluster::Cluster;
+use crate::error::{from_datafusion, to_datafusion};
+use crate::sequence::{Sequences, SessionValues};
+use crate::table::SequenceDef;
+
+/// What the sequence functions of one session share: the node's catalog, cluster and sequence
+/// values, and the session's `currval`s.
+#[derive(Clone)]
+pub(crate) struct SequenceState {
+    pub catalog: Arc<Catalog>,
+    pub cluster: Arc<dyn Cluster>,
+    pub sequences: Arc<Sequences>,
+    pub session: Arc<SessionValues>,
+}
+
+impl std::fmt::Debug for SequenceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SequenceState")
+    }
+}
+
+impl SequenceState {
+    /// The sequence a `nextval` / `setval` / `currval` argument names (text or OID).
+    async fn resolve(&self, arg: &ArgValue) -> Result<Arc<SequenceDef>> {
+        match arg {
+            ArgValue::Name(text) => {
+                let name = relation_name(text)?;
+                match self.catalog.sequence(&name).await? {
+                    Some(def) => Ok(def),
+                    None => Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist"))),
+                }
+            }
+            ArgValue::Oid(oid) => {
+                let found = |c: &Catalog| c.sequences().into_iter().find(|s| i64::from(s.oid()) == *oid);
+                if let Some(def) = found(&self.catalog) {
+                    return Ok(def);
+                }
+                self.catalog.refresh().await?;
+                found(&self.catalog)
+                    .ok_or_else(|| Error::UndefinedTable(format!("could not open relation with OID {oid}")))
+            }
+        }
+    }
+
+    /// Like `resolve`, from the cache only (the synchronous functions).
+    fn resolve_cached(&self, arg: &ArgValue) -> Result<Arc<SequenceDef>> {
+        let def = match arg {
+            ArgValue::Name(text) => {
+                let name = relation_name(text)?;
+                self.catalog.cached_sequence(&name).ok_or_else(|| name.clone())
+            }
+            ArgValue::Oid(oid) => self
+                .catalog
+                .sequences()
+                .into_iter()
+                .find(|s| i64::from(s.oid()) == *oid)
+                .ok_or_else(|| format!("OID {oid}")),
+        };
+        def.map_err(|name| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))
+    }
+}
+
+/// The functions to register in a session's context.
+pub(crate) fn udfs(state: SequenceState) -> Vec<ScalarUDF> {
+    vec![
+        nextval(state.clone()),
+        AsyncScalarUDF::new(Arc::new(AsyncFn::new("setval", state.clone()))).into_scalar_udf(),
+        ScalarUDF::new_from_impl(SyncFn::new("currval", 1, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("lastval", 0, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("pg_get_serial_sequence", 2, state)),
+        gen_random_uuid(),
+    ]
+}
+
+/// `nextval(regclass)`: also what a column default of a SERIAL or identity column calls.
+pub(crate) fn nextval(state: SequenceState) -> ScalarUDF {
+    AsyncScalarUDF::new(Arc::new(AsyncFn::new("nextval", state))).into_scalar_udf()
+}
+
+/// `gen_random_uuid()`: DataFusion's `uuid()` under PostgreSQL's name.
+fn gen_random_uuid() -> ScalarUDF {
+    datafusion::functions::string::uuid().as_ref().clone().with_aliases(["gen_random_uuid"])
+}
+
+/// `'name'`, `'public.name'` or `'"Name"'` as the relation name it denotes (PostgreSQL's
+/// regclass input: unquoted parts fold to lower case).
+pub(crate) fn relation_name(text: &str) -> Result<String> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err(Error::InvalidText(format!("invalid name syntax: {text}"))),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                part.extend(c.to_lowercase());
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return Err(Error::InvalidText(format!("invalid name syntax: {text}")));
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(_) => return Err(Error::InvalidText(format!("invalid name syntax: {text}"))),
+        }
+    }
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        [schema, _] => Err(Error::UndefinedObject(format!("schema \"{schema}\" does not exist"))),
+        _ => Err(Error::InvalidText(format!("improper relation name (too many dotted names): {text}"))),
+    }
+}
+
+/// One row's sequence argument.
+enum ArgValue {
+    Name(String),
+    Oid(i64),
+}
+
+/// The sequence arguments of `rows` rows (None: NULL).
+fn sequence_args(arg: &ColumnarValue, rows: usize) -> DfResult<Vec<Option<ArgValue>>> {
+    let array = arg.to_array(rows)?;
+    if array.data_type().is_integer() {
+        let ints = cast(&array, &DataType::Int64)?;
+        let ints = as_int64_array(&ints)?;
+        return Ok(ints.iter().map(|v| v.map(ArgValue::Oid)).collect());
+    }
+    let texts = cast(&array, &DataType::Utf8)?;
+    let texts = as_string_array(&texts)?;
+    Ok(texts.iter().map(|v| v.map(|s| ArgValue::Name(s.to_string()))).collect())
+}
+
+/// Each row's value of `arg`, cast to `ty`.
+fn column(arg: &ColumnarValue, rows: usize, ty: &DataType) -> DfResult<ArrayRef> {
+    Ok(cast(&arg.to_array(rows)?, ty)?)
+}
+
+/// A DataFusion function implementation's identity: its name (each is registered once).
+macro_rules! named_udf {
+    ($t:ty) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.name() == other.name()
+            }
+        }
+        impl Eq for $t {}
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.name().hash(state)
+            }
+        }
+    };
+}
+
+/// `nextval(regclass)` and `setval(regclass, bigint [, boolean])`: they may write the
+/// sequence's counter, so they run asynchronously.
+struct AsyncFn {
+    name: &'static str,
+    signature: Signature,
+    state: SequenceState,
+}
+
+named_udf!(AsyncFn);
+
+impl AsyncFn {
+    fn new(name: &'static str, state: SequenceState) -> Self {
+        let signature = if name == "setval" {
+            Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], Volatility::Volatile)
+        } else {
+            Signature::any(1, Volatility::Volatile)
+        };
+        Self { name, signature, state }
+    }
+
+    async fn nextval(&self, args: ScalarFunctionArgs) -> DfResult<Vec<Option<i64>>> {
+        let rows = args.number_rows;
+        let names = sequence_args(&args.args[0], rows)?;
+        let mut out = Vec::with_capacity(rows);
+        let mut last: Option<(String, Arc<SequenceDef>)> = None;
+        for name in names {
+            let Some(name) = name else {
+                out.push(None);
+                continue;
+            };
+            // The same sequence in every row, usually: resolved once.
+            let key = match &name {
+                ArgValue::Name(n) => n.clone(),
+                ArgValue::Oid(o) => format!("#{o}"),
+            };
+            let def = match &last {
+                Some((k, def)) if *k == key => def.clone(),
+                _ => {
+                    let def = self.state.resolve(&name).await.map_err(to_datafusion)?;
+                    last = Some((key, def.clone()));
+                    def
+                }
+            };
+            let v = self.state.sequences.nextval(self.state.cluster.as_ref(), &def).await.map_err(to_datafusion)?;
+            self.state.session.record(&def, v);
+            out.push(Some(v));
+        }
+        Ok(out)
+    }
+
+    async fn setval(&self, args: ScalarFunctionArgs) -> DfResult<Vec<Option<i64>>> {
+        let rows = args.number_rows;
+        let names = sequence_args(&args.args[0], rows)?;
+        let values = column(&args.args[1], rows, &DataType::Int64)?;
+        let values = as_int64_array(&values)?;
+        let called = match args.args.get(2) {
+            Some(arg) => Some(column(arg, rows, &DataType::Boolean)?),
+            None => None,
+        };
+        let called: Option<&BooleanArray> = called.as_ref().map(|c| as_boolean_array(c)).transpose()?;
+        let mut out = Vec::with_capacity(rows);
+        for (i, name) in names.into_iter().enumerate() {
+            let is_called = called.map_or(Some(true), |c| c.is_valid(i).then(|| c.value(i)));
+            let (Some(name), true, Some(is_called)) = (name, values.is_valid(i), is_called) else {
+                out.push(None);
+                continue;
+            };
+            let def = self.state.resolve(&name).await.map_err(to_datafusion)?;
+            let value = values.value(i);
+            let cluster = self.state.cluster.as_ref();
+            self.state.sequences.setval(cluster, &def, value, is_called).await.map_err(to_datafusion)?;
+            if is_called {
+                self.state.session.record(&def, value);
+            }
+            out.push(Some(value));
+        }
+        Ok(out)
+    }
+}
+
+impl ScalarUDFImpl for AsyncFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Err(to_datafusion(Error::Internal(format!("{} runs asynchronously", self.name))))
+    }
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for AsyncFn {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let values = if self.name == "setval" { self.setval(args).await? } else { self.nextval(args).await? };
+        Ok(ColumnarValue::Array(Arc::new(Int64Array::from(values))))
+    }
+}
+
+/// `currval(regclass)`, `lastval()` and `pg_get_serial_sequence(table, column)`: answered
+/// from the session's values and the cached catalog.
+struct SyncFn {
+    name: &'static str,
+    signature: Signature,
+    state: SequenceState,
+}
+
+named_udf!(SyncFn);
+
+impl SyncFn {
+    fn new(name: &'static str, args: usize, state: SequenceState) -> Self {
+        let volatility = if name == "pg_get_serial_sequence" { Volatility::Stable } else { Volatility::Volatile };
+        let signature = if args == 0 { Signature::nullary(volatility) } else { Signature::any(args, volatility) };
+        Self { name, signature, state }
+    }
+
+    fn currval(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
+        let names = sequence_args(&args.args[0], args.number_rows).map_err(crate::error::from_datafusion)?;
+        let values = names
+            .into_iter()
+            .map(|n| n.map(|n| self.state.resolve_cached(&n).and_then(|d| self.state.session.currval(&d))).transpose())
+            .collect::<Result<Int64Array>>()?;
+        Ok(Arc::new(values))
+    }
+
+    fn lastval(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
+        let exists = |name: &str, id: u32| self.state.catalog.cached_sequence(name).is_some_and(|s| s.id == id);
+        let v = self.state.session.lastval(exists)?;
+        Ok(Arc::new(Int64Array::from(vec![v; args.number_rows])))
+    }
+
+    /// The sequence a table's column takes its default from, as `public.name`.
+    fn serial_sequence(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
+        let rows = args.number_rows;
+        let de = crate::error::from_datafusion;
+        let tables = column(&args.args[0], rows, &DataType::Utf8).map_err(de)?;
+        let columns = column(&args.args[1], rows, &DataType::Utf8).map_err(de)?;
+        let (tables, columns) = (as_string_array(&tables).map_err(de)?, as_string_array(&columns).map_err(de)?);
+        let out = tables
+            .iter()
+            .zip(columns.iter())
+            .map(|(t, c)| {
+                let (Some(t), Some(c)) = (t, c) else { return Ok(None) };
+                let name = relation_name(t)?;
+                let def = self
+                    .state
+                    .catalog
+                    .cached(&name)
+                    .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))?;
+                let col = def.column(c)?;
+                Ok(def.columns[col].sequence().map(|s| format!("public.{}", quoted(s))))
+            })
+            .collect::<Result<StringArray>>()?;
+        Ok(Arc::new(out))
+    }
+}
+
+impl ScalarUDFImpl for SyncFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(if self.name == "pg_get_serial_sequence" { DataType::Utf8 } else { DataType::Int64 })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let out = match self.name {
+            "currval" => self.currval(&args),
+            "lastval" => self.lastval(&args),
+            _ => self.serial_sequence(&args),
+        };
+        out.map(ColumnarValue::Array).map_err(to_datafusion)
+    }
+}
+
+/// A VALUES list whose column calls an asynchronous function (`nextval`) in every row, which
+/// DataFusion cannot evaluate inside VALUES, becomes that function called in a projection
+/// over the VALUES (the column a NULL placeholder there): one call per row, in row order.
+pub(crate) fn async_values(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let is_async = |e: &Expr| {
+        e.exists(|x| Ok(matches!(x, Expr::ScalarFunction(f) if f.func.as_async().is_some()))).unwrap_or(false)
+    };
+    let rewritten = plan.transform_up(|node| {
+        let LogicalPlan::Values(values) = &node else { return Ok(Transformed::no(node)) };
+        let fields = values.schema.fields();
+        let columns: Vec<usize> =
+            (0..fields.len()).filter(|c| values.values.iter().any(|row| is_async(&row[*c]))).collect();
+        if columns.is_empty() {
+            return Ok(Transformed::no(node));
+        }
+        let mut rows = values.values.clone();
+        let mut projection: Vec<Expr> = fields.iter().map(|f| Expr::Column(Column::from_name(f.name()))).collect();
+        for &c in &columns {
+            let first = rows[0][c].clone();
+            if rows.iter().any(|row| row[c] != first) {
+                return Err(to_datafusion(Error::unsupported(
+                    "nextval() in some rows of a VALUES column and other values in the others",
+                )));
+            }
+            let null = ScalarValue::try_from(fields[c].data_type())?;
+            for row in &mut rows {
+                row[c] = Expr::Literal(null.clone(), None);
+            }
+            projection[c] = first.alias(fields[c].name());
+        }
+        // The placeholders are NULL: their fields become nullable.
+        let fields: Vec<_> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.as_ref().clone().with_nullable(f.is_nullable() || columns.contains(&i)))
+            .collect();
+        let schema = DFSchema::try_from(Schema::new_with_metadata(fields, values.schema.metadata().clone()))?;
+        let inner = LogicalPlan::Values(Values { schema: Arc::new(schema), values: rows });
+        Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(projection, Arc::new(inner))?)))
+    });
+    rewritten.map(|t| t.data).map_err(from_datafusion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relation_names_read_as_regclass_does() {
+        assert_eq!(relation_name("Users_ID_seq").unwrap(), "users_id_seq");
+        assert_eq!(relation_name("public.s").unwrap(), "s");
+        assert_eq!(relation_name("\"My\"\"Seq\"").unwrap(), "My\"Seq");
+        assert_eq!(relation_name("public.\"S.x\"").unwrap(), "S.x");
+        assert!(matches!(relation_name("other.s"), Err(Error::UndefinedObject(_))));
+        assert!(matches!(relation_name("a.b.c"), Err(Error::InvalidText(_))));
+        assert!(matches!(relation_name("\"open"), Err(Error::InvalidText(_))));
+        assert!(matches!(relation_name(""), Err(Error::InvalidText(_))));
+    }
+}
