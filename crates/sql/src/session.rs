@@ -10,7 +10,6 @@
 //! `ROLLBACK` / `ROLLBACK TO SAVEPOINT` fails with 25P02, and `COMMIT` rolls back. DDL is not
 //! transactional: it applies at once, inside a block too.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -29,7 +28,7 @@ use crate::engine::Engine;
 use crate::exec::write::Contention;
 use crate::exec::{once, Executor, Output};
 use crate::plan::context::session_context;
-use crate::plan::functions::SequenceState;
+use crate::plan::functions::{FunctionState, Settings};
 use crate::plan::{Plan, Planner, Prepared, SessionCommand};
 use crate::xact::XactCall;
 
@@ -39,6 +38,7 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
+    ("default_table_access_method", "heap"),
     ("default_transaction_isolation", "serializable"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
@@ -84,7 +84,7 @@ pub struct Session {
     engine: Arc<Engine>,
     pub id: u64,
     ctx: SessionContext,
-    settings: BTreeMap<String, String>,
+    settings: Settings,
     block: Option<Block>,
     notices: Vec<String>,
 }
@@ -93,13 +93,14 @@ impl Engine {
     /// A new session for one client connection.
     pub fn session(self: &Arc<Self>) -> Session {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let ctx = session_context(SequenceState {
+        let settings = Settings::new(DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let ctx = session_context(FunctionState {
             catalog: self.catalog.clone(),
             cluster: self.cluster.clone(),
             sequences: self.sequences.clone(),
             session: Default::default(),
+            settings: settings.clone(),
         });
-        let settings = DEFAULT_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Session { engine: self.clone(), id, ctx, settings, block: None, notices: Vec::new() }
     }
 }
@@ -115,7 +116,7 @@ impl Session {
     }
 
     pub fn setting(&self, name: &str) -> Option<String> {
-        self.settings.get(&name.to_lowercase()).cloned()
+        self.settings.get(&name.to_lowercase())
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -183,7 +184,7 @@ impl Session {
                     "transaction isolation level" => "transaction_isolation".to_string(),
                     _ => name,
                 };
-                if !self.settings.contains_key(&name) && name != "all" {
+                if self.settings.get(&name).is_none() && name != "all" {
                     return Err(Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")));
                 }
                 SessionCommand::Show(name)
@@ -323,7 +324,7 @@ impl Session {
             SessionCommand::Set { name, value } => {
                 if !FIXED_SETTINGS.contains(&name.as_str()) {
                     let value = value.clone().unwrap_or_else(|| default_setting(name));
-                    self.settings.insert(name.clone(), value);
+                    self.settings.set(name.clone(), value);
                 }
                 "SET"
             }
@@ -370,14 +371,13 @@ impl Session {
     fn show(&self, name: &str) -> Result<Output> {
         let schema = show_schema(name);
         let batch = if name == "all" {
-            let names: Vec<&str> = self.settings.keys().map(|s| s.as_str()).collect();
-            let values: Vec<&str> = self.settings.values().map(|s| s.as_str()).collect();
+            let (names, values): (Vec<String>, Vec<String>) = self.settings.all().into_iter().unzip();
             let arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(values))];
             RecordBatch::try_new(schema.clone(), arrays)
         } else {
             let value = match (name, &self.block) {
                 ("transaction_read_only", Some(block)) => if block.read_only { "on" } else { "off" }.to_string(),
-                _ => self.settings.get(name).cloned().unwrap_or_default(),
+                _ => self.settings.get(name).unwrap_or_default(),
             };
             RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value])) as ArrayRef])
         }

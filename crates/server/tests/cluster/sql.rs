@@ -94,18 +94,19 @@ async fn client_scenario_on_every_node() {
         )
         .await
         .unwrap();
+    // indkey and conkey are arrays, as in PostgreSQL (int2vector and int2[]).
     assert_eq!(
-        (row_text(&key, 0), key.get::<_, bool>(1), row_text(&key, 2), row_text(&key, 3)),
+        (row_text(&key, 0), key.get::<_, bool>(1), key.get::<_, Vec<i16>>(2), row_text(&key, 3)),
         (
             "accounts_pkey".into(),
             true,
-            "1".into(),
+            vec![1],
             "CREATE UNIQUE INDEX accounts_pkey ON public.accounts USING btree (id)".into()
         )
     );
     assert_eq!(
-        (row_text(&key, 4), row_text(&key, 5), key.get::<_, bool>(6)),
-        ("PRIMARY KEY (id)".into(), "{1}".into(), true)
+        (row_text(&key, 4), key.get::<_, Vec<i16>>(5), key.get::<_, bool>(6)),
+        ("PRIMARY KEY (id)".into(), vec![1], true)
     );
     // RowDescription names a table column's table OID and column number, the same in every
     // session (pgJDBC looks nullability up by them), and pg_attribute answers by them.

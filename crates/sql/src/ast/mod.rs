@@ -6,10 +6,11 @@
 //!   [`limits`] bounded the statement's size and nesting (no statement can overflow a stack).
 //! - [`rewrite`]: AST rewrites before planning (float literals with exponents, catalog queries)
 //!   and what planning reads off the AST (parameter types a position implies, whether a
-//!   statement reads the catalogs).
+//!   statement reads the catalogs); [`decorrelate`]: catalog queries' per-row lookups as joins.
 //! - names: [`ident`] folds an identifier as PostgreSQL does, [`table_name`] resolves a table
 //!   reference, [`param_number`] reads a `$n`.
 
+mod decorrelate;
 mod dialect;
 pub(crate) mod limits;
 pub(crate) mod rewrite;
@@ -21,24 +22,35 @@ use raftable_common::{Error, Result};
 
 /// Parses a query string into statements; an empty query gives none. Catalog queries (psql's
 /// `\d`, drivers' metadata) go through datafusion-pg-catalog's parser, whose rewrites
-/// (pg_catalog qualifiers, `OPERATOR(pg_catalog.~)`, `::regclass`, ...) make them plannable.
-/// Only those: its rewrites change the meaning of some ordinary queries (correlated subqueries
-/// in a select list).
+/// (pg_catalog qualifiers, `OPERATOR(pg_catalog.~)`, `::regclass`, ...) make them plannable,
+/// after their per-row lookups became joins ([`decorrelate`]). Only those: its rewrites change
+/// the meaning of some ordinary queries (correlated subqueries in a select list).
 pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> Result<Vec<Statement>> {
     let syntax = |e: ParserError| Error::SyntaxError(e.to_string().replace("sql parser error: ", ""));
-    let catalog_parse = || -> std::result::Result<Vec<Statement>, ParserError> {
-        let mut statements = catalog_parser.parse(sql)?;
+    let catalog_parse = |text: &str| -> std::result::Result<Vec<Statement>, ParserError> {
+        let mut statements = catalog_parser.parse(text)?;
         statements.iter_mut().for_each(rewrite::catalog_query);
         Ok(statements)
     };
     match limits::parse(sql)? {
         Ok(statements) if !statements.iter().any(rewrite::reads_catalog) => Ok(statements),
-        Ok(_) if limits::catalog_parsable(sql) => catalog_parse().map_err(syntax),
+        Ok(mut statements) if limits::catalog_parsable(sql) => {
+            // Lookups as joins first: datafusion-pg-catalog's parser would make them NULL.
+            let mut changed = false;
+            for stmt in &mut statements {
+                changed |= decorrelate::lookups_as_joins(stmt);
+            }
+            if !changed {
+                return catalog_parse(sql).map_err(syntax);
+            }
+            let text = statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(";\n");
+            catalog_parse(&text).map_err(syntax)
+        }
         Ok(mut statements) => {
             statements.iter_mut().for_each(rewrite::catalog_query);
             Ok(statements)
         }
-        Err(e) if limits::catalog_parsable(sql) => catalog_parse().map_err(|_| syntax(e)),
+        Err(e) if limits::catalog_parsable(sql) => catalog_parse(sql).map_err(|_| syntax(e)),
         Err(e) => Err(syntax(e)),
     }
 }
@@ -72,6 +84,24 @@ pub(crate) fn param_number(e: &Expr) -> Option<usize> {
     let Expr::Value(v) = e else { return None };
     let Value::Placeholder(p) = &v.value else { return None };
     p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0)
+}
+
+/// `name(args...)` as an expression.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
+    use datafusion::sql::sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+    };
+    let args = args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect();
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses: Vec::new() }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 /// The statement's first words, for an "unsupported" message.

@@ -9,12 +9,12 @@ use std::ops::ControlFlow;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, CastKind, DataType as AstType, Expr,
-    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, LimitClause, ObjectName, Query,
-    Statement, Subscript, Value, Visit, Visitor,
+    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, BinaryOperator, CastKind,
+    DataType as AstType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    LimitClause, ObjectName, Query, Statement, Subscript, Value, Visit, Visitor,
 };
 
-use super::param_number;
+use super::{call, param_number};
 use crate::types::SqlType;
 
 /// Name of the function pgJDBC's `getPrimaryKeys` calls as `information_schema._pg_expandarray`
@@ -94,10 +94,33 @@ pub(crate) fn regclass_arguments(stmt: &mut Statement) {
 /// - `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of an
 ///   array's (element, position) pairs that pgJDBC's `getPrimaryKeys` calls, becomes
 ///   `unnest(_pg_expandarray(a))`;
-/// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`.
+/// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`;
+/// - `generate_subscripts(a, 1)` (SQLAlchemy's index reflection) becomes
+///   `unnest(range(1, cardinality(a) + 1))` (in bigint), the same positions.
 pub(crate) fn catalog_query(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
         match e {
+            Expr::Function(f)
+                if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value == "generate_subscripts") =>
+            {
+                if let FunctionArguments::List(list) = &f.args {
+                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first() {
+                        // bigint throughout: `range` takes no NUMERIC (what literals are here).
+                        let bigint = |expr| Expr::Cast {
+                            kind: CastKind::Cast,
+                            expr: Box::new(expr),
+                            data_type: AstType::BigInt(None),
+                            array: false,
+                            format: None,
+                        };
+                        let one = || bigint(Expr::Value(Value::Number("1".into(), false).with_empty_span()));
+                        let count = bigint(call("cardinality", vec![array.clone()]));
+                        let end =
+                            Expr::BinaryOp { left: Box::new(count), op: BinaryOperator::Plus, right: Box::new(one()) };
+                        *e = call("unnest", vec![call("range", vec![one(), end])]);
+                    }
+                }
+            }
             Expr::Function(f) if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value == EXPAND) => {
                 let mut inner = f.clone();
                 inner.name = ObjectName::from(vec![Ident::new(EXPAND)]);
@@ -193,6 +216,12 @@ mod tests {
         let mut stmt = one("SELECT (information_schema._pg_expandarray(i.indkey)).n AS s, (r.KEYS).x FROM i, r");
         catalog_query(&mut stmt);
         assert_eq!(stmt.to_string(), "SELECT (unnest(_pg_expandarray(i.indkey)))['n'] AS s, (r.KEYS)['x'] FROM i, r");
+        let mut stmt = one("SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) FROM i");
+        catalog_query(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT unnest(i.indkey), unnest(range(CAST(1 AS BIGINT), CAST(cardinality(i.indkey) AS BIGINT) + CAST(1 AS BIGINT))) FROM i"
+        );
     }
 
     #[test]

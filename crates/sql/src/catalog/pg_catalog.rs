@@ -66,7 +66,46 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog)));
+    for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
+    }
     Ok(())
+}
+
+/// `pg_collation_is_visible(oid)`, `pg_type_is_visible(oid)`, `pg_function_is_visible(oid)`:
+/// true (one schema of user objects, `public`, always on the search path; PostgreSQL's own
+/// objects are in `pg_catalog`, also always on it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Visible {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl Visible {
+    fn new(name: &'static str) -> Self {
+        Self { name, signature: Signature::any(1, Volatility::Stable) }
+    }
+}
+
+impl ScalarUDFImpl for Visible {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let oids = args.args[0].to_array(args.number_rows)?;
+        let visible: datafusion::arrow::array::BooleanArray =
+            (0..oids.len()).map(|i| oids.is_valid(i).then_some(true)).collect();
+        Ok(ColumnarValue::Array(Arc::new(visible)))
+    }
 }
 
 /// `_pg_expandarray(a)`: the list of `{x: element, n: position}` of an int2vector / array
@@ -234,7 +273,8 @@ impl SchemaProvider for Overlay {
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
         let overlay = Overlay { inner: self.inner.clone(), catalog: self.catalog.clone() };
-        Ok(Some(Arc::new(AmendedTable { table, kind, overlay: Arc::new(overlay) })))
+        let schema = with_arrays(&table.schema(), kind);
+        Ok(Some(Arc::new(AmendedTable { table, kind, schema, overlay: Arc::new(overlay) })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -312,13 +352,88 @@ async fn scan_all(table: &Arc<dyn TableProvider>, state: &dyn CatalogSession) ->
 struct AmendedTable {
     table: Arc<dyn TableProvider>,
     kind: Amended,
+    /// The inner table's, with its vector columns as arrays ([`with_arrays`]).
+    schema: SchemaRef,
     overlay: Arc<Overlay>,
+}
+
+/// The `int2vector`, `oidvector` and array columns of `pg_index` and `pg_constraint`, with
+/// their element types: datafusion-pg-catalog holds them as text (`1 3`, `{1,3}`), so
+/// `unnest(indkey)` (SQLAlchemy's reflection) failed; the overlay shows them as arrays, as
+/// PostgreSQL does.
+fn array_columns(kind: Amended) -> &'static [(&'static str, DataType)] {
+    match kind {
+        Amended::Index => &[
+            ("indkey", DataType::Int16),
+            ("indoption", DataType::Int16),
+            ("indclass", DataType::Int32),
+            ("indcollation", DataType::Int32),
+        ],
+        Amended::Constraint => &[("conkey", DataType::Int16), ("confkey", DataType::Int16)],
+        _ => &[],
+    }
+}
+
+/// `schema` with [`array_columns`] as lists of their element type, and `pg_class.reloptions`
+/// (NULL: no storage options), which datafusion-pg-catalog lacks and SQLAlchemy reads.
+fn with_arrays(schema: &SchemaRef, kind: Amended) -> SchemaRef {
+    let mut fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match array_columns(kind).iter().find(|(name, _)| f.name() == name) {
+            Some((_, element)) if f.data_type() == &DataType::Utf8 => {
+                Field::new(f.name(), DataType::List(Arc::new(Field::new_list_field(element.clone(), true))), true)
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    if matches!(kind, Amended::Class) && schema.field_with_name("reloptions").is_err() {
+        fields.push(Field::new(
+            "reloptions",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        ));
+    }
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// An inner batch in `schema` (the amended one): text vectors parsed into lists, the columns
+/// added NULL.
+fn arrays_parsed(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    for field in &schema.fields()[columns.len()..] {
+        columns.push(datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()));
+    }
+    for (i, field) in schema.fields().iter().enumerate() {
+        let DataType::List(element) = field.data_type() else { continue };
+        if columns[i].data_type() != &DataType::Utf8 {
+            continue;
+        }
+        let texts = datafusion::common::cast::as_string_array(&columns[i])?;
+        let lists = texts
+            .iter()
+            .map(|t| {
+                let t = t?;
+                let items = t.trim_matches(|c| c == '{' || c == '}' || c == '[' || c == ']');
+                let values: Vec<ScalarValue> = items
+                    .split([' ', ','])
+                    .filter(|x| !x.is_empty())
+                    .map(|x| ScalarValue::Utf8(Some(x.to_string())).cast_to(element.data_type()))
+                    .collect::<DfResult<_>>()
+                    .ok()?;
+                Some(ScalarValue::List(ScalarValue::new_list_nullable(&values, element.data_type())))
+            })
+            .map(|v| v.unwrap_or_else(|| ScalarValue::try_from(field.data_type()).expect("list type")))
+            .collect::<Vec<_>>();
+        columns[i] = ScalarValue::iter_to_array(lists)?;
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 #[async_trait]
 impl TableProvider for AmendedTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -337,9 +452,9 @@ impl TableProvider for AmendedTable {
         let schema = self.schema();
         let mut batches = scan_all(&self.table, state)
             .await?
-            .into_iter()
-            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .iter()
+            .map(|b| arrays_parsed(b, &schema))
+            .collect::<DfResult<Vec<_>>>()?;
         // pg_class's index rows copy their table's row, then change what differs.
         let theirs: HashMap<i64, i64> = oids.iter().map(|(theirs, ours)| (*ours, *theirs)).collect();
         let table_row = |oid: i64| classes.iter().find(|r| int(r, "oid") == theirs.get(&oid).copied());
@@ -462,7 +577,9 @@ fn default_text(c: &ColumnDef) -> Option<String> {
         SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) if !text.starts_with('-') => {
             text.clone()
         }
-        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) => format!("({text})"),
+        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) => {
+            format!("{literal}::{}", c.ty.pg_name())
+        }
         SqlType::Boolean => text.clone(),
         SqlType::Text => format!("{literal}::text"),
         _ => format!("{literal}::{}", c.ty.pg_name()),

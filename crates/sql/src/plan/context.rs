@@ -22,7 +22,7 @@ use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Statement};
 use raftable_common::{Error, Result};
 
-use super::functions::{self, SequenceState};
+use super::functions::{self, FunctionState};
 use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
@@ -30,9 +30,9 @@ use crate::error::from_datafusion;
 /// A session's DataFusion context: the `raftable` catalog (user tables, `raftable.nodes` /
 /// `raftable.shards`), `pg_catalog` with raftable's amendments, `version()`, the sequence
 /// functions (`super::functions`), and PostgreSQL's reading of numeric literals.
-pub(crate) fn session_context(sequences: SequenceState) -> SessionContext {
-    let catalog = sequences.catalog.clone();
-    let cluster = sequences.cluster.clone();
+pub(crate) fn session_context(state: FunctionState) -> SessionContext {
+    let catalog = state.catalog.clone();
+    let cluster = state.cluster.clone();
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC)
         .with_create_default_catalog_and_schema(false)
@@ -42,7 +42,7 @@ pub(crate) fn session_context(sequences: SequenceState) -> SessionContext {
     // Numeric literals are NUMERIC, as in PostgreSQL (not floating point).
     config.options_mut().sql_parser.parse_float_as_decimal = true;
     let ctx = SessionContext::new_with_config(config);
-    let nextval = Arc::new(functions::nextval(sequences.clone()));
+    let nextval = Arc::new(functions::nextval(state.clone()));
     ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster), nextval)));
     // pg_catalog (pg_class, pg_attribute, ...) and the functions psql's \d and drivers'
     // metadata queries call, built from the catalogs registered above.
@@ -56,7 +56,7 @@ pub(crate) fn session_context(sequences: SequenceState) -> SessionContext {
         tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
     }
     ctx.register_udf(version_udf());
-    for udf in functions::udfs(sequences) {
+    for udf in functions::udfs(state) {
         ctx.register_udf(udf);
     }
     ctx

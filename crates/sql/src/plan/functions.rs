@@ -1,7 +1,8 @@
-//! PostgreSQL's sequence functions as DataFusion functions of a session's context:
-//! `nextval` and `setval` (asynchronous: they may write the sequence's counter, so DataFusion
-//! runs them in its `AsyncFuncExec`), `currval`, `lastval`, `pg_get_serial_sequence`, and
-//! `gen_random_uuid`. A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
+//! PostgreSQL functions DataFusion lacks, as functions of a session's context: the sequence
+//! functions `nextval` and `setval` (asynchronous: they may write the sequence's counter, so
+//! DataFusion runs them in its `AsyncFuncExec`), `currval`, `lastval`,
+//! `pg_get_serial_sequence`; and `gen_random_uuid`, `json_build_object` /
+//! `jsonb_build_object` (which SQLAlchemy's reflection calls). A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
 //! (what `'s'::regclass` becomes in a catalog query). The values come from `crate::sequence`.
 //! [`async_values`] lets VALUES lists call them.
 
@@ -31,23 +32,47 @@ use crate::error::{from_datafusion, to_datafusion};
 use crate::sequence::{Sequences, SessionValues};
 use crate::table::SequenceDef;
 
-/// What the sequence functions of one session share: the node's catalog, cluster and sequence
-/// values, and the session's `currval`s.
+/// What the functions of one session share: the node's catalog, cluster and sequence values,
+/// and the session's `currval`s and settings.
 #[derive(Clone)]
-pub(crate) struct SequenceState {
+pub(crate) struct FunctionState {
     pub catalog: Arc<Catalog>,
     pub cluster: Arc<dyn Cluster>,
     pub sequences: Arc<Sequences>,
     pub session: Arc<SessionValues>,
+    pub settings: Settings,
 }
 
-impl std::fmt::Debug for SequenceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SequenceState")
+/// A session's settings (SET / SHOW, `current_setting`), names lower-case.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Settings(Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>);
+
+impl Settings {
+    pub(crate) fn new(defaults: impl IntoIterator<Item = (String, String)>) -> Self {
+        Settings(Arc::new(std::sync::RwLock::new(defaults.into_iter().collect())))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.0.read().expect("settings lock").get(name).cloned()
+    }
+
+    pub(crate) fn set(&self, name: String, value: String) {
+        self.0.write().expect("settings lock").insert(name, value);
+    }
+
+    /// Every setting, by name.
+    pub(crate) fn all(&self) -> Vec<(String, String)> {
+        self.0.read().expect("settings lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
-impl SequenceState {
+impl std::fmt::Debug for FunctionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FunctionState")
+    }
+}
+
+impl FunctionState {
     /// The sequence a `nextval` / `setval` / `currval` argument names (text or OID).
     async fn resolve(&self, arg: &ArgValue) -> Result<Arc<SequenceDef>> {
         match arg {
@@ -89,19 +114,22 @@ impl SequenceState {
 }
 
 /// The functions to register in a session's context.
-pub(crate) fn udfs(state: SequenceState) -> Vec<ScalarUDF> {
+pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
     vec![
         nextval(state.clone()),
         AsyncScalarUDF::new(Arc::new(AsyncFn::new("setval", state.clone()))).into_scalar_udf(),
         ScalarUDF::new_from_impl(SyncFn::new("currval", 1, state.clone())),
         ScalarUDF::new_from_impl(SyncFn::new("lastval", 0, state.clone())),
-        ScalarUDF::new_from_impl(SyncFn::new("pg_get_serial_sequence", 2, state)),
+        ScalarUDF::new_from_impl(SyncFn::new("pg_get_serial_sequence", 2, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("current_setting", 0, state)),
         gen_random_uuid(),
+        ScalarUDF::new_from_impl(BuildObject::new("json_build_object")),
+        ScalarUDF::new_from_impl(BuildObject::new("jsonb_build_object")),
     ]
 }
 
 /// `nextval(regclass)`: also what a column default of a SERIAL or identity column calls.
-pub(crate) fn nextval(state: SequenceState) -> ScalarUDF {
+pub(crate) fn nextval(state: FunctionState) -> ScalarUDF {
     AsyncScalarUDF::new(Arc::new(AsyncFn::new("nextval", state))).into_scalar_udf()
 }
 
@@ -208,13 +236,13 @@ macro_rules! named_udf {
 struct AsyncFn {
     name: &'static str,
     signature: Signature,
-    state: SequenceState,
+    state: FunctionState,
 }
 
 named_udf!(AsyncFn);
 
 impl AsyncFn {
-    fn new(name: &'static str, state: SequenceState) -> Self {
+    fn new(name: &'static str, state: FunctionState) -> Self {
         let signature = if name == "setval" {
             Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], Volatility::Volatile)
         } else {
@@ -309,20 +337,27 @@ impl AsyncScalarUDFImpl for AsyncFn {
     }
 }
 
-/// `currval(regclass)`, `lastval()` and `pg_get_serial_sequence(table, column)`: answered
-/// from the session's values and the cached catalog.
+/// `currval(regclass)`, `lastval()`, `pg_get_serial_sequence(table, column)` and
+/// `current_setting(name [, missing_ok])`: answered from the session's values and settings and
+/// the cached catalog.
 struct SyncFn {
     name: &'static str,
     signature: Signature,
-    state: SequenceState,
+    state: FunctionState,
 }
 
 named_udf!(SyncFn);
 
 impl SyncFn {
-    fn new(name: &'static str, args: usize, state: SequenceState) -> Self {
+    fn new(name: &'static str, args: usize, state: FunctionState) -> Self {
         let volatility = if name == "pg_get_serial_sequence" { Volatility::Stable } else { Volatility::Volatile };
-        let signature = if args == 0 { Signature::nullary(volatility) } else { Signature::any(args, volatility) };
+        let signature = match name {
+            "current_setting" => {
+                Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable)
+            }
+            _ if args == 0 => Signature::nullary(volatility),
+            _ => Signature::any(args, volatility),
+        };
         Self { name, signature, state }
     }
 
@@ -341,6 +376,33 @@ impl SyncFn {
         Ok(Arc::new(Int64Array::from(vec![v; args.number_rows])))
     }
 
+    /// A setting's value; an unknown one is 42704, or NULL with `missing_ok`.
+    fn current_setting(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
+        let rows = args.number_rows;
+        let de = crate::error::from_datafusion;
+        let names = column(&args.args[0], rows, &DataType::Utf8).map_err(de)?;
+        let names = as_string_array(&names).map_err(de)?;
+        let missing_ok = match args.args.get(1) {
+            Some(arg) => Some(column(arg, rows, &DataType::Boolean).map_err(de)?),
+            None => None,
+        };
+        let missing_ok = missing_ok.as_ref().map(|m| as_boolean_array(m)).transpose().map_err(de)?;
+        let out = (0..rows)
+            .map(|i| {
+                if names.is_null(i) {
+                    return Ok(None);
+                }
+                let name = names.value(i).to_lowercase();
+                match self.state.settings.get(&name) {
+                    Some(v) => Ok(Some(v)),
+                    None if missing_ok.is_some_and(|m| m.is_valid(i) && m.value(i)) => Ok(None),
+                    None => Err(Error::UndefinedObject(format!("unrecognized configuration parameter \"{name}\""))),
+                }
+            })
+            .collect::<Result<StringArray>>()?;
+        Ok(Arc::new(out))
+    }
+
     /// The sequence a table's column takes its default from, as `public.name`.
     fn serial_sequence(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
         let rows = args.number_rows;
@@ -354,10 +416,17 @@ impl SyncFn {
             .map(|(t, c)| {
                 let (Some(t), Some(c)) = (t, c) else { return Ok(None) };
                 let name = relation_name(t)?;
+                // `attrelid::regclass::text` reaches here as the OID's digits in catalog queries
+                // (datafusion-pg-catalog reads `::regclass` of a number as the number).
+                let by_oid = || {
+                    let oid = name.parse::<i64>().ok()?;
+                    self.state.catalog.all().into_iter().find(|d| i64::from(d.oid()) == oid)
+                };
                 let def = self
                     .state
                     .catalog
                     .cached(&name)
+                    .or_else(by_oid)
                     .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))?;
                 let col = def.column(c)?;
                 Ok(def.columns[col].sequence().map(|s| format!("public.{}", quoted(s))))
@@ -377,13 +446,17 @@ impl ScalarUDFImpl for SyncFn {
     }
 
     fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(if self.name == "pg_get_serial_sequence" { DataType::Utf8 } else { DataType::Int64 })
+        Ok(match self.name {
+            "pg_get_serial_sequence" | "current_setting" => DataType::Utf8,
+            _ => DataType::Int64,
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let out = match self.name {
             "currval" => self.currval(&args),
             "lastval" => self.lastval(&args),
+            "current_setting" => self.current_setting(&args),
             _ => self.serial_sequence(&args),
         };
         out.map(ColumnarValue::Array).map_err(to_datafusion)
@@ -433,9 +506,120 @@ pub(crate) fn async_values(plan: LogicalPlan) -> Result<LogicalPlan> {
     rewritten.map(|t| t.data).map_err(from_datafusion)
 }
 
+/// `json_build_object(key, value, ...)` and `jsonb_build_object(...)`: the pairs as a JSON
+/// object's text, values as JSON numbers, booleans, null or strings, printed as PostgreSQL
+/// prints each type: json keeps the pairs as given (`{"a" : 1, "b" : 2}`), jsonb keeps the last
+/// of equal keys, orders them shorter first, then bytewise (`{"a": 1, "b": 2}`).
+struct BuildObject {
+    name: &'static str,
+    signature: Signature,
+}
+
+named_udf!(BuildObject);
+
+impl BuildObject {
+    fn new(name: &'static str) -> Self {
+        let signature = Signature::one_of(vec![TypeSignature::VariadicAny, TypeSignature::Nullary], Volatility::Stable);
+        Self { name, signature }
+    }
+
+    /// One row's object text.
+    fn object(&self, pairs: Vec<(String, serde_json::Value)>) -> String {
+        let key = |k: &str| serde_json::Value::String(k.to_string()).to_string();
+        if self.name == "json_build_object" {
+            let items: Vec<String> = pairs.iter().map(|(k, v)| format!("{} : {v}", key(k))).collect();
+            return format!("{{{}}}", items.join(", "));
+        }
+        let mut unique: Vec<(String, serde_json::Value)> = Vec::new();
+        for (k, v) in pairs {
+            unique.retain(|(key, _)| *key != k);
+            unique.push((k, v));
+        }
+        unique.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
+        let items: Vec<String> = unique.iter().map(|(k, v)| format!("{}: {v}", key(k))).collect();
+        format!("{{{}}}", items.join(", "))
+    }
+}
+
+impl ScalarUDFImpl for BuildObject {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if !args.args.len().is_multiple_of(2) {
+            return Err(to_datafusion(Error::InvalidInput("argument list must have even number of elements".into())));
+        }
+        let rows = args.number_rows;
+        let arrays = args.args.iter().map(|a| a.to_array(rows)).collect::<DfResult<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let mut pairs = Vec::with_capacity(arrays.len() / 2);
+            for pair in arrays.chunks(2) {
+                let key = ScalarValue::try_from_array(&pair[0], row)?;
+                if key.is_null() {
+                    return Err(to_datafusion(Error::InvalidInput("null value not allowed for object key".into())));
+                }
+                let key = match key {
+                    ScalarValue::Utf8(Some(k)) | ScalarValue::Utf8View(Some(k)) | ScalarValue::LargeUtf8(Some(k)) => k,
+                    other => other.to_string(),
+                };
+                pairs.push((key, json_value(&ScalarValue::try_from_array(&pair[1], row)?)));
+            }
+            out.push(self.object(pairs));
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+/// A value as JSON: numbers and booleans as themselves, NULL as null, the rest as text.
+fn json_value(v: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    if v.is_null() {
+        return J::Null;
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => J::Bool(*b),
+        ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_)
+        | ScalarValue::UInt64(_)
+        | ScalarValue::Float32(_)
+        | ScalarValue::Float64(_)
+        | ScalarValue::Decimal128(..) => {
+            serde_json::from_str(&v.to_string()).unwrap_or_else(|_| J::String(v.to_string()))
+        }
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            J::String(s.clone())
+        }
+        other => J::String(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_values_are_typed() {
+        assert_eq!(json_value(&ScalarValue::Int64(Some(-3))), serde_json::json!(-3));
+        assert_eq!(json_value(&ScalarValue::Boolean(Some(true))), serde_json::json!(true));
+        assert_eq!(json_value(&ScalarValue::Float64(Some(f64::NAN))), serde_json::json!("NaN"));
+        assert_eq!(json_value(&ScalarValue::Utf8(None)), serde_json::Value::Null);
+        assert_eq!(json_value(&ScalarValue::Utf8(Some("a\"b".into()))), serde_json::json!("a\"b"));
+    }
 
     #[test]
     fn relation_names_read_as_regclass_does() {

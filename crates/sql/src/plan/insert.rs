@@ -11,8 +11,8 @@ use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp as DfWri
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, Assignment, AssignmentTarget, CastKind, DataType as AstType, ExactNumberInfo,
-    Expr as AstExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, Insert,
-    ObjectName, OnConflictAction, OnInsert, SetExpr, Statement, TableObject, TimezoneInfo, Value,
+    Expr as AstExpr, Ident, Insert, ObjectName, OnConflictAction, OnInsert, SetExpr, Statement, TableObject,
+    TimezoneInfo, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -24,7 +24,7 @@ use super::params::{in_exprs, inferred, merge_types, typed, with_type};
 use super::point::{target_columns, ParamInsert};
 use super::returning::Returning;
 use super::{Conflict, Plan, Planned, Planner};
-use crate::ast::{column_name, ident};
+use crate::ast::{call, column_name, ident};
 use crate::error::from_datafusion;
 use crate::offload::planning;
 use crate::table::{Computed, Identity, TableDef};
@@ -222,35 +222,12 @@ fn with_default_values(insert: &Insert, def: &TableDef) -> Result<Insert> {
 
 /// A computed default as the function call DataFusion plans (`nextval` is the session's).
 fn computed_call(computed: &Computed) -> AstExpr {
-    let call = |name: &str, arg: Option<&str>| {
-        let args = arg
-            .map(|a| {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(AstExpr::Value(
-                    Value::SingleQuotedString(a.to_string()).with_empty_span(),
-                )))
-            })
-            .into_iter()
-            .collect();
-        AstExpr::Function(Function {
-            name: ObjectName::from(vec![Ident::new(name)]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args,
-                clauses: Vec::new(),
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: Vec::new(),
-        })
-    };
+    let text = |t: &str| AstExpr::Value(Value::SingleQuotedString(t.to_string()).with_empty_span());
     match computed {
-        Computed::Nextval(sequence) => call("nextval", Some(sequence)),
-        Computed::Now | Computed::CurrentTimestamp | Computed::LocalTimestamp => call("now", None),
-        Computed::CurrentDate => call("current_date", None),
-        Computed::RandomUuid => call("uuid", None),
+        Computed::Nextval(sequence) => call("nextval", vec![text(sequence)]),
+        Computed::Now | Computed::CurrentTimestamp | Computed::LocalTimestamp => call("now", vec![]),
+        Computed::CurrentDate => call("current_date", vec![]),
+        Computed::RandomUuid => call("uuid", vec![]),
     }
 }
 
