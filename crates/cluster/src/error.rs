@@ -167,6 +167,7 @@ mod tests {
             Error::ObjectNotInPrerequisiteState(s()),
             Error::GeneratedAlways(s()),
             Error::DependentObjectsStillExist(s()),
+            Error::CheckViolation(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -258,13 +259,14 @@ mod tests {
             Error::ObjectNotInPrerequisiteState(_) => 40,
             Error::GeneratedAlways(_) => 41,
             Error::DependentObjectsStillExist(_) => 42,
+            Error::CheckViolation(_) => 43,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=42).collect());
+        assert_eq!(listed, (0..=43).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

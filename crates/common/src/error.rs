@@ -162,6 +162,9 @@ pub enum Error {
     /// default calls (2BP01).
     #[error("{0}")]
     DependentObjectsStillExist(String),
+    /// A row for which a CHECK constraint is false (23514).
+    #[error("{0}")]
+    CheckViolation(String),
 }
 
 impl Error {

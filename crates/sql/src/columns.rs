@@ -365,6 +365,7 @@ mod tests {
             pk: vec![0],
             buckets: 1,
             shards: vec![1],
+            checks: Vec::new(),
         };
         let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);
         assert_eq!(origin(&field), Some((0x1000_0007, 2)));

@@ -597,7 +597,7 @@ mod tests {
     }
 
     fn table(columns: Vec<ColumnDef>, pk: Vec<usize>) -> TableDef {
-        TableDef { id: 7, name: "t".into(), columns, pk, buckets: 3, shards: vec![1, 2, 3] }
+        TableDef { id: 7, name: "t".into(), columns, pk, buckets: 3, shards: vec![1, 2, 3], checks: Vec::new() }
     }
 
     #[test]

@@ -15,18 +15,22 @@
 //!    `plan::params`. The result is a [`Prepared`].
 //! 3. `exec`: [`Session::execute`] calls `exec::Executor::execute`, which binds the `$n` values
 //!    and runs the plan: queries stream from DataFusion, writes go through `exec::write`
-//!    (INSERT) and `exec::modify` (UPDATE / DELETE, re-run for shards that lost a race), DDL
-//!    through `exec::ddl`, the fast paths through `exec::point`.
-//! 4. `catalog`: table definitions cached from the meta group (`catalog::Catalog`), the
-//!    DataFusion catalog providers, the `pg_catalog` overlay.
+//!    (INSERT) and `exec::modify` (UPDATE / DELETE, re-run for shards that lost a race), each
+//!    checking the table's CHECK constraints (`exec::checks`); DDL through `exec::ddl` and
+//!    `exec::sequences`, the fast paths through `exec::point`.
+//! 4. `catalog`: table and sequence definitions cached from the meta group
+//!    (`catalog::Catalog`), the DataFusion catalog providers, the `pg_catalog` overlay.
 //! 5. `scan`: a table as DataFusion reads it: `scan::ShardedTable` (a `TableProvider`), its
 //!    primary-key pushdown (`scan::key_scan`) and `ShardScanExec`, one partition per shard,
 //!    pages of rows read with `Cluster::read`.
-//! 6. below them all: `encoding` (key = table ‖ bucket ‖ memcomparable primary key; value =
-//!    every column), `table` (what a definition holds), `types` (column types and PostgreSQL's
-//!    coercions), `columns` (result columns named and typed as PostgreSQL does), `error`
-//!    (DataFusion's errors as raftable's), and [`Cluster`], the shards as the `server` crate
-//!    gives them (over `cluster::Router`; [`local`] over one unreplicated RocksDB for tests).
+//! 6. below them all: `sequence` (the values a node takes from a sequence's counter in the
+//!    meta group, hands out to `nextval`, and a session's `currval`), `encoding` (key = table
+//!    ‖ bucket ‖ memcomparable primary key; value = every column), `table` (what a definition
+//!    holds: columns, defaults, CHECK constraints; sequences), `types` (column types and
+//!    PostgreSQL's coercions), `columns` (result columns named and typed as PostgreSQL
+//!    does), `error` (DataFusion's errors as raftable's), and [`Cluster`], the shards as the
+//!    `server` crate gives them (over `cluster::Router`; [`local`] over one unreplicated
+//!    RocksDB for tests).
 //!
 //! Results travel back up as Arrow record batches in an [`Output`], which `server::pgwire`
 //! encodes as DataRows.

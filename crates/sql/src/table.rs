@@ -185,6 +185,24 @@ pub struct TableDef {
     pub buckets: u16,
     /// Shard of each bucket.
     pub shards: Vec<ShardId>,
+    /// CHECK constraints, in the order they were declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDef>,
+}
+
+/// A CHECK constraint: its name and its expression as SQL text over the table's columns
+/// (planned by `exec::checks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDef {
+    pub name: String,
+    pub expr: String,
+}
+
+impl CheckDef {
+    /// Whether the expression names `column` (a word of its text).
+    pub fn mentions(&self, column: &str) -> bool {
+        self.expr.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == column)
+    }
 }
 
 impl TableDef {

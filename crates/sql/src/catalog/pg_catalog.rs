@@ -53,6 +53,9 @@ const INDEX_OID: i64 = 0x2000_0000;
 /// A column default's `pg_attrdef` OID is this plus its table's id (low 16 bits) shifted left
 /// 12 bits plus its column number: below 2^31, as the catalog's OID columns are int4.
 const ATTRDEF_OID: i64 = 3 * INDEX_OID;
+/// A CHECK constraint's OID: this plus its table's id (low 16 bits) shifted left 8 bits plus
+/// its position among the table's checks.
+const CHECK_OID: i64 = 0x7000_0000;
 /// `pg_am`'s OID of btree.
 const BTREE: i64 = 403;
 
@@ -483,7 +486,11 @@ impl TableProvider for AmendedTable {
                 Vec::new()
             }
             Amended::Index => keyed.iter().map(|k| (None, index_row(k, &schema))).collect(),
-            Amended::Constraint => keyed.iter().map(|k| (None, constraint_row(k, &schema))).collect(),
+            Amended::Constraint => {
+                let keys = keyed.iter().map(|k| (None, constraint_row(k, &schema)));
+                let checks = snapshot.tables.iter().flat_map(|t| check_rows(t, &schema)).map(|r| (None, r));
+                keys.chain(checks).collect()
+            }
             Amended::Attrdef => snapshot.tables.iter().flat_map(|t| attrdef_rows(t)).map(|r| (None, r)).collect(),
             Amended::Sequence => snapshot.sequences.iter().map(|s| (None, sequence_row(s))).collect(),
         };
@@ -545,6 +552,48 @@ fn sequence_class_row(s: &SequenceDef, public: Option<i64>) -> Vec<(&'static str
         ("relkind", ScalarValue::Utf8(Some("S".into()))),
         ("relnatts", ScalarValue::Int64(Some(3))),
     ]
+}
+
+/// The OID of a table's `n`th CHECK constraint.
+fn check_oid(t: &TableDef, n: usize) -> i64 {
+    CHECK_OID + (i64::from(t.id & 0xffff) << 8) + n as i64
+}
+
+/// A CHECK constraint as `pg_get_constraintdef` prints it (the expression parenthesized, as
+/// PostgreSQL deparses a comparison).
+fn check_text(expr: &str) -> String {
+    format!("CHECK (({expr}))")
+}
+
+/// `pg_constraint`'s rows of a table's CHECK constraints (contype 'c').
+fn check_rows(t: &TableDef, schema: &SchemaRef) -> Vec<Vec<(&'static str, ScalarValue)>> {
+    t.checks
+        .iter()
+        .enumerate()
+        .map(|(n, check)| {
+            let mut row = vec![
+                ("oid", ScalarValue::Int64(Some(check_oid(t, n)))),
+                ("conname", ScalarValue::Utf8(Some(check.name.clone()))),
+                ("contype", ScalarValue::Utf8(Some("c".into()))),
+                ("condeferrable", ScalarValue::Boolean(Some(false))),
+                ("condeferred", ScalarValue::Boolean(Some(false))),
+                ("convalidated", ScalarValue::Boolean(Some(true))),
+                ("conrelid", ScalarValue::Int64(Some(i64::from(t.oid())))),
+                ("conindid", ScalarValue::Int64(Some(0))),
+                ("conislocal", ScalarValue::Boolean(Some(true))),
+                ("connoinherit", ScalarValue::Boolean(Some(false))),
+            ];
+            // The columns it names, in table order.
+            let attnums: Vec<i16> = (0..t.columns.len())
+                .filter(|i| check.mentions(&t.columns[*i].name))
+                .filter_map(|i| t.attnum(i))
+                .collect();
+            if let Ok(field) = schema.field_with_name("conkey") {
+                row.push(("conkey", int2vector(field, &attnums, true)));
+            }
+            row
+        })
+        .collect()
 }
 
 /// `pg_sequence`'s row of a sequence.
@@ -769,6 +818,12 @@ impl DefinitionUdf {
 
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
     fn definition(&self, oid: i64, column: i64) -> Option<String> {
+        if self.name == "pg_get_constraintdef" && oid >= CHECK_OID {
+            let tables = self.catalog.all();
+            return tables.iter().find_map(|t| {
+                (0..t.checks.len()).find(|n| check_oid(t, *n) == oid).map(|n| check_text(&t.checks[n].expr))
+            });
+        }
         let keyed = self.catalog.all().into_iter().filter(|d| !d.has_rowid() && !d.pk.is_empty()).find_map(|def| {
             let k = Keyed { oid: i64::from(def.oid()), def };
             (k.index_oid() == oid || k.constraint_oid() == oid).then_some(k)

@@ -7,21 +7,28 @@
 
 use std::sync::Arc;
 
+use std::ops::ControlFlow;
+
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as AstColumnDef, ColumnOption, CreateTable,
-    CreateTableOptions, Expr as AstExpr, GeneratedAs, SequenceOptions, SqlOption, TableConstraint, UnaryOperator,
-    Value,
+    visit_expressions_mut, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as AstColumnDef,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, GeneratedAs, Ident, SequenceOptions, SqlOption,
+    TableConstraint, UnaryOperator, Value,
 };
 use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp};
 
+use super::checks::Checks;
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
-use crate::encoding::bucket_range;
+use crate::encoding::{bucket_range, RowDecoder};
 use crate::sequence::Sequences;
-use crate::table::{ColumnDef, ColumnState, Computed, Identity, TableDef, ROWID};
+use crate::table::{CheckDef, ColumnDef, ColumnState, Computed, Identity, TableDef, ROWID};
 use crate::types::{coerce_scalar, SqlType};
 
 /// The most shards one table may have.
@@ -29,6 +36,7 @@ const MAX_SHARDS: u16 = 256;
 
 /// Creates the table `create` defines (`default_shards` shards unless it says otherwise).
 pub(crate) async fn create_table(
+    ctx: &SessionContext,
     cluster: &dyn Cluster,
     catalog: &Catalog,
     default_shards: u16,
@@ -48,6 +56,8 @@ pub(crate) async fn create_table(
     let mut pk: Vec<usize> = Vec::new();
     // Columns whose sequence is made with the table: (column, identity options).
     let mut sequenced: Vec<(usize, Vec<SequenceOptions>)> = Vec::new();
+    // CHECK constraints: (name given, name by default, expression).
+    let mut checks: Vec<(Option<String>, String, String)> = Vec::new();
     for (i, c) in create.columns.iter().enumerate() {
         let col_name = ident(&c.name);
         if columns.iter().any(|d: &ColumnDef| d.name == col_name) {
@@ -79,6 +89,10 @@ pub(crate) async fn create_table(
                     return Err(multiple_defaults(&col_name, &name));
                 }
                 ColumnOption::Default(expr) => set_default(catalog, &mut def, expr).await?,
+                ColumnOption::Check(check) => {
+                    let default_name = format!("{name}_{col_name}_check");
+                    checks.push((check.name.as_ref().map(ident), default_name, check.expr.to_string()));
+                }
                 ColumnOption::Generated { generated_as, sequence_options, generation_expr: None, .. } => {
                     if serial.is_some() || def.has_default() {
                         return Err(multiple_defaults(&col_name, &name));
@@ -117,9 +131,13 @@ pub(crate) async fn create_table(
                     pk.push(i);
                 }
             }
+            TableConstraint::Check(check) => {
+                checks.push((check.name.as_ref().map(ident), format!("{name}_check"), check.expr.to_string()));
+            }
             other => return Err(Error::unsupported(format!("table constraint {other} is not supported"))),
         }
     }
+    let checks = check_defs(checks)?;
     for &i in &pk {
         columns[i].nullable = false;
         if matches!(columns[i].ty, SqlType::Jsonb) {
@@ -138,6 +156,10 @@ pub(crate) async fn create_table(
     if columns.iter().all(|c| c.hidden) {
         return Err(Error::Unsupported("a table needs at least one column".into()));
     }
+    // The CHECK constraints must plan over the columns (42703 for an unknown one).
+    let probe = TableDef { id: 0, name: name.clone(), columns, pk, buckets: 1, shards: Vec::new(), checks };
+    Checks::compile(ctx, &probe)?;
+    let TableDef { mut columns, pk, checks, .. } = probe;
     let buckets = shard_count(&create.table_options, default_shards)?;
     let id =
         u32::try_from(cluster.next_id("table").await?).map_err(|_| Error::Internal("table ids exhausted".into()))?;
@@ -150,7 +172,7 @@ pub(crate) async fn create_table(
         made.push(sequence.name);
     }
     let ranges = (0..buckets).map(|b| bucket_range(id, b, buckets)).collect();
-    let def = TableDef { id, name: name.clone(), columns, pk, buckets, shards: Vec::new() };
+    let def = TableDef { id, name: name.clone(), columns, pk, buckets, shards: Vec::new(), checks };
     let inserted = match cluster.create_shards(ranges).await {
         Ok(shards) => catalog.insert(TableDef { shards, ..def }).await,
         Err(e) => Err(e),
@@ -165,6 +187,32 @@ pub(crate) async fn create_table(
         Err(e) => Err(e),
         Ok(()) => Ok("CREATE TABLE".into()),
     }
+}
+
+/// CHECK constraints named: as given, else by PostgreSQL's default (`<table>_<column>_check`
+/// for a column's, `<table>_check` for the table's), numbered when taken (`..._check1`).
+fn check_defs(checks: Vec<(Option<String>, String, String)>) -> Result<Vec<CheckDef>> {
+    let mut out: Vec<CheckDef> = Vec::with_capacity(checks.len());
+    for (given, default, expr) in checks {
+        let taken = |n: &str| out.iter().any(|c: &CheckDef| c.name == n);
+        let name = match given {
+            Some(name) if taken(&name) => {
+                return Err(Error::DuplicateTable(format!("constraint \"{name}\" already exists")));
+            }
+            Some(name) => name,
+            None => {
+                let mut name = default.clone();
+                let mut n = 0;
+                while taken(&name) {
+                    n += 1;
+                    name = format!("{default}{n}");
+                }
+                name
+            }
+        };
+        out.push(CheckDef { name, expr });
+    }
+    Ok(out)
 }
 
 fn multiple_defaults(column: &str, table: &str) -> Error {
@@ -243,6 +291,21 @@ pub(crate) async fn alter_table(
         tokio::time::sleep(LEASE + REFRESH).await;
         old = Arc::new(step);
     }
+    // SET NOT NULL: now that every node refuses new NULLs there, no stored row may hold one;
+    // if one does, the column goes back to nullable and the statement fails.
+    for (i, c) in old.columns.iter().enumerate() {
+        let tightened = !c.nullable && current.columns.get(i).is_some_and(|was| was.nullable && was.is_visible());
+        if tightened && has_null(cluster, &old, i).await? {
+            let mut back = (*old).clone();
+            back.columns[i].nullable = true;
+            catalog.replace(&old, back).await?;
+            tokio::time::sleep(LEASE + REFRESH).await;
+            return Err(Error::NotNullViolation(format!(
+                "column \"{}\" of relation \"{}\" contains null values",
+                c.name, old.name
+            )));
+        }
+    }
     // The sequences of dropped SERIAL / identity columns go with them.
     let dropped: Vec<String> = catalog
         .sequences()
@@ -255,6 +318,52 @@ pub(crate) async fn alter_table(
         .map(|s| s.name.clone())
         .collect();
     drop_sequences(cluster, catalog, sequences, &dropped, true, true).await
+}
+
+/// A CHECK expression with column `old` named `new`.
+fn renamed(expr: &str, old: &str, new: &str) -> Result<String> {
+    let mut e = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(expr)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| Error::SyntaxError(e.to_string()))?;
+    let _ = visit_expressions_mut(&mut e, |x| {
+        if let AstExpr::Identifier(id) = x {
+            if ident(id) == old {
+                let plain = new.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                *x = AstExpr::Identifier(if plain { Ident::new(new) } else { Ident::with_quote('"', new) });
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(e.to_string())
+}
+
+/// Whether a stored row holds NULL in column `i` (read a page at a time).
+async fn has_null(cluster: &dyn Cluster, def: &TableDef, i: usize) -> Result<bool> {
+    // Nullable here whatever the definition says: finding the NULLs is the point.
+    let column = &def.columns[i];
+    let field = datafusion::arrow::datatypes::Field::new(&column.name, column.ty.arrow(), true);
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![field]));
+    for b in 0..def.buckets {
+        let range = bucket_range(def.id, b, def.buckets);
+        let shard = def.shards[b as usize];
+        let mut start = range.start.clone();
+        loop {
+            let read =
+                ShardRead::Scan { start: start.clone(), end: range.end.clone(), limit: Some(1000), reverse: false };
+            let rows = cluster.read(shard, read).await?;
+            let Some(last) = rows.last() else { break };
+            start = last.key.iter().copied().chain([0]).collect();
+            let mut decoder = RowDecoder::new(def, &[i], schema.clone());
+            for row in &rows {
+                decoder.push(&row.value)?;
+            }
+            if decoder.finish()?.column(0).null_count() > 0 {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a table holds no row (one short read per shard).
@@ -329,6 +438,9 @@ fn drop_column(def: &mut TableDef, i: usize) -> Result<()> {
             def.columns[i].name
         )));
     }
+    // Its CHECK constraints go with it, as PostgreSQL drops them.
+    let name = def.columns[i].name.clone();
+    def.checks.retain(|c| !c.mentions(&name));
     let col = &mut def.columns[i];
     col.name = format!("........pg.dropped.{}........", i + 1);
     col.state = ColumnState::Dropped;
@@ -365,6 +477,17 @@ async fn alter_definition(
                 }
             }
         }
+        AlterTableOperation::DropConstraint { if_exists, name, .. } => {
+            let name = ident(name);
+            let before = def.checks.len();
+            def.checks.retain(|c| c.name != name);
+            if def.checks.len() == before && !*if_exists {
+                return Err(Error::UndefinedObject(format!(
+                    "constraint \"{name}\" of relation \"{}\" does not exist",
+                    def.name
+                )));
+            }
+        }
         AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
             let i = column(def, &ident(old_column_name))?;
             let new = ident(new_column_name);
@@ -374,7 +497,10 @@ async fn alter_definition(
                     def.name
                 )));
             }
-            def.columns[i].name = new;
+            let old = std::mem::replace(&mut def.columns[i].name, new.clone());
+            for check in &mut def.checks {
+                check.expr = renamed(&check.expr, &old, &new)?;
+            }
         }
         AlterTableOperation::AlterColumn { column_name, op } => {
             let i = column(def, &ident(column_name))?;
@@ -398,6 +524,7 @@ async fn alter_definition(
                     )));
                 }
                 AlterColumnOperation::DropNotNull => def.columns[i].nullable = true,
+                AlterColumnOperation::SetNotNull => def.columns[i].nullable = false,
                 other => return Err(Error::unsupported(format!("ALTER TABLE ... ALTER COLUMN ... {other}"))),
             }
         }

@@ -8,10 +8,12 @@
 //!   DELETE share);
 //! - [`modify`]: UPDATE / DELETE;
 //! - [`ddl`]: CREATE / ALTER / DROP TABLE;
+//! - [`checks`]: CHECK constraints, verified on the rows each write path writes;
 //! - [`sequences`]: CREATE / DROP SEQUENCE, the sequences of SERIAL and identity columns,
 //!   computed defaults;
 //! - RETURNING: its expressions evaluated over the rows written.
 
+pub(crate) mod checks;
 pub(crate) mod ddl;
 pub(crate) mod modify;
 pub(crate) mod point;
@@ -33,6 +35,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::{StreamExt, TryStreamExt};
 use raftable_common::{Error, Result};
 
+use self::checks::Checks;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::columns::Columns;
@@ -154,7 +157,8 @@ impl Executor<'_> {
                 Ok(Output::Rows { command: "SELECT", schema: schema.clone(), stream: once(schema, vec![batch]) })
             }
             Plan::ParamInsert(insert) => {
-                let n = insert.execute(&self.shards(), &params).await?;
+                let checks = Checks::compile(self.ctx, &insert.def)?;
+                let n = insert.execute(&self.shards(), checks, &params).await?;
                 Ok(Output::Command { tag: format!("INSERT 0 {n}") })
             }
             Plan::Query(query) => self.query(query, prepared, params).await,
@@ -180,7 +184,8 @@ impl Executor<'_> {
                 Ok(Output::Command { tag: "TRUNCATE TABLE".into() })
             }
             Plan::CreateTable(create) => {
-                let tag = ddl::create_table(self.cluster.as_ref(), self.catalog, self.default_shards, create).await?;
+                let cluster = self.cluster.as_ref();
+                let tag = ddl::create_table(self.ctx, cluster, self.catalog, self.default_shards, create).await?;
                 Ok(Output::Command { tag })
             }
             Plan::AlterTable(alter) => {
@@ -254,7 +259,7 @@ impl Executor<'_> {
         let whole = scans_of(&plan, &def.name) > 0;
         let mut source = write_source(self.ctx, self.txn, plan, whole).await?;
         let mut next = next_rows(&mut source).await?;
-        let mut run = write::InsertRun::new(self.shards());
+        let mut run = write::InsertRun::new(self.shards(), Checks::compile(self.ctx, def)?);
         let (mut count, mut written, mut first) = (0, Vec::new(), true);
         while let Some(batch) = next {
             next = next_rows(&mut source).await?;

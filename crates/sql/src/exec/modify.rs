@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Result};
 
+use super::checks::Checks;
 use super::write::{encode_rows, read_existing, visible_batch, Shards};
 use super::{next_rows, scans_of, write_source};
 use crate::plan::modify::ModifyPlan;
@@ -36,6 +37,7 @@ pub(crate) async fn run(
     returning: bool,
 ) -> Result<(usize, Vec<RecordBatch>)> {
     let def = &modify.def;
+    let checks = Checks::compile(ctx, def)?;
     let bound = bind(&modify.read, params)?;
     let moves_keys = modify.sets.as_ref().is_some_and(|sets| sets.iter().any(|c| def.pk.contains(c)));
     let whole = moves_keys || scans_of(&bound, &def.name) != 1;
@@ -43,7 +45,7 @@ pub(crate) async fn run(
     let (mut count, mut out) = (0, Vec::new());
     while let Some(batch) = next_rows(&mut source).await? {
         let rows = match &modify.sets {
-            Some(sets) => update_rows(shards, def, &batch, sets).await?,
+            Some(sets) => update_rows(shards, &checks, def, &batch, sets).await?,
             None => delete_rows(shards, def, &batch)?,
         };
         count += batch.num_rows();
@@ -56,7 +58,13 @@ pub(crate) async fn run(
 
 /// Applies UPDATE to matched rows: `sets` maps extra column `ncols + j` of `batch` to table
 /// column `sets[j]`. Returns the new rows (visible columns).
-async fn update_rows(shards: &Shards<'_>, def: &TableDef, batch: &RecordBatch, sets: &[usize]) -> Result<RecordBatch> {
+async fn update_rows(
+    shards: &Shards<'_>,
+    checks: &Checks,
+    def: &TableDef,
+    batch: &RecordBatch,
+    sets: &[usize],
+) -> Result<RecordBatch> {
     let ncols = def.columns.len();
     let old: Vec<ArrayRef> = batch.columns()[..ncols].to_vec();
     let mut new = old.clone();
@@ -70,6 +78,7 @@ async fn update_rows(shards: &Shards<'_>, def: &TableDef, batch: &RecordBatch, s
             )));
         }
     }
+    checks.verify(def, &new)?;
     let before = encode_rows(def, &old)?;
     let after = encode_rows(def, &new)?;
     // Rows whose key changes: their old keys go first, so keys shifting among the statement's

@@ -23,6 +23,7 @@ use raftable_common::{Error, NodeId, Result, ShardId, ShardRead, ShardWrite, Wri
 use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
+use super::checks::Checks;
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::error::from_datafusion;
@@ -186,6 +187,7 @@ pub(crate) async fn read_existing(
 /// One INSERT statement's state across the batches of its source.
 pub(crate) struct InsertRun<'a> {
     shards: Shards<'a>,
+    checks: Checks,
     /// The statement is its own transaction and neither read nor wrote before its first
     /// batch: its rows may go as unread inserts, each shard refusing a taken key.
     fresh: bool,
@@ -197,9 +199,10 @@ pub(crate) struct InsertRun<'a> {
 
 impl<'a> InsertRun<'a> {
     /// Starts an INSERT in `shards.txn`, once its source read its first batch.
-    pub(crate) fn new(shards: Shards<'a>) -> Self {
+    /// `checks`: the table's CHECK constraints, verified on every row written.
+    pub(crate) fn new(shards: Shards<'a>, checks: Checks) -> Self {
         let fresh = shards.autocommit && !shards.txn.has_read() && shards.txn.is_read_only();
-        Self { shards, fresh, deferred: false, upserted: HashSet::new() }
+        Self { shards, checks, fresh, deferred: false, upserted: HashSet::new() }
     }
 
     /// Inserts one batch of rows (visible columns); `whole` says it is the statement's only
@@ -215,6 +218,8 @@ impl<'a> InsertRun<'a> {
         let shards = self.shards;
         let shards = &shards;
         let columns = full_columns(shards, def, visible)?;
+        // The proposed rows, as PostgreSQL checks them before looking for a conflict.
+        self.checks.verify(def, &columns)?;
         let rows = encode_rows(def, &columns)?;
         if matches!(conflict, OnConflict::Overwrite | OnConflict::Update { .. }) && !self.upsert_once(&rows, whole) {
             return Err(Error::CardinalityViolation(
@@ -222,7 +227,7 @@ impl<'a> InsertRun<'a> {
             ));
         }
         if let OnConflict::Update { sets, filter } = conflict {
-            return upsert_update(shards, def, &columns, rows, sets, filter.as_ref()).await;
+            return upsert_update(shards, &self.checks, def, &columns, rows, sets, filter.as_ref()).await;
         }
         let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
         if self.fresh && whole && one_shard && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
@@ -324,6 +329,7 @@ pub(crate) fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<Reco
 /// inserts the absent ones and rewrites the present ones as `DO UPDATE` says.
 async fn upsert_update(
     shards: &Shards<'_>,
+    checks: &Checks,
     def: &TableDef,
     columns: &[ArrayRef],
     rows: Vec<Encoded>,
@@ -349,6 +355,8 @@ async fn upsert_update(
         let take: Vec<u32> = updates.iter().map(|(i, _)| *i as u32).collect();
         let excluded = take_rows(columns, &take)?;
         let (keep, new_columns) = evaluate_update(def, &old, &excluded, sets, filter)?;
+        let kept: Vec<u32> = (0..keep.len() as u32).filter(|j| keep[*j as usize]).collect();
+        checks.verify(def, &take_rows(&new_columns, &kept)?)?;
         let encoded = encode_rows(def, &new_columns)?;
         for (j, (i, _)) in updates.iter().enumerate() {
             if keep[j] {
@@ -356,7 +364,6 @@ async fn upsert_update(
                 count += 1;
             }
         }
-        let kept: Vec<u32> = (0..keep.len() as u32).filter(|j| keep[*j as usize]).collect();
         written.push(visible_batch(def, &take_rows(&new_columns, &kept)?)?);
     }
     let merged =

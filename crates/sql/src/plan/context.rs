@@ -111,6 +111,11 @@ impl<'a> Tables<'a> {
         Ok(Tables { state, tables })
     }
 
+    /// No tables: for expressions over a schema given with them (CHECK constraints).
+    pub(crate) fn none(state: &'a SessionState) -> Tables<'a> {
+        Tables { state, tables: HashMap::new() }
+    }
+
     /// DataFusion's SQL planner over these tables.
     pub(crate) fn planner(&self) -> SqlToRel<'_, Self> {
         SqlToRel::new_with_options(self, ParserOptions::from(&self.state.config_options().sql_parser))

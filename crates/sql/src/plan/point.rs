@@ -197,6 +197,7 @@ mod tests {
             pk: vec![0],
             buckets: 2,
             shards: vec![1, 2],
+            checks: Vec::new(),
         })
     }
 

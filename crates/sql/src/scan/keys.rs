@@ -194,7 +194,15 @@ mod tests {
 
     fn table(columns: &[(&str, SqlType)], pk: &[usize]) -> TableDef {
         let columns = columns.iter().map(|(name, ty)| ColumnDef::new(*name, *ty, true)).collect();
-        TableDef { id: 3, name: "t".into(), columns, pk: pk.to_vec(), buckets: 4, shards: vec![1, 2, 3, 4] }
+        TableDef {
+            id: 3,
+            name: "t".into(),
+            columns,
+            pk: pk.to_vec(),
+            buckets: 4,
+            shards: vec![1, 2, 3, 4],
+            checks: Vec::new(),
+        }
     }
 
     /// `k bigint primary key, v bigint`.
