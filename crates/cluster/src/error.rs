@@ -168,6 +168,8 @@ mod tests {
             Error::GeneratedAlways(s()),
             Error::DependentObjectsStillExist(s()),
             Error::CheckViolation(s()),
+            Error::UniqueIndexBuild { index: s() },
+            Error::InvalidColumnReference(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -260,13 +262,15 @@ mod tests {
             Error::GeneratedAlways(_) => 41,
             Error::DependentObjectsStillExist(_) => 42,
             Error::CheckViolation(_) => 43,
+            Error::UniqueIndexBuild { .. } => 44,
+            Error::InvalidColumnReference(_) => 45,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=43).collect());
+        assert_eq!(listed, (0..=45).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

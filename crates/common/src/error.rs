@@ -165,6 +165,13 @@ pub enum Error {
     /// A row for which a CHECK constraint is false (23514).
     #[error("{0}")]
     CheckViolation(String),
+    /// CREATE UNIQUE INDEX found two rows with the same values (23505); nothing was created.
+    #[error("could not create unique index \"{index}\"")]
+    UniqueIndexBuild { index: String },
+    /// A reference to columns that match nothing they must (42P10): an ON CONFLICT target
+    /// that is no unique index.
+    #[error("{0}")]
+    InvalidColumnReference(String),
 }
 
 impl Error {

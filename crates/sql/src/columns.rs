@@ -366,6 +366,8 @@ mod tests {
             buckets: 1,
             shards: vec![1],
             checks: Vec::new(),
+            indexes: Vec::new(),
+            version: 0,
         };
         let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);
         assert_eq!(origin(&field), Some((0x1000_0007, 2)));

@@ -23,9 +23,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::scalar::ScalarValue;
-use raftable_common::{Error, KeyRange, Result};
+use raftable_common::{Error, KeyRange, Result, ShardId};
 
-use crate::table::{ColumnDef, TableDef};
+use crate::table::{ColumnDef, IndexDef, TableDef};
 use crate::types::coerce_scalar;
 
 /// First byte of every table key (meta keys start with 0x00).
@@ -67,6 +67,52 @@ pub fn row_key(table: &TableDef, pk: &[u8]) -> Vec<u8> {
     let mut k = bucket_prefix(table.id, bucket_of(pk, table.buckets));
     k.extend_from_slice(pk);
     k
+}
+
+/// Marks a NULL in an index key: after every value's marker, as PostgreSQL sorts NULLs last.
+const INDEX_NULL: u8 = 0x02;
+const INDEX_VALUE: u8 = 0x01;
+
+/// Appends the index-key encoding of `array[row]`: a marker byte, then (not NULL) the value's
+/// memcomparable encoding.
+pub fn encode_index_part(out: &mut Vec<u8>, array: &dyn Array, row: usize) -> Result<()> {
+    if array.is_null(row) {
+        out.push(INDEX_NULL);
+        return Ok(());
+    }
+    out.push(INDEX_VALUE);
+    encode_key_part(out, array, row)
+}
+
+/// One row's entry in an index: `0x01 ‖ index id ‖ bucket ‖ indexed values [‖ pk]`, the bucket
+/// a hash of the encoded indexed values (so equality on every indexed column reads one shard).
+/// The key of a unique index's entry is the values alone (a second row with them collides),
+/// unless one of them is NULL: then, as a non-unique index's, the primary key follows (NULLs
+/// never collide, PostgreSQL's NULLS DISTINCT). The value is the encoded primary key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub shard: ShardId,
+    pub key: Vec<u8>,
+    pub pk: Vec<u8>,
+    /// The key must not hold another row's entry.
+    pub unique: bool,
+}
+
+pub fn index_entry(index: &IndexDef, columns: &[ArrayRef], row: usize, pk: &[u8]) -> Result<IndexEntry> {
+    let mut values = Vec::with_capacity(16);
+    let mut null = false;
+    for &c in &index.columns {
+        null |= columns[c].is_null(row);
+        encode_index_part(&mut values, columns[c].as_ref(), row)?;
+    }
+    let bucket = bucket_of(&values, index.buckets);
+    let mut key = bucket_prefix(index.id, bucket);
+    key.extend_from_slice(&values);
+    let unique = index.unique && !null;
+    if !unique {
+        key.extend_from_slice(pk);
+    }
+    Ok(IndexEntry { shard: index.shards[bucket as usize], key, pk: pk.to_vec(), unique })
 }
 
 /// The smallest key greater than every key starting with `prefix` (empty: no such key).
@@ -551,6 +597,46 @@ mod tests {
         (0..rng.gen_range(0..6)).map(|_| BYTES[rng.gen_range(0..BYTES.len())]).collect()
     }
 
+    /// A unique index's entry is keyed by the values alone unless one is NULL; a plain index's
+    /// by the values and the primary key. Equal values land in one bucket.
+    #[test]
+    fn index_entries_key_by_values_then_the_primary_key() {
+        let index = |unique| IndexDef {
+            id: 9,
+            name: "i".into(),
+            columns: vec![1],
+            unique,
+            buckets: 4,
+            shards: vec![11, 12, 13, 14],
+            state: crate::table::IndexState::Public,
+            constraint: false,
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(StringArray::from(vec![Some("a"), Some("a"), None])),
+        ];
+        let pk = |row: usize| {
+            let mut out = Vec::new();
+            encode_key_part(&mut out, columns[0].as_ref(), row).unwrap();
+            out
+        };
+        let entry = |unique, row| index_entry(&index(unique), &columns, row, &pk(row)).unwrap();
+        let (a1, a2, null) = (entry(true, 0), entry(true, 1), entry(true, 2));
+        assert!(a1.unique && a1.key == a2.key && a1.shard == a2.shard && a1.pk != a2.pk);
+        assert!(!null.unique && null.key.ends_with(&pk(2)));
+        let (p1, p2) = (entry(false, 0), entry(false, 1));
+        assert!(!p1.unique && p1.key != p2.key && p1.shard == p2.shard);
+        assert_eq!(p1.key, [a1.key.as_slice(), &pk(0)].concat());
+        // Index keys start like a table's: 0x01 and the index id.
+        assert_eq!(&a1.key[..5], &[0x01, 0, 0, 0, 9]);
+        // NULL sorts after every value.
+        let mut values = Vec::new();
+        encode_index_part(&mut values, columns[1].as_ref(), 0).unwrap();
+        let mut none = Vec::new();
+        encode_index_part(&mut none, columns[1].as_ref(), 2).unwrap();
+        assert!(values < none);
+    }
+
     #[test]
     fn text_keys_sort_bytewise() {
         // Byte order of UTF-8 is code point order: PostgreSQL's order under the C collation.
@@ -597,7 +683,17 @@ mod tests {
     }
 
     fn table(columns: Vec<ColumnDef>, pk: Vec<usize>) -> TableDef {
-        TableDef { id: 7, name: "t".into(), columns, pk, buckets: 3, shards: vec![1, 2, 3], checks: Vec::new() }
+        TableDef {
+            id: 7,
+            name: "t".into(),
+            columns,
+            pk,
+            buckets: 3,
+            shards: vec![1, 2, 3],
+            checks: Vec::new(),
+            indexes: Vec::new(),
+            version: 0,
+        }
     }
 
     #[test]

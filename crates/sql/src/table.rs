@@ -188,6 +188,57 @@ pub struct TableDef {
     /// CHECK constraints, in the order they were declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDef>,
+    /// Secondary indexes, in the order they were created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
+    /// Bumped by every change of the definition (`catalog::Catalog::replace`): a transaction
+    /// that wrote with version `v` commits only while the current one is at most `v + 1`
+    /// (`exec::commit`), so no write made without an index's entries lands after its backfill.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// A secondary index: its entries live in a key space and shards of their own
+/// (`encoding::index_entry`), written in the same transaction as the row (`exec::indexes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// From the table-id counter: its keys are `0x01 ‖ id ‖ bucket ‖ ...` like a table's.
+    pub id: u32,
+    pub name: String,
+    /// Indexes into the table's `columns`, in key order.
+    pub columns: Vec<usize>,
+    pub unique: bool,
+    /// Number of hash buckets = shards (a hash of the indexed values picks one).
+    pub buckets: u16,
+    pub shards: Vec<ShardId>,
+    pub state: IndexState,
+    /// Made by a `UNIQUE` constraint (`pg_constraint` shows it; `DROP CONSTRAINT` drops it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub constraint: bool,
+}
+
+/// An index's life through CREATE and DROP INDEX (`TRANSACTIONS.md` §3), one catalog step
+/// each, so that nodes one step apart never orphan or miss an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexState {
+    /// Writers delete entries but add none; readers ignore it.
+    DeleteOnly,
+    /// Writers maintain entries fully (the backfill runs now); readers ignore it.
+    WriteOnly,
+    /// Complete: queries may read it.
+    Public,
+}
+
+impl IndexDef {
+    /// Whether writes add entries (not only delete them).
+    pub fn writable(&self) -> bool {
+        self.state != IndexState::DeleteOnly
+    }
+
+    /// The index's OID in `pg_class` (ids share the table-id counter).
+    pub fn oid(&self) -> i32 {
+        (TABLE_OID + i64::from(self.id & 0x0fff_ffff)) as i32
+    }
 }
 
 /// A CHECK constraint: its name and its expression as SQL text over the table's columns
@@ -253,6 +304,11 @@ impl TableDef {
     /// hidden row id).
     pub fn attnum(&self, column: usize) -> Option<i16> {
         self.visible().iter().position(|c| *c == column).map(|p| p as i16 + 1)
+    }
+
+    /// The index named `name`, if the table has one.
+    pub fn index(&self, name: &str) -> Option<&IndexDef> {
+        self.indexes.iter().find(|i| i.name == name)
     }
 
     pub fn has_rowid(&self) -> bool {

@@ -115,11 +115,13 @@ struct State {
     /// An insert the commit adds, whatever savepoints roll back: the status row
     /// (`crate::status`).
     at_commit: Option<(ShardId, Vec<u8>, Vec<u8>)>,
+    /// Definitions the writes were made with: object id → the oldest version used.
+    uses: std::collections::BTreeMap<u32, u64>,
 }
 
 impl State {
     fn new(spill: usize) -> Self {
-        Self { writes: Buffer::new(spill), reads: Reads::new(), at_commit: None }
+        Self { writes: Buffer::new(spill), reads: Reads::new(), at_commit: None, uses: Default::default() }
     }
 }
 
@@ -226,6 +228,20 @@ impl Txn {
         self.state().at_commit = Some((shard, key, value));
     }
 
+    /// Records that the transaction wrote with version `version` of the definition of
+    /// `object` (a table): whoever commits it checks that the definition has not moved on too
+    /// far meanwhile (the SQL layer's schema check). Savepoints do not undo it.
+    pub fn uses(&self, object: u32, version: u64) {
+        let mut state = self.state();
+        let oldest = state.uses.entry(object).or_insert(version);
+        *oldest = (*oldest).min(version);
+    }
+
+    /// The definitions recorded by [`Txn::uses`]: (object, oldest version).
+    pub fn used(&self) -> Vec<(u32, u64)> {
+        self.state().uses.iter().map(|(o, v)| (*o, *v)).collect()
+    }
+
     pub fn is_read_only(&self) -> bool {
         let state = self.state();
         state.writes.is_empty() && state.at_commit.is_none()
@@ -250,7 +266,7 @@ impl Txn {
     /// applied; `Error::Unknown` that the commit point's reply was lost;
     /// `Error::DuplicateKey` that a key it inserted holds a row.
     pub async fn commit(&self) -> Result<Option<Ts>> {
-        let State { mut writes, reads, at_commit } =
+        let State { mut writes, reads, at_commit, .. } =
             std::mem::replace(&mut *self.state(), State::new(self.coordinator.spill));
         let Some((shard, key, value)) = at_commit else { return self.commit_writes(writes, reads).await };
         writes.put(shard, key.clone(), Entry { value: Some(value), insert: true });

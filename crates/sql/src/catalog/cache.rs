@@ -133,9 +133,24 @@ impl Catalog {
         Ok(())
     }
 
-    /// Whether a table or sequence has this name (42P07 then).
-    async fn taken(&self, name: &str) -> Result<bool> {
-        Ok(self.get(name).await?.is_some() || self.sequence(name).await?.is_some())
+    /// Whether a table, sequence or index has this name (42P07 then).
+    pub async fn taken(&self, name: &str) -> Result<bool> {
+        Ok(self.get(name).await?.is_some() || self.sequence(name).await?.is_some() || self.index(name).await?.is_some())
+    }
+
+    /// The table with the index `name`, from a cache whose lease holds.
+    pub async fn index(&self, name: &str) -> Result<Option<Arc<TableDef>>> {
+        let find = |c: &Self| c.all().into_iter().find(|t| t.index(name).is_some());
+        self.lookup(find).await
+    }
+
+    /// The table with id `id` as a cache whose lease holds has it (None: dropped).
+    pub async fn by_id(&self, id: u32) -> Result<Option<Arc<TableDef>>> {
+        let fresh = self.read_at.read().expect("catalog lock").is_some_and(|t| t.elapsed() < LEASE);
+        if !fresh {
+            self.refresh().await?;
+        }
+        Ok(self.all().into_iter().find(|t| t.id == id))
     }
 
     /// Stores a new sequence; fails with 42P07 if the name is taken by a table or sequence.
@@ -171,7 +186,7 @@ impl Catalog {
 
     /// Stores a new table; fails with 42P07 if the name is taken by a table or sequence.
     pub async fn insert(&self, def: TableDef) -> Result<()> {
-        if self.sequence(&def.name).await?.is_some() {
+        if self.sequence(&def.name).await?.is_some() || self.index(&def.name).await?.is_some() {
             return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
         }
         self.put_new(table_key(&def.name), &def.name, &def).await?;
@@ -181,7 +196,9 @@ impl Catalog {
 
     /// Replaces the definition `old` with `new` (same name): fails with 40001 if the stored
     /// definition is no longer `old` (another DDL statement changed it), 42P01 if it is gone.
-    pub async fn replace(&self, old: &TableDef, new: TableDef) -> Result<()> {
+    /// The new definition's version is one above the old one's; returns it as stored.
+    pub async fn replace(&self, old: &TableDef, mut new: TableDef) -> Result<Arc<TableDef>> {
+        new.version = old.version + 1;
         let key = table_key(&old.name);
         let rows = self.cluster.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
         let Some(row) = rows.first() else {
@@ -201,8 +218,9 @@ impl Catalog {
             }
             Err(e) => return Err(e),
         }
-        self.tables.write().expect("catalog lock").insert(new.name.clone(), Arc::new(new));
-        Ok(())
+        let new = Arc::new(new);
+        self.tables.write().expect("catalog lock").insert(new.name.clone(), new.clone());
+        Ok(new)
     }
 
     /// Removes a definition (its rows are deleted by the caller first).

@@ -43,7 +43,7 @@ use datafusion::scalar::ScalarValue;
 use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
 use crate::ast::rewrite::EXPAND;
-use crate::table::{ColumnDef, Identity, SequenceDef, TableDef};
+use crate::table::{ColumnDef, Identity, IndexDef, IndexState, SequenceDef, TableDef};
 use crate::types::SqlType;
 
 /// A user table's primary key index's OID is its table's ([`TableDef::oid`]) plus this, its
@@ -183,10 +183,22 @@ impl ScalarUDFImpl for ExpandArray {
     }
 }
 
-/// A table with a primary key, with its OID.
+/// An index as the catalog shows it: a table's primary key, or one of its secondary indexes
+/// (not one being dropped), with the table's OID.
 struct Keyed {
     oid: i64,
     def: Arc<TableDef>,
+    /// None: the primary key.
+    index: Option<IndexDef>,
+}
+
+/// The indexes of `def`: its primary key (unless the hidden row id), then its secondary
+/// indexes that writers maintain.
+fn keyed_of(def: &Arc<TableDef>) -> Vec<Keyed> {
+    let oid = i64::from(def.oid());
+    let pk = (!def.has_rowid() && !def.pk.is_empty()).then(|| Keyed { oid, def: def.clone(), index: None });
+    let secondary = def.indexes.iter().filter(|i| i.writable());
+    pk.into_iter().chain(secondary.map(|i| Keyed { oid, def: def.clone(), index: Some(i.clone()) })).collect()
 }
 
 /// What a scan of the amended tables needs: the keyed tables, `pg_class`'s rows (OIDs as
@@ -203,24 +215,75 @@ struct Snapshot {
 
 impl Keyed {
     fn index_oid(&self) -> i64 {
-        self.oid + INDEX_OID
+        match &self.index {
+            None => self.oid + INDEX_OID,
+            Some(i) => i64::from(i.oid()),
+        }
     }
 
     fn constraint_oid(&self) -> i64 {
-        self.oid + 2 * INDEX_OID
+        self.index_oid() + INDEX_OID
     }
 
     fn index_name(&self) -> String {
-        format!("{}_pkey", self.def.name)
+        match &self.index {
+            None => format!("{}_pkey", self.def.name),
+            Some(i) => i.name.clone(),
+        }
+    }
+
+    fn columns(&self) -> &[usize] {
+        match &self.index {
+            None => &self.def.pk,
+            Some(i) => &i.columns,
+        }
+    }
+
+    fn unique(&self) -> bool {
+        self.index.as_ref().is_none_or(|i| i.unique)
+    }
+
+    /// Its constraint's `contype`: 'p' for the primary key, 'u' for a UNIQUE constraint's
+    /// index; none for an index of its own.
+    fn contype(&self) -> Option<&'static str> {
+        match &self.index {
+            None => Some("p"),
+            Some(i) if i.constraint => Some("u"),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether queries may use it (`indisvalid`; a write-only index is `indisready` only).
+    fn valid(&self) -> bool {
+        self.index.as_ref().is_none_or(|i| i.state == IndexState::Public)
     }
 
     /// The key's column numbers, in key order.
     fn attnums(&self) -> Vec<i16> {
-        self.def.pk.iter().filter_map(|c| self.def.attnum(*c)).collect()
+        self.columns().iter().filter_map(|c| self.def.attnum(*c)).collect()
     }
 
     fn key_columns(&self) -> String {
-        self.def.pk.iter().map(|c| quoted(&self.def.columns[*c].name)).collect::<Vec<_>>().join(", ")
+        self.columns().iter().map(|c| quoted(&self.def.columns[*c].name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `pg_get_indexdef`.
+    fn index_definition(&self) -> String {
+        format!(
+            "CREATE {}INDEX {} ON {PUBLIC}.{} USING btree ({})",
+            if self.unique() { "UNIQUE " } else { "" },
+            quoted(&self.index_name()),
+            quoted(&self.def.name),
+            self.key_columns()
+        )
+    }
+
+    /// `pg_get_constraintdef`.
+    fn constraint_definition(&self) -> Option<String> {
+        match self.contype()? {
+            "p" => Some(format!("PRIMARY KEY ({})", self.key_columns())),
+            _ => Some(format!("UNIQUE ({})", self.key_columns())),
+        }
     }
 }
 
@@ -303,9 +366,7 @@ impl Overlay {
             let Some(theirs) = row.and_then(|r| int(r, "oid")) else { continue };
             let oid = i64::from(def.oid());
             oids.insert(theirs, oid);
-            if !def.has_rowid() && !def.pk.is_empty() {
-                keyed.push(Keyed { oid, def });
-            }
+            keyed.extend(keyed_of(&def));
         }
         Ok(Snapshot { keyed, classes, oids, tables, sequences: self.catalog.sequences(), public })
     }
@@ -487,7 +548,7 @@ impl TableProvider for AmendedTable {
             }
             Amended::Index => keyed.iter().map(|k| (None, index_row(k, &schema))).collect(),
             Amended::Constraint => {
-                let keys = keyed.iter().map(|k| (None, constraint_row(k, &schema)));
+                let keys = keyed.iter().filter(|k| k.contype().is_some()).map(|k| (None, constraint_row(k, &schema)));
                 let checks = snapshot.tables.iter().flat_map(|t| check_rows(t, &schema)).map(|r| (None, r));
                 keys.chain(checks).collect()
             }
@@ -536,7 +597,7 @@ fn class_row(k: &Keyed) -> Vec<(&'static str, ScalarValue)> {
         ("relam", ScalarValue::Int64(Some(BTREE))),
         ("relhasindex", ScalarValue::Boolean(Some(false))),
         ("relkind", ScalarValue::Utf8(Some("i".into()))),
-        ("relnatts", ScalarValue::Int64(Some(k.def.pk.len() as i64))),
+        ("relnatts", ScalarValue::Int64(Some(k.columns().len() as i64))),
     ]
 }
 
@@ -697,19 +758,19 @@ fn with_defaults(batch: &RecordBatch, tables: &[Arc<TableDef>]) -> DfResult<Reco
 }
 
 fn index_row(k: &Keyed, schema: &SchemaRef) -> Vec<(&'static str, ScalarValue)> {
-    let n = k.def.pk.len() as i64;
+    let n = k.columns().len() as i64;
     let mut row = vec![
         ("indexrelid", ScalarValue::Int64(Some(k.index_oid()))),
         ("indrelid", ScalarValue::Int64(Some(k.oid))),
         ("indnatts", ScalarValue::Int64(Some(n))),
         ("indnkeyatts", ScalarValue::Int64(Some(n))),
-        ("indisunique", ScalarValue::Boolean(Some(true))),
+        ("indisunique", ScalarValue::Boolean(Some(k.unique()))),
         ("indnullsnotdistinct", ScalarValue::Boolean(Some(false))),
-        ("indisprimary", ScalarValue::Boolean(Some(true))),
+        ("indisprimary", ScalarValue::Boolean(Some(k.index.is_none()))),
         ("indisexclusion", ScalarValue::Boolean(Some(false))),
         ("indimmediate", ScalarValue::Boolean(Some(true))),
         ("indisclustered", ScalarValue::Boolean(Some(false))),
-        ("indisvalid", ScalarValue::Boolean(Some(true))),
+        ("indisvalid", ScalarValue::Boolean(Some(k.valid()))),
         ("indcheckxmin", ScalarValue::Boolean(Some(false))),
         ("indisready", ScalarValue::Boolean(Some(true))),
         ("indislive", ScalarValue::Boolean(Some(true))),
@@ -728,7 +789,7 @@ fn constraint_row(k: &Keyed, schema: &SchemaRef) -> Vec<(&'static str, ScalarVal
     let mut row = vec![
         ("oid", ScalarValue::Int64(Some(k.constraint_oid()))),
         ("conname", ScalarValue::Utf8(Some(k.index_name()))),
-        ("contype", ScalarValue::Utf8(Some("p".into()))),
+        ("contype", ScalarValue::Utf8(k.contype().map(String::from))),
         ("condeferrable", ScalarValue::Boolean(Some(false))),
         ("condeferred", ScalarValue::Boolean(Some(false))),
         ("convalidated", ScalarValue::Boolean(Some(true))),
@@ -824,26 +885,19 @@ impl DefinitionUdf {
                 (0..t.checks.len()).find(|n| check_oid(t, *n) == oid).map(|n| check_text(&t.checks[n].expr))
             });
         }
-        let keyed = self.catalog.all().into_iter().filter(|d| !d.has_rowid() && !d.pk.is_empty()).find_map(|def| {
-            let k = Keyed { oid: i64::from(def.oid()), def };
-            (k.index_oid() == oid || k.constraint_oid() == oid).then_some(k)
-        })?;
+        let keyed =
+            self.catalog.all().iter().flat_map(keyed_of).find(|k| k.index_oid() == oid || k.constraint_oid() == oid)?;
         if keyed.constraint_oid() == oid {
-            return (self.name == "pg_get_constraintdef").then(|| format!("PRIMARY KEY ({})", keyed.key_columns()));
+            return (self.name == "pg_get_constraintdef").then(|| keyed.constraint_definition()).flatten();
         }
         if self.name != "pg_get_indexdef" {
             return None;
         }
         if column > 0 {
-            let c = *keyed.def.pk.get(usize::try_from(column - 1).ok()?)?;
+            let c = *keyed.columns().get(usize::try_from(column - 1).ok()?)?;
             return Some(quoted(&keyed.def.columns[c].name));
         }
-        Some(format!(
-            "CREATE UNIQUE INDEX {} ON {PUBLIC}.{} USING btree ({})",
-            quoted(&keyed.index_name()),
-            quoted(&keyed.def.name),
-            keyed.key_columns()
-        ))
+        Some(keyed.index_definition())
     }
 }
 

@@ -16,19 +16,20 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as AstColumnDef,
-    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, GeneratedAs, Ident, SequenceOptions, SqlOption,
-    TableConstraint, UnaryOperator, Value,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, GeneratedAs, Ident, IndexColumn, SequenceOptions,
+    SqlOption, TableConstraint, UnaryOperator, Value,
 };
-use raftable_common::{Error, Result, ShardRead, ShardWrite, WriteOp};
+use raftable_common::{Error, Result, ShardRead};
 
 use super::checks::Checks;
+use super::index_ddl::{clear_index, clear_range, default_name, index_columns, new_index, remove_index};
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_range, RowDecoder};
 use crate::sequence::Sequences;
-use crate::table::{CheckDef, ColumnDef, ColumnState, Computed, Identity, TableDef, ROWID};
+use crate::table::{CheckDef, ColumnDef, ColumnState, Computed, Identity, IndexDef, IndexState, TableDef, ROWID};
 use crate::types::{coerce_scalar, SqlType};
 
 /// The most shards one table may have.
@@ -58,6 +59,8 @@ pub(crate) async fn create_table(
     let mut sequenced: Vec<(usize, Vec<SequenceOptions>)> = Vec::new();
     // CHECK constraints: (name given, name by default, expression).
     let mut checks: Vec<(Option<String>, String, String)> = Vec::new();
+    // UNIQUE constraints: (name given, columns named).
+    let mut uniques: Vec<(Option<String>, Vec<IndexColumn>)> = Vec::new();
     for (i, c) in create.columns.iter().enumerate() {
         let col_name = ident(&c.name);
         if columns.iter().any(|d: &ColumnDef| d.name == col_name) {
@@ -89,6 +92,7 @@ pub(crate) async fn create_table(
                     return Err(multiple_defaults(&col_name, &name));
                 }
                 ColumnOption::Default(expr) => set_default(catalog, &mut def, expr).await?,
+                ColumnOption::Unique(u) => uniques.push((u.name.as_ref().map(ident), vec![c.name.clone().into()])),
                 ColumnOption::Check(check) => {
                     let default_name = format!("{name}_{col_name}_check");
                     checks.push((check.name.as_ref().map(ident), default_name, check.expr.to_string()));
@@ -134,6 +138,7 @@ pub(crate) async fn create_table(
             TableConstraint::Check(check) => {
                 checks.push((check.name.as_ref().map(ident), format!("{name}_check"), check.expr.to_string()));
             }
+            TableConstraint::Unique(u) => uniques.push((u.name.as_ref().map(ident), u.columns.clone())),
             other => return Err(Error::unsupported(format!("table constraint {other} is not supported"))),
         }
     }
@@ -157,7 +162,17 @@ pub(crate) async fn create_table(
         return Err(Error::Unsupported("a table needs at least one column".into()));
     }
     // The CHECK constraints must plan over the columns (42703 for an unknown one).
-    let probe = TableDef { id: 0, name: name.clone(), columns, pk, buckets: 1, shards: Vec::new(), checks };
+    let probe = TableDef {
+        id: 0,
+        name: name.clone(),
+        columns,
+        pk,
+        buckets: 1,
+        shards: Vec::new(),
+        checks,
+        indexes: Vec::new(),
+        version: 0,
+    };
     Checks::compile(ctx, &probe)?;
     let TableDef { mut columns, pk, checks, .. } = probe;
     let buckets = shard_count(&create.table_options, default_shards)?;
@@ -172,9 +187,22 @@ pub(crate) async fn create_table(
         made.push(sequence.name);
     }
     let ranges = (0..buckets).map(|b| bucket_range(id, b, buckets)).collect();
-    let def = TableDef { id, name: name.clone(), columns, pk, buckets, shards: Vec::new(), checks };
-    let inserted = match cluster.create_shards(ranges).await {
-        Ok(shards) => catalog.insert(TableDef { shards, ..def }).await,
+    let def = TableDef {
+        id,
+        name: name.clone(),
+        columns,
+        pk,
+        buckets,
+        shards: Vec::new(),
+        checks,
+        indexes: Vec::new(),
+        version: 0,
+    };
+    let inserted = match unique_indexes(cluster, catalog, &def, uniques).await {
+        Ok(indexes) => match cluster.create_shards(ranges).await {
+            Ok(shards) => catalog.insert(TableDef { shards, indexes, ..def }).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if inserted.is_err() {
@@ -187,6 +215,36 @@ pub(crate) async fn create_table(
         Err(e) => Err(e),
         Ok(()) => Ok("CREATE TABLE".into()),
     }
+}
+
+/// The indexes of a new table's UNIQUE constraints (public at once: nobody writes the table
+/// before its definition is). A constraint naming the same columns as an earlier one, or as
+/// the primary key, makes no second index, as in PostgreSQL.
+async fn unique_indexes(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    def: &TableDef,
+    uniques: Vec<(Option<String>, Vec<IndexColumn>)>,
+) -> Result<Vec<IndexDef>> {
+    let mut out: Vec<IndexDef> = Vec::new();
+    for (given, columns) in uniques {
+        let columns = index_columns(def, &columns)?;
+        if columns == def.pk && !def.has_rowid() || out.iter().any(|i| i.columns == columns) {
+            continue;
+        }
+        let made: Vec<String> = out.iter().map(|i| i.name.clone()).chain([def.name.clone()]).collect();
+        let name = match given {
+            Some(name) if made.contains(&name) || catalog.taken(&name).await? => {
+                return Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")));
+            }
+            Some(name) => name,
+            None => default_name(catalog, def, &columns, "key", &made).await?,
+        };
+        let mut index = new_index(cluster, def, name, columns, true, IndexState::Public).await?;
+        index.constraint = true;
+        out.push(index);
+    }
+    Ok(out)
 }
 
 /// CHECK constraints named: as given, else by PostgreSQL's default (`<table>_<column>_check`
@@ -259,6 +317,27 @@ pub(crate) async fn alter_table(
         }
         return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
     };
+    // DROP CONSTRAINT of a UNIQUE constraint drops its index, in steps of its own.
+    if let [AlterTableOperation::DropConstraint { name, .. }] = alter.operations.as_slice() {
+        if let Some(index) = current.index(&ident(name)).filter(|i| i.constraint).cloned() {
+            return remove_index(cluster, catalog, &current, &index).await.map(|_| ());
+        }
+    }
+    // The indexes on columns being dropped go first, as PostgreSQL drops them with the column.
+    let mut current = current;
+    for op in &alter.operations {
+        let AlterTableOperation::DropColumn { column_names, .. } = op else { continue };
+        let names: Vec<String> = column_names.iter().map(ident).collect();
+        let doomed: Vec<_> = current
+            .indexes
+            .iter()
+            .filter(|i| i.columns.iter().any(|c| names.contains(&current.columns[*c].name)))
+            .cloned()
+            .collect();
+        for index in doomed {
+            current = remove_index(cluster, catalog, &current, &index).await?;
+        }
+    }
     let mut def = (*current).clone();
     for op in &alter.operations {
         alter_definition(cluster, catalog, &mut def, op).await?;
@@ -287,9 +366,9 @@ pub(crate) async fn alter_table(
     steps.push(def);
     let mut old = current.clone();
     for step in steps {
-        catalog.replace(&old, step.clone()).await?;
+        let stored = catalog.replace(&old, step).await?;
         tokio::time::sleep(LEASE + REFRESH).await;
-        old = Arc::new(step);
+        old = stored;
     }
     // SET NOT NULL: now that every node refuses new NULLs there, no stored row may hold one;
     // if one does, the column goes back to nullable and the statement fails.
@@ -628,26 +707,18 @@ pub(crate) async fn drop_table(
     for def in defs {
         let tasks = (0..def.buckets).map(|b| clear_shard(cluster, def.clone(), b));
         futures::future::try_join_all(tasks).await?;
+        for index in &def.indexes {
+            clear_index(cluster, index).await?;
+        }
     }
     Ok(())
 }
 
-/// Deletes a bucket's rows, a page at a time. Each page starts after the last key deleted, not
-/// at the bucket's start: a scan from the start would step over every tombstone left by the
-/// pages before it, making a large table's drop quadratic. No node writes the table any more
-/// (the caller waited out the catalog lease), so nothing appears behind the cursor.
+/// Deletes a bucket's rows (no node writes the table any more: the caller waited out the
+/// catalog lease, so nothing appears behind the cursor).
 async fn clear_shard(cluster: &dyn Cluster, def: Arc<TableDef>, bucket: u16) -> Result<()> {
     let range = bucket_range(def.id, bucket, def.buckets);
-    let shard = def.shards[bucket as usize];
-    let mut start = range.start.clone();
-    loop {
-        let read = ShardRead::Scan { start: start.clone(), end: range.end.clone(), limit: Some(1000), reverse: false };
-        let rows = cluster.read(shard, read).await?;
-        let Some(last) = rows.last() else { return Ok(()) };
-        start = last.key.iter().copied().chain([0]).collect();
-        let ops = rows.into_iter().map(|r| WriteOp::Delete { key: r.key }).collect();
-        cluster.write(shard, ShardWrite::new(ops)).await?;
-    }
+    clear_range(cluster, def.shards[bucket as usize], range).await
 }
 
 /// A scalar as the text a DEFAULT is stored as (parsed back with the column's type).

@@ -9,12 +9,17 @@
 //! - [`modify`]: UPDATE / DELETE;
 //! - [`ddl`]: CREATE / ALTER / DROP TABLE;
 //! - [`checks`]: CHECK constraints, verified on the rows each write path writes;
+//! - [`indexes`]: secondary index entries, changed with the rows each write path writes;
+//!   `CREATE` / `DROP INDEX` and the backfill of a new index's entries in [`ddl`];
+//! - [`commit`]: a transaction's commit, after the schema check;
 //! - [`sequences`]: CREATE / DROP SEQUENCE, the sequences of SERIAL and identity columns,
 //!   computed defaults;
 //! - RETURNING: its expressions evaluated over the rows written.
 
 pub(crate) mod checks;
 pub(crate) mod ddl;
+pub(crate) mod index_ddl;
+pub(crate) mod indexes;
 pub(crate) mod modify;
 pub(crate) mod point;
 pub(crate) mod sequences;
@@ -36,6 +41,7 @@ use futures::{StreamExt, TryStreamExt};
 use raftable_common::{Error, Result};
 
 use self::checks::Checks;
+use self::indexes::Indexes;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::columns::Columns;
@@ -50,7 +56,7 @@ use crate::plan::{Plan, Prepared};
 use crate::scan::Snapshot;
 use crate::sequence::Sequences;
 use crate::table::TableDef;
-use raftable_txn::Txn;
+use raftable_txn::{Coordinator, Txn};
 use write::{evaluate, OnConflict, RowIds, Shards};
 
 /// A task context whose scans read through `txn` (`scan::Snapshot`): every shard at the
@@ -136,16 +142,32 @@ pub(crate) struct Executor<'a> {
     pub sequences: &'a Sequences,
     pub txn: &'a Arc<Txn>,
     pub autocommit: bool,
+    /// For the transactions of a CREATE INDEX backfill.
+    pub coordinator: &'a Arc<Coordinator>,
 }
 
 impl Executor<'_> {
     fn shards(&self) -> Shards<'_> {
-        Shards { cluster: self.cluster, rowids: self.rowids, txn: self.txn, autocommit: self.autocommit }
+        Shards {
+            cluster: self.cluster,
+            catalog: self.catalog,
+            rowids: self.rowids,
+            txn: self.txn,
+            autocommit: self.autocommit,
+        }
+    }
+
+    /// The indexes a write to `def` (as planned) maintains: the current definition's. The
+    /// transaction records the version, for the schema check at commit.
+    async fn indexes(&self, def: &TableDef) -> Result<Indexes> {
+        let current = self.check_current(def).await?;
+        self.txn.uses(current.id, current.version);
+        Indexes::of(&current, def)
     }
 
     /// Runs a prepared data statement with its parameter values (already as many as it takes).
     pub(crate) async fn execute(&self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
-        if let Some(def) = prepared.target() {
+        if let Some(def) = prepared.target().filter(|_| !prepared.writes()) {
             self.check_current(def).await?;
         }
         match &prepared.plan {
@@ -158,20 +180,23 @@ impl Executor<'_> {
             }
             Plan::ParamInsert(insert) => {
                 let checks = Checks::compile(self.ctx, &insert.def)?;
-                let n = insert.execute(&self.shards(), checks, &params).await?;
+                let indexes = self.indexes(&insert.def).await?;
+                let n = insert.execute(&self.shards(), checks, &indexes, &params).await?;
                 Ok(Output::Command { tag: format!("INSERT 0 {n}") })
             }
             Plan::Query(query) => self.query(query, prepared, params).await,
             Plan::Insert(insert) => self.insert(insert, &params).await,
             Plan::Modify(modify) => {
                 let returning = modify.returning.is_some();
-                let (count, rows) = modify::run(self.ctx, &self.shards(), modify, &params, returning).await?;
+                let indexes = self.indexes(&modify.def).await?;
+                let shards = self.shards();
+                let (count, rows) = modify::run(self.ctx, &shards, modify, &indexes, &params, returning).await?;
                 self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
             }
             Plan::Truncate { tables, restart_identity } => {
                 for modify in tables {
-                    self.check_current(&modify.def).await?;
-                    modify::run(self.ctx, &self.shards(), modify, &params, false).await?;
+                    let indexes = self.indexes(&modify.def).await?;
+                    modify::run(self.ctx, &self.shards(), modify, &indexes, &params, false).await?;
                 }
                 if *restart_identity {
                     for modify in tables {
@@ -191,6 +216,14 @@ impl Executor<'_> {
             Plan::AlterTable(alter) => {
                 ddl::alter_table(self.cluster.as_ref(), self.catalog, self.sequences, alter).await?;
                 Ok(Output::Command { tag: "ALTER TABLE".into() })
+            }
+            Plan::CreateIndex(create) => {
+                index_ddl::create_index(self.cluster.as_ref(), self.catalog, self.coordinator, create).await?;
+                Ok(Output::Command { tag: "CREATE INDEX".into() })
+            }
+            Plan::DropIndex { names, if_exists } => {
+                index_ddl::drop_index(self.cluster.as_ref(), self.catalog, names, *if_exists).await?;
+                Ok(Output::Command { tag: "DROP INDEX".into() })
             }
             Plan::DropTable { names, if_exists } => {
                 ddl::drop_table(self.cluster.as_ref(), self.catalog, self.sequences, names, *if_exists).await?;
@@ -259,7 +292,8 @@ impl Executor<'_> {
         let whole = scans_of(&plan, &def.name) > 0;
         let mut source = write_source(self.ctx, self.txn, plan, whole).await?;
         let mut next = next_rows(&mut source).await?;
-        let mut run = write::InsertRun::new(self.shards(), Checks::compile(self.ctx, def)?);
+        let indexes = self.indexes(def).await?;
+        let mut run = write::InsertRun::new(self.shards(), Checks::compile(self.ctx, def)?, &indexes);
         let (mut count, mut written, mut first) = (0, Vec::new(), true);
         while let Some(batch) = next {
             next = next_rows(&mut source).await?;
@@ -280,7 +314,7 @@ impl Executor<'_> {
             Conflict::Fail => OnConflict::Fail,
             Conflict::Ignore => OnConflict::Ignore,
             Conflict::Overwrite => OnConflict::Overwrite,
-            Conflict::Update { sets, filter, schema } => {
+            Conflict::Update { sets, filter, schema, arbiter } => {
                 let state = self.ctx.state();
                 let physical =
                     |e: datafusion::logical_expr::Expr| state.create_physical_expr(e, schema).map_err(from_datafusion);
@@ -291,16 +325,16 @@ impl Executor<'_> {
                     Some(f) => Some(physical(bind_exprs(std::slice::from_ref(f), params)?.remove(0))?),
                     None => None,
                 };
-                OnConflict::Update { sets, filter }
+                OnConflict::Update { sets, filter, arbiter: arbiter.clone() }
             }
         })
     }
 
     /// A prepared write or point read holds the table definition it was planned with: refuse to
     /// run it once that table was dropped (or dropped and created again).
-    async fn check_current(&self, def: &TableDef) -> Result<()> {
+    async fn check_current(&self, def: &TableDef) -> Result<Arc<TableDef>> {
         match self.catalog.get(&def.name).await? {
-            Some(current) if current.id == def.id => Ok(()),
+            Some(current) if current.id == def.id => Ok(current),
             Some(_) => Err(Error::unsupported(format!(
                 "cached plan must be re-prepared: table \"{}\" was dropped and created again",
                 def.name
@@ -350,6 +384,30 @@ impl Executor<'_> {
         .map_err(Error::internal)?;
         Ok(Output::Rows { command, schema: returning.schema.clone(), stream: once(schema, vec![batch]) })
     }
+}
+
+/// Commits `txn` unless a table it wrote moved on meanwhile by more than one definition
+/// version (then 40001: nothing applied). Schema changes step one version at a time, each
+/// waiting out the catalog lease, so a transaction that passes writes with a definition at
+/// most one step behind every node's (`TRANSACTIONS.md` §3).
+pub(crate) async fn commit(txn: &Txn, catalog: &Catalog) -> Result<()> {
+    for (id, version) in txn.used() {
+        match catalog.by_id(id).await? {
+            Some(current) if current.version <= version + 1 => {}
+            Some(current) => {
+                return Err(Error::TxnConflict(format!(
+                    "could not serialize access: table \"{}\" was altered during the transaction",
+                    current.name
+                )))
+            }
+            None => {
+                return Err(Error::TxnConflict(
+                    "could not serialize access: a table written was dropped during the transaction".into(),
+                ))
+            }
+        }
+    }
+    txn.commit().await.map(|_| ())
 }
 
 /// A stream over batches already in memory.

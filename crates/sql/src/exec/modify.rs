@@ -3,7 +3,8 @@
 //! rows in it, a batch at a time where that is safe ([`run`]). The transaction's commit checks that nothing read changed meanwhile (else the
 //! whole statement fails or, in autocommit, re-runs), so concurrent `SET n = n + 1` never
 //! loses an update. An UPDATE that changes primary keys deletes the old keys and inserts the
-//! new ones, refusing a new key that is taken (23505).
+//! new ones, refusing a new key that is taken (23505). Secondary index entries change with
+//! their rows (`super::indexes`).
 
 use std::collections::HashSet;
 
@@ -14,7 +15,8 @@ use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Result};
 
 use super::checks::Checks;
-use super::write::{encode_rows, read_existing, visible_batch, Shards};
+use super::indexes::{read_existing, Indexes};
+use super::write::{encode_rows, visible_batch, Shards};
 use super::{next_rows, scans_of, write_source};
 use crate::plan::modify::ModifyPlan;
 use crate::plan::params::bind;
@@ -33,6 +35,7 @@ pub(crate) async fn run(
     ctx: &SessionContext,
     shards: &Shards<'_>,
     modify: &ModifyPlan,
+    indexes: &Indexes,
     params: &[ScalarValue],
     returning: bool,
 ) -> Result<(usize, Vec<RecordBatch>)> {
@@ -45,8 +48,8 @@ pub(crate) async fn run(
     let (mut count, mut out) = (0, Vec::new());
     while let Some(batch) = next_rows(&mut source).await? {
         let rows = match &modify.sets {
-            Some(sets) => update_rows(shards, &checks, def, &batch, sets).await?,
-            None => delete_rows(shards, def, &batch)?,
+            Some(sets) => update_rows(shards, &checks, indexes, def, &batch, sets).await?,
+            None => delete_rows(shards, indexes, def, &batch)?,
         };
         count += batch.num_rows();
         if returning {
@@ -61,6 +64,7 @@ pub(crate) async fn run(
 async fn update_rows(
     shards: &Shards<'_>,
     checks: &Checks,
+    indexes: &Indexes,
     def: &TableDef,
     batch: &RecordBatch,
     sets: &[usize],
@@ -97,6 +101,7 @@ async fn update_rows(
             return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) });
         }
     }
+    indexes.replace(shards.txn, def, &old, &new).await?;
     for a in after {
         shards.txn.write(a.shard, a.key, Some(a.value));
     }
@@ -104,8 +109,9 @@ async fn update_rows(
 }
 
 /// Applies DELETE to matched rows. Returns the deleted rows.
-fn delete_rows(shards: &Shards<'_>, def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> {
+fn delete_rows(shards: &Shards<'_>, indexes: &Indexes, def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch> {
     let old: Vec<ArrayRef> = batch.columns()[..def.columns.len()].to_vec();
+    indexes.delete(shards.txn, def, &old)?;
     for r in encode_rows(def, &old)? {
         shards.txn.write(r.shard, r.key, None);
     }

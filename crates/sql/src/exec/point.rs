@@ -9,6 +9,7 @@ use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
 use super::checks::Checks;
+use super::indexes::Indexes;
 use super::write::{InsertRun, OnConflict, Shards};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
@@ -66,7 +67,13 @@ impl PointSelect {
 
 impl ParamInsert {
     /// Inserts the rows; returns how many rows were written (skipped conflicts not counted).
-    pub(crate) async fn execute(&self, shards: &Shards<'_>, checks: Checks, params: &[ScalarValue]) -> Result<usize> {
+    pub(crate) async fn execute(
+        &self,
+        shards: &Shards<'_>,
+        checks: Checks,
+        indexes: &Indexes,
+        params: &[ScalarValue],
+    ) -> Result<usize> {
         let visible = self.def.visible();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(visible.len());
         for (slot, &col) in visible.iter().enumerate() {
@@ -79,7 +86,7 @@ impl ParamInsert {
             });
             arrays.push(column_array(&self.def, col, values.collect())?);
         }
-        let mut run = InsertRun::new(*shards, checks);
+        let mut run = InsertRun::new(*shards, checks, indexes);
         let (n, _) = run.insert(&self.def, &arrays, &on_conflict(&self.conflict)?, true).await?;
         run.finish(&self.def).await?;
         Ok(n)

@@ -9,7 +9,7 @@
 //! ([`InsertRun`]): a batch is written to the transaction (which spills to disk past its memory
 //! budget) before the next is read.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,11 +19,13 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
-use raftable_common::{Error, NodeId, Result, ShardId, ShardRead, ShardWrite, WriteOp};
+use raftable_common::{Error, NodeId, Result, ShardId, ShardWrite, WriteOp};
 use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
 use super::checks::Checks;
+use super::indexes::{read_existing, Indexes};
+use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::error::from_datafusion;
@@ -34,6 +36,8 @@ use crate::table::{ColumnState, TableDef};
 #[derive(Clone, Copy)]
 pub(crate) struct Shards<'a> {
     pub cluster: &'a Arc<dyn Cluster>,
+    /// For the schema check at commit (`super::commit`).
+    pub catalog: &'a Catalog,
     pub rowids: &'a RowIds,
     pub txn: &'a Arc<Txn>,
     /// The statement is its own transaction (no BEGIN): it may take the one-shard fast path.
@@ -110,7 +114,12 @@ pub(crate) enum OnConflict {
     Fail,
     Ignore,
     Overwrite,
-    Update { sets: Vec<(usize, Arc<dyn PhysicalExpr>)>, filter: Option<Arc<dyn PhysicalExpr>> },
+    /// `arbiter`: the unique index whose values find the existing row (None: the key).
+    Update {
+        sets: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        arbiter: Option<String>,
+    },
 }
 
 /// The table's full column arrays for a batch of rows given in the visible columns: coerced to
@@ -167,27 +176,11 @@ pub(crate) fn encode_rows(def: &TableDef, columns: &[ArrayRef]) -> Result<Vec<En
     Ok(out)
 }
 
-/// Reads, through `txn`, which of `keys` (each with its shard) hold a row: key → value.
-pub(crate) async fn read_existing(
-    txn: &Txn,
-    keys: impl IntoIterator<Item = (ShardId, Vec<u8>)>,
-) -> Result<HashMap<Vec<u8>, Vec<u8>>> {
-    let mut by_shard: BTreeMap<ShardId, Vec<Vec<u8>>> = BTreeMap::new();
-    for (shard, key) in keys {
-        by_shard.entry(shard).or_default().push(key);
-    }
-    let reads = by_shard.into_iter().map(|(shard, keys)| txn.read(shard, ShardRead::MultiGet { keys }));
-    let mut found = HashMap::new();
-    for rows in futures::future::join_all(reads).await {
-        found.extend(rows?.into_iter().map(|r| (r.key, r.value)));
-    }
-    Ok(found)
-}
-
 /// One INSERT statement's state across the batches of its source.
 pub(crate) struct InsertRun<'a> {
     shards: Shards<'a>,
     checks: Checks,
+    indexes: &'a Indexes,
     /// The statement is its own transaction and neither read nor wrote before its first
     /// batch: its rows may go as unread inserts, each shard refusing a taken key.
     fresh: bool,
@@ -199,10 +192,11 @@ pub(crate) struct InsertRun<'a> {
 
 impl<'a> InsertRun<'a> {
     /// Starts an INSERT in `shards.txn`, once its source read its first batch.
-    /// `checks`: the table's CHECK constraints, verified on every row written.
-    pub(crate) fn new(shards: Shards<'a>, checks: Checks) -> Self {
+    /// `checks`: the table's CHECK constraints, verified on every row written; `indexes`:
+    /// its secondary indexes, given an entry for every row written.
+    pub(crate) fn new(shards: Shards<'a>, checks: Checks, indexes: &'a Indexes) -> Self {
         let fresh = shards.autocommit && !shards.txn.has_read() && shards.txn.is_read_only();
-        Self { shards, checks, fresh, deferred: false, upserted: HashSet::new() }
+        Self { shards, checks, indexes, fresh, deferred: false, upserted: HashSet::new() }
     }
 
     /// Inserts one batch of rows (visible columns); `whole` says it is the statement's only
@@ -226,36 +220,58 @@ impl<'a> InsertRun<'a> {
                 "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
             ));
         }
-        if let OnConflict::Update { sets, filter } = conflict {
-            return upsert_update(shards, &self.checks, def, &columns, rows, sets, filter.as_ref()).await;
+        if let OnConflict::Update { sets, filter, arbiter } = conflict {
+            let (checks, indexes, filter, arbiter) = (&self.checks, self.indexes, filter.as_ref(), arbiter.as_deref());
+            let update = Update { checks, indexes, sets, filter, arbiter };
+            return upsert_update(shards, &update, def, &columns, rows).await;
         }
         let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
-        if self.fresh && whole && one_shard && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
+        let plain = self.indexes.is_empty();
+        if self.fresh && whole && one_shard && plain && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
             let n = insert_directly(shards, rows).await?;
             return Ok((n, Some(visible_batch(def, &columns)?)));
         }
         if self.fresh && matches!(conflict, OnConflict::Fail) {
             let count = buffer_inserts(shards, def, rows)?;
+            let all: Vec<usize> = (0..count).collect();
+            self.indexes.put(shards.txn, def, &columns, &all, true)?;
             self.deferred = true;
             return Ok((count, Some(visible_batch(def, &columns)?)));
         }
         let existing = match conflict {
-            OnConflict::Overwrite => HashMap::new(),
+            OnConflict::Overwrite if plain => HashMap::new(),
             _ => read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?,
         };
-        let mut seen = HashSet::with_capacity(rows.len());
-        let mut count = 0;
-        for r in rows {
+        // The unique index entries the rows would add that another row holds.
+        let taken = self.indexes.taken(shards.txn, def, &columns, 0..rows.len()).await?;
+        let (mut seen, mut seen_unique) = (HashSet::with_capacity(rows.len()), HashSet::new());
+        let (mut inserted, mut replaced) = (Vec::new(), Vec::new());
+        for (i, r) in rows.into_iter().enumerate() {
             let present = existing.contains_key(&r.key) || !seen.insert(r.key.clone());
             match conflict {
                 OnConflict::Fail if present => {
                     return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) })
                 }
                 OnConflict::Ignore if present => continue,
-                _ => {}
+                OnConflict::Overwrite if present => {
+                    if let Some(old) = existing.get(&r.key) {
+                        replaced.push((i, old.as_slice()));
+                    }
+                }
+                _ => match self.indexes.collision(def, &columns, i, &taken, &mut seen_unique)? {
+                    Some(_) if matches!(conflict, OnConflict::Ignore) => continue,
+                    Some(constraint) => return Err(Error::UniqueViolation { constraint }),
+                    None => inserted.push(i),
+                },
             }
             shards.txn.write(r.shard, r.key, Some(r.value));
-            count += 1;
+        }
+        let count = inserted.len() + replaced.len();
+        self.indexes.put(shards.txn, def, &columns, &inserted, false)?;
+        if !replaced.is_empty() {
+            let old = decode_all(def, &replaced.iter().map(|(_, v)| *v).collect::<Vec<_>>())?;
+            let take: Vec<u32> = replaced.iter().map(|(i, _)| *i as u32).collect();
+            self.indexes.replace(shards.txn, def, old.columns(), &take_rows(&columns, &take)?).await?;
         }
         // With DO NOTHING, RETURNING shows only inserted rows; which ones is not reported per
         // row yet, so RETURNING with DO NOTHING is refused at planning time.
@@ -279,8 +295,11 @@ impl<'a> InsertRun<'a> {
         if !self.deferred {
             return Ok(());
         }
-        match self.shards.txn.commit().await {
-            Err(Error::DuplicateKey { .. }) => Err(duplicate_key(def)),
+        match super::commit(self.shards.txn, self.shards.catalog).await {
+            Err(Error::DuplicateKey { key }) => match self.indexes.owning(&key) {
+                Some(index) => Err(Error::UniqueViolation { constraint: index.to_string() }),
+                None => Err(duplicate_key(def)),
+            },
             Err(e) => Err(e),
             Ok(_) => Ok(()),
         }
@@ -325,42 +344,88 @@ pub(crate) fn visible_batch(def: &TableDef, columns: &[ArrayRef]) -> Result<Reco
     RecordBatch::try_new(def.visible_schema(), arrays).map_err(Error::internal)
 }
 
+/// Where a row is: its shard and key.
+type Target = (ShardId, Vec<u8>);
+
+/// `ON CONFLICT DO UPDATE` with expressions, ready to run over a batch.
+struct Update<'b> {
+    checks: &'b Checks,
+    indexes: &'b Indexes,
+    sets: &'b [(usize, Arc<dyn PhysicalExpr>)],
+    filter: Option<&'b Arc<dyn PhysicalExpr>>,
+    arbiter: Option<&'b str>,
+}
+
 /// `ON CONFLICT DO UPDATE` with expressions: reads the existing rows through the transaction,
 /// inserts the absent ones and rewrites the present ones as `DO UPDATE` says.
 async fn upsert_update(
     shards: &Shards<'_>,
-    checks: &Checks,
+    update: &Update<'_>,
     def: &TableDef,
     columns: &[ArrayRef],
     rows: Vec<Encoded>,
-    sets: &[(usize, Arc<dyn PhysicalExpr>)],
-    filter: Option<&Arc<dyn PhysicalExpr>>,
 ) -> Result<(usize, Option<RecordBatch>)> {
-    let existing = read_existing(shards.txn, rows.iter().map(|r| (r.shard, r.key.clone()))).await?;
+    let Update { checks, indexes, sets, filter, arbiter } = *update;
+    // The row each proposed row conflicts with: the one at its key, or the one its arbiter
+    // index's entry points to.
+    let targets: Vec<Option<Target>> = match arbiter {
+        None => rows.iter().map(|r| Some((r.shard, r.key.clone()))).collect(),
+        Some(index) => indexes.pointed(shards.txn, def, columns, index).await?,
+    };
+    let existing = read_existing(shards.txn, targets.iter().flatten().cloned()).await?;
     let mut inserted: Vec<u32> = Vec::new();
-    let mut updates: Vec<(usize, &[u8])> = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        match existing.get(&r.key) {
-            None => {
-                shards.txn.write(r.shard, r.key.clone(), Some(r.value.clone()));
-                inserted.push(i as u32);
+    // (proposed row, where the existing row is, its value)
+    let mut updates: Vec<(usize, &Target, &[u8])> = Vec::new();
+    let mut affected = HashSet::new();
+    for (i, target) in targets.iter().enumerate() {
+        match target.as_ref().and_then(|t| Some((t, existing.get(&t.1)?))) {
+            None => inserted.push(i as u32),
+            Some((target, _)) if !affected.insert(&target.1) => {
+                return Err(Error::CardinalityViolation(
+                    "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
+                ));
             }
-            Some(old) => updates.push((i, old.as_slice())),
+            Some((target, old)) => updates.push((i, target, old.as_slice())),
         }
     }
+    if arbiter.is_some() {
+        // A new row's own key must be free (the arbiter found no row by its index).
+        let new_keys = inserted.iter().map(|i| (rows[*i as usize].shard, rows[*i as usize].key.clone()));
+        let mut keys = HashSet::new();
+        let taken = read_existing(shards.txn, new_keys).await?;
+        if !taken.is_empty() || !inserted.iter().all(|i| keys.insert(&rows[*i as usize].key)) {
+            return Err(duplicate_key(def));
+        }
+    }
+    for i in &inserted {
+        let r = &rows[*i as usize];
+        shards.txn.write(r.shard, r.key.clone(), Some(r.value.clone()));
+    }
+    // A new row whose unique index entry is taken fails (the conflict target is the key).
+    let taken = indexes.taken(shards.txn, def, columns, inserted.iter().map(|i| *i as usize)).await?;
+    let mut seen = HashSet::new();
+    for i in &inserted {
+        if let Some(constraint) = indexes.collision(def, columns, *i as usize, &taken, &mut seen)? {
+            return Err(Error::UniqueViolation { constraint });
+        }
+    }
+    let new_rows: Vec<usize> = inserted.iter().map(|i| *i as usize).collect();
+    indexes.put(shards.txn, def, columns, &new_rows, false)?;
     let mut count = inserted.len();
     let mut written = vec![visible_batch(def, &take_rows(columns, &inserted)?)?];
     if !updates.is_empty() {
-        let old = decode_all(def, &updates.iter().map(|(_, v)| *v).collect::<Vec<_>>())?;
-        let take: Vec<u32> = updates.iter().map(|(i, _)| *i as u32).collect();
+        let old = decode_all(def, &updates.iter().map(|(_, _, v)| *v).collect::<Vec<_>>())?;
+        let take: Vec<u32> = updates.iter().map(|(i, _, _)| *i as u32).collect();
         let excluded = take_rows(columns, &take)?;
         let (keep, new_columns) = evaluate_update(def, &old, &excluded, sets, filter)?;
         let kept: Vec<u32> = (0..keep.len() as u32).filter(|j| keep[*j as usize]).collect();
         checks.verify(def, &take_rows(&new_columns, &kept)?)?;
         let encoded = encode_rows(def, &new_columns)?;
-        for (j, (i, _)) in updates.iter().enumerate() {
+        let kept_old: Vec<ArrayRef> = take_rows(old.columns(), &kept)?;
+        indexes.replace(shards.txn, def, &kept_old, &take_rows(&new_columns, &kept)?).await?;
+        for (j, (_, (shard, key), _)) in updates.iter().enumerate() {
             if keep[j] {
-                shards.txn.write(rows[*i].shard, rows[*i].key.clone(), Some(encoded[j].value.clone()));
+                shards.txn.write(*shard, key.clone(), Some(encoded[j].value.clone()));
                 count += 1;
             }
         }

@@ -10,9 +10,9 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp as DfWriteOp};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, Assignment, AssignmentTarget, CastKind, DataType as AstType, ExactNumberInfo,
-    Expr as AstExpr, Ident, Insert, ObjectName, OnConflictAction, OnInsert, SetExpr, Statement, TableObject,
-    TimezoneInfo, Value,
+    visit_expressions_mut, Assignment, AssignmentTarget, CastKind, ConflictTarget, DataType as AstType,
+    ExactNumberInfo, Expr as AstExpr, Ident, Insert, ObjectName, OnConflictAction, OnInsert, SetExpr, Statement,
+    TableObject, TimezoneInfo, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -24,10 +24,10 @@ use super::params::{in_exprs, inferred, merge_types, typed, with_type};
 use super::point::{target_columns, ParamInsert};
 use super::returning::Returning;
 use super::{Conflict, Plan, Planned, Planner};
-use crate::ast::{call, column_name, ident};
+use crate::ast::{call, column_name, ident, table_name};
 use crate::error::from_datafusion;
 use crate::offload::planning;
-use crate::table::{Computed, Identity, TableDef};
+use crate::table::{Computed, Identity, IndexState, TableDef};
 use crate::types::{bytea_from_text, SqlType};
 
 /// An INSERT planned by DataFusion.
@@ -58,12 +58,16 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
     let alias = insert.table_alias.as_ref().map(|a| ident(&a.alias));
     let conflict = match &insert.on {
         None => Conflict::Fail,
-        Some(OnInsert::OnConflict(c)) => match &c.action {
-            OnConflictAction::DoNothing => Conflict::Ignore,
-            OnConflictAction::DoUpdate(update) => {
-                conflict_update(&tables, &def, alias.as_deref(), &update.assignments, update.selection.as_ref())?
+        Some(OnInsert::OnConflict(c)) => {
+            let arbiter = arbiter(&def, c.conflict_target.as_ref())?;
+            match &c.action {
+                OnConflictAction::DoNothing => Conflict::Ignore,
+                OnConflictAction::DoUpdate(update) => {
+                    let (assignments, selection) = (&update.assignments, update.selection.as_ref());
+                    conflict_update(&tables, &def, alias.as_deref(), assignments, selection, arbiter)?
+                }
             }
-        },
+        }
         Some(other) => return Err(Error::unsupported(format!("{other}"))),
     };
     if matches!(conflict, Conflict::Ignore) && insert.returning.is_some() {
@@ -114,6 +118,7 @@ fn conflict_update(
     alias: Option<&str>,
     assignments: &[Assignment],
     selection: Option<&AstExpr>,
+    arbiter: Option<String>,
 ) -> Result<Conflict> {
     let existing = DFSchema::try_from(def.full_schema()).map_err(from_datafusion)?;
     let excluded = DFSchema::try_from_qualified_schema("excluded", &def.full_schema()).map_err(from_datafusion)?;
@@ -138,11 +143,52 @@ fn conflict_update(
         sets.push((i, with_type(value, def, i)));
     }
     let non_key = def.columns.iter().enumerate().filter(|(i, c)| !def.pk.contains(i) && c.is_visible()).count();
-    if overwrite_all && sets.len() == non_key {
+    if overwrite_all && sets.len() == non_key && arbiter.is_none() {
         return Ok(Conflict::Overwrite);
     }
     let filter = selection.map(|s| tables.expr(&unqualified(s, table), &schema)).transpose()?;
-    Ok(Conflict::Update { sets, filter, schema: Arc::new(schema) })
+    Ok(Conflict::Update { sets, filter, schema: Arc::new(schema), arbiter })
+}
+
+/// The unique index an `ON CONFLICT (cols)` / `ON CONSTRAINT name` target names (None: the
+/// primary key, or no target). A target matching no unique index is 42P10, as in PostgreSQL.
+fn arbiter(def: &TableDef, target: Option<&ConflictTarget>) -> Result<Option<String>> {
+    let public_unique = || def.indexes.iter().filter(|i| i.unique && i.state == IndexState::Public);
+    match target {
+        None => Ok(None),
+        Some(ConflictTarget::Columns(columns)) => {
+            let mut named = columns.iter().map(|c| def.column(&ident(c))).collect::<Result<Vec<_>>>()?;
+            named.sort_unstable();
+            named.dedup();
+            let same = |cols: &[usize]| {
+                let mut cols = cols.to_vec();
+                cols.sort_unstable();
+                cols == named
+            };
+            if same(&def.pk) && !def.has_rowid() {
+                return Ok(None);
+            }
+            match public_unique().find(|i| same(&i.columns)) {
+                Some(index) => Ok(Some(index.name.clone())),
+                None => Err(Error::InvalidColumnReference(
+                    "there is no unique or exclusion constraint matching the ON CONFLICT specification".into(),
+                )),
+            }
+        }
+        Some(ConflictTarget::OnConstraint(name)) => {
+            let name = table_name(name)?;
+            if name == format!("{}_pkey", def.name) && !def.has_rowid() {
+                return Ok(None);
+            }
+            match public_unique().find(|i| i.constraint && i.name == name) {
+                Some(index) => Ok(Some(index.name.clone())),
+                None => Err(Error::UndefinedObject(format!(
+                    "constraint \"{name}\" for table \"{}\" does not exist",
+                    def.name
+                ))),
+            }
+        }
+    }
 }
 
 /// `expr` with `<table>.c` written `c`.

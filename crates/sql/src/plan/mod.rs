@@ -31,7 +31,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{AlterTable, CreateTable, ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{AlterTable, CreateIndex, CreateTable, ObjectName, ObjectType, Statement};
 use raftable_common::{Error, Result};
 
 use crate::ast::{first_words, rewrite, table_name};
@@ -71,6 +71,11 @@ pub(crate) enum Plan {
         names: Vec<String>,
         if_exists: bool,
     },
+    CreateIndex(Box<CreateIndex>),
+    DropIndex {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     /// `CREATE SEQUENCE` (the statement itself).
     CreateSequence(Box<Statement>),
     DropSequence {
@@ -95,7 +100,8 @@ pub(crate) enum Conflict {
     /// with an expression over `schema`, the existing row's columns (unqualified: the table's
     /// name or alias is dropped, as PostgreSQL resolves an unqualified name to the target
     /// table) followed by the proposed row's (qualified `excluded`).
-    Update { sets: Vec<(usize, Expr)>, filter: Option<Expr>, schema: DFSchemaRef },
+    /// `arbiter`: the unique index whose values decide the conflict (None: the primary key).
+    Update { sets: Vec<(usize, Expr)>, filter: Option<Expr>, schema: DFSchemaRef, arbiter: Option<String> },
 }
 
 /// A statement about the session itself rather than the data.
@@ -187,6 +193,11 @@ impl Planner<'_> {
             Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
                 (Plan::DropTable { names, if_exists: *if_exists }, None, Vec::new())
+            }
+            Statement::CreateIndex(create) => (Plan::CreateIndex(Box::new(create.clone())), None, Vec::new()),
+            Statement::Drop { object_type: ObjectType::Index, if_exists, names, .. } => {
+                let names = names.iter().map(table_name).collect::<Result<_>>()?;
+                (Plan::DropIndex { names, if_exists: *if_exists }, None, Vec::new())
             }
             Statement::CreateSequence { temporary: false, .. } => {
                 (Plan::CreateSequence(Box::new(stmt.clone())), None, Vec::new())

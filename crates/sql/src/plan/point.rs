@@ -198,6 +198,8 @@ mod tests {
             buckets: 2,
             shards: vec![1, 2],
             checks: Vec::new(),
+            indexes: Vec::new(),
+            version: 0,
         })
     }
 

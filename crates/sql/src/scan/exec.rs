@@ -21,9 +21,9 @@ use raftable_txn::settle::until_unlocked;
 use super::keys::KeyScan;
 use super::Snapshot;
 use crate::cluster::{Cluster, ClusterRef};
-use crate::encoding::{bucket_of, bucket_prefix, bucket_range, RowDecoder};
+use crate::encoding::{bucket_of, bucket_prefix, bucket_range, prefix_end, row_key, RowDecoder};
 use crate::error::to_datafusion;
-use crate::table::TableDef;
+use crate::table::{IndexDef, TableDef};
 
 /// Rows per read request of a scan.
 const PAGE: u64 = 1024;
@@ -31,8 +31,21 @@ const PAGE: u64 = 1024;
 /// One partition of a scan: a shard and what to read from it.
 #[derive(Debug, Clone)]
 enum Part {
-    Get { shard: ShardId, keys: Vec<Vec<u8>> },
-    Scan { shard: ShardId, start: Vec<u8>, end: Vec<u8> },
+    Get {
+        shard: ShardId,
+        keys: Vec<Vec<u8>>,
+    },
+    Scan {
+        shard: ShardId,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
+    /// Entries of an index shard in `[start, end)`, then the rows they point to.
+    Index {
+        shard: ShardId,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 /// Reads a table's shards, one partition each.
@@ -43,12 +56,18 @@ pub struct ShardScanExec {
     columns: Vec<usize>,
     schema: SchemaRef,
     parts: Vec<Part>,
+    /// The index read, when the parts are index entries.
+    index: Option<String>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
 }
 
 impl ShardScanExec {
+    /// A scan of what `keys` leaves of the table, or with `index` of what its scan leaves of
+    /// the index's entries.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
+        index: Option<(IndexDef, KeyScan)>,
         def: Arc<TableDef>,
         cluster: ClusterRef,
         columns: Vec<usize>,
@@ -58,8 +77,10 @@ impl ShardScanExec {
         only: &Option<BTreeSet<ShardId>>,
     ) -> Self {
         let mut parts = Vec::new();
-        match keys {
-            KeyScan::Points(pks) => {
+        let index_name = index.as_ref().map(|(i, _)| i.name.clone());
+        match (index, keys) {
+            (Some((index, scan)), _) => parts = index_parts(&index, scan),
+            (None, KeyScan::Points(pks)) => {
                 let mut by_bucket: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
                 for pk in pks {
                     let bucket = bucket_of(&pk, def.buckets);
@@ -71,7 +92,7 @@ impl ShardScanExec {
                     parts.push(Part::Get { shard: def.shards[bucket as usize], keys });
                 }
             }
-            KeyScan::Range { start, end } => {
+            (None, KeyScan::Range { start, end }) => {
                 for bucket in 0..def.buckets {
                     let prefix = bucket_prefix(def.id, bucket);
                     let start = [prefix.as_slice(), &start].concat();
@@ -95,14 +116,37 @@ impl ShardScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self { def, cluster, columns, schema, parts, limit, properties }
+        Self { def, cluster, columns, schema, parts, index: index_name, limit, properties }
+    }
+}
+
+/// The parts reading an index: per point, its one bucket's entries with those values; for a
+/// range, every bucket's entries in it.
+fn index_parts(index: &IndexDef, scan: KeyScan) -> Vec<Part> {
+    let part = |bucket: u16, start: &[u8], end: &[u8]| {
+        let prefix = bucket_prefix(index.id, bucket);
+        let start = [prefix.as_slice(), start].concat();
+        let end = match end.is_empty() {
+            true => bucket_range(index.id, bucket, index.buckets).end,
+            false => [prefix.as_slice(), end].concat(),
+        };
+        Part::Index { shard: index.shards[bucket as usize], start, end }
+    };
+    match scan {
+        KeyScan::Points(points) => {
+            points.iter().map(|p| part(bucket_of(p, index.buckets), p, &prefix_end(p))).collect()
+        }
+        KeyScan::Range { start, end } => (0..index.buckets)
+            .map(|b| part(b, &start, &end))
+            .filter(|p| matches!(p, Part::Index { start, end, .. } if start < end))
+            .collect(),
     }
 }
 
 impl Part {
     fn shard(&self) -> ShardId {
         match self {
-            Part::Get { shard, .. } | Part::Scan { shard, .. } => *shard,
+            Part::Get { shard, .. } | Part::Scan { shard, .. } | Part::Index { shard, .. } => *shard,
         }
     }
 }
@@ -110,6 +154,9 @@ impl Part {
 impl DisplayAs for ShardScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "ShardScanExec: table={}", self.def.name)?;
+        if let Some(index) = &self.index {
+            write!(f, ", index={index}")?;
+        }
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
@@ -118,6 +165,9 @@ impl DisplayAs for ShardScanExec {
             match p {
                 Part::Get { shard, keys } => write!(f, ", shard {shard}: get {} key(s)", keys.len())?,
                 Part::Scan { shard, start, end } => write!(f, ", shard {shard}: scan [{}, {})", hex(start), hex(end))?,
+                Part::Index { shard, start, end } => {
+                    write!(f, ", shard {shard}: index scan [{}, {})", hex(start), hex(end))?
+                }
             }
         }
         Ok(())
@@ -151,6 +201,7 @@ impl ExecutionPlan for ShardScanExec {
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
         let state = PartState {
+            decoder_def: self.def.clone(),
             cluster: self.cluster.0.clone(),
             snapshot: context.session_config().get_extension::<Snapshot>(),
             part: self.parts.get(partition).cloned(),
@@ -170,6 +221,7 @@ impl ExecutionPlan for ShardScanExec {
 
 /// The progress of one partition's stream.
 struct PartState {
+    decoder_def: Arc<TableDef>,
     cluster: Arc<dyn Cluster>,
     snapshot: Option<Arc<Snapshot>>,
     part: Option<Part>,
@@ -193,12 +245,47 @@ async fn read_page(
 }
 
 impl PartState {
+    /// The next page of `[start, end)` on `shard` (and `start` moved past it), and whether it
+    /// was the last.
+    async fn page(&self, shard: ShardId, start: &mut Vec<u8>, end: &[u8]) -> Result<(Vec<Row>, bool)> {
+        let limit = PAGE.min(self.remaining);
+        let read = ShardRead::Scan { start: start.clone(), end: end.to_vec(), limit: Some(limit), reverse: false };
+        let rows = read_page(self.cluster.as_ref(), self.snapshot.as_deref(), shard, read).await?;
+        match rows.last() {
+            Some(last) if rows.len() as u64 == limit => {
+                // Resume right after the last key read.
+                *start = [last.key.as_slice(), &[0u8]].concat();
+                Ok((rows, false))
+            }
+            _ => Ok((rows, true)),
+        }
+    }
+
+    /// The rows index entries point to (their values are primary keys), read from each table
+    /// shard at once, in the entries' order.
+    async fn fetch(&self, entries: Vec<Row>) -> Result<Vec<Row>> {
+        let def = &self.decoder_def;
+        let mut by_shard: BTreeMap<ShardId, Vec<Vec<u8>>> = BTreeMap::new();
+        for e in &entries {
+            let key = row_key(def, &e.value);
+            by_shard.entry(def.shards[bucket_of(&e.value, def.buckets) as usize]).or_default().push(key);
+        }
+        let reads = by_shard.into_iter().map(|(shard, keys)| {
+            read_page(self.cluster.as_ref(), self.snapshot.as_deref(), shard, ShardRead::MultiGet { keys })
+        });
+        let mut found = std::collections::HashMap::new();
+        for rows in futures::future::try_join_all(reads).await? {
+            found.extend(rows.into_iter().map(|r| (r.key.clone(), r)));
+        }
+        Ok(entries.iter().filter_map(|e| found.remove(&row_key(def, &e.value))).collect())
+    }
+
     async fn next_batch(&mut self) -> Result<Option<datafusion::arrow::record_batch::RecordBatch>> {
         if self.done || self.remaining == 0 {
             return Ok(None);
         }
-        let Some(part) = self.part.as_mut() else { return Ok(None) };
-        let rows = match part {
+        let Some(mut part) = self.part.take() else { return Ok(None) };
+        let rows = match &mut part {
             Part::Get { shard, keys } => {
                 self.done = true;
                 let read = if keys.len() == 1 {
@@ -209,20 +296,17 @@ impl PartState {
                 read_page(self.cluster.as_ref(), self.snapshot.as_deref(), *shard, read).await?
             }
             Part::Scan { shard, start, end } => {
-                let limit = PAGE.min(self.remaining);
-                let read =
-                    ShardRead::Scan { start: start.clone(), end: end.clone(), limit: Some(limit), reverse: false };
-                let rows = read_page(self.cluster.as_ref(), self.snapshot.as_deref(), *shard, read).await?;
-                match rows.last() {
-                    Some(last) if rows.len() as u64 == limit => {
-                        // Resume right after the last key read.
-                        *start = [last.key.as_slice(), &[0u8]].concat();
-                    }
-                    _ => self.done = true,
-                }
+                let (rows, done) = self.page(*shard, start, end).await?;
+                self.done = done;
                 rows
             }
+            Part::Index { shard, start, end } => {
+                let (entries, done) = self.page(*shard, start, end).await?;
+                self.done = done;
+                self.fetch(entries).await?
+            }
         };
+        self.part = Some(part);
         for row in rows.iter().take(self.remaining.min(usize::MAX as u64) as usize) {
             self.decoder.push(&row.value)?;
         }

@@ -8,8 +8,8 @@
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::scalar::ScalarValue;
 
-use crate::encoding::{encode_key_part, prefix_end};
-use crate::table::TableDef;
+use crate::encoding::{encode_index_part, encode_key_part, prefix_end};
+use crate::table::{IndexDef, IndexState, TableDef};
 use crate::types::{changed_text, coerce_scalar};
 
 /// What a scan reads, in primary-key terms.
@@ -41,14 +41,20 @@ struct ColumnBounds {
 
 /// Derives what to read from the pushed filters (a superset of the matching rows).
 pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
-    let pk: Vec<&str> = def.pk.iter().map(|i| def.columns[*i].name.as_str()).collect();
+    columns_scan(def, &def.pk, filters, encode_key_part)
+}
+
+/// What to read of a key made of `cols` (indexes into the table's columns), each encoded by
+/// `part`: the primary key's ([`key_scan`]) or an index's ([`index_scan`]).
+fn columns_scan(def: &TableDef, cols: &[usize], filters: &[Expr], part: EncodePart) -> KeyScan {
+    let pk: Vec<&str> = cols.iter().map(|i| def.columns[*i].name.as_str()).collect();
     let mut bounds = vec![ColumnBounds::default(); pk.len()];
     let mut conjuncts = Vec::new();
     for f in filters {
         split_and(f, &mut conjuncts);
     }
     let encode = |col: usize, v: &ScalarValue| -> Option<Vec<u8>> {
-        let c = &def.columns[def.pk[col]];
+        let c = &def.columns[cols[col]];
         let coerced = coerce_scalar(&c.ty, &c.name, v).ok()?;
         // A literal that changed when coerced (trimmed text, a canonical uuid) cannot be a bound:
         // the filter compares the original.
@@ -57,7 +63,7 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
         }
         let array = coerced.to_array().ok()?;
         let mut out = Vec::new();
-        encode_key_part(&mut out, array.as_ref(), 0).ok()?;
+        part(&mut out, array.as_ref(), 0).ok()?;
         Some(out)
     };
     for c in conjuncts {
@@ -69,7 +75,7 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
                         (_, _, Some(col), Some(v)) => (col, v, op.swap().unwrap_or(*op)),
                         _ => continue,
                     };
-                if !exact_for_key(&value, &def.columns[def.pk[col]].ty.arrow()) {
+                if !exact_for_key(&value, &def.columns[cols[col]].ty.arrow()) {
                     continue;
                 }
                 let Some(enc) = encode(col, &value) else { continue };
@@ -85,7 +91,7 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
             }
             Expr::InList(list) if !list.negated => {
                 let Some(col) = key_column(&list.expr, &pk) else { continue };
-                let ty = def.columns[def.pk[col]].ty.arrow();
+                let ty = def.columns[cols[col]].ty.arrow();
                 let values: Option<Vec<Vec<u8>>> = list
                     .list
                     .iter()
@@ -99,7 +105,7 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
             }
             Expr::Between(b) if !b.negated => {
                 let Some(col) = key_column(&b.expr, &pk) else { continue };
-                let ty = def.columns[def.pk[col]].ty.arrow();
+                let ty = def.columns[cols[col]].ty.arrow();
                 let lo = literal(&b.low).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, &v));
                 let hi = literal(&b.high).filter(|v| exact_for_key(v, &ty)).and_then(|v| encode(col, &v));
                 if let (Some(lo), Some(hi)) = (lo, hi) {
@@ -149,6 +155,34 @@ pub fn key_scan(def: &TableDef, filters: &[Expr]) -> KeyScan {
         }
     }
     KeyScan::Range { start, end }
+}
+
+/// Appends one column's encoding to a key.
+type EncodePart = fn(&mut Vec<u8>, &dyn datafusion::arrow::array::Array, usize) -> raftable_common::Result<()>;
+
+/// The best public index for the pushed filters, with what to read of it: equality on every
+/// column of a unique index, else of any index, else an equality prefix and a range on the
+/// next column. None when no index bounds the read.
+pub fn index_scan<'a>(def: &'a TableDef, filters: &[Expr]) -> Option<(&'a IndexDef, KeyScan)> {
+    let mut best: Option<(u8, &IndexDef, KeyScan)> = None;
+    for index in def.indexes.iter().filter(|i| i.state == IndexState::Public) {
+        let scan = columns_scan(def, &index.columns, filters, encode_index_part);
+        let rank = match &scan {
+            KeyScan::Points(_) if index.unique => 0,
+            KeyScan::Points(_) => 1,
+            KeyScan::Range { start, end } if !start.is_empty() || !end.is_empty() => 2,
+            KeyScan::Range { .. } => continue,
+        };
+        if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+            best = Some((rank, index, scan));
+        }
+    }
+    best.map(|(_, index, scan)| (index, scan))
+}
+
+/// Whether a key scan reads every row.
+pub fn is_everything(scan: &KeyScan) -> bool {
+    matches!(scan, KeyScan::Range { start, end } if start.is_empty() && end.is_empty())
 }
 
 /// Only literals whose type compares exactly with the key column's values may bound a scan
@@ -202,6 +236,8 @@ mod tests {
             buckets: 4,
             shards: vec![1, 2, 3, 4],
             checks: Vec::new(),
+            indexes: Vec::new(),
+            version: 0,
         }
     }
 
@@ -258,6 +294,53 @@ mod tests {
             key_scan(&day, &[col("k").eq(lit("2024-01-02"))]),
             KeyScan::Points(vec![enc(ScalarValue::Date32(Some(19724)))])
         );
+    }
+
+    /// With indexes on `v` (plain) and on `(a, c)` (unique) of the composite table.
+    fn indexed() -> TableDef {
+        let mut t = composite();
+        let index = |id, name: &str, columns: Vec<usize>, unique, state| IndexDef {
+            id,
+            name: name.into(),
+            columns,
+            unique,
+            buckets: 2,
+            shards: vec![5, 6],
+            state,
+            constraint: false,
+        };
+        t.indexes = vec![
+            index(8, "t_v", vec![3], false, IndexState::Public),
+            index(9, "t_ac", vec![0, 2], true, IndexState::Public),
+            index(10, "t_b", vec![1], false, IndexState::WriteOnly),
+        ];
+        t
+    }
+
+    /// An index key part: the value's marker, then its key encoding.
+    fn ienc(v: impl Into<ScalarValue>) -> Vec<u8> {
+        [vec![0x01], enc(v)].concat()
+    }
+
+    #[test]
+    fn the_best_public_index_bounds_a_read() {
+        let t = indexed();
+        let pick = |filters: &[Expr]| index_scan(&t, filters).map(|(i, scan)| (i.name.clone(), scan));
+        // Equality on every column of the unique index wins over the plain one.
+        let both = [col("v").eq(lit(4i64)), col("a").eq(lit(1i64)), col("c").eq(lit("x"))];
+        assert_eq!(pick(&both), Some(("t_ac".into(), KeyScan::Points(vec![[ienc(1i64), ienc("x")].concat()]))));
+        assert_eq!(pick(&[col("v").eq(lit(4i64))]), Some(("t_v".into(), KeyScan::Points(vec![ienc(4i64)]))));
+        // A prefix of the unique index is a range, beaten by equality on the plain one.
+        let prefix = pick(&[col("a").eq(lit(1i64))]);
+        assert_eq!(prefix, Some(("t_ac".into(), range(ienc(1i64), prefix_end(&ienc(1i64))))));
+        assert_eq!(pick(&[col("a").eq(lit(1i64)), col("v").eq(lit(4i64))]).unwrap().0, "t_v");
+        let above = pick(&[col("v").gt(lit(4i64))]);
+        assert_eq!(above, Some(("t_v".into(), range(prefix_end(&ienc(4i64)), Vec::new()))));
+        // Nothing bounds the read: no index; an index still being built is never read.
+        assert_eq!(pick(&[col("c").eq(lit("x"))]), None);
+        assert_eq!(pick(&[col("b").eq(lit(2i64))]), None);
+        assert_eq!(pick(&[]), None);
+        assert!(is_everything(&key_scan(&t, &[col("v").eq(lit(4i64))])));
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! [`ShardedTable`]: a table as DataFusion sees it. Primary-key predicates are accepted for
-//! pushdown (`Inexact`: DataFusion still applies them, so the pushdown only has to read a
-//! superset, see [`super::key_scan`]); `scan` returns a [`ShardScanExec`] over the shards the
-//! key predicates leave.
+//! [`ShardedTable`]: a table as DataFusion sees it. Predicates on the primary key or a public
+//! index's columns are accepted for pushdown (`Inexact`: DataFusion still applies them, so the
+//! pushdown only has to read a superset, see [`super::key_scan`]); `scan` returns a
+//! [`ShardScanExec`] over the shards the key predicates leave, or, when they leave every row,
+//! over the entries the best index's predicates leave (`super::keys::index_scan`), then the
+//! rows they point to.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,9 +19,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use raftable_common::ShardId;
 
 use super::exec::ShardScanExec;
-use super::keys::{key_column, key_scan};
+use super::keys::{index_scan, is_everything, key_column, key_scan};
 use crate::cluster::ClusterRef;
-use crate::table::{Computed, TableDef};
+use crate::table::{Computed, IndexState, TableDef};
 
 /// A table for DataFusion: its visible columns over every shard ([`ShardedTable::new`]), or
 /// for the internal read of an UPDATE / DELETE every column, the hidden row id included, over
@@ -92,11 +94,14 @@ impl TableProvider for ShardedTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        let pk: Vec<&str> = self.def.pk.iter().map(|i| self.def.columns[*i].name.as_str()).collect();
+        let names = |cols: &[usize]| cols.iter().map(|i| self.def.columns[*i].name.as_str()).collect::<Vec<_>>();
+        let mut keys = vec![names(&self.def.pk)];
+        let public = self.def.indexes.iter().filter(|i| i.state == IndexState::Public);
+        keys.extend(public.map(|i| names(&i.columns)));
         Ok(filters
             .iter()
             .map(|f| {
-                if references_key(f, &pk) {
+                if keys.iter().any(|k| references_key(f, k)) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -121,7 +126,14 @@ impl TableProvider for ShardedTable {
             None => self.schema.clone(),
         };
         let keys = key_scan(&self.def, filters);
+        // Without a primary-key bound, the best index that bounds the read (not for the
+        // re-run of a write over some shards: those are table shards).
+        let index = match is_everything(&keys) && self.only.is_none() {
+            true => index_scan(&self.def, filters).map(|(i, scan)| (i.clone(), scan)),
+            false => None,
+        };
         Ok(Arc::new(ShardScanExec::new(
+            index,
             self.def.clone(),
             self.cluster.clone(),
             columns,

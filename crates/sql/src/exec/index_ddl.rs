@@ -1,0 +1,295 @@
+//! `CREATE INDEX` and `DROP INDEX`, online (`TRANSACTIONS.md` §3, F1's schema change). An
+//! index gets an id from the table-id counter and shards of its own, then walks the states of
+//! `IndexState`, one catalog step each followed by the lease wait (so at most two adjacent
+//! definitions are ever in use): delete-only, write-only, then the backfill gives every row
+//! stored before its entry, then public. The backfill reads a table shard a chunk at a time,
+//! each chunk one serializable transaction writing the entries of the rows it read, so writes
+//! continue meanwhile and a row changed under a chunk makes the chunk run again. Two rows with
+//! the same values fail a unique index's CREATE (23505) and walk it back: nothing is left.
+//! DROP INDEX walks the states back (public, delete-only, gone) and then deletes the entries.
+//! Indexes that a table's `UNIQUE` constraints make come with the table (`unique_indexes`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast::{CreateIndex, Expr as AstExpr, IndexColumn, IndexType};
+use raftable_common::{Error, KeyRange, Result, ShardId, ShardRead, ShardWrite, WriteOp};
+use raftable_txn::{Coordinator, Txn};
+
+use super::indexes::{read_existing, Indexes};
+use crate::ast::{ident, table_name};
+use crate::catalog::{Catalog, LEASE, REFRESH};
+use crate::cluster::Cluster;
+use crate::encoding::{bucket_range, decode_all, index_entry};
+use crate::table::{IndexDef, IndexState, TableDef};
+use crate::types::SqlType;
+
+/// Rows per backfill transaction.
+const CHUNK: u64 = 500;
+
+/// The columns an index or UNIQUE constraint names: plain columns of the table (an
+/// expression, or a column type without an order, is refused).
+pub(crate) fn index_columns(def: &TableDef, columns: &[IndexColumn]) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(columns.len());
+    for c in columns {
+        if c.operator_class.is_some() {
+            return Err(Error::unsupported("index operator classes are not supported"));
+        }
+        let AstExpr::Identifier(id) = &c.column.expr else {
+            return Err(Error::unsupported(format!("index on the expression {} is not supported", c.column.expr)));
+        };
+        let name = ident(id);
+        let i = def
+            .columns
+            .iter()
+            .position(|col| col.name == name && col.is_visible())
+            .ok_or_else(|| Error::UndefinedColumn(format!("column \"{name}\" does not exist")))?;
+        if matches!(def.columns[i].ty, SqlType::Jsonb) {
+            return Err(Error::unsupported("an index on a jsonb column is not supported"));
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+/// PostgreSQL's name for an index nobody named: `<table>_<columns>_<suffix>` (`idx`, or `key`
+/// for a unique constraint), numbered from 1 while the name is taken by a relation or by one
+/// of `also` (names being made in the same statement).
+pub(crate) async fn default_name(
+    catalog: &Catalog,
+    def: &TableDef,
+    columns: &[usize],
+    suffix: &str,
+    also: &[String],
+) -> Result<String> {
+    let cols: Vec<&str> = columns.iter().map(|c| def.columns[*c].name.as_str()).collect();
+    let base = format!("{}_{}_{suffix}", def.name, cols.join("_"));
+    let mut name = base.clone();
+    for n in 1.. {
+        if !also.contains(&name) && !catalog.taken(&name).await? {
+            break;
+        }
+        name = format!("{base}{n}");
+    }
+    Ok(name)
+}
+
+/// A new index with its shards, one per bucket as the table has.
+pub(crate) async fn new_index(
+    cluster: &dyn Cluster,
+    table: &TableDef,
+    name: String,
+    columns: Vec<usize>,
+    unique: bool,
+    state: IndexState,
+) -> Result<IndexDef> {
+    let id = u32::try_from(cluster.next_id("table").await?).map_err(|_| Error::Internal("ids exhausted".into()))?;
+    let ranges = (0..table.buckets).map(|b| bucket_range(id, b, table.buckets)).collect();
+    let shards = cluster.create_shards(ranges).await?;
+    Ok(IndexDef { id, name, columns, unique, buckets: table.buckets, shards, state, constraint: false })
+}
+
+/// `CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] [name] ON t (cols)`: every CREATE
+/// INDEX is online (CONCURRENTLY or not).
+pub(crate) async fn create_index(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    coordinator: &Arc<Coordinator>,
+    create: &CreateIndex,
+) -> Result<()> {
+    if create.predicate.is_some() {
+        return Err(Error::unsupported("partial indexes (CREATE INDEX ... WHERE) are not supported"));
+    }
+    if !matches!(create.using, None | Some(IndexType::BTree) | Some(IndexType::Hash)) {
+        return Err(Error::unsupported(format!("index method {} is not supported", create.using.as_ref().unwrap())));
+    }
+    if create.nulls_distinct == Some(false) {
+        return Err(Error::unsupported("NULLS NOT DISTINCT is not supported"));
+    }
+    let table = table_name(&create.table_name)?;
+    let def = catalog
+        .get(&table)
+        .await?
+        .ok_or_else(|| Error::UndefinedTable(format!("relation \"{table}\" does not exist")))?;
+    let columns = index_columns(&def, &create.columns)?;
+    let name = match &create.name {
+        Some(name) => table_name(name)?,
+        None => default_name(catalog, &def, &columns, "idx", &[]).await?,
+    };
+    if catalog.taken(&name).await? {
+        if create.if_not_exists {
+            return Ok(());
+        }
+        return Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")));
+    }
+    let index = new_index(cluster, &def, name, columns, create.unique, IndexState::DeleteOnly).await?;
+    let def = step(catalog, &def, |d| d.indexes.push(index.clone())).await?;
+    let def = step(catalog, &def, |d| set_state(d, &index.name, IndexState::WriteOnly)).await?;
+    if let Err(e) = backfill(coordinator, &def, &index).await {
+        // Walk back: no node adds entries once every one is at delete-only; then none reads it.
+        let def = step(catalog, &def, |d| set_state(d, &index.name, IndexState::DeleteOnly)).await?;
+        let def = step(catalog, &def, |d| d.indexes.retain(|i| i.name != index.name)).await?;
+        drop(def);
+        clear_index(cluster, &index).await?;
+        return Err(e);
+    }
+    catalog.replace(&def, with(&def, |d| set_state(d, &index.name, IndexState::Public))).await?;
+    Ok(())
+}
+
+/// `DROP INDEX [IF EXISTS] name [, ...]`. An index a constraint made goes with
+/// `ALTER TABLE ... DROP CONSTRAINT` only (2BP01 here, as PostgreSQL).
+pub(crate) async fn drop_index(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    names: &[String],
+    if_exists: bool,
+) -> Result<()> {
+    for name in names {
+        let Some(def) = catalog.index(name).await? else {
+            if if_exists {
+                continue;
+            }
+            return Err(Error::UndefinedObject(format!("index \"{name}\" does not exist")));
+        };
+        let index = def.index(name).cloned().expect("found by name");
+        if index.constraint {
+            return Err(Error::DependentObjectsStillExist(format!(
+                "cannot drop index {name} because constraint {name} on table {} requires it",
+                def.name
+            )));
+        }
+        remove_index(cluster, catalog, &def, &index).await?;
+    }
+    Ok(())
+}
+
+/// Walks an index back (delete-only, then gone, each step waited out) and deletes its
+/// entries. Returns the table's definition without it.
+pub(crate) async fn remove_index(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    def: &TableDef,
+    index: &IndexDef,
+) -> Result<Arc<TableDef>> {
+    let def = step(catalog, def, |d| set_state(d, &index.name, IndexState::DeleteOnly)).await?;
+    let def = step(catalog, &def, |d| d.indexes.retain(|i| i.name != index.name)).await?;
+    clear_index(cluster, index).await?;
+    Ok(def)
+}
+
+/// `def` changed by `change`.
+fn with(def: &TableDef, change: impl FnOnce(&mut TableDef)) -> TableDef {
+    let mut next = def.clone();
+    change(&mut next);
+    next
+}
+
+/// One catalog step: `def` changed by `change` replaces it, then the lease wait, after which
+/// no node uses the definition before it.
+async fn step(catalog: &Catalog, def: &TableDef, change: impl FnOnce(&mut TableDef)) -> Result<Arc<TableDef>> {
+    let stored = catalog.replace(def, with(def, change)).await?;
+    tokio::time::sleep(LEASE + REFRESH).await;
+    Ok(stored)
+}
+
+fn set_state(def: &mut TableDef, index: &str, state: IndexState) {
+    if let Some(i) = def.indexes.iter_mut().find(|i| i.name == index) {
+        i.state = state;
+    }
+}
+
+/// Gives every row stored its entry in `index` (write-only now: rows written from here on
+/// get theirs from their writers), a chunk of rows per transaction.
+async fn backfill(coordinator: &Arc<Coordinator>, def: &TableDef, index: &IndexDef) -> Result<()> {
+    let index = &IndexDef { state: IndexState::WriteOnly, ..index.clone() };
+    let indexes = Indexes::only(index.clone());
+    for bucket in 0..def.buckets {
+        let range = bucket_range(def.id, bucket, def.buckets);
+        let shard = def.shards[bucket as usize];
+        let mut start = range.start.clone();
+        loop {
+            let mut attempt = 0;
+            let next = loop {
+                let txn = coordinator.begin();
+                match backfill_chunk(&txn, def, index, &indexes, shard, &start, &range.end).await {
+                    Err(Error::TxnConflict(_) | Error::TxnAborted(_)) if attempt < 100 => {
+                        attempt += 1;
+                        tokio::time::sleep(raftable_txn::settle::pause(attempt)).await;
+                    }
+                    other => break other?,
+                }
+            };
+            match next {
+                Some(key) => start = key,
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One backfill transaction: the entries of up to [`CHUNK`] rows from `start`; returns where
+/// the next chunk starts (None: the shard is done). A unique entry held by another row fails
+/// the CREATE.
+async fn backfill_chunk(
+    txn: &Txn,
+    def: &TableDef,
+    index: &IndexDef,
+    indexes: &Indexes,
+    shard: ShardId,
+    start: &[u8],
+    end: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let read = ShardRead::Scan { start: start.to_vec(), end: end.to_vec(), limit: Some(CHUNK), reverse: false };
+    let rows = txn.read(shard, read).await?;
+    let next = (rows.len() as u64 == CHUNK).then(|| rows.last().map(|r| [r.key.as_slice(), &[0u8]].concat())).flatten();
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let batch = decode_all(def, &rows.iter().map(|r| r.value.as_slice()).collect::<Vec<_>>())?;
+    let columns = batch.columns();
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in 0..rows.len() {
+        let pk = crate::encoding::encode_pk(def, columns, row)?;
+        entries.push(index_entry(index, columns, row, &pk)?);
+    }
+    if index.unique {
+        let held = read_existing(txn, entries.iter().filter(|e| e.unique).map(|e| (e.shard, e.key.clone()))).await?;
+        let mut seen = HashSet::new();
+        for e in entries.iter().filter(|e| e.unique) {
+            let other = held.get(&e.key).is_some_and(|pk| *pk != e.pk);
+            if other || !seen.insert(e.key.as_slice()) {
+                return Err(Error::UniqueIndexBuild { index: index.name.clone() });
+            }
+        }
+    }
+    let all: Vec<usize> = (0..rows.len()).collect();
+    indexes.put(txn, def, columns, &all, false)?;
+    txn.commit().await?;
+    Ok(next)
+}
+
+/// Deletes an index's entries (no node writes them any more), a page at a time.
+pub(crate) async fn clear_index(cluster: &dyn Cluster, index: &IndexDef) -> Result<()> {
+    for bucket in 0..index.buckets {
+        let range = bucket_range(index.id, bucket, index.buckets);
+        clear_range(cluster, index.shards[bucket as usize], range).await?;
+    }
+    Ok(())
+}
+
+/// Deletes every row in `range` of `shard`, a page at a time (each page starting after the
+/// last key deleted: no scan steps over the tombstones of the pages before). Nothing may write
+/// the range meanwhile.
+pub(crate) async fn clear_range(cluster: &dyn Cluster, shard: ShardId, range: KeyRange) -> Result<()> {
+    let mut start = range.start.clone();
+    loop {
+        let read = ShardRead::Scan { start: start.clone(), end: range.end.clone(), limit: Some(1000), reverse: false };
+        let rows = cluster.read(shard, read).await?;
+        let Some(last) = rows.last() else { return Ok(()) };
+        start = last.key.iter().copied().chain([0]).collect();
+        let ops = rows.into_iter().map(|r| WriteOp::Delete { key: r.key }).collect();
+        cluster.write(shard, ShardWrite::new(ops)).await?;
+    }
+}
