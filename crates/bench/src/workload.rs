@@ -31,10 +31,14 @@ pub enum Workload {
     Transfer,
     /// A 10-row INSERT of new keys (spread over the table's shards).
     Insert10,
+    /// A lookup by a unique secondary column: `SELECT k FROM kv_idx WHERE v = $1`.
+    IndexLookup,
+    /// insert-10 into a table with two secondary indexes (one unique).
+    Insert10TwoIndexes,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 11] = [
         Workload::PointSelect,
         Workload::PointUpsert,
         Workload::Kv95,
@@ -44,6 +48,8 @@ impl Workload {
         Workload::RangeScan,
         Workload::Transfer,
         Workload::Insert10,
+        Workload::IndexLookup,
+        Workload::Insert10TwoIndexes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +63,8 @@ impl Workload {
             Workload::RangeScan => "range-scan",
             Workload::Transfer => "transfer",
             Workload::Insert10 => "insert-10",
+            Workload::IndexLookup => "index-lookup",
+            Workload::Insert10TwoIndexes => "insert-10-2idx",
         }
     }
 
@@ -78,6 +86,8 @@ impl Workload {
         match self {
             Workload::ScanAgg | Workload::RangeScan => "kv_scan",
             Workload::BulkInsert | Workload::Insert10 => "kv_bulk",
+            Workload::IndexLookup => "kv_idx",
+            Workload::Insert10TwoIndexes => "kv_ins",
             _ => "kv",
         }
     }
@@ -101,14 +111,21 @@ pub fn value(k: i64, salt: u64) -> String {
     s
 }
 
+/// The statements that (re)create a workload table: `(k BIGINT PRIMARY KEY, v TEXT)`, for
+/// `kv_idx` with `v` unique, for `kv_ins` with a unique index on `v` and one on `(k, v)`.
+fn create_table(table: &str) -> String {
+    let unique = if table == "kv_idx" { " UNIQUE" } else { "" };
+    let mut sql = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (k BIGINT PRIMARY KEY, v TEXT{unique});");
+    if table == "kv_ins" {
+        sql.push_str(" CREATE UNIQUE INDEX kv_ins_v ON kv_ins (v); CREATE INDEX kv_ins_kv ON kv_ins (k, v);");
+    }
+    sql
+}
+
 /// (Re)creates `table` and loads keys 0..rows with `clients` concurrent loaders.
 pub async fn load(url: &str, name: &str, table: &str, rows: i64, clients: usize) -> Result<(), String> {
     let admin = connect(url).await?;
-    admin.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).await.map_err(|e| e.to_string())?;
-    admin
-        .batch_execute(&format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY, v TEXT)"))
-        .await
-        .map_err(|e| format!("create {table}: {e}"))?;
+    admin.batch_execute(&create_table(table)).await.map_err(|e| format!("create {table}: {e}"))?;
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -216,13 +233,10 @@ pub async fn prepare(
     scan_rows: i64,
     clients: usize,
 ) -> Result<(), String> {
-    let point = workloads.iter().any(|w| w.table() == "kv");
-    let scan = workloads.iter().any(|w| w.table() == "kv_scan");
-    if point {
-        load(url, name, "kv", rows, clients).await?;
-    }
-    if scan {
-        load(url, name, "kv_scan", scan_rows, clients).await?;
+    for (table, rows) in [("kv", rows), ("kv_scan", scan_rows), ("kv_idx", rows)] {
+        if workloads.iter().any(|w| w.table() == table) {
+            load(url, name, table, rows, clients).await?;
+        }
     }
     Ok(())
 }
@@ -242,10 +256,9 @@ pub async fn run(
         Workload::ScanAgg => clients.clamp(1, 4),
         _ => clients.max(1),
     };
-    if matches!(workload, Workload::BulkInsert | Workload::Insert10) {
+    if matches!(workload, Workload::BulkInsert | Workload::Insert10 | Workload::Insert10TwoIndexes) {
         let admin = connect(url).await?;
-        admin.batch_execute("DROP TABLE IF EXISTS kv_bulk").await.map_err(|e| e.to_string())?;
-        admin.batch_execute("CREATE TABLE kv_bulk (k BIGINT PRIMARY KEY, v TEXT)").await.map_err(|e| e.to_string())?;
+        admin.batch_execute(&create_table(workload.table())).await.map_err(|e| e.to_string())?;
     }
     let start = Instant::now() + warmup;
     let end = start + duration;
@@ -307,9 +320,11 @@ async fn client_loop(
         let bulk = match workload {
             Workload::BulkInsert => Some(insert_statement(&client, "kv_bulk", BATCH, false).await?),
             Workload::Insert10 => Some(insert_statement(&client, "kv_bulk", 10, false).await?),
+            Workload::Insert10TwoIndexes => Some(insert_statement(&client, "kv_ins", 10, false).await?),
             _ => None,
         };
         let update = prepare("kv", "UPDATE kv SET v = $2 WHERE k = $1").await?;
+        let by_value = prepare("kv_idx", "SELECT k FROM kv_idx WHERE v = $1").await?;
         while Instant::now() < end {
             let began = Instant::now();
             let result = match workload {
@@ -336,11 +351,16 @@ async fn client_loop(
                     let stmt = bulk.as_ref().expect("prepared for bulk-insert");
                     insert_batch(&client, stmt, first, first + BATCH as i64, 0).await.map_err(text)
                 }
-                Workload::Insert10 => {
+                Workload::Insert10 | Workload::Insert10TwoIndexes => {
                     let first = (id as i64) * 1_000_000_000 + batch_no * 10;
                     batch_no += 1;
                     let stmt = bulk.as_ref().expect("prepared for insert-10");
                     insert_batch(&client, stmt, first, first + 10, 0).await.map_err(text)
+                }
+                Workload::IndexLookup => {
+                    let v = value(rng.gen_range(0..rows), 0);
+                    let found = client.query_opt(by_value.as_ref().expect("kv_idx"), &[&v]).await;
+                    found.map_err(text).and_then(|row| row.map(|_| ()).ok_or_else(|| format!("no row has v = {v}")))
                 }
                 Workload::Transfer => {
                     let (a, b) = (rng.gen_range(0..rows), rng.gen_range(0..rows));

@@ -11,6 +11,9 @@
 //! was stored before ALTER TABLE added it: it reads as the column's `missing` value. For simplicity the key columns are
 //! stored in the value too, so decoding a row never parses its key. A later MVCC version
 //! suffix goes after the key.
+//!
+//! Secondary index entries ([`index_entry`]) are laid out the same way in the index's own key
+//! space: `0x01 ‖ index id ‖ bucket ‖ indexed values [‖ primary key]` → primary key.
 
 use std::sync::Arc;
 

@@ -16,17 +16,21 @@
 //! 3. `exec`: [`Session::execute`] calls `exec::Executor::execute`, which binds the `$n` values
 //!    and runs the plan: queries stream from DataFusion, writes go through `exec::write`
 //!    (INSERT) and `exec::modify` (UPDATE / DELETE, re-run for shards that lost a race), each
-//!    checking the table's CHECK constraints (`exec::checks`); DDL through `exec::ddl` and
-//!    `exec::sequences`, the fast paths through `exec::point`.
+//!    checking the table's CHECK constraints (`exec::checks`) and keeping its secondary
+//!    indexes' entries (`exec::indexes`); DDL through `exec::ddl`, `exec::index_ddl` (online
+//!    CREATE / DROP INDEX and the backfill) and `exec::sequences`, the fast paths through
+//!    `exec::point`; commits through `exec::commit` (the schema-version check first).
 //! 4. `catalog`: table and sequence definitions cached from the meta group
 //!    (`catalog::Catalog`), the DataFusion catalog providers, the `pg_catalog` overlay.
 //! 5. `scan`: a table as DataFusion reads it: `scan::ShardedTable` (a `TableProvider`), its
-//!    primary-key pushdown (`scan::key_scan`) and `ShardScanExec`, one partition per shard,
-//!    pages of rows read with `Cluster::read`.
+//!    primary-key pushdown (`scan::key_scan`), else the best index's (`scan::keys::index_scan`),
+//!    and `ShardScanExec`, one partition per shard read, pages of rows (or of index entries,
+//!    then their rows) read with `Cluster::read`.
 //! 6. below them all: `sequence` (the values a node takes from a sequence's counter in the
 //!    meta group, hands out to `nextval`, and a session's `currval`), `encoding` (key = table
-//!    ‖ bucket ‖ memcomparable primary key; value = every column), `table` (what a definition
-//!    holds: columns, defaults, CHECK constraints; sequences), `types` (column types and
+//!    ‖ bucket ‖ memcomparable primary key; value = every column; index entries), `table`
+//!    (what a definition holds: columns, defaults, CHECK constraints, indexes, its version;
+//!    sequences), `types` (column types and
 //!    PostgreSQL's coercions), `columns` (result columns named and typed as PostgreSQL
 //!    does), `error` (DataFusion's errors as raftable's), and [`Cluster`], the shards as the
 //!    `server` crate gives them (over `cluster::Router`; [`local`] over one unreplicated

@@ -631,6 +631,42 @@ mod tests {
         assert!(db.session.engine.catalog.get("w").await.unwrap().unwrap().index("w_v").is_none());
     }
 
+    /// Prepared statements read through the indexes the table has when they run: a lookup by
+    /// a unique column takes the point path through its index, a query planned before an
+    /// index existed uses it once it is public and stops when it is dropped (the rows stay
+    /// right throughout), and a point lookup whose index was dropped asks to be prepared again.
+    #[tokio::test]
+    async fn prepared_statements_follow_the_indexes_as_they_change() {
+        let mut db = Db::new();
+        db.ok("CREATE TABLE pi (k INT PRIMARY KEY, u TEXT, v INT)").await;
+        db.ok("INSERT INTO pi SELECT value, 'u' || value, value % 7 FROM generate_series(1, 300)").await;
+        let by_v = db.prepare("SELECT count(*) FROM pi WHERE v = $1").await.unwrap();
+        async fn count(db: &mut Db, stmt: Arc<Prepared>) -> String {
+            let out = db.session.execute(&stmt, vec![ScalarValue::Int32(Some(3))]).await.unwrap();
+            let Output::Rows { stream, .. } = out else { panic!("rows") };
+            let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+            array_value_to_string(batches[0].column(0), 0).unwrap()
+        }
+        assert_eq!(count(&mut db, by_v.clone()).await, "43");
+        db.ok("CREATE INDEX pi_v ON pi (v)").await;
+        db.ok("UPDATE pi SET v = 3 WHERE k = 1").await;
+        assert_eq!(count(&mut db, by_v.clone()).await, "44");
+        let plan = db.ok("EXPLAIN SELECT count(*) FROM pi WHERE v = 3").await;
+        assert!(plan.iter().flatten().any(|l| l.contains("index=pi_v")), "{plan:?}");
+        db.ok("DROP INDEX pi_v").await;
+        assert_eq!(count(&mut db, by_v).await, "44");
+
+        db.ok("CREATE UNIQUE INDEX pi_u ON pi (u)").await;
+        let lookup = db.prepare("SELECT k, v FROM pi WHERE u = $1").await.unwrap();
+        assert!(matches!(&lookup.plan, Plan::PointSelect(p) if p.via.is_some()));
+        let text = |u: &str| vec![ScalarValue::Utf8(Some(u.to_string()))];
+        assert_eq!(db.run("SELECT k, v FROM pi WHERE u = $1", text("u10")).await.unwrap(), rows(&[&["10", "3"]]));
+        assert_eq!(db.run("SELECT k FROM pi WHERE u = $1", text("u0")).await.unwrap(), rows(&[]));
+        db.ok("DROP INDEX pi_u").await;
+        let e = db.session.execute(&lookup, text("u10")).await.map(|_| ());
+        assert!(matches!(e, Err(Error::Unsupported(_))), "{e:?}");
+    }
+
     /// A transaction that wrote a table before an index of it was built does not commit after
     /// (40001): its row would have no entry. One that wrote after the build commits.
     #[tokio::test]

@@ -70,6 +70,12 @@ impl Catalog {
         Ok(cached(self))
     }
 
+    /// The table definition if the cache's lease holds (None: not known now, or no table).
+    pub fn leased(&self, name: &str) -> Option<Arc<TableDef>> {
+        let fresh = self.read_at.read().expect("catalog lock").is_some_and(|t| t.elapsed() < LEASE);
+        fresh.then(|| self.cached(name)).flatten()
+    }
+
     pub fn cached(&self, name: &str) -> Option<Arc<TableDef>> {
         self.tables.read().expect("catalog lock").get(name).cloned()
     }

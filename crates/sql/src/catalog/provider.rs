@@ -19,7 +19,7 @@ use raftable_common::ShardId;
 use super::cache::Catalog;
 use crate::cluster::ClusterRef;
 use crate::error::to_datafusion;
-use crate::scan::ShardedTable;
+use crate::scan::{Current, ShardedTable};
 
 pub(crate) const CATALOG: &str = "raftable";
 pub(crate) const PUBLIC: &str = "public";
@@ -95,7 +95,9 @@ impl SchemaProvider for PublicSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let Some(def) = self.catalog.0.get(name).await.map_err(to_datafusion)? else { return Ok(None) };
-        Ok(Some(Arc::new(ShardedTable::new(def, self.cluster.clone(), &self.nextval))))
+        let catalog = self.catalog.0.clone();
+        let current: Current = Arc::new(move |name| catalog.leased(name));
+        Ok(Some(Arc::new(ShardedTable::new(def, self.cluster.clone(), &self.nextval, current))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -49,13 +49,14 @@ use crate::error::from_datafusion;
 use crate::offload::planning;
 use crate::plan::insert::InsertPlan;
 use crate::plan::params::{bind, bind_as, bind_exprs};
+use crate::plan::point::PointSelect;
 use crate::plan::query::QueryPlan;
 use crate::plan::returning::Returning;
 use crate::plan::Conflict;
 use crate::plan::{Plan, Prepared};
 use crate::scan::Snapshot;
 use crate::sequence::Sequences;
-use crate::table::TableDef;
+use crate::table::{IndexState, TableDef};
 use raftable_txn::{Coordinator, Txn};
 use write::{evaluate, OnConflict, RowIds, Shards};
 
@@ -168,7 +169,16 @@ impl Executor<'_> {
     /// Runs a prepared data statement with its parameter values (already as many as it takes).
     pub(crate) async fn execute(&self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         if let Some(def) = prepared.target().filter(|_| !prepared.writes()) {
-            self.check_current(def).await?;
+            let current = self.check_current(def).await?;
+            // A lookup through an index needs that index public still.
+            if let Plan::PointSelect(PointSelect { via: Some(index), .. }) = &prepared.plan {
+                if !current.indexes.iter().any(|i| i.id == index.id && i.state == IndexState::Public) {
+                    return Err(Error::unsupported(format!(
+                        "cached plan must be re-prepared: index \"{}\" was dropped",
+                        index.name
+                    )));
+                }
+            }
         }
         match &prepared.plan {
             Plan::PointSelect(point) => {

@@ -29,7 +29,8 @@ use crate::table::TableDef;
 /// The rows are changed a batch at a time as the read returns them when it scans the table
 /// once and keeps every key: its writes then touch only rows the scan has passed, and the
 /// statement holds one batch at a time (its transaction spills to disk). Otherwise they are
-/// read whole first: a key change deletes every old key before it checks the new ones, and a
+/// read whole first: a key change deletes every old key before it checks the new ones, a
+/// change of indexed values could put entries ahead of a read through the index, and a
 /// second scan of the table (a subquery) could meet the statement's own writes.
 pub(crate) async fn run(
     ctx: &SessionContext,
@@ -43,7 +44,10 @@ pub(crate) async fn run(
     let checks = Checks::compile(ctx, def)?;
     let bound = bind(&modify.read, params)?;
     let moves_keys = modify.sets.as_ref().is_some_and(|sets| sets.iter().any(|c| def.pk.contains(c)));
-    let whole = moves_keys || scans_of(&bound, &def.name) != 1;
+    // New index entries could land ahead of a read going through that index.
+    let moves_entries =
+        modify.sets.as_ref().is_some_and(|sets| sets.iter().any(|c| def.indexes.iter().any(|i| i.columns.contains(c))));
+    let whole = moves_keys || moves_entries || scans_of(&bound, &def.name) != 1;
     let mut source = write_source(ctx, shards.txn, bound, whole).await?;
     let (mut count, mut out) = (0, Vec::new());
     while let Some(batch) = next_rows(&mut source).await? {

@@ -4,7 +4,7 @@
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::scalar::ScalarValue;
-use raftable_common::{Error, Result, ShardRead};
+use raftable_common::{Error, Result, ShardId, ShardRead};
 use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
@@ -12,7 +12,9 @@ use super::checks::Checks;
 use super::indexes::Indexes;
 use super::write::{InsertRun, OnConflict, Shards};
 use crate::cluster::Cluster;
-use crate::encoding::{bucket_of, encode_key_part, row_key, RowDecoder};
+use crate::encoding::{
+    bucket_of, bucket_prefix, decode_all, encode_index_part, encode_key_part, index_entry, row_key, RowDecoder,
+};
 use crate::error::from_datafusion;
 use crate::plan::point::{ParamInsert, PointSelect};
 use crate::plan::Conflict;
@@ -21,16 +23,17 @@ use crate::types::{changed_text, coerce_scalar};
 
 impl PointSelect {
     /// Reads the row: the newest version (a linearizable point read), or through `txn` as a
-    /// transaction block sees it.
+    /// transaction block sees it. By a unique index: its entry, then the row it points to.
     pub(crate) async fn execute(
         &self,
         cluster: &dyn Cluster,
         txn: Option<&Txn>,
         params: &[ScalarValue],
     ) -> Result<RecordBatch> {
-        let mut pk = Vec::with_capacity(16);
-        for (k, p) in self.key_params.iter().enumerate() {
-            let col = &self.def.columns[self.def.pk[k]];
+        let key = self.via.as_ref().map_or(&self.def.pk, |i| &i.columns);
+        let mut encoded = Vec::with_capacity(16);
+        for (p, c) in self.key_params.iter().zip(key) {
+            let col = &self.def.columns[*c];
             let value = match coerce_scalar(&col.ty, &col.name, &params[*p]) {
                 Ok(v) => v,
                 // A value the key column cannot hold (too long, out of range) matches no row.
@@ -49,13 +52,56 @@ impl PointSelect {
                 return Ok(RecordBatch::new_empty(self.schema.clone()));
             }
             let array = value.to_array().map_err(from_datafusion)?;
-            encode_key_part(&mut pk, array.as_ref(), 0)?;
+            match self.via {
+                None => encode_key_part(&mut encoded, array.as_ref(), 0)?,
+                Some(_) => encode_index_part(&mut encoded, array.as_ref(), 0)?,
+            }
         }
-        let shard = self.def.shards[bucket_of(&pk, self.def.buckets) as usize];
-        let read = ShardRead::Get { key: row_key(&self.def, &pk) };
-        let rows = match txn {
-            Some(txn) => txn.read(shard, read).await?,
-            None => until_unlocked(cluster, shard, || cluster.read(shard, read.clone())).await?,
+        let read = |shard: ShardId, key: Vec<u8>| async move {
+            let read = ShardRead::Get { key };
+            match txn {
+                Some(txn) => txn.read(shard, read).await,
+                None => until_unlocked(cluster, shard, || cluster.read(shard, read.clone())).await,
+            }
+        };
+        let row = |pk: &[u8]| (self.def.shards[bucket_of(pk, self.def.buckets) as usize], row_key(&self.def, pk));
+        let rows = match &self.via {
+            None => {
+                let (shard, key) = row(&encoded);
+                read(shard, key).await?
+            }
+            Some(index) => {
+                let bucket = bucket_of(&encoded, index.buckets);
+                let entry_key = [bucket_prefix(index.id, bucket).as_slice(), &encoded].concat();
+                let mut attempts = 0;
+                loop {
+                    let Some(entry) = read(index.shards[bucket as usize], entry_key.clone()).await?.pop() else {
+                        break Vec::new();
+                    };
+                    let (shard, key) = row(&entry.value);
+                    let rows = read(shard, key).await?;
+                    // Outside a transaction the entry and the row are read one after the
+                    // other: the row must still hold the values (else it changed between, and
+                    // the lookup runs again).
+                    let holds = match rows.first() {
+                        Some(r) => {
+                            let full = decode_all(&self.def, &[r.value.as_slice()])?;
+                            index_entry(index, full.columns(), 0, &entry.value)?.key == entry_key
+                        }
+                        None => false,
+                    };
+                    attempts += 1;
+                    if holds || txn.is_some() {
+                        break if holds { rows } else { Vec::new() };
+                    }
+                    if attempts == 10 {
+                        return Err(Error::TxnConflict(format!(
+                            "the row under index \"{}\" kept changing during the lookup",
+                            index.name
+                        )));
+                    }
+                }
+            }
         };
         let mut decoder = RowDecoder::new(&self.def, &self.columns, self.schema.clone());
         for row in &rows {

@@ -167,7 +167,7 @@ impl Prepared {
 /// cluster (whose shards the internal reads of writes scan).
 pub(crate) struct Planner<'a> {
     pub ctx: &'a SessionContext,
-    pub catalog: &'a Catalog,
+    pub catalog: &'a Arc<Catalog>,
     pub cluster: &'a Arc<dyn Cluster>,
 }
 

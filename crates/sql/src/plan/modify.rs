@@ -32,7 +32,7 @@ use super::{Plan, Planned, Planner};
 use crate::ast::{column_name, ident};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
-use crate::scan::{computed_default, ShardedTable};
+use crate::scan::{computed_default, Current, ShardedTable};
 use crate::table::{Identity, TableDef};
 
 /// An UPDATE or DELETE.
@@ -170,8 +170,10 @@ async fn plan_modify(
     returning: Option<&[SelectItem]>,
 ) -> Result<Planned> {
     let table = TableReference::bare(def.name.clone());
-    let source =
-        provider_as_source(Arc::new(ShardedTable::internal(def.clone(), ClusterRef(planner.cluster.clone()), None)));
+    let catalog = planner.catalog.clone();
+    let current: Current = Arc::new(move |name| catalog.leased(name));
+    let internal = ShardedTable::internal(def.clone(), ClusterRef(planner.cluster.clone()), None, current);
+    let source = provider_as_source(Arc::new(internal));
     let state = planner.ctx.state();
     let tables = Tables::resolve(&state, statement, vec![(table.clone(), source.clone())]).await?;
     let alias = alias.map(|a| ident(&a.name));

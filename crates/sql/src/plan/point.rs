@@ -1,5 +1,5 @@
 //! The fast path of prepared point statements: `SELECT cols FROM t WHERE <every key column> =
-//! $n` and `INSERT INTO t (...) VALUES ($1, ...), ($k, ...)` whose values are all parameters, one
+//! $n` (the primary key's, or a unique index's) and `INSERT INTO t (...) VALUES ($1, ...), ($k, ...)` whose values are all parameters, one
 //! row or many (plain, `ON CONFLICT DO NOTHING` or an upsert overwriting from `excluded`). They
 //! are recognised here once, at prepare time, from the statement's shape; each execution
 //! (`exec::point`) then binds the parameters, encodes the keys and goes straight to the shards
@@ -17,15 +17,17 @@ use raftable_common::Result;
 use super::Conflict;
 use crate::ast::{column_name, ident, param_number, table_name};
 use crate::columns::origin_field;
-use crate::table::TableDef;
+use crate::table::{IndexDef, IndexState, TableDef};
 
-/// A primary-key lookup.
+/// A lookup by the primary key, or by every column of a public unique index (`via`).
 pub(crate) struct PointSelect {
     pub def: Arc<TableDef>,
     /// Table columns returned, in order.
     pub columns: Vec<usize>,
     /// Per key column (in key order), the parameter index holding its value.
     pub key_params: Vec<usize>,
+    /// The unique index looked up (None: the primary key).
+    pub via: Option<IndexDef>,
     pub schema: SchemaRef,
 }
 
@@ -84,7 +86,8 @@ impl PointSelect {
                 Field::new(alias.unwrap_or_else(|| def.columns[i].name.clone()), def.columns[i].ty.arrow(), true);
             fields.push(origin_field(field, def, i));
         }
-        let mut key_params = vec![None; def.pk.len()];
+        // column → parameter, for each `column = $n`.
+        let mut equal: Vec<(usize, usize)> = Vec::new();
         let mut conjuncts = vec![s.selection.as_ref()?];
         while let Some(e) = conjuncts.pop() {
             match e {
@@ -97,28 +100,44 @@ impl PointSelect {
                         (AstExpr::Identifier(id), p) | (p, AstExpr::Identifier(id)) => (ident(id), placeholder(p)?),
                         _ => return None,
                     };
-                    let pos = def.pk.iter().position(|k| def.columns[*k].name == col)?;
-                    if key_params[pos].replace(param).is_some() {
+                    let i = def.column(&col).ok().filter(|i| def.columns[*i].is_visible() || def.pk.contains(i))?;
+                    if equal.iter().any(|(c, _)| *c == i) {
                         return None;
                     }
+                    equal.push((i, param));
                 }
                 AstExpr::Nested(inner) => conjuncts.push(inner),
                 _ => return None,
             }
         }
-        let key_params = key_params.into_iter().collect::<Option<Vec<_>>>()?;
+        // The primary key if the equalities name exactly its columns, else a unique index's.
+        let names_exactly =
+            |key: &[usize]| key.len() == equal.len() && key.iter().all(|k| equal.iter().any(|(c, _)| c == k));
+        let via = match names_exactly(&def.pk) {
+            true => None,
+            false => Some(
+                def.indexes
+                    .iter()
+                    .find(|i| i.unique && i.state == IndexState::Public && names_exactly(&i.columns))?
+                    .clone(),
+            ),
+        };
+        let key = via.as_ref().map_or(&def.pk, |i| &i.columns);
+        let key_params =
+            key.iter().map(|k| equal.iter().find(|(c, _)| c == k).map(|(_, p)| *p)).collect::<Option<Vec<_>>>()?;
         let mut distinct = columns.clone();
         distinct.sort_unstable();
         distinct.dedup();
         if distinct.len() != columns.len() {
             return None; // a column returned twice: the general path handles it
         }
-        Some(PointSelect { def: def.clone(), columns, key_params, schema: Arc::new(Schema::new(fields)) })
+        Some(PointSelect { def: def.clone(), columns, key_params, via, schema: Arc::new(Schema::new(fields)) })
     }
 
     /// Parameter types: the key columns' types where the key takes them.
     pub(crate) fn param_types(&self) -> Vec<(usize, DataType)> {
-        self.key_params.iter().enumerate().map(|(k, p)| (*p, self.def.columns[self.def.pk[k]].ty.arrow())).collect()
+        let key = self.via.as_ref().map_or(&self.def.pk, |i| &i.columns);
+        self.key_params.iter().zip(key).map(|(p, c)| (*p, self.def.columns[*c].ty.arrow())).collect()
     }
 }
 

@@ -18,4 +18,4 @@ mod table;
 
 pub use snapshot::Snapshot;
 pub(crate) use table::computed_default;
-pub use table::ShardedTable;
+pub use table::{Current, ShardedTable};

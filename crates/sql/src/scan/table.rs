@@ -21,12 +21,11 @@ use raftable_common::ShardId;
 use super::exec::ShardScanExec;
 use super::keys::{index_scan, is_everything, key_column, key_scan};
 use crate::cluster::ClusterRef;
-use crate::table::{Computed, IndexState, TableDef};
+use crate::table::{Computed, IndexDef, IndexState, TableDef};
 
 /// A table for DataFusion: its visible columns over every shard ([`ShardedTable::new`]), or
 /// for the internal read of an UPDATE / DELETE every column, the hidden row id included, over
 /// some shards only ([`ShardedTable::internal`]).
-#[derive(Debug)]
 pub struct ShardedTable {
     pub def: Arc<TableDef>,
     /// The table columns the provider's schema shows, in order.
@@ -37,12 +36,25 @@ pub struct ShardedTable {
     only: Option<BTreeSet<ShardId>>,
     /// Column defaults, for INSERTs that leave columns out.
     defaults: std::collections::HashMap<String, Expr>,
+    /// The table's current definition (a plan outlives the definition it was made with): its
+    /// public indexes are the ones a scan may read.
+    current: Current,
 }
+
+impl std::fmt::Debug for ShardedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedTable").field("table", &self.def.name).field("only", &self.only).finish_non_exhaustive()
+    }
+}
+
+/// The current definition of a table, as a catalog whose lease holds has it (None: not known
+/// now; then no index is read).
+pub type Current = Arc<dyn Fn(&str) -> Option<Arc<TableDef>> + Send + Sync>;
 
 impl ShardedTable {
     /// The table as queries see it: visible columns, every shard. `nextval` is the session's
     /// function, for defaults that call it.
-    pub fn new(def: Arc<TableDef>, cluster: ClusterRef, nextval: &Arc<ScalarUDF>) -> Self {
+    pub fn new(def: Arc<TableDef>, cluster: ClusterRef, nextval: &Arc<ScalarUDF>, current: Current) -> Self {
         let schema = def.visible_schema();
         let defaults = (0..def.columns.len())
             .filter_map(|i| {
@@ -55,14 +67,28 @@ impl ShardedTable {
                 expr.map(|e| (column.name.clone(), e))
             })
             .collect();
-        Self { columns: def.visible(), def, schema, cluster, only: None, defaults }
+        Self { columns: def.visible(), def, schema, cluster, only: None, defaults, current }
     }
 
     /// The table as a write statement reads it: every column (the hidden row id too), only the
     /// shards in `only` if given.
-    pub fn internal(def: Arc<TableDef>, cluster: ClusterRef, only: Option<BTreeSet<ShardId>>) -> Self {
+    pub fn internal(
+        def: Arc<TableDef>,
+        cluster: ClusterRef,
+        only: Option<BTreeSet<ShardId>>,
+        current: Current,
+    ) -> Self {
         let schema = Arc::new(def.full_schema());
-        Self { columns: (0..def.columns.len()).collect(), def, schema, cluster, only, defaults: Default::default() }
+        let columns = (0..def.columns.len()).collect();
+        Self { columns, def, schema, cluster, only, defaults: Default::default(), current }
+    }
+
+    /// The definition whose public indexes a scan may read now: the current one if the plan's
+    /// columns hold its indexes' (columns are only ever appended), else none.
+    fn indexed(&self) -> Option<Arc<TableDef>> {
+        let current = (self.current)(&self.def.name).filter(|c| c.id == self.def.id)?;
+        let known = |i: &IndexDef| i.columns.iter().all(|c| *c < self.def.columns.len());
+        current.indexes.iter().all(known).then_some(current)
     }
 }
 
@@ -94,10 +120,13 @@ impl TableProvider for ShardedTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        let names = |cols: &[usize]| cols.iter().map(|i| self.def.columns[*i].name.as_str()).collect::<Vec<_>>();
+        let names = |cols: &[usize]| cols.iter().map(|i| self.def.columns[*i].name.clone()).collect::<Vec<_>>();
         let mut keys = vec![names(&self.def.pk)];
-        let public = self.def.indexes.iter().filter(|i| i.state == IndexState::Public);
-        keys.extend(public.map(|i| names(&i.columns)));
+        if let Some(current) = self.indexed() {
+            let public = current.indexes.iter().filter(|i| i.state == IndexState::Public);
+            keys.extend(public.map(|i| names(&i.columns)));
+        }
+        let keys: Vec<Vec<&str>> = keys.iter().map(|k| k.iter().map(String::as_str).collect()).collect();
         Ok(filters
             .iter()
             .map(|f| {
@@ -128,9 +157,12 @@ impl TableProvider for ShardedTable {
         let keys = key_scan(&self.def, filters);
         // Without a primary-key bound, the best index that bounds the read (not for the
         // re-run of a write over some shards: those are table shards).
-        let index = match is_everything(&keys) && self.only.is_none() {
-            true => index_scan(&self.def, filters).map(|(i, scan)| (i.clone(), scan)),
-            false => None,
+        let index = match (is_everything(&keys) && self.only.is_none()).then(|| self.indexed()).flatten() {
+            Some(current) => {
+                let def = TableDef { indexes: current.indexes.clone(), ..(*self.def).clone() };
+                index_scan(&def, filters).map(|(i, scan)| (i.clone(), scan))
+            }
+            None => None,
         };
         Ok(Arc::new(ShardScanExec::new(
             index,
