@@ -39,6 +39,7 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
             let mut changed = false;
             for stmt in &mut statements {
                 changed |= decorrelate::lookups_as_joins(stmt);
+                changed |= rewrite::regclass_of_text(stmt);
             }
             if !changed {
                 return catalog_parse(sql).map_err(syntax);

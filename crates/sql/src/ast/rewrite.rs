@@ -147,6 +147,26 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
     });
 }
 
+/// `CAST(f(...) AS regclass)` of a function's text (SQLAlchemy's
+/// `pg_get_serial_sequence(...)::regclass`) becomes `to_regclass(f(...))`: the name's OID, where
+/// datafusion-pg-catalog's rewrite would cast the text to an integer. Returns whether it
+/// changed anything. (A literal's cast is datafusion-pg-catalog's; a column's is an OID.)
+pub(crate) fn regclass_of_text(stmt: &mut Statement) -> bool {
+    let mut changed = false;
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Cast { expr, data_type, .. } = e {
+            let regclass =
+                matches!(data_type, AstType::Regclass) || data_type.to_string().to_lowercase().ends_with("regclass");
+            if regclass && matches!(expr.as_ref(), Expr::Function(_)) {
+                *e = call("to_regclass", vec![(**expr).clone()]);
+                changed = true;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
 /// Types of `$n` that PostgreSQL takes from where they stand and DataFusion leaves unknown:
 /// bigint for a LIMIT or OFFSET, the target type of a cast (`$1::bigint`). A client that sends
 /// untyped text values (node-postgres, pgJDBC's metadata) would otherwise bind a string there.
@@ -190,6 +210,18 @@ mod tests {
 
     fn one(sql: &str) -> Statement {
         Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0)
+    }
+
+    #[test]
+    fn regclass_casts_of_function_text_resolve_names() {
+        let mut stmt =
+            one("SELECT CAST(CAST(pg_get_serial_sequence('t', 'id') AS REGCLASS) AS OID), a::regclass, 'x'::regclass");
+        assert!(regclass_of_text(&mut stmt));
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT CAST(to_regclass(pg_get_serial_sequence('t', 'id')) AS OID), a::REGCLASS, 'x'::REGCLASS"
+        );
+        assert!(!regclass_of_text(&mut one("SELECT a::regclass")));
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_indexdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
-    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog)));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("to_regclass", catalog)));
     for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible"] {
         ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
     }
@@ -424,15 +425,13 @@ struct AmendedTable {
 /// The `int2vector`, `oidvector` and array columns of `pg_index` and `pg_constraint`, with
 /// their element types: datafusion-pg-catalog holds them as text (`1 3`, `{1,3}`), so
 /// `unnest(indkey)` (SQLAlchemy's reflection) failed; the overlay shows them as arrays, as
-/// PostgreSQL does.
+/// PostgreSQL does. `indoption` stays text: what clients do with it is read PostgreSQL's text
+/// form of an `int2vector` (`0 0`: SQLAlchemy splits it at the spaces).
 fn array_columns(kind: Amended) -> &'static [(&'static str, DataType)] {
     match kind {
-        Amended::Index => &[
-            ("indkey", DataType::Int16),
-            ("indoption", DataType::Int16),
-            ("indclass", DataType::Int32),
-            ("indcollation", DataType::Int32),
-        ],
+        Amended::Index => {
+            &[("indkey", DataType::Int16), ("indclass", DataType::Int32), ("indcollation", DataType::Int32)]
+        }
         Amended::Constraint => &[("conkey", DataType::Int16), ("confkey", DataType::Int16)],
         _ => &[],
     }
@@ -877,6 +876,27 @@ impl DefinitionUdf {
         Self { name, signature: Signature::variadic_any(Volatility::Stable), catalog }
     }
 
+    /// `to_regclass(name)`: the OID of the table, sequence or index `name` names (optionally
+    /// `public.`-qualified or quoted), or of PostgreSQL's own relations by number; None if
+    /// there is none.
+    fn relation_oid(&self, name: &str) -> Option<i32> {
+        if let Ok(oid) = name.parse::<i32>() {
+            return Some(oid);
+        }
+        let name = name.strip_prefix("public.").unwrap_or(name);
+        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => name.to_lowercase(),
+        };
+        if let Some(t) = self.catalog.cached(&name) {
+            return Some(t.oid());
+        }
+        if let Some(s) = self.catalog.cached_sequence(&name) {
+            return Some(s.oid());
+        }
+        self.catalog.all().iter().find_map(|t| t.index(&name).map(|i| i.oid()))
+    }
+
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
     fn definition(&self, oid: i64, column: i64) -> Option<String> {
         if self.name == "pg_get_constraintdef" && oid >= CHECK_OID {
@@ -931,13 +951,20 @@ impl ScalarUDFImpl for DefinitionUdf {
     }
 
     fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
+        Ok(if self.name == "to_regclass" { DataType::Int32 } else { DataType::Utf8 })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let Some(first) = args.args.first() else {
             return Err(DataFusionError::Plan(format!("{} needs an argument", self.name)));
         };
+        if self.name == "to_regclass" {
+            let names = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::Utf8)?;
+            let names = names.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+            let oids: datafusion::arrow::array::Int32Array =
+                names.iter().map(|n| n.and_then(|n| self.relation_oid(n))).collect();
+            return Ok(ColumnarValue::Array(Arc::new(oids)));
+        }
         if self.name == "pg_get_expr" {
             let text = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::Utf8)?;
             return Ok(ColumnarValue::Array(text));
