@@ -20,9 +20,10 @@ use datafusion::sql::sqlparser::ast::{
     SqlOption, TableConstraint, UnaryOperator, Value,
 };
 use raftable_common::{Error, Result, ShardRead};
+use raftable_txn::Coordinator;
 
 use super::checks::Checks;
-use super::index_ddl::{clear_index, clear_range, default_name, index_columns, new_index, remove_index};
+use super::index_ddl::{add_unique, clear_index, clear_range, default_name, index_columns, new_index, remove_index};
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
@@ -308,6 +309,7 @@ pub(crate) async fn alter_table(
     cluster: &dyn Cluster,
     catalog: &Catalog,
     sequences: &Sequences,
+    coordinator: &Arc<Coordinator>,
     alter: &AlterTable,
 ) -> Result<()> {
     let name = table_name(&alter.name)?;
@@ -317,11 +319,18 @@ pub(crate) async fn alter_table(
         }
         return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
     };
-    // DROP CONSTRAINT of a UNIQUE constraint drops its index, in steps of its own.
-    if let [AlterTableOperation::DropConstraint { name, .. }] = alter.operations.as_slice() {
-        if let Some(index) = current.index(&ident(name)).filter(|i| i.constraint).cloned() {
-            return remove_index(cluster, catalog, &current, &index).await.map(|_| ());
+    // A UNIQUE constraint is its index, added and dropped in steps of its own.
+    match alter.operations.as_slice() {
+        [AlterTableOperation::DropConstraint { name, .. }] => {
+            if let Some(index) = current.index(&ident(name)).filter(|i| i.constraint).cloned() {
+                return remove_index(cluster, catalog, &current, &index).await.map(|_| ());
+            }
         }
+        [AlterTableOperation::AddConstraint { constraint: TableConstraint::Unique(u), .. }] => {
+            let given = u.name.as_ref().map(ident);
+            return add_unique(cluster, catalog, coordinator, &current, given, &u.columns).await;
+        }
+        _ => {}
     }
     // The indexes on columns being dropped go first, as PostgreSQL drops them with the column.
     let mut current = current;

@@ -123,7 +123,42 @@ pub(crate) async fn create_index(
         return Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")));
     }
     let index = new_index(cluster, &def, name, columns, create.unique, IndexState::DeleteOnly).await?;
-    let def = step(catalog, &def, |d| d.indexes.push(index.clone())).await?;
+    build(cluster, catalog, coordinator, &def, index).await
+}
+
+/// `ALTER TABLE t ADD [CONSTRAINT name] UNIQUE (cols)`: its index, built online as CREATE
+/// UNIQUE INDEX builds one (named `<table>_<cols>_key` unless named).
+pub(crate) async fn add_unique(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    coordinator: &Arc<Coordinator>,
+    def: &TableDef,
+    given: Option<String>,
+    columns: &[IndexColumn],
+) -> Result<()> {
+    let columns = index_columns(def, columns)?;
+    let name = match given {
+        Some(name) if catalog.taken(&name).await? => {
+            return Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")));
+        }
+        Some(name) => name,
+        None => default_name(catalog, def, &columns, "key", &[]).await?,
+    };
+    let mut index = new_index(cluster, def, name, columns, true, IndexState::DeleteOnly).await?;
+    index.constraint = true;
+    build(cluster, catalog, coordinator, def, index).await
+}
+
+/// Takes a new (delete-only) index through its states to public, backfilling it; walks it
+/// back and deletes its entries if the backfill fails.
+async fn build(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    coordinator: &Arc<Coordinator>,
+    def: &TableDef,
+    index: IndexDef,
+) -> Result<()> {
+    let def = step(catalog, def, |d| d.indexes.push(index.clone())).await?;
     let def = step(catalog, &def, |d| set_state(d, &index.name, IndexState::WriteOnly)).await?;
     if let Err(e) = backfill(coordinator, &def, &index).await {
         // Walk back: no node adds entries once every one is at delete-only; then none reads it.

@@ -224,7 +224,7 @@ impl Executor<'_> {
                 Ok(Output::Command { tag })
             }
             Plan::AlterTable(alter) => {
-                ddl::alter_table(self.cluster.as_ref(), self.catalog, self.sequences, alter).await?;
+                ddl::alter_table(self.cluster.as_ref(), self.catalog, self.sequences, self.coordinator, alter).await?;
                 Ok(Output::Command { tag: "ALTER TABLE".into() })
             }
             Plan::CreateIndex(create) => {
