@@ -170,6 +170,8 @@ mod tests {
             Error::CheckViolation(s()),
             Error::UniqueIndexBuild { index: s() },
             Error::InvalidColumnReference(s()),
+            Error::ForeignKeyViolation(s()),
+            Error::InvalidForeignKey(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -264,13 +266,15 @@ mod tests {
             Error::CheckViolation(_) => 43,
             Error::UniqueIndexBuild { .. } => 44,
             Error::InvalidColumnReference(_) => 45,
+            Error::ForeignKeyViolation(_) => 46,
+            Error::InvalidForeignKey(_) => 47,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=45).collect());
+        assert_eq!(listed, (0..=47).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

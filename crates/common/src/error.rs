@@ -172,6 +172,13 @@ pub enum Error {
     /// that is no unique index.
     #[error("{0}")]
     InvalidColumnReference(String),
+    /// A row referencing a row that does not exist, or a referenced row deleted or changed
+    /// while rows still reference it (23503).
+    #[error("{0}")]
+    ForeignKeyViolation(String),
+    /// A FOREIGN KEY whose referenced columns are no primary key or unique index (42830).
+    #[error("{0}")]
+    InvalidForeignKey(String),
 }
 
 impl Error {

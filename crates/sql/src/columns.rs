@@ -367,6 +367,8 @@ mod tests {
             shards: vec![1],
             checks: Vec::new(),
             indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            referenced_by: Vec::new(),
             version: 0,
         };
         let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);

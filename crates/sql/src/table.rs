@@ -191,11 +191,80 @@ pub struct TableDef {
     /// Secondary indexes, in the order they were created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<IndexDef>,
+    /// FOREIGN KEY constraints of this table (the referencing side), in declared order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDef>,
+    /// Ids of the tables with a foreign key to this one (this one too if it references
+    /// itself): whoever deletes or updates a row here looks there for rows still referencing it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referenced_by: Vec<u32>,
     /// Bumped by every change of the definition (`catalog::Catalog::replace`): a transaction
     /// that wrote with version `v` commits only while the current one is at most `v + 1`
     /// (`exec::commit`), so no write made without an index's entries lands after its backfill.
     #[serde(default)]
     pub version: u64,
+}
+
+/// A FOREIGN KEY: the values of `columns` in each row of its table must be those of
+/// `parent_columns` (its primary key or a unique index's columns, in the order referenced) in a
+/// row of table `parent`, unless one of them is NULL (MATCH SIMPLE). Checked and acted on in
+/// the writing transaction by `exec::foreign_keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    /// Indexes into the referencing table's `columns`.
+    pub columns: Vec<usize>,
+    /// The referenced table's id (its name may change).
+    pub parent: u32,
+    /// Indexes into the referenced table's `columns`, one per entry of `columns`.
+    pub parent_columns: Vec<usize>,
+    pub on_delete: KeyAction,
+    pub on_update: KeyAction,
+    /// `DEFERRABLE`, `INITIALLY DEFERRED`: kept for the catalog; raftable checks every foreign
+    /// key when the statement runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferrable: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
+}
+
+/// What deleting or updating a referenced row does to the rows referencing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAction {
+    /// Fail (23503) if a row still references it (checked at the statement's end).
+    NoAction,
+    /// Fail (23503) if a row references it.
+    Restrict,
+    /// Delete (or, ON UPDATE, update) the referencing rows too.
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
+    /// Set the referencing columns to their defaults (which must be referenced in turn).
+    SetDefault,
+}
+
+impl KeyAction {
+    /// The action as `pg_constraint.confdeltype` / `confupdtype` codes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            KeyAction::NoAction => "a",
+            KeyAction::Restrict => "r",
+            KeyAction::Cascade => "c",
+            KeyAction::SetNull => "n",
+            KeyAction::SetDefault => "d",
+        }
+    }
+
+    /// The action as SQL spells it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            KeyAction::NoAction => "NO ACTION",
+            KeyAction::Restrict => "RESTRICT",
+            KeyAction::Cascade => "CASCADE",
+            KeyAction::SetNull => "SET NULL",
+            KeyAction::SetDefault => "SET DEFAULT",
+        }
+    }
 }
 
 /// A secondary index: its entries live in a key space and shards of their own

@@ -156,7 +156,7 @@ impl Catalog {
         if !fresh {
             self.refresh().await?;
         }
-        Ok(self.all().into_iter().find(|t| t.id == id))
+        Ok(self.tables.read().expect("catalog lock").values().find(|t| t.id == id).cloned())
     }
 
     /// Stores a new sequence; fails with 42P07 if the name is taken by a table or sequence.
@@ -203,8 +203,19 @@ impl Catalog {
     /// Replaces the definition `old` with `new` (same name): fails with 40001 if the stored
     /// definition is no longer `old` (another DDL statement changed it), 42P01 if it is gone.
     /// The new definition's version is one above the old one's; returns it as stored.
-    pub async fn replace(&self, old: &TableDef, mut new: TableDef) -> Result<Arc<TableDef>> {
-        new.version = old.version + 1;
+    pub async fn replace(&self, old: &TableDef, new: TableDef) -> Result<Arc<TableDef>> {
+        self.replace_by(old, new, 1).await
+    }
+
+    /// [`Catalog::replace`] by a change that writes made with `old` must not survive: the
+    /// version goes up by two, so that the transactions which wrote with `old` fail at commit
+    /// (`exec::commit` lets a transaction one version behind commit).
+    pub async fn replace_past(&self, old: &TableDef, new: TableDef) -> Result<Arc<TableDef>> {
+        self.replace_by(old, new, 2).await
+    }
+
+    async fn replace_by(&self, old: &TableDef, mut new: TableDef, step: u64) -> Result<Arc<TableDef>> {
+        new.version = old.version + step;
         let key = table_key(&old.name);
         let rows = self.cluster.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
         let Some(row) = rows.first() else {

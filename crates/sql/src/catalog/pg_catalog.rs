@@ -13,6 +13,7 @@
 //! - adds each table's primary key: a unique btree index `<table>_pkey` (a `pg_class` row of
 //!   relkind 'i' and a `pg_index` row) and a constraint (`pg_constraint`, contype 'p'),
 //!   described by `pg_get_indexdef` / `pg_get_constraintdef`;
+//! - adds each table's CHECK constraints and foreign keys (`pg_constraint` contype 'c', 'f');
 //! - adds each sequence (`pg_class` relkind 'S', `pg_sequence`) and each column default
 //!   (`pg_attrdef`, whose `adbin` holds the text `pg_get_expr` returns, and `atthasdef` /
 //!   `attidentity` in `pg_attribute`).
@@ -43,7 +44,7 @@ use datafusion::scalar::ScalarValue;
 use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
 use crate::ast::rewrite::EXPAND;
-use crate::table::{ColumnDef, Identity, IndexDef, IndexState, SequenceDef, TableDef};
+use crate::table::{ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef};
 use crate::types::SqlType;
 
 /// A user table's primary key index's OID is its table's ([`TableDef::oid`]) plus this, its
@@ -56,6 +57,9 @@ const ATTRDEF_OID: i64 = 3 * INDEX_OID;
 /// A CHECK constraint's OID: this plus its table's id (low 16 bits) shifted left 8 bits plus
 /// its position among the table's checks.
 const CHECK_OID: i64 = 0x7000_0000;
+/// A FOREIGN KEY constraint's OID: this plus its table's id (low 16 bits) shifted left 8 bits
+/// plus its position among the table's keys.
+const FOREIGN_KEY_OID: i64 = 0x7100_0000;
 /// `pg_am`'s OID of btree.
 const BTREE: i64 = 403;
 
@@ -549,7 +553,9 @@ impl TableProvider for AmendedTable {
             Amended::Constraint => {
                 let keys = keyed.iter().filter(|k| k.contype().is_some()).map(|k| (None, constraint_row(k, &schema)));
                 let checks = snapshot.tables.iter().flat_map(|t| check_rows(t, &schema)).map(|r| (None, r));
-                keys.chain(checks).collect()
+                let tables = &snapshot.tables;
+                let foreign = tables.iter().flat_map(|t| foreign_key_rows(t, tables, &schema)).map(|r| (None, r));
+                keys.chain(checks).chain(foreign).collect()
             }
             Amended::Attrdef => snapshot.tables.iter().flat_map(|t| attrdef_rows(t)).map(|r| (None, r)).collect(),
             Amended::Sequence => snapshot.sequences.iter().map(|s| (None, sequence_row(s))).collect(),
@@ -654,6 +660,81 @@ fn check_rows(t: &TableDef, schema: &SchemaRef) -> Vec<Vec<(&'static str, Scalar
             row
         })
         .collect()
+}
+
+/// The OID of a table's `n`th foreign key.
+fn foreign_key_oid(t: &TableDef, n: usize) -> i64 {
+    FOREIGN_KEY_OID + (i64::from(t.id & 0xffff) << 8) + n as i64
+}
+
+/// A foreign key as `pg_get_constraintdef` prints it (`parent`: the referenced table).
+fn foreign_key_text(t: &TableDef, key: &ForeignKeyDef, parent: &TableDef) -> String {
+    let names = |def: &TableDef, cols: &[usize]| {
+        cols.iter().map(|c| quoted(&def.columns[*c].name)).collect::<Vec<_>>().join(", ")
+    };
+    let mut text = format!(
+        "FOREIGN KEY ({}) REFERENCES {}({})",
+        names(t, &key.columns),
+        quoted(&parent.name),
+        names(parent, &key.parent_columns)
+    );
+    for (what, action) in [("UPDATE", key.on_update), ("DELETE", key.on_delete)] {
+        if action != KeyAction::NoAction {
+            text.push_str(&format!(" ON {what} {}", action.sql()));
+        }
+    }
+    if key.deferrable {
+        text.push_str(" DEFERRABLE");
+    }
+    if key.deferred {
+        text.push_str(" INITIALLY DEFERRED");
+    }
+    text
+}
+
+/// `pg_constraint`'s rows of a table's foreign keys (contype 'f'); `tables`: every table, for
+/// the referenced ones.
+fn foreign_key_rows(
+    t: &TableDef,
+    tables: &[Arc<TableDef>],
+    schema: &SchemaRef,
+) -> Vec<Vec<(&'static str, ScalarValue)>> {
+    let mut out = Vec::new();
+    for (n, key) in t.foreign_keys.iter().enumerate() {
+        let Some(parent) = tables.iter().find(|p| p.id == key.parent) else { continue };
+        let same = |cols: &[usize]| {
+            cols.len() == key.parent_columns.len() && cols.iter().all(|c| key.parent_columns.contains(c))
+        };
+        let index = match same(&parent.pk) {
+            true => i64::from(parent.oid()) + INDEX_OID,
+            false => parent.indexes.iter().find(|i| i.unique && same(&i.columns)).map_or(0, |i| i64::from(i.oid())),
+        };
+        let mut row = vec![
+            ("oid", ScalarValue::Int64(Some(foreign_key_oid(t, n)))),
+            ("conname", ScalarValue::Utf8(Some(key.name.clone()))),
+            ("contype", ScalarValue::Utf8(Some("f".into()))),
+            ("condeferrable", ScalarValue::Boolean(Some(key.deferrable))),
+            ("condeferred", ScalarValue::Boolean(Some(key.deferred))),
+            ("convalidated", ScalarValue::Boolean(Some(true))),
+            ("conrelid", ScalarValue::Int64(Some(i64::from(t.oid())))),
+            ("conindid", ScalarValue::Int64(Some(index))),
+            ("confrelid", ScalarValue::Int64(Some(i64::from(parent.oid())))),
+            ("confupdtype", ScalarValue::Utf8(Some(key.on_update.code().into()))),
+            ("confdeltype", ScalarValue::Utf8(Some(key.on_delete.code().into()))),
+            ("confmatchtype", ScalarValue::Utf8(Some("s".into()))),
+            ("conislocal", ScalarValue::Boolean(Some(true))),
+            ("connoinherit", ScalarValue::Boolean(Some(true))),
+        ];
+        let attnums = |def: &TableDef, cols: &[usize]| cols.iter().filter_map(|c| def.attnum(*c)).collect::<Vec<_>>();
+        for (name, values) in [("conkey", attnums(t, &key.columns)), ("confkey", attnums(parent, &key.parent_columns))]
+        {
+            if let Ok(field) = schema.field_with_name(name) {
+                row.push((name, int2vector(field, &values, true)));
+            }
+        }
+        out.push(row);
+    }
+    out
 }
 
 /// `pg_sequence`'s row of a sequence.
@@ -899,6 +980,15 @@ impl DefinitionUdf {
 
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
     fn definition(&self, oid: i64, column: i64) -> Option<String> {
+        if self.name == "pg_get_constraintdef" && oid >= FOREIGN_KEY_OID {
+            let tables = self.catalog.all();
+            return tables.iter().find_map(|t| {
+                let n = (0..t.foreign_keys.len()).find(|n| foreign_key_oid(t, *n) == oid)?;
+                let key = &t.foreign_keys[n];
+                let parent = tables.iter().find(|p| p.id == key.parent)?;
+                Some(foreign_key_text(t, key, parent))
+            });
+        }
         if self.name == "pg_get_constraintdef" && oid >= CHECK_OID {
             let tables = self.catalog.all();
             return tables.iter().find_map(|t| {

@@ -16,13 +16,14 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as AstColumnDef,
-    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, GeneratedAs, Ident, IndexColumn, SequenceOptions,
-    SqlOption, TableConstraint, UnaryOperator, Value,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, ForeignKeyConstraint, GeneratedAs, Ident,
+    IndexColumn, SequenceOptions, SqlOption, TableConstraint, UnaryOperator, Value,
 };
-use raftable_common::{Error, Result, ShardRead};
+use raftable_common::{Error, KeyRange, Result, ShardRead};
 use raftable_txn::Coordinator;
 
 use super::checks::Checks;
+use super::foreign_key_ddl::{add_foreign_key, constraint_names, dependents, drop_foreign_key, link, resolve, unlink};
 use super::index_ddl::{add_unique, clear_index, clear_range, default_name, index_columns, new_index, remove_index};
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use crate::ast::{ident, table_name};
@@ -30,7 +31,9 @@ use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_range, RowDecoder};
 use crate::sequence::Sequences;
-use crate::table::{CheckDef, ColumnDef, ColumnState, Computed, Identity, IndexDef, IndexState, TableDef, ROWID};
+use crate::table::{
+    CheckDef, ColumnDef, ColumnState, Computed, ForeignKeyDef, Identity, IndexDef, IndexState, TableDef, ROWID,
+};
 use crate::types::{coerce_scalar, SqlType};
 
 /// The most shards one table may have.
@@ -62,6 +65,8 @@ pub(crate) async fn create_table(
     let mut checks: Vec<(Option<String>, String, String)> = Vec::new();
     // UNIQUE constraints: (name given, columns named).
     let mut uniques: Vec<(Option<String>, Vec<IndexColumn>)> = Vec::new();
+    // FOREIGN KEY constraints: (constraint, the column it is an option of).
+    let mut foreign: Vec<(&ForeignKeyConstraint, Option<&Ident>)> = Vec::new();
     for (i, c) in create.columns.iter().enumerate() {
         let col_name = ident(&c.name);
         if columns.iter().any(|d: &ColumnDef| d.name == col_name) {
@@ -94,6 +99,7 @@ pub(crate) async fn create_table(
                 }
                 ColumnOption::Default(expr) => set_default(catalog, &mut def, expr).await?,
                 ColumnOption::Unique(u) => uniques.push((u.name.as_ref().map(ident), vec![c.name.clone().into()])),
+                ColumnOption::ForeignKey(fk) => foreign.push((fk, Some(&c.name))),
                 ColumnOption::Check(check) => {
                     let default_name = format!("{name}_{col_name}_check");
                     checks.push((check.name.as_ref().map(ident), default_name, check.expr.to_string()));
@@ -140,6 +146,7 @@ pub(crate) async fn create_table(
                 checks.push((check.name.as_ref().map(ident), format!("{name}_check"), check.expr.to_string()));
             }
             TableConstraint::Unique(u) => uniques.push((u.name.as_ref().map(ident), u.columns.clone())),
+            TableConstraint::ForeignKey(fk) => foreign.push((fk, None)),
             other => return Err(Error::unsupported(format!("table constraint {other} is not supported"))),
         }
     }
@@ -172,6 +179,8 @@ pub(crate) async fn create_table(
         shards: Vec::new(),
         checks,
         indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        referenced_by: Vec::new(),
         version: 0,
     };
     Checks::compile(ctx, &probe)?;
@@ -197,15 +206,17 @@ pub(crate) async fn create_table(
         shards: Vec::new(),
         checks,
         indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        referenced_by: Vec::new(),
         version: 0,
     };
-    let inserted = match unique_indexes(cluster, catalog, &def, uniques).await {
-        Ok(indexes) => match cluster.create_shards(ranges).await {
-            Ok(shards) => catalog.insert(TableDef { shards, indexes, ..def }).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let mut linked = Vec::new();
+    let inserted = publish(cluster, catalog, def, uniques, &foreign, ranges, &mut linked).await;
+    if inserted.is_err() {
+        for parent in linked {
+            let _ = unlink(catalog, parent, id).await;
+        }
+    }
     if inserted.is_err() {
         for sequence in made {
             let _ = catalog.remove_sequence(&sequence).await;
@@ -216,6 +227,48 @@ pub(crate) async fn create_table(
         Err(e) => Err(e),
         Ok(()) => Ok("CREATE TABLE".into()),
     }
+}
+
+/// Publishes a new table: the indexes of its UNIQUE constraints, its foreign keys (each table
+/// it references lists it first, `link`, and no row may reference one before every node knows
+/// that: the lease wait), its shards, then its definition. `linked`: the tables listed so far.
+async fn publish(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    def: TableDef,
+    uniques: Vec<(Option<String>, Vec<IndexColumn>)>,
+    foreign: &[(&ForeignKeyConstraint, Option<&Ident>)],
+    ranges: Vec<KeyRange>,
+    linked: &mut Vec<u32>,
+) -> Result<()> {
+    let indexes = unique_indexes(cluster, catalog, &def, uniques).await?;
+    let def = Arc::new(TableDef { indexes, ..def });
+    let mut keys: Vec<ForeignKeyDef> = Vec::new();
+    let mut parents: Vec<Arc<TableDef>> = Vec::new();
+    for (fk, column) in foreign {
+        let taken: Vec<String> =
+            constraint_names(&def).into_iter().chain(keys.iter().map(|k| k.name.clone())).collect();
+        let (key, parent) = resolve(catalog, &def, fk, *column, &taken).await?;
+        if !parents.iter().any(|p| p.id == parent.id) {
+            parents.push(parent);
+        }
+        keys.push(key);
+    }
+    let mut new = (*def).clone();
+    for parent in &parents {
+        if parent.id == new.id {
+            new.referenced_by.push(new.id);
+        } else {
+            link(catalog, parent, new.id).await?;
+            linked.push(parent.id);
+        }
+    }
+    if !linked.is_empty() {
+        tokio::time::sleep(LEASE + REFRESH).await;
+    }
+    new.foreign_keys = keys;
+    new.shards = cluster.create_shards(ranges).await?;
+    catalog.insert(new).await
 }
 
 /// The indexes of a new table's UNIQUE constraints (public at once: nobody writes the table
@@ -319,12 +372,19 @@ pub(crate) async fn alter_table(
         }
         return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
     };
-    // A UNIQUE constraint is its index, added and dropped in steps of its own.
+    // A UNIQUE constraint is its index, added and dropped in steps of its own; so is a
+    // foreign key.
     match alter.operations.as_slice() {
         [AlterTableOperation::DropConstraint { name, .. }] => {
             if let Some(index) = current.index(&ident(name)).filter(|i| i.constraint).cloned() {
                 return remove_index(cluster, catalog, &current, &index).await.map(|_| ());
             }
+            if current.foreign_keys.iter().any(|k| k.name == ident(name)) {
+                return drop_foreign_key(catalog, &current, &ident(name)).await;
+            }
+        }
+        [AlterTableOperation::AddConstraint { constraint: TableConstraint::ForeignKey(fk), .. }] => {
+            return add_foreign_key(catalog, coordinator, &current, fk).await;
         }
         [AlterTableOperation::AddConstraint { constraint: TableConstraint::Unique(u), .. }] => {
             let given = u.name.as_ref().map(ident);
@@ -332,11 +392,34 @@ pub(crate) async fn alter_table(
         }
         _ => {}
     }
-    // The indexes on columns being dropped go first, as PostgreSQL drops them with the column.
+    // The indexes and foreign keys on columns being dropped go first, as PostgreSQL drops
+    // them with the column; a column other tables' keys reference stays (2BP01).
     let mut current = current;
     for op in &alter.operations {
         let AlterTableOperation::DropColumn { column_names, .. } = op else { continue };
         let names: Vec<String> = column_names.iter().map(ident).collect();
+        let named = |c: &usize| names.contains(&current.columns[*c].name);
+        for other in dependents(catalog, &current, &[]).await?.iter().chain([&current]) {
+            let keys = other.foreign_keys.iter().filter(|k| k.parent == current.id);
+            if let Some(key) = keys.clone().find(|k| k.parent_columns.iter().any(named)) {
+                if other.id != current.id || !key.columns.iter().any(named) {
+                    return Err(Error::DependentObjectsStillExist(format!(
+                        "cannot drop column {} of table {} because other objects depend on it: constraint {} on \
+                         table {} depends on it",
+                        names.join(", "),
+                        current.name,
+                        key.name,
+                        other.name
+                    )));
+                }
+            }
+        }
+        let doomed: Vec<String> =
+            current.foreign_keys.iter().filter(|k| k.columns.iter().any(named)).map(|k| k.name.clone()).collect();
+        for key in doomed {
+            drop_foreign_key(catalog, &current, &key).await?;
+            current = catalog.get(&current.name).await?.ok_or_else(|| Error::Internal("a table went".into()))?;
+        }
         let doomed: Vec<_> = current
             .indexes
             .iter()
@@ -686,13 +769,16 @@ fn literal(expr: &AstExpr) -> Option<ScalarValue> {
 }
 
 /// Drops a table: deletes its rows shard by shard, then removes the definition. The shards'
-/// Raft groups stay (empty) until shard removal exists.
+/// Raft groups stay (empty) until shard removal exists. A table other tables' foreign keys
+/// reference is refused (2BP01) unless with `cascade`: then those keys go first. The tables
+/// it references stop listing it before it goes.
 pub(crate) async fn drop_table(
     cluster: &dyn Cluster,
     catalog: &Catalog,
     sequences: &Sequences,
     names: &[String],
     if_exists: bool,
+    cascade: bool,
 ) -> Result<()> {
     let mut defs = Vec::new();
     for name in names {
@@ -700,6 +786,33 @@ pub(crate) async fn drop_table(
             Some(def) => defs.push(def),
             None if if_exists => {}
             None => return Err(Error::UndefinedTable(format!("table \"{name}\" does not exist"))),
+        }
+    }
+    let ids: Vec<u32> = defs.iter().map(|d| d.id).collect();
+    for def in &defs {
+        let others = dependents(catalog, def, &ids).await?;
+        if let (Some(other), false) = (others.first(), cascade) {
+            let key = other.foreign_keys.iter().find(|k| k.parent == def.id).map(|k| k.name.as_str());
+            return Err(Error::DependentObjectsStillExist(format!(
+                "cannot drop table {} because other objects depend on it: constraint {} on table {} depends on it",
+                def.name,
+                key.unwrap_or_default(),
+                other.name
+            )));
+        }
+        for other in others {
+            let mut other = other;
+            while let Some(key) = other.foreign_keys.iter().find(|k| k.parent == def.id).cloned() {
+                drop_foreign_key(catalog, &other, &key.name).await?;
+                other = catalog.get(&other.name).await?.ok_or_else(|| Error::Internal("a table went".into()))?;
+            }
+        }
+    }
+    for def in &defs {
+        let parents: std::collections::BTreeSet<u32> =
+            def.foreign_keys.iter().map(|k| k.parent).filter(|p| !ids.contains(p)).collect();
+        for parent in parents {
+            unlink(catalog, parent, def.id).await?;
         }
     }
     for def in &defs {

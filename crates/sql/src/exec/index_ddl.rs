@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::ast::{CreateIndex, Expr as AstExpr, IndexColumn,
 use raftable_common::{Error, KeyRange, Result, ShardId, ShardRead, ShardWrite, WriteOp};
 use raftable_txn::{Coordinator, Txn};
 
+use super::foreign_keys::ForeignKeys;
 use super::indexes::{read_existing, Indexes};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
@@ -207,6 +208,19 @@ pub(crate) async fn remove_index(
     def: &TableDef,
     index: &IndexDef,
 ) -> Result<Arc<TableDef>> {
+    // A foreign key referencing the index's columns (not the primary key's) needs it.
+    let same = |cols: &[usize]| cols.len() == index.columns.len() && cols.iter().all(|c| index.columns.contains(c));
+    if index.unique && !same(&def.pk) {
+        for &id in &def.referenced_by {
+            let Some(child) = catalog.by_id(id).await? else { continue };
+            if let Some(key) = child.foreign_keys.iter().find(|k| k.parent == def.id && same(&k.parent_columns)) {
+                return Err(Error::DependentObjectsStillExist(format!(
+                    "cannot drop index {} because constraint {} on table {} requires it",
+                    index.name, key.name, child.name
+                )));
+            }
+        }
+    }
     let def = step(catalog, def, |d| set_state(d, &index.name, IndexState::DeleteOnly)).await?;
     let def = step(catalog, &def, |d| d.indexes.retain(|i| i.name != index.name)).await?;
     clear_index(cluster, index).await?;
@@ -238,7 +252,24 @@ fn set_state(def: &mut TableDef, index: &str, state: IndexState) {
 /// get theirs from their writers), a chunk of rows per transaction.
 async fn backfill(coordinator: &Arc<Coordinator>, def: &TableDef, index: &IndexDef) -> Result<()> {
     let index = &IndexDef { state: IndexState::WriteOnly, ..index.clone() };
-    let indexes = Indexes::only(index.clone());
+    pass(coordinator, def, Pass::Backfill(index)).await
+}
+
+/// What a pass over a table's stored rows does with each chunk, in the chunk's transaction.
+pub(crate) enum Pass<'a> {
+    /// Writes the rows' entries in a new index (its backfill).
+    Backfill(&'a IndexDef),
+    /// Checks that the rows reference existing rows (a new foreign key's validation).
+    Validate(&'a ForeignKeys),
+}
+
+/// Goes over every stored row of `def`, a shard at a time, [`CHUNK`] rows per serializable
+/// transaction (retried when it conflicts with a write), so writes continue meanwhile.
+pub(crate) async fn pass(coordinator: &Arc<Coordinator>, def: &TableDef, pass: Pass<'_>) -> Result<()> {
+    let indexes = match pass {
+        Pass::Backfill(index) => Indexes::only(index.clone()),
+        Pass::Validate(_) => Indexes::none(),
+    };
     for bucket in 0..def.buckets {
         let range = bucket_range(def.id, bucket, def.buckets);
         let shard = def.shards[bucket as usize];
@@ -247,7 +278,7 @@ async fn backfill(coordinator: &Arc<Coordinator>, def: &TableDef, index: &IndexD
             let mut attempt = 0;
             let next = loop {
                 let txn = coordinator.begin();
-                match backfill_chunk(&txn, def, index, &indexes, shard, &start, &range.end).await {
+                match chunk(&txn, def, &pass, &indexes, shard, &start, &range.end).await {
                     Err(Error::TxnConflict(_) | Error::TxnAborted(_)) if attempt < 100 => {
                         attempt += 1;
                         tokio::time::sleep(raftable_txn::settle::pause(attempt)).await;
@@ -264,13 +295,13 @@ async fn backfill(coordinator: &Arc<Coordinator>, def: &TableDef, index: &IndexD
     Ok(())
 }
 
-/// One backfill transaction: the entries of up to [`CHUNK`] rows from `start`; returns where
-/// the next chunk starts (None: the shard is done). A unique entry held by another row fails
-/// the CREATE.
-async fn backfill_chunk(
+/// One chunk of a [`pass`]: up to [`CHUNK`] rows from `start`; returns where the next chunk
+/// starts (None: the shard is done). A backfill writes the rows' entries (a unique entry held
+/// by another row fails the CREATE); a validation checks the rows' references.
+async fn chunk(
     txn: &Txn,
     def: &TableDef,
-    index: &IndexDef,
+    pass: &Pass<'_>,
     indexes: &Indexes,
     shard: ShardId,
     start: &[u8],
@@ -284,6 +315,13 @@ async fn backfill_chunk(
     }
     let batch = decode_all(def, &rows.iter().map(|r| r.value.as_slice()).collect::<Vec<_>>())?;
     let columns = batch.columns();
+    let index = match pass {
+        Pass::Backfill(index) => index,
+        Pass::Validate(keys) => {
+            keys.check_references(txn, def, columns, None).await?;
+            return Ok(next);
+        }
+    };
     let mut entries = Vec::with_capacity(rows.len());
     for row in 0..rows.len() {
         let pk = crate::encoding::encode_pk(def, columns, row)?;

@@ -36,6 +36,11 @@ impl Indexes {
         Ok(Self { list: current.indexes.clone() })
     }
 
+    /// None at all.
+    pub(crate) fn none() -> Self {
+        Self { list: Vec::new() }
+    }
+
     /// Just `index` (what a backfill writes).
     pub(crate) fn only(index: IndexDef) -> Self {
         Self { list: vec![index] }

@@ -11,6 +11,8 @@
 //! - [`checks`]: CHECK constraints, verified on the rows each write path writes;
 //! - [`indexes`]: secondary index entries, changed with the rows each write path writes;
 //!   `CREATE` / `DROP INDEX` and the backfill of a new index's entries in [`ddl`];
+//! - [`foreign_keys`]: FOREIGN KEY checks and `ON DELETE` actions, run with each write;
+//!   their catalog steps in [`foreign_key_ddl`];
 //! - [`commit`]: a transaction's commit, after the schema check;
 //! - [`sequences`]: CREATE / DROP SEQUENCE, the sequences of SERIAL and identity columns,
 //!   computed defaults;
@@ -18,6 +20,8 @@
 
 pub(crate) mod checks;
 pub(crate) mod ddl;
+pub(crate) mod foreign_key_ddl;
+pub(crate) mod foreign_keys;
 pub(crate) mod index_ddl;
 pub(crate) mod indexes;
 pub(crate) mod modify;
@@ -41,6 +45,7 @@ use futures::{StreamExt, TryStreamExt};
 use raftable_common::{Error, Result};
 
 use self::checks::Checks;
+use self::foreign_keys::ForeignKeys;
 use self::indexes::Indexes;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
@@ -150,6 +155,7 @@ pub(crate) struct Executor<'a> {
 impl Executor<'_> {
     fn shards(&self) -> Shards<'_> {
         Shards {
+            ctx: self.ctx,
             cluster: self.cluster,
             catalog: self.catalog,
             rowids: self.rowids,
@@ -158,12 +164,20 @@ impl Executor<'_> {
         }
     }
 
-    /// The indexes a write to `def` (as planned) maintains: the current definition's. The
-    /// transaction records the version, for the schema check at commit.
-    async fn indexes(&self, def: &TableDef) -> Result<Indexes> {
+    /// The indexes a write to `def` (as planned) maintains and the foreign keys it keeps: the
+    /// current definition's. The transaction records the version, for the schema check at
+    /// commit.
+    async fn dependents(&self, def: &TableDef) -> Result<(Indexes, ForeignKeys)> {
         let current = self.check_current(def).await?;
         self.txn.uses(current.id, current.version);
-        Indexes::of(&current, def)
+        let keys = ForeignKeys::of(self.catalog, self.txn, &current).await?;
+        if current.foreign_keys.iter().flat_map(|k| &k.columns).any(|c| *c >= def.columns.len()) {
+            return Err(Error::unsupported(format!(
+                "cached plan must be re-prepared: table \"{}\" was altered",
+                current.name
+            )));
+        }
+        Ok((Indexes::of(&current, def)?, keys))
     }
 
     /// Runs a prepared data statement with its parameter values (already as many as it takes).
@@ -190,23 +204,33 @@ impl Executor<'_> {
             }
             Plan::ParamInsert(insert) => {
                 let checks = Checks::compile(self.ctx, &insert.def)?;
-                let indexes = self.indexes(&insert.def).await?;
-                let n = insert.execute(&self.shards(), checks, &indexes, &params).await?;
+                let (indexes, keys) = self.dependents(&insert.def).await?;
+                let n = insert.execute(&self.shards(), checks, &indexes, &keys, &params).await?;
                 Ok(Output::Command { tag: format!("INSERT 0 {n}") })
             }
             Plan::Query(query) => self.query(query, prepared, params).await,
             Plan::Insert(insert) => self.insert(insert, &params).await,
             Plan::Modify(modify) => {
                 let returning = modify.returning.is_some();
-                let indexes = self.indexes(&modify.def).await?;
+                let (indexes, keys) = self.dependents(&modify.def).await?;
                 let shards = self.shards();
-                let (count, rows) = modify::run(self.ctx, &shards, modify, &indexes, &params, returning).await?;
+                let (count, rows) = modify::run(&shards, modify, &indexes, &keys, &params, returning).await?;
                 self.finish_write(&modify.def, modify.command(), count, modify.returning.as_ref(), rows, &params)
             }
             Plan::Truncate { tables, restart_identity } => {
                 for modify in tables {
-                    let indexes = self.indexes(&modify.def).await?;
-                    modify::run(self.ctx, &self.shards(), modify, &indexes, &params, false).await?;
+                    let (indexes, keys) = self.dependents(&modify.def).await?;
+                    // As in PostgreSQL, rows of another table may not reference the rows
+                    // emptied (no key is checked row by row: all go together).
+                    if let Some(id) = keys.referencing_tables().find(|id| !tables.iter().any(|t| t.def.id == *id)) {
+                        let other = self.catalog.by_id(id).await?.map(|t| t.name.clone()).unwrap_or_default();
+                        return Err(Error::unsupported(format!(
+                            "cannot truncate a table referenced in a foreign key constraint: table \"{other}\" references \"{}\"",
+                            modify.def.name
+                        )));
+                    }
+                    let none = ForeignKeys::default();
+                    modify::run(&self.shards(), modify, &indexes, &none, &params, false).await?;
                 }
                 if *restart_identity {
                     for modify in tables {
@@ -235,8 +259,9 @@ impl Executor<'_> {
                 index_ddl::drop_index(self.cluster.as_ref(), self.catalog, names, *if_exists).await?;
                 Ok(Output::Command { tag: "DROP INDEX".into() })
             }
-            Plan::DropTable { names, if_exists } => {
-                ddl::drop_table(self.cluster.as_ref(), self.catalog, self.sequences, names, *if_exists).await?;
+            Plan::DropTable { names, if_exists, cascade } => {
+                let cluster = self.cluster.as_ref();
+                ddl::drop_table(cluster, self.catalog, self.sequences, names, *if_exists, *cascade).await?;
                 Ok(Output::Command { tag: "DROP TABLE".into() })
             }
             Plan::CreateSequence(create) => {
@@ -302,8 +327,8 @@ impl Executor<'_> {
         let whole = scans_of(&plan, &def.name) > 0;
         let mut source = write_source(self.ctx, self.txn, plan, whole).await?;
         let mut next = next_rows(&mut source).await?;
-        let indexes = self.indexes(def).await?;
-        let mut run = write::InsertRun::new(self.shards(), Checks::compile(self.ctx, def)?, &indexes);
+        let (indexes, keys) = self.dependents(def).await?;
+        let mut run = write::InsertRun::new(self.shards(), Checks::compile(self.ctx, def)?, &indexes, &keys);
         let (mut count, mut written, mut first) = (0, Vec::new(), true);
         while let Some(batch) = next {
             next = next_rows(&mut source).await?;

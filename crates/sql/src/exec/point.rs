@@ -9,6 +9,7 @@ use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
 use super::checks::Checks;
+use super::foreign_keys::ForeignKeys;
 use super::indexes::Indexes;
 use super::write::{InsertRun, OnConflict, Shards};
 use crate::cluster::Cluster;
@@ -118,6 +119,7 @@ impl ParamInsert {
         shards: &Shards<'_>,
         checks: Checks,
         indexes: &Indexes,
+        keys: &ForeignKeys,
         params: &[ScalarValue],
     ) -> Result<usize> {
         let visible = self.def.visible();
@@ -132,7 +134,7 @@ impl ParamInsert {
             });
             arrays.push(column_array(&self.def, col, values.collect())?);
         }
-        let mut run = InsertRun::new(*shards, checks, indexes);
+        let mut run = InsertRun::new(*shards, checks, indexes, keys);
         let (n, _) = run.insert(&self.def, &arrays, &on_conflict(&self.conflict)?, true).await?;
         run.finish(&self.def).await?;
         Ok(n)

@@ -23,7 +23,10 @@ use raftable_common::{Error, NodeId, Result, ShardId, ShardWrite, WriteOp};
 use raftable_txn::settle::until_unlocked;
 use raftable_txn::Txn;
 
+use datafusion::prelude::SessionContext;
+
 use super::checks::Checks;
+use super::foreign_keys::ForeignKeys;
 use super::indexes::{read_existing, Indexes};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
@@ -35,6 +38,8 @@ use crate::table::{ColumnState, TableDef};
 /// cluster; with the node's row-id source.
 #[derive(Clone, Copy)]
 pub(crate) struct Shards<'a> {
+    /// The session's context: the reads a write makes besides its own (foreign keys).
+    pub ctx: &'a SessionContext,
     pub cluster: &'a Arc<dyn Cluster>,
     /// For the schema check at commit (`super::commit`).
     pub catalog: &'a Catalog,
@@ -181,6 +186,7 @@ pub(crate) struct InsertRun<'a> {
     shards: Shards<'a>,
     checks: Checks,
     indexes: &'a Indexes,
+    keys: &'a ForeignKeys,
     /// The statement is its own transaction and neither read nor wrote before its first
     /// batch: its rows may go as unread inserts, each shard refusing a taken key.
     fresh: bool,
@@ -193,10 +199,11 @@ pub(crate) struct InsertRun<'a> {
 impl<'a> InsertRun<'a> {
     /// Starts an INSERT in `shards.txn`, once its source read its first batch.
     /// `checks`: the table's CHECK constraints, verified on every row written; `indexes`:
-    /// its secondary indexes, given an entry for every row written.
-    pub(crate) fn new(shards: Shards<'a>, checks: Checks, indexes: &'a Indexes) -> Self {
+    /// its secondary indexes, given an entry for every row written; `keys`: its foreign keys,
+    /// checked on every row written, and those referencing it, on every row replaced.
+    pub(crate) fn new(shards: Shards<'a>, checks: Checks, indexes: &'a Indexes, keys: &'a ForeignKeys) -> Self {
         let fresh = shards.autocommit && !shards.txn.has_read() && shards.txn.is_read_only();
-        Self { shards, checks, indexes, fresh, deferred: false, upserted: HashSet::new() }
+        Self { shards, checks, indexes, keys, fresh, deferred: false, upserted: HashSet::new() }
     }
 
     /// Inserts one batch of rows (visible columns); `whole` says it is the statement's only
@@ -221,12 +228,14 @@ impl<'a> InsertRun<'a> {
             ));
         }
         if let OnConflict::Update { sets, filter, arbiter } = conflict {
-            let (checks, indexes, filter, arbiter) = (&self.checks, self.indexes, filter.as_ref(), arbiter.as_deref());
-            let update = Update { checks, indexes, sets, filter, arbiter };
+            let (checks, indexes, keys) = (&self.checks, self.indexes, self.keys);
+            let (filter, arbiter) = (filter.as_ref(), arbiter.as_deref());
+            let update = Update { checks, indexes, keys, sets, filter, arbiter };
             return upsert_update(shards, &update, def, &columns, rows).await;
         }
         let one_shard = rows.windows(2).all(|w| w[0].shard == w[1].shard);
-        let plain = self.indexes.is_empty();
+        // Without indexes or foreign keys a row is its key alone.
+        let plain = self.indexes.is_empty() && self.keys.is_empty();
         if self.fresh && whole && one_shard && plain && !rows.is_empty() && matches!(conflict, OnConflict::Ignore) {
             let n = insert_directly(shards, rows).await?;
             return Ok((n, Some(visible_batch(def, &columns)?)));
@@ -235,6 +244,7 @@ impl<'a> InsertRun<'a> {
             let count = buffer_inserts(shards, def, rows)?;
             let all: Vec<usize> = (0..count).collect();
             self.indexes.put(shards.txn, def, &columns, &all, true)?;
+            self.keys.check_references(shards.txn, def, &columns, None).await?;
             self.deferred = true;
             return Ok((count, Some(visible_batch(def, &columns)?)));
         }
@@ -268,10 +278,19 @@ impl<'a> InsertRun<'a> {
         }
         let count = inserted.len() + replaced.len();
         self.indexes.put(shards.txn, def, &columns, &inserted, false)?;
+        let take: Vec<u32> = inserted.iter().map(|i| *i as u32).collect();
+        self.keys.check_references(shards.txn, def, &take_rows(&columns, &take)?, None).await?;
         if !replaced.is_empty() {
             let old = decode_all(def, &replaced.iter().map(|(_, v)| *v).collect::<Vec<_>>())?;
             let take: Vec<u32> = replaced.iter().map(|(i, _)| *i as u32).collect();
-            self.indexes.replace(shards.txn, def, old.columns(), &take_rows(&columns, &take)?).await?;
+            let new = take_rows(&columns, &take)?;
+            self.indexes.replace(shards.txn, def, old.columns(), &new).await?;
+            self.keys.check_references(shards.txn, def, &new, Some(old.columns())).await?;
+            no_actions(
+                self.keys
+                    .on_referenced_change(shards.ctx, shards.cluster, shards.txn, def, old.columns(), Some(&new))
+                    .await?,
+            )?;
         }
         // With DO NOTHING, RETURNING shows only inserted rows; which ones is not reported per
         // row yet, so RETURNING with DO NOTHING is refused at planning time.
@@ -303,6 +322,15 @@ impl<'a> InsertRun<'a> {
             Err(e) => Err(e),
             Ok(_) => Ok(()),
         }
+    }
+}
+
+/// An update of referenced rows only checks (`ON UPDATE` actions other than NO ACTION and
+/// RESTRICT are refused when the key is made).
+pub(crate) fn no_actions(actions: Vec<crate::plan::modify::ModifyPlan>) -> Result<()> {
+    match actions.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Internal("an ON UPDATE action of a foreign key".into())),
     }
 }
 
@@ -351,6 +379,7 @@ type Target = (ShardId, Vec<u8>);
 struct Update<'b> {
     checks: &'b Checks,
     indexes: &'b Indexes,
+    keys: &'b ForeignKeys,
     sets: &'b [(usize, Arc<dyn PhysicalExpr>)],
     filter: Option<&'b Arc<dyn PhysicalExpr>>,
     arbiter: Option<&'b str>,
@@ -365,7 +394,7 @@ async fn upsert_update(
     columns: &[ArrayRef],
     rows: Vec<Encoded>,
 ) -> Result<(usize, Option<RecordBatch>)> {
-    let Update { checks, indexes, sets, filter, arbiter } = *update;
+    let Update { checks, indexes, keys, sets, filter, arbiter } = *update;
     // The row each proposed row conflicts with: the one at its key, or the one its arbiter
     // index's entry points to.
     let targets: Vec<Option<Target>> = match arbiter {
@@ -411,6 +440,7 @@ async fn upsert_update(
     }
     let new_rows: Vec<usize> = inserted.iter().map(|i| *i as usize).collect();
     indexes.put(shards.txn, def, columns, &new_rows, false)?;
+    keys.check_references(shards.txn, def, &take_rows(columns, &inserted)?, None).await?;
     let mut count = inserted.len();
     let mut written = vec![visible_batch(def, &take_rows(columns, &inserted)?)?];
     if !updates.is_empty() {
@@ -422,14 +452,19 @@ async fn upsert_update(
         checks.verify(def, &take_rows(&new_columns, &kept)?)?;
         let encoded = encode_rows(def, &new_columns)?;
         let kept_old: Vec<ArrayRef> = take_rows(old.columns(), &kept)?;
-        indexes.replace(shards.txn, def, &kept_old, &take_rows(&new_columns, &kept)?).await?;
+        let kept_new = take_rows(&new_columns, &kept)?;
+        indexes.replace(shards.txn, def, &kept_old, &kept_new).await?;
         for (j, (_, (shard, key), _)) in updates.iter().enumerate() {
             if keep[j] {
                 shards.txn.write(*shard, key.clone(), Some(encoded[j].value.clone()));
                 count += 1;
             }
         }
-        written.push(visible_batch(def, &take_rows(&new_columns, &kept)?)?);
+        keys.check_references(shards.txn, def, &kept_new, Some(&kept_old)).await?;
+        no_actions(
+            keys.on_referenced_change(shards.ctx, shards.cluster, shards.txn, def, &kept_old, Some(&kept_new)).await?,
+        )?;
+        written.push(visible_batch(def, &kept_new)?);
     }
     let merged =
         datafusion::arrow::compute::concat_batches(&def.visible_schema(), &written).map_err(Error::internal)?;

@@ -67,9 +67,11 @@ pub(crate) enum Plan {
     },
     CreateTable(Box<CreateTable>),
     AlterTable(Box<AlterTable>),
+    /// `CASCADE`: the foreign keys of other tables referencing them go too.
     DropTable {
         names: Vec<String>,
         if_exists: bool,
+        cascade: bool,
     },
     CreateIndex(Box<CreateIndex>),
     DropIndex {
@@ -190,9 +192,9 @@ impl Planner<'_> {
             Statement::Truncate(truncate) => modify::plan_truncate(self, truncate).await?,
             Statement::CreateTable(create) => (Plan::CreateTable(Box::new(create.clone())), None, Vec::new()),
             Statement::AlterTable(alter) => (Plan::AlterTable(Box::new(alter.clone())), None, Vec::new()),
-            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+            Statement::Drop { object_type: ObjectType::Table, if_exists, names, cascade, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
-                (Plan::DropTable { names, if_exists: *if_exists }, None, Vec::new())
+                (Plan::DropTable { names, if_exists: *if_exists, cascade: *cascade }, None, Vec::new())
             }
             Statement::CreateIndex(create) => (Plan::CreateIndex(Box::new(create.clone())), None, Vec::new()),
             Statement::Drop { object_type: ObjectType::Index, if_exists, names, .. } => {

@@ -237,6 +237,8 @@ mod tests {
             shards: vec![1, 2, 3, 4],
             checks: Vec::new(),
             indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            referenced_by: Vec::new(),
             version: 0,
         }
     }
