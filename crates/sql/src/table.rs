@@ -364,6 +364,11 @@ impl TableDef {
         }
     }
 
+    /// The lowest OID of a user table, index or sequence.
+    pub fn oid_base() -> i32 {
+        TABLE_OID as i32
+    }
+
     /// The table's OID in `pg_class`.
     pub fn oid(&self) -> i32 {
         (TABLE_OID + i64::from(self.id & 0x0fff_ffff)) as i32

@@ -148,16 +148,18 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
 }
 
 /// `CAST(f(...) AS regclass)` of a function's text (SQLAlchemy's
-/// `pg_get_serial_sequence(...)::regclass`) becomes `to_regclass(f(...))`: the name's OID, where
-/// datafusion-pg-catalog's rewrite would cast the text to an integer. Returns whether it
-/// changed anything. (A literal's cast is datafusion-pg-catalog's; a column's is an OID.)
+/// `pg_get_serial_sequence(...)::regclass`), or of a text literal (Alembic's
+/// `'pg_class'::regclass`, `cast('t_id_seq' as regclass)`), becomes `to_regclass(...)`: the
+/// name's OID, where datafusion-pg-catalog's rewrite would cast the text to an integer.
+/// Returns whether it changed anything. (A column's cast is an OID already.)
 pub(crate) fn regclass_of_text(stmt: &mut Statement) -> bool {
     let mut changed = false;
     let _ = visit_expressions_mut(stmt, |e| {
         if let Expr::Cast { expr, data_type, .. } = e {
             let regclass =
                 matches!(data_type, AstType::Regclass) || data_type.to_string().to_lowercase().ends_with("regclass");
-            if regclass && matches!(expr.as_ref(), Expr::Function(_)) {
+            let text = matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
+            if regclass && (text || matches!(expr.as_ref(), Expr::Function(_))) {
                 *e = call("to_regclass", vec![(**expr).clone()]);
                 changed = true;
             }

@@ -74,7 +74,10 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("to_regclass", catalog)));
-    for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible"] {
+    for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible", "pg_table_is_visible"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
+    }
+    for name in ["obj_description", "col_description", "shobj_description"] {
         ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
     }
     Ok(())
@@ -82,7 +85,13 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
 
 /// `pg_collation_is_visible(oid)`, `pg_type_is_visible(oid)`, `pg_function_is_visible(oid)`:
 /// true (one schema of user objects, `public`, always on the search path; PostgreSQL's own
-/// objects are in `pg_catalog`, also always on it).
+/// objects are in `pg_catalog`, also always on it). `pg_table_is_visible(oid)`: true for
+/// those, false for the relations of the other schemas (`raftable`, `information_schema`),
+/// which datafusion-pg-catalog numbers in between: applications listing tables (SQLAlchemy,
+/// Alembic, Django) must not take raftable's system tables for theirs. And
+/// `obj_description(oid [, catalog])`, `col_description(oid, column)`,
+/// `shobj_description(oid, catalog)`: NULL, the answer for an object without a comment, as
+/// every object is (COMMENT ON is not supported yet); Django lists tables with them.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Visible {
     name: &'static str,
@@ -91,7 +100,11 @@ struct Visible {
 
 impl Visible {
     fn new(name: &'static str) -> Self {
-        Self { name, signature: Signature::any(1, Volatility::Stable) }
+        Self { name, signature: Signature::variadic_any(Volatility::Stable) }
+    }
+
+    fn describes(&self) -> bool {
+        self.name.ends_with("description")
     }
 }
 
@@ -105,13 +118,27 @@ impl ScalarUDFImpl for Visible {
     }
 
     fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Boolean)
+        Ok(if self.describes() { DataType::Utf8 } else { DataType::Boolean })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let oids = args.args[0].to_array(args.number_rows)?;
-        let visible: datafusion::arrow::array::BooleanArray =
-            (0..oids.len()).map(|i| oids.is_valid(i).then_some(true)).collect();
+        if self.describes() {
+            return Ok(ColumnarValue::Array(datafusion::arrow::array::new_null_array(
+                &DataType::Utf8,
+                args.number_rows,
+            )));
+        }
+        let Some(oids) = args.args.first() else {
+            return Err(DataFusionError::Plan(format!("{} needs an argument", self.name)));
+        };
+        let oids = oids.to_array(args.number_rows)?;
+        let tables = self.name == "pg_table_is_visible";
+        let oids = datafusion::arrow::compute::cast(&oids, &DataType::Int64)?;
+        let oids = as_int64_array(&oids)?;
+        let user = i64::from(TableDef::oid_base());
+        let visible: datafusion::arrow::array::BooleanArray = (0..oids.len())
+            .map(|i| oids.is_valid(i).then(|| !tables || oids.value(i) < 16384 || oids.value(i) >= user))
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(visible)))
     }
 }
@@ -324,6 +351,7 @@ enum Amended {
     Constraint,
     Attrdef,
     Sequence,
+    Depend,
 }
 
 #[async_trait]
@@ -340,6 +368,7 @@ impl SchemaProvider for Overlay {
             "pg_constraint" => Amended::Constraint,
             "pg_attrdef" => Amended::Attrdef,
             "pg_sequence" => Amended::Sequence,
+            "pg_depend" => Amended::Depend,
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
@@ -559,6 +588,10 @@ impl TableProvider for AmendedTable {
             }
             Amended::Attrdef => snapshot.tables.iter().flat_map(|t| attrdef_rows(t)).map(|r| (None, r)).collect(),
             Amended::Sequence => snapshot.sequences.iter().map(|s| (None, sequence_row(s))).collect(),
+            Amended::Depend => {
+                let owned = snapshot.sequences.iter().filter_map(|s| owned_row(s, &snapshot.tables));
+                owned.map(|r| (None, r)).collect()
+            }
         };
         let extra = added.iter().map(|(base, values)| row_of(&schema, *base, values)).collect::<DfResult<Vec<_>>>()?;
         if !extra.is_empty() {
@@ -737,6 +770,45 @@ fn foreign_key_rows(
     out
 }
 
+/// `pg_class`'s own OID: the class of tables, indexes and sequences in `pg_depend`.
+const PG_CLASS: i64 = 1259;
+
+/// `pg_depend`'s row of a sequence owned by a column (SERIAL: deptype 'a'; identity: 'i'),
+/// which Alembic and `pg_get_serial_sequence`'s callers read to tie the two.
+fn owned_row(s: &SequenceDef, tables: &[Arc<TableDef>]) -> Option<Vec<(&'static str, ScalarValue)>> {
+    let (table, column) = s.owned_by.as_ref()?;
+    let def = tables.iter().find(|t| t.name == *table)?;
+    let c = def.column(column).ok()?;
+    let deptype = if def.columns[c].identity.is_some() { "i" } else { "a" };
+    Some(vec![
+        ("classid", ScalarValue::Int64(Some(PG_CLASS))),
+        ("objid", ScalarValue::Int64(Some(i64::from(s.oid())))),
+        ("objsubid", ScalarValue::Int64(Some(0))),
+        ("refclassid", ScalarValue::Int64(Some(PG_CLASS))),
+        ("refobjid", ScalarValue::Int64(Some(i64::from(def.oid())))),
+        ("refobjsubid", ScalarValue::Int64(Some(i64::from(def.attnum(c)?)))),
+        ("deptype", ScalarValue::Utf8(Some(deptype.into()))),
+    ])
+}
+
+/// The OIDs of PostgreSQL's own catalog tables that catalog queries name as
+/// `'pg_class'::regclass` (to match `pg_depend.classid` and the like).
+const SYSTEM_RELATIONS: &[(&str, i32)] = &[
+    ("pg_class", 1259),
+    ("pg_type", 1247),
+    ("pg_attribute", 1249),
+    ("pg_proc", 1255),
+    ("pg_namespace", 2615),
+    ("pg_constraint", 2606),
+    ("pg_index", 2610),
+    ("pg_attrdef", 2604),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_sequence", 2224),
+    ("pg_am", 2601),
+    ("pg_database", 1262),
+];
+
 /// `pg_sequence`'s row of a sequence.
 fn sequence_row(s: &SequenceDef) -> Vec<(&'static str, ScalarValue)> {
     let type_oid = match s.ty {
@@ -809,11 +881,19 @@ fn with_defaults(batch: &RecordBatch, tables: &[Arc<TableDef>]) -> DfResult<Reco
         t.columns.iter().find(|c| names.is_valid(i) && c.name == names.value(i) && c.is_visible())
     };
     let mut columns = batch.columns().to_vec();
+    // Types with a modifier, which the Arrow type alone does not tell: (type OID, typmod).
+    let modified = |c: &ColumnDef| match c.ty {
+        SqlType::Varchar(Some(n)) => Some((1043, i64::from(n) + 4)),
+        SqlType::Varchar(None) => Some((1043, -1)),
+        SqlType::Char(n) => Some((1042, i64::from(n) + 4)),
+        SqlType::Numeric(p, s) => Some((1700, ((i64::from(p) << 16) | i64::from(s as u8)) + 4)),
+        _ => None,
+    };
     for (target, value) in [
         (
             "atthasdef",
-            &(|c: &ColumnDef| ScalarValue::Boolean(Some(c.has_default() || c.identity.is_some())))
-                as &dyn Fn(&ColumnDef) -> ScalarValue,
+            &(|c: &ColumnDef| Some(ScalarValue::Boolean(Some(c.has_default() || c.identity.is_some()))))
+                as &dyn Fn(&ColumnDef) -> Option<ScalarValue>,
         ),
         ("attidentity", &|c: &ColumnDef| {
             let code = match c.identity {
@@ -821,14 +901,16 @@ fn with_defaults(batch: &RecordBatch, tables: &[Arc<TableDef>]) -> DfResult<Reco
                 Some(Identity::ByDefault) => "d",
                 None => "",
             };
-            ScalarValue::Utf8(Some(code.into()))
+            Some(ScalarValue::Utf8(Some(code.into())))
         }),
+        ("atttypid", &|c: &ColumnDef| modified(c).map(|(oid, _)| ScalarValue::Int64(Some(oid)))),
+        ("atttypmod", &|c: &ColumnDef| modified(c).map(|(_, typmod)| ScalarValue::Int64(Some(typmod)))),
     ] {
         let Ok(index) = schema.index_of(target) else { continue };
         let ty = schema.field(index).data_type();
         let values = (0..batch.num_rows())
-            .map(|i| match column_of(i).filter(|_| relids.is_valid(i)) {
-                Some(c) => value(c).cast_to(ty),
+            .map(|i| match column_of(i).filter(|_| relids.is_valid(i)).and_then(value) {
+                Some(v) => v.cast_to(ty),
                 None => ScalarValue::try_from_array(&columns[index], i),
             })
             .collect::<DfResult<Vec<_>>>()?;
@@ -963,6 +1045,10 @@ impl DefinitionUdf {
     fn relation_oid(&self, name: &str) -> Option<i32> {
         if let Ok(oid) = name.parse::<i32>() {
             return Some(oid);
+        }
+        let system = name.strip_prefix("pg_catalog.").unwrap_or(name);
+        if let Some((_, oid)) = SYSTEM_RELATIONS.iter().find(|(n, _)| *n == system) {
+            return Some(*oid);
         }
         let name = name.strip_prefix("public.").unwrap_or(name);
         let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {

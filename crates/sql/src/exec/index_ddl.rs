@@ -29,12 +29,17 @@ use crate::types::SqlType;
 const CHUNK: u64 = 500;
 
 /// The columns an index or UNIQUE constraint names: plain columns of the table (an
-/// expression, or a column type without an order, is refused).
+/// expression, or a column type without an order, is refused). The text pattern operator
+/// classes (Django's `_like` indexes) are taken as the plain column: such an index serves
+/// equality, not yet LIKE prefixes.
 pub(crate) fn index_columns(def: &TableDef, columns: &[IndexColumn]) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(columns.len());
     for c in columns {
-        if c.operator_class.is_some() {
-            return Err(Error::unsupported("index operator classes are not supported"));
+        let pattern = ["text_pattern_ops", "varchar_pattern_ops", "bpchar_pattern_ops"];
+        if let Some(class) = &c.operator_class {
+            if !pattern.contains(&class.to_string().to_lowercase().as_str()) {
+                return Err(Error::unsupported(format!("index operator class {class} is not supported")));
+            }
         }
         let AstExpr::Identifier(id) = &c.column.expr else {
             return Err(Error::unsupported(format!("index on the expression {} is not supported", c.column.expr)));

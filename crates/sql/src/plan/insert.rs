@@ -6,8 +6,11 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::common::DFSchema;
-use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp as DfWriteOp};
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::{
+    DmlStatement, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, WriteOp as DfWriteOp,
+};
+use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, Assignment, AssignmentTarget, CastKind, ConflictTarget, DataType as AstType,
@@ -84,12 +87,17 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
     // The alias names the target in ON CONFLICT and RETURNING only, both planned above.
     bare.table_alias = None;
     replace_defaults(&mut bare, &def)?;
-    let plan = planning(state.statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(bare)))))
-        .await
-        .map_err(from_datafusion)?;
-    let source = match plan {
-        LogicalPlan::Dml(DmlStatement { op: DfWriteOp::Insert(_), input, .. }) => Arc::unwrap_or_clone(input),
-        other => return Err(Error::Internal(format!("INSERT planned as {}", other.display()))),
+    let source = match bare.source.as_ref().map(|q| q.body.as_ref()) {
+        Some(SetExpr::Values(_)) | None => {
+            let plan = planning(state.statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(bare)))))
+                .await
+                .map_err(from_datafusion)?;
+            match plan {
+                LogicalPlan::Dml(DmlStatement { op: DfWriteOp::Insert(_), input, .. }) => Arc::unwrap_or_clone(input),
+                other => return Err(Error::Internal(format!("INSERT planned as {}", other.display()))),
+            }
+        }
+        Some(_) => query_source(planner, &bare, &def).await?,
     };
     let source = async_values(source)?;
     let returning = match insert.returning.as_deref() {
@@ -107,6 +115,44 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
     merge_types(&mut params, more);
     let schema = returning.as_ref().map(|r| r.schema.clone());
     Ok((Plan::Insert(InsertPlan { def, source, conflict, returning }), schema, params))
+}
+
+/// The source of `INSERT ... SELECT` (or any query but a bare VALUES), planned alone and then
+/// mapped to the table's columns as DataFusion's INSERT planning maps it (each target column
+/// cast to its type, every other column its default). DataFusion plans the whole source with
+/// the target columns as the shape of every VALUES in it, so a VALUES inside the query (what
+/// SQLAlchemy 2 sends for a batch of ORM objects: `INSERT INTO t (a, b) SELECT p0, p1 FROM
+/// (VALUES (..., 0), (..., 1)) AS s(p0, p1, n) ORDER BY n RETURNING ...`) would not plan.
+async fn query_source(planner: &Planner<'_>, insert: &Insert, def: &TableDef) -> Result<LogicalPlan> {
+    let query = insert.source.clone().ok_or_else(|| Error::Internal("an INSERT without a source".into()))?;
+    let state = planner.ctx.state();
+    let source = planning(state.statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(query)))))
+        .await
+        .map_err(from_datafusion)?;
+    let columns = target_columns(insert, def)?;
+    let given = source.schema().fields().len();
+    if given != columns.len() {
+        return Err(Error::SyntaxError(match given > columns.len() {
+            true => "INSERT has more expressions than target columns".into(),
+            false => "INSERT has more target columns than expressions".into(),
+        }));
+    }
+    let provider = planner.ctx.table_provider(def.name.as_str()).await.map_err(from_datafusion)?;
+    let mut exprs = Vec::new();
+    for c in def.visible() {
+        let column = &def.columns[c];
+        let ty = column.ty.arrow();
+        let value = match columns.iter().position(|t| *t == c) {
+            Some(j) => Expr::Column(Column::from(source.schema().qualified_field(j))).cast_to(&ty, source.schema()),
+            None => provider
+                .get_column_default(&column.name)
+                .cloned()
+                .unwrap_or(Expr::Literal(ScalarValue::Null, None))
+                .cast_to(&ty, &DFSchema::empty()),
+        };
+        exprs.push(value.map_err(from_datafusion)?.alias(column.name.clone()));
+    }
+    LogicalPlanBuilder::from(source).project(exprs).and_then(|b| b.build()).map_err(from_datafusion)
 }
 
 /// `ON CONFLICT DO UPDATE SET ... [WHERE ...]` as expressions over the existing row and the

@@ -19,8 +19,8 @@ use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    Assignment, AssignmentTarget, Delete, Expr as AstExpr, FromTable, SelectItem, Statement, TableAlias, TableFactor,
-    TableWithJoins, Truncate, TruncateIdentityOption, Update,
+    Assignment, AssignmentTarget, CascadeOption, Delete, Expr as AstExpr, FromTable, Ident, ObjectName, SelectItem,
+    Statement, TableAlias, TableFactor, TableWithJoins, Truncate, TruncateIdentityOption, Update,
 };
 use raftable_common::{Error, Result};
 
@@ -116,21 +116,36 @@ pub(crate) async fn plan_delete(planner: &Planner<'_>, delete: &Delete) -> Resul
 
 /// Plans a TRUNCATE: each table's rows deleted as by `DELETE FROM t`, all in the statement's
 /// transaction (so, as in PostgreSQL, atomic and undone by ROLLBACK). A table named twice is
-/// emptied once. `RESTART IDENTITY` and `CASCADE` have nothing to act on: raftable has no
-/// sequences or foreign keys yet.
+/// emptied once. With `CASCADE`, the tables whose foreign keys reference one emptied are
+/// emptied too (without it, `exec` refuses to empty a table another references).
 pub(crate) async fn plan_truncate(planner: &Planner<'_>, truncate: &Truncate) -> Result<Planned> {
     if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
         return Err(Error::unsupported(format!("{truncate}")));
     }
+    let mut names: Vec<ObjectName> = truncate.table_names.iter().map(|t| t.name.clone()).collect();
+    if matches!(truncate.cascade, Some(CascadeOption::Cascade)) {
+        let mut i = 0;
+        while i < names.len() {
+            let def = planner.table(&names[i]).await?;
+            for &id in &def.referenced_by {
+                let Some(other) = planner.catalog.by_id(id).await? else { continue };
+                let name = ObjectName::from(vec![Ident::with_quote('"', other.name.clone())]);
+                if !names.contains(&name) && other.id != def.id {
+                    names.push(name);
+                }
+            }
+            i += 1;
+        }
+    }
     let mut plans: Vec<ModifyPlan> = Vec::new();
-    for target in &truncate.table_names {
+    for name in &names {
         let delete = Delete {
             delete_token: AttachedToken::empty(),
             optimizer_hints: Vec::new(),
             tables: Vec::new(),
             from: FromTable::WithFromKeyword(vec![TableWithJoins {
                 relation: TableFactor::Table {
-                    name: target.name.clone(),
+                    name: name.clone(),
                     alias: None,
                     args: None,
                     with_hints: Vec::new(),
