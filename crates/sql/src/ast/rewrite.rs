@@ -215,13 +215,13 @@ mod tests {
     }
 
     #[test]
-    fn regclass_casts_of_function_text_resolve_names() {
+    fn regclass_casts_of_function_text_and_literals_resolve_names() {
         let mut stmt =
             one("SELECT CAST(CAST(pg_get_serial_sequence('t', 'id') AS REGCLASS) AS OID), a::regclass, 'x'::regclass");
         assert!(regclass_of_text(&mut stmt));
         assert_eq!(
             stmt.to_string(),
-            "SELECT CAST(to_regclass(pg_get_serial_sequence('t', 'id')) AS OID), a::REGCLASS, 'x'::REGCLASS"
+            "SELECT CAST(to_regclass(pg_get_serial_sequence('t', 'id')) AS OID), a::REGCLASS, to_regclass('x')"
         );
         assert!(!regclass_of_text(&mut one("SELECT a::regclass")));
     }

@@ -24,7 +24,9 @@ use raftable_txn::Coordinator;
 
 use super::checks::Checks;
 use super::foreign_key_ddl::{add_foreign_key, constraint_names, dependents, drop_foreign_key, link, resolve, unlink};
-use super::index_ddl::{add_unique, clear_index, clear_range, default_name, index_columns, new_index, remove_index};
+use super::index_ddl::{
+    add_unique, clear_index, clear_range, default_name, index_columns, new_index, pass, remove_index, Pass,
+};
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
@@ -143,7 +145,8 @@ pub(crate) async fn create_table(
                 }
             }
             TableConstraint::Check(check) => {
-                checks.push((check.name.as_ref().map(ident), format!("{name}_check"), check.expr.to_string()));
+                let default = check_name(&name, &columns, &check.expr.to_string());
+                checks.push((check.name.as_ref().map(ident), default, check.expr.to_string()));
             }
             TableConstraint::Unique(u) => uniques.push((u.name.as_ref().map(ident), u.columns.clone())),
             TableConstraint::ForeignKey(fk) => foreign.push((fk, None)),
@@ -327,6 +330,66 @@ fn check_defs(checks: Vec<(Option<String>, String, String)>) -> Result<Vec<Check
     Ok(out)
 }
 
+/// PostgreSQL's name for a table's CHECK constraint nobody named: `<table>_<column>_check` when
+/// the expression names one column, else `<table>_check` (numbered when taken).
+fn check_name(table: &str, columns: &[ColumnDef], expr: &str) -> String {
+    let probe = CheckDef { name: String::new(), expr: expr.to_string() };
+    let named: Vec<&ColumnDef> = columns.iter().filter(|c| c.is_visible() && probe.mentions(&c.name)).collect();
+    match named.as_slice() {
+        [one] => format!("{table}_{}_check", one.name),
+        _ => format!("{table}_check"),
+    }
+}
+
+/// `ALTER TABLE t ADD [CONSTRAINT name] CHECK (expr)`: every node verifies it on the rows it
+/// writes (a step that fails at commit the transactions written without it), then the stored
+/// rows are checked a chunk at a time while writes go on; a row for which it is false takes it
+/// back off and fails the statement (23514), as PostgreSQL's validation does.
+async fn add_check(
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    coordinator: &Arc<Coordinator>,
+    current: &Arc<TableDef>,
+    name: Option<&Ident>,
+    expr: &AstExpr,
+) -> Result<()> {
+    let taken = constraint_names(current);
+    let default = check_name(&current.name, &current.columns, &expr.to_string());
+    let name = match name.map(ident) {
+        Some(name) if taken.contains(&name) => {
+            return Err(Error::DuplicateTable(format!(
+                "constraint \"{name}\" for relation \"{}\" already exists",
+                current.name
+            )));
+        }
+        Some(name) => name,
+        None => (0..)
+            .map(|n| if n == 0 { default.clone() } else { format!("{default}{n}") })
+            .find(|n| !taken.contains(n))
+            .unwrap_or(default),
+    };
+    let mut new = (**current).clone();
+    new.checks.push(CheckDef { name: name.clone(), expr: expr.to_string() });
+    // It must plan over the columns (42703 for an unknown one) before anything changes.
+    let checks = Checks::compile(ctx, &new)?;
+    let stored = catalog.replace_past(current, new).await?;
+    tokio::time::sleep(LEASE + REFRESH).await;
+    if let Err(e) = pass(coordinator, &stored, Pass::Verify(&checks)).await {
+        let mut back = (*stored).clone();
+        back.checks.retain(|c| c.name != name);
+        catalog.replace(&stored, back).await?;
+        tokio::time::sleep(LEASE + REFRESH).await;
+        return Err(match e {
+            Error::CheckViolation(_) => Error::CheckViolation(format!(
+                "check constraint \"{name}\" of relation \"{}\" is violated by some row",
+                stored.name
+            )),
+            other => other,
+        });
+    }
+    Ok(())
+}
+
 fn multiple_defaults(column: &str, table: &str) -> Error {
     Error::SyntaxError(format!("multiple default values specified for column \"{column}\" of table \"{table}\""))
 }
@@ -359,6 +422,7 @@ async fn set_default(catalog: &Catalog, col: &mut ColumnDef, expr: &AstExpr) -> 
 /// dropped ones stay, nullable; then both are done. So a node still on the old definition
 /// never overwrites a value written through the new one.
 pub(crate) async fn alter_table(
+    ctx: &SessionContext,
     cluster: &dyn Cluster,
     catalog: &Catalog,
     sequences: &Sequences,
@@ -385,6 +449,9 @@ pub(crate) async fn alter_table(
         }
         [AlterTableOperation::AddConstraint { constraint: TableConstraint::ForeignKey(fk), .. }] => {
             return add_foreign_key(catalog, coordinator, &current, fk).await;
+        }
+        [AlterTableOperation::AddConstraint { constraint: TableConstraint::Check(check), .. }] => {
+            return add_check(ctx, catalog, coordinator, &current, check.name.as_ref(), &check.expr).await;
         }
         [AlterTableOperation::AddConstraint { constraint: TableConstraint::Unique(u), .. }] => {
             let given = u.name.as_ref().map(ident);

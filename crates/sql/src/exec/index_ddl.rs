@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::ast::{CreateIndex, Expr as AstExpr, IndexColumn,
 use raftable_common::{Error, KeyRange, Result, ShardId, ShardRead, ShardWrite, WriteOp};
 use raftable_txn::{Coordinator, Txn};
 
+use super::checks::Checks;
 use super::foreign_keys::ForeignKeys;
 use super::indexes::{read_existing, Indexes};
 use crate::ast::{ident, table_name};
@@ -266,6 +267,8 @@ pub(crate) enum Pass<'a> {
     Backfill(&'a IndexDef),
     /// Checks that the rows reference existing rows (a new foreign key's validation).
     Validate(&'a ForeignKeys),
+    /// Checks the rows against CHECK constraints (a new one's validation; 23514).
+    Verify(&'a Checks),
 }
 
 /// Goes over every stored row of `def`, a shard at a time, [`CHUNK`] rows per serializable
@@ -273,7 +276,7 @@ pub(crate) enum Pass<'a> {
 pub(crate) async fn pass(coordinator: &Arc<Coordinator>, def: &TableDef, pass: Pass<'_>) -> Result<()> {
     let indexes = match pass {
         Pass::Backfill(index) => Indexes::only(index.clone()),
-        Pass::Validate(_) => Indexes::none(),
+        Pass::Validate(_) | Pass::Verify(_) => Indexes::none(),
     };
     for bucket in 0..def.buckets {
         let range = bucket_range(def.id, bucket, def.buckets);
@@ -324,6 +327,10 @@ async fn chunk(
         Pass::Backfill(index) => index,
         Pass::Validate(keys) => {
             keys.check_references(txn, def, columns, None).await?;
+            return Ok(next);
+        }
+        Pass::Verify(checks) => {
+            checks.verify(def, columns)?;
             return Ok(next);
         }
     };

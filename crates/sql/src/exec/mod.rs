@@ -248,7 +248,8 @@ impl Executor<'_> {
                 Ok(Output::Command { tag })
             }
             Plan::AlterTable(alter) => {
-                ddl::alter_table(self.cluster.as_ref(), self.catalog, self.sequences, self.coordinator, alter).await?;
+                let cluster = self.cluster.as_ref();
+                ddl::alter_table(self.ctx, cluster, self.catalog, self.sequences, self.coordinator, alter).await?;
                 Ok(Output::Command { tag: "ALTER TABLE".into() })
             }
             Plan::CreateIndex(create) => {
