@@ -178,6 +178,7 @@ fn print(r: &Report) {
         r.set.present,
         r.set.lost.len()
     );
+    println!("indexes checked against their rows: {}", r.indexes.join("; "));
     println!(
         "counter: {} acknowledged, {} failed, {} unknown, final {}",
         r.counter.acknowledged, r.counter.failed, r.counter.unknown, r.counter.final_value

@@ -20,7 +20,8 @@ use crate::list_append::{self, ListAppendReport};
 use crate::nemesis::{heal, Fault, FaultRecord, Nemesis, ProbeKeys};
 use crate::procs::Cluster;
 use crate::workload::{
-    call, parse_list, Clients, Conn, Kind, ListKeys, Settings, ACCOUNTS, BANK_READ, LISTS_READ, OPENING, SCHEMA,
+    call, parse_list, Clients, Conn, Kind, ListKeys, Settings, ACCOUNTS, BANK_READ, INDEX_CHECK, LISTS_READ, OPENING,
+    SCHEMA,
 };
 
 /// What to run.
@@ -70,6 +71,8 @@ pub struct Report {
     pub counter: CounterReport,
     pub bank: BankReport,
     pub list_append: ListAppendReport,
+    /// Each index checked against its rows at the end: `table.index: rows, entries`.
+    pub indexes: Vec<String>,
     /// Leader kills timed, and kill → first successful write, median and max in ms.
     pub failovers: usize,
     pub failover_median_ms: Option<f64>,
@@ -203,6 +206,16 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
             if let Err(e) = converged(&cluster, opts).await {
                 violations.push(e);
             }
+            let indexes = match index_check(&cluster, opts).await {
+                Ok((summary, problems)) => {
+                    violations.extend(problems);
+                    summary
+                }
+                Err(e) => {
+                    violations.push(e);
+                    Vec::new()
+                }
+            };
             for (id, status) in cluster.exited() {
                 violations.push(format!("node {id} exited unexpectedly ({status})"));
             }
@@ -235,6 +248,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                 counter,
                 bank,
                 list_append,
+                indexes,
                 violations,
                 dir: None,
             };
@@ -406,6 +420,43 @@ async fn final_reads(cluster: &Cluster, opts: &Options, recorder: &Recorder) -> 
             });
         }
         conn = Some(c);
+    }
+}
+
+/// Checks every secondary index against its table's rows through any node (retrying for up
+/// to 60 s): returns a line per index, and the inconsistencies (entries missing, orphaned, or
+/// a unique index's values held twice).
+async fn index_check(cluster: &Cluster, opts: &Options) -> Result<(Vec<String>, Vec<String>), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ids = cluster.ids();
+    let mut node = 0usize;
+    loop {
+        if Instant::now() >= deadline {
+            return Err("index check: no node answered within 60 s".into());
+        }
+        node += 1;
+        let url = cluster.pg_url(ids[node % ids.len()]);
+        let Some(c) = Conn::open(&url, &[INDEX_CHECK], Duration::from_secs(5)).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(rows) = call(opts.op_timeout * 4, c.client.query(c.statement(0), &[])).await else { continue };
+        let (mut summary, mut problems) = (Vec::new(), Vec::new());
+        for r in &rows {
+            let (table, index): (String, String) = (r.get(0), r.get(1));
+            let [rows, entries, missing, orphaned, duplicates]: [i64; 5] = std::array::from_fn(|i| r.get(i + 2));
+            summary.push(format!("{table}.{index}: {rows} rows, {entries} entries"));
+            if missing + orphaned + duplicates > 0 {
+                problems.push(format!(
+                    "index {index} of {table}: {rows} rows, {entries} entries, {missing} missing, {orphaned} \
+                     orphaned, {duplicates} duplicate values"
+                ));
+            }
+        }
+        if rows.len() < 3 {
+            problems.push(format!("index check: {} indexes checked, 3 expected", rows.len()));
+        }
+        return Ok((summary, problems));
     }
 }
 

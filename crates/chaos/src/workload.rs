@@ -34,15 +34,25 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
 /// One `txid_status` call's limit: the server may wait out a lock's expiry and push it.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The tables of the workloads; `probe` is the failover probe's (`nemesis`).
+/// The tables of the workloads; `probe` is the failover probe's (`nemesis`). The registers'
+/// values, the balances and the lists are indexed (the lists uniquely), so every write of
+/// theirs also changes index entries in other shards, in the same transaction; the run ends by
+/// checking every index against its rows (`raftable.index_check`).
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE reg (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
+    "CREATE INDEX reg_v ON reg (v)",
     "CREATE TABLE elements (id BIGINT PRIMARY KEY)",
     "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
     "CREATE TABLE probe (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
     "CREATE TABLE bank (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+    "CREATE INDEX bank_balance ON bank (balance)",
     "CREATE TABLE lists (k BIGINT PRIMARY KEY, v TEXT NOT NULL)",
+    "CREATE UNIQUE INDEX lists_v_k ON lists (v, k)",
 ];
+
+/// The final check of every index against its table's rows.
+pub const INDEX_CHECK: &str =
+    "SELECT table_name, index_name, rows, entries, missing, orphaned, duplicates FROM raftable.index_check";
 
 /// The bank workload's accounts (ids 0..ACCOUNTS, spread over the table's shards) and each
 /// one's opening balance: every read must sum to `ACCOUNTS * OPENING`.

@@ -2,13 +2,16 @@
 //!
 //! - [`cache`]: the node's cache of table definitions, read from and written to the meta group.
 //! - [`provider`]: the `raftable` catalog DataFusion's planner resolves names in (user tables
-//!   as `scan::ShardedTable`s, the `raftable.nodes` / `raftable.shards` system tables).
+//!   as `scan::ShardedTable`s, the `raftable.nodes` / `raftable.shards` /
+//!   `raftable.index_check` system tables).
+//! - [`index_check`]: every secondary index checked against its table's rows.
 //! - [`pg_catalog`]: raftable's amendments to datafusion-pg-catalog's `pg_catalog` (stable
 //!   table OIDs, primary keys as indexes and constraints) for psql's `\d` and drivers.
 //!
 //! Below it: `scan` (the table providers' reads), `table` (what a definition holds).
 
 mod cache;
+mod index_check;
 pub(crate) mod pg_catalog;
 mod provider;
 

@@ -114,13 +114,16 @@ struct SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["nodes".into(), "shards".into()]
+        vec!["nodes".into(), "shards".into(), "index_check".into()]
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
             "nodes" => nodes(&self.cluster).await?,
             "shards" => shards(&self.cluster, &self.catalog.0).await?,
+            "index_check" => super::index_check::index_check(self.cluster.0.as_ref(), &self.catalog.0)
+                .await
+                .map_err(to_datafusion)?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
@@ -128,7 +131,7 @@ impl SchemaProvider for SystemSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "nodes" | "shards")
+        matches!(name, "nodes" | "shards" | "index_check")
     }
 }
 
