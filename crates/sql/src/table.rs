@@ -310,6 +310,11 @@ impl IndexDef {
     }
 }
 
+/// Whether `a` and `b` hold the same columns, in any order.
+pub fn same_columns(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().all(|c| b.contains(c))
+}
+
 /// A CHECK constraint: its name and its expression as SQL text over the table's columns
 /// (planned by `exec::checks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +388,20 @@ impl TableDef {
     /// The index named `name`, if the table has one.
     pub fn index(&self, name: &str) -> Option<&IndexDef> {
         self.indexes.iter().find(|i| i.name == name)
+    }
+
+    /// The key a foreign key referencing `columns` (in any order) finds its rows by: the
+    /// primary key (`Some(None)`, not the hidden row id), or a public unique index
+    /// (`Some(Some(index))`); None if `columns` are neither.
+    pub fn referenced_key(&self, columns: &[usize]) -> Option<Option<&IndexDef>> {
+        if same_columns(&self.pk, columns) && !self.has_rowid() {
+            return Some(None);
+        }
+        let index = self
+            .indexes
+            .iter()
+            .find(|i| i.unique && i.state == IndexState::Public && same_columns(&i.columns, columns));
+        index.map(Some)
     }
 
     pub fn has_rowid(&self) -> bool {

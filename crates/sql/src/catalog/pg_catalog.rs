@@ -735,12 +735,10 @@ fn foreign_key_rows(
     let mut out = Vec::new();
     for (n, key) in t.foreign_keys.iter().enumerate() {
         let Some(parent) = tables.iter().find(|p| p.id == key.parent) else { continue };
-        let same = |cols: &[usize]| {
-            cols.len() == key.parent_columns.len() && cols.iter().all(|c| key.parent_columns.contains(c))
-        };
-        let index = match same(&parent.pk) {
-            true => i64::from(parent.oid()) + INDEX_OID,
-            false => parent.indexes.iter().find(|i| i.unique && same(&i.columns)).map_or(0, |i| i64::from(i.oid())),
+        let index = match parent.referenced_key(&key.parent_columns) {
+            Some(None) => i64::from(parent.oid()) + INDEX_OID,
+            Some(Some(i)) => i64::from(i.oid()),
+            None => 0,
         };
         let mut row = vec![
             ("oid", ScalarValue::Int64(Some(foreign_key_oid(t, n)))),

@@ -22,7 +22,7 @@ use super::foreign_keys::ForeignKeys;
 use super::index_ddl::{pass, Pass};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
-use crate::table::{ForeignKeyDef, IndexState, KeyAction, TableDef};
+use crate::table::{ForeignKeyDef, KeyAction, TableDef};
 use crate::types::SqlType;
 
 /// A FOREIGN KEY of the table `def` (being created or altered) resolved against the catalog:
@@ -70,10 +70,7 @@ pub(crate) async fn resolve(
             "number of referencing and referenced columns for foreign key disagree".into(),
         ));
     }
-    let same = |cols: &[usize]| cols.len() == parent_columns.len() && cols.iter().all(|c| parent_columns.contains(c));
-    let unique = same(&parent.pk) && !parent.has_rowid()
-        || parent.indexes.iter().any(|i| i.unique && i.state == IndexState::Public && same(&i.columns));
-    if !unique {
+    if parent.referenced_key(&parent_columns).is_none() {
         return Err(Error::InvalidForeignKey(format!(
             "there is no unique constraint matching given keys for referenced table \"{}\"",
             parent.name

@@ -38,7 +38,7 @@ use crate::encoding::{bucket_of, encode_pk, index_entry, row_key};
 use crate::error::from_datafusion;
 use crate::plan::modify::ModifyPlan;
 use crate::scan::{Current, ShardedTable};
-use crate::table::{ForeignKeyDef, IndexState, KeyAction, TableDef};
+use crate::table::{ForeignKeyDef, KeyAction, TableDef};
 
 /// The foreign keys a write to one table must keep: its own, and those referencing it.
 #[derive(Default)]
@@ -244,17 +244,9 @@ pub(crate) async fn present(
     for (&c, v) in columns.iter().zip(values) {
         full[c] = v.clone();
     }
-    let same = |cols: &[usize]| cols.len() == columns.len() && cols.iter().all(|c| columns.contains(c));
-    let index = match same(&table.pk) {
-        true => None,
-        false => Some(
-            table
-                .indexes
-                .iter()
-                .find(|i| i.unique && i.state == IndexState::Public && same(&i.columns))
-                .ok_or_else(|| Error::Internal(format!("no unique index of \"{}\" for a foreign key", table.name)))?,
-        ),
-    };
+    let index = table
+        .referenced_key(columns)
+        .ok_or_else(|| Error::Internal(format!("no unique index of \"{}\" for a foreign key", table.name)))?;
     let mut keys: Vec<(ShardId, Vec<u8>)> = Vec::with_capacity(rows.len());
     for &r in rows {
         keys.push(match index {

@@ -23,7 +23,7 @@ use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_range, decode_all, index_entry};
-use crate::table::{IndexDef, IndexState, TableDef};
+use crate::table::{same_columns, ForeignKeyDef, IndexDef, IndexState, TableDef};
 use crate::types::SqlType;
 
 /// Rows per backfill transaction.
@@ -215,11 +215,11 @@ pub(crate) async fn remove_index(
     index: &IndexDef,
 ) -> Result<Arc<TableDef>> {
     // A foreign key referencing the index's columns (not the primary key's) needs it.
-    let same = |cols: &[usize]| cols.len() == index.columns.len() && cols.iter().all(|c| index.columns.contains(c));
-    if index.unique && !same(&def.pk) {
+    if index.unique && !same_columns(&def.pk, &index.columns) {
         for &id in &def.referenced_by {
             let Some(child) = catalog.by_id(id).await? else { continue };
-            if let Some(key) = child.foreign_keys.iter().find(|k| k.parent == def.id && same(&k.parent_columns)) {
+            let uses = |k: &&ForeignKeyDef| k.parent == def.id && same_columns(&k.parent_columns, &index.columns);
+            if let Some(key) = child.foreign_keys.iter().find(uses) {
                 return Err(Error::DependentObjectsStillExist(format!(
                     "cannot drop index {} because constraint {} on table {} requires it",
                     index.name, key.name, child.name
