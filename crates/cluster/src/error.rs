@@ -172,6 +172,7 @@ mod tests {
             Error::InvalidColumnReference(s()),
             Error::ForeignKeyViolation(s()),
             Error::InvalidForeignKey(s()),
+            Error::WrongObjectType(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -268,13 +269,14 @@ mod tests {
             Error::InvalidColumnReference(_) => 45,
             Error::ForeignKeyViolation(_) => 46,
             Error::InvalidForeignKey(_) => 47,
+            Error::WrongObjectType(_) => 48,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=47).collect());
+        assert_eq!(listed, (0..=48).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

@@ -179,6 +179,10 @@ pub enum Error {
     /// A FOREIGN KEY whose referenced columns are no primary key or unique index (42830).
     #[error("{0}")]
     InvalidForeignKey(String),
+    /// A statement naming an object of another kind than it acts on (42809): DROP TABLE of a
+    /// view, INSERT into a view.
+    #[error("{0}")]
+    WrongObjectType(String),
 }
 
 impl Error {

@@ -370,6 +370,7 @@ mod tests {
             foreign_keys: Vec::new(),
             referenced_by: Vec::new(),
             version: 0,
+            comment: None,
         };
         let field = origin_field(Field::new("b", DataType::Int64, true), &def, 2);
         assert_eq!(origin(&field), Some((0x1000_0007, 2)));

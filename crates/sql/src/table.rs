@@ -49,6 +49,9 @@ pub struct ColumnDef {
     /// added with, as text like `default` (None: NULL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,
+    /// `COMMENT ON COLUMN` (`pg_description`, `col_description`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// A column's life through ALTER TABLE, so that nodes on the definitions before and after a
@@ -84,6 +87,7 @@ impl ColumnDef {
             state: ColumnState::Public,
             added: false,
             missing: None,
+            comment: None,
         }
     }
 
@@ -173,6 +177,52 @@ impl SequenceDef {
     }
 }
 
+/// A view: a stored query, expanded into each statement that names it (`plan::views`), as
+/// PostgreSQL's rewriter does. Kept in the meta group beside tables and sequences.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// From the table-id counter (its OID is a table OID).
+    pub id: u32,
+    pub name: String,
+    /// The query, as SQL text.
+    pub query: String,
+    /// The view's columns: their names (given or the query's) and Arrow types (as Arrow
+    /// prints them), fixed when the view is created, as in PostgreSQL.
+    pub columns: Vec<(String, String)>,
+    /// Ids of the tables and views the query reads: they cannot be dropped without the view
+    /// (2BP01, or `CASCADE`), and a table renamed is renamed in the query.
+    pub depends: Vec<u32>,
+    /// `COMMENT ON VIEW`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl ViewDef {
+    /// The view's OID in `pg_class` (ids share the table-id counter).
+    pub fn oid(&self) -> i32 {
+        (TABLE_OID + i64::from(self.id & 0x0fff_ffff)) as i32
+    }
+
+    /// Whether the query names `word` (a column, a relation): a word of its text.
+    pub fn mentions(&self, word: &str) -> bool {
+        self.query.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == word)
+    }
+
+    /// The view's columns as an Arrow schema.
+    pub fn schema(&self) -> Result<SchemaRef> {
+        let fields = self
+            .columns
+            .iter()
+            .map(|(name, ty)| {
+                let ty =
+                    ty.parse().map_err(|e| Error::InvalidData(format!("view \"{}\" column type: {e}", self.name)))?;
+                Ok(Field::new(name, ty, true))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
 /// A table definition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableDef {
@@ -203,6 +253,9 @@ pub struct TableDef {
     /// (`exec::commit`), so no write made without an index's entries lands after its backfill.
     #[serde(default)]
     pub version: u64,
+    /// `COMMENT ON TABLE` (`pg_description`, `obj_description`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// A FOREIGN KEY: the values of `columns` in each row of its table must be those of

@@ -1,7 +1,8 @@
-//! [`Catalog`]: the node's cache of table definitions ([`TableDef`]) and sequence definitions
-//! ([`SequenceDef`]), kept as rows of the meta group (shard 0) under `0x00 't' name` and
-//! `0x00 'q' name`, so every node reads the same definitions and a DDL statement is one
-//! replicated write. Tables and sequences share one namespace, as PostgreSQL's relations do.
+//! [`Catalog`]: the node's cache of table, sequence and view definitions ([`TableDef`],
+//! [`SequenceDef`], [`ViewDef`]), kept as rows of the meta group (shard 0) under
+//! `0x00 't' name`, `0x00 'q' name` and `0x00 'r' name`, so every node reads the same
+//! definitions and a DDL statement is one replicated write. They share one namespace, as
+//! PostgreSQL's relations do.
 //!
 //! Each node caches the definitions ([`Catalog`]) under a lease: the cache is refreshed in the
 //! background every [`REFRESH`], and a cache older than [`LEASE`] is not used (a lookup then
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use raftable_common::{Error, Expect, Result, ShardRead, ShardWrite, WriteOp, META_SHARD};
 
 use crate::cluster::Cluster;
-use crate::table::{SequenceDef, TableDef};
+use crate::table::{SequenceDef, TableDef, ViewDef};
 
 /// How often each node re-reads the catalog in the background.
 pub const REFRESH: Duration = Duration::from_millis(200);
@@ -26,6 +27,7 @@ pub const LEASE: Duration = Duration::from_millis(600);
 
 const TABLE: u8 = b't';
 const SEQUENCE: u8 = b'q';
+const VIEW: u8 = b'r';
 
 fn table_key(name: &str) -> Vec<u8> {
     definition_key(TABLE, name)
@@ -42,13 +44,20 @@ pub struct Catalog {
     cluster: Arc<dyn Cluster>,
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
     sequences: RwLock<BTreeMap<String, Arc<SequenceDef>>>,
+    views: RwLock<BTreeMap<String, Arc<ViewDef>>>,
     /// When the read behind `tables` started (None: never read).
     read_at: RwLock<Option<Instant>>,
 }
 
 impl Catalog {
     pub fn new(cluster: Arc<dyn Cluster>) -> Self {
-        Self { cluster, tables: RwLock::default(), sequences: RwLock::default(), read_at: RwLock::default() }
+        Self {
+            cluster,
+            tables: RwLock::default(),
+            sequences: RwLock::default(),
+            views: RwLock::default(),
+            read_at: RwLock::default(),
+        }
     }
 
     /// The table definition, from the cache if its lease holds and it has the table, else
@@ -101,8 +110,30 @@ impl Catalog {
         self.sequences.read().expect("catalog lock").values().cloned().collect()
     }
 
-    /// Re-reads every definition from the meta group: sequences (`0x00 'q'`) through tables
-    /// (`0x00 't'`) in one scan.
+    /// The view definition, from the cache if its lease holds and it has it, else re-read.
+    pub async fn view(&self, name: &str) -> Result<Option<Arc<ViewDef>>> {
+        self.lookup(|c| c.cached_view(name)).await
+    }
+
+    pub fn cached_view(&self, name: &str) -> Option<Arc<ViewDef>> {
+        self.views.read().expect("catalog lock").get(name).cloned()
+    }
+
+    /// Every view, from a cache whose lease holds.
+    pub async fn views(&self) -> Result<BTreeMap<String, Arc<ViewDef>>> {
+        let fresh = self.read_at.read().expect("catalog lock").is_some_and(|t| t.elapsed() < LEASE);
+        if !fresh {
+            self.refresh().await?;
+        }
+        Ok(self.views.read().expect("catalog lock").clone())
+    }
+
+    pub fn cached_views(&self) -> Vec<Arc<ViewDef>> {
+        self.views.read().expect("catalog lock").values().cloned().collect()
+    }
+
+    /// Re-reads every definition from the meta group: sequences (`0x00 'q'`), views
+    /// (`0x00 'r'`) and tables (`0x00 't'`) in one scan.
     pub async fn refresh(&self) -> Result<()> {
         let started = Instant::now();
         let read = ShardRead::Scan {
@@ -114,6 +145,7 @@ impl Catalog {
         let rows = self.cluster.read(META_SHARD, read).await?;
         let mut tables = BTreeMap::new();
         let mut sequences = BTreeMap::new();
+        let mut views = BTreeMap::new();
         let invalid = |e: serde_json::Error| Error::InvalidData(format!("catalog definition: {e}"));
         for row in rows {
             match row.key.get(1) {
@@ -125,6 +157,10 @@ impl Catalog {
                     let def: SequenceDef = serde_json::from_slice(&row.value).map_err(invalid)?;
                     sequences.insert(def.name.clone(), Arc::new(def));
                 }
+                Some(&VIEW) => {
+                    let def: ViewDef = serde_json::from_slice(&row.value).map_err(invalid)?;
+                    views.insert(def.name.clone(), Arc::new(def));
+                }
                 _ => {}
             }
         }
@@ -134,14 +170,18 @@ impl Catalog {
         if read_at.is_none_or(|t| t <= started) {
             *self.tables.write().expect("catalog lock") = tables;
             *self.sequences.write().expect("catalog lock") = sequences;
+            *self.views.write().expect("catalog lock") = views;
             *read_at = Some(started);
         }
         Ok(())
     }
 
-    /// Whether a table, sequence or index has this name (42P07 then).
+    /// Whether a table, sequence, index or view has this name (42P07 then).
     pub async fn taken(&self, name: &str) -> Result<bool> {
-        Ok(self.get(name).await?.is_some() || self.sequence(name).await?.is_some() || self.index(name).await?.is_some())
+        Ok(self.get(name).await?.is_some()
+            || self.sequence(name).await?.is_some()
+            || self.index(name).await?.is_some()
+            || self.view(name).await?.is_some())
     }
 
     /// The table with the index `name`, from a cache whose lease holds.
@@ -171,10 +211,15 @@ impl Catalog {
 
     /// Removes a sequence definition (its counter row is the caller's).
     pub async fn remove_sequence(&self, name: &str) -> Result<()> {
-        let op = WriteOp::Delete { key: definition_key(SEQUENCE, name) };
-        self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await?;
+        self.delete(SEQUENCE, name).await?;
         self.sequences.write().expect("catalog lock").remove(name);
         Ok(())
+    }
+
+    /// Deletes the stored definition of kind `kind` named `name`.
+    async fn delete(&self, kind: u8, name: &str) -> Result<()> {
+        let op = WriteOp::Delete { key: definition_key(kind, name) };
+        self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await.map(|_| ())
     }
 
     /// Writes a definition under `key` unless the key exists (42P07 naming `name`).
@@ -192,7 +237,10 @@ impl Catalog {
 
     /// Stores a new table; fails with 42P07 if the name is taken by a table or sequence.
     pub async fn insert(&self, def: TableDef) -> Result<()> {
-        if self.sequence(&def.name).await?.is_some() || self.index(&def.name).await?.is_some() {
+        let other = self.sequence(&def.name).await?.is_some()
+            || self.index(&def.name).await?.is_some()
+            || self.view(&def.name).await?.is_some();
+        if other {
             return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
         }
         self.put_new(table_key(&def.name), &def.name, &def).await?;
@@ -216,34 +264,114 @@ impl Catalog {
 
     async fn replace_by(&self, old: &TableDef, mut new: TableDef, step: u64) -> Result<Arc<TableDef>> {
         new.version = old.version + step;
-        let key = table_key(&old.name);
-        let rows = self.cluster.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
-        let Some(row) = rows.first() else {
-            return Err(Error::UndefinedTable(format!("relation \"{}\" does not exist", old.name)));
-        };
-        let stored: serde_json::Value =
-            serde_json::from_slice(&row.value).map_err(|e| Error::InvalidData(format!("table definition: {e}")))?;
-        if stored != serde_json::to_value(old).map_err(Error::internal)? {
-            return Err(Error::TxnConflict(format!("table \"{}\" was changed concurrently", old.name)));
-        }
-        let value = serde_json::to_vec(&new).map_err(Error::internal)?;
-        let op = WriteOp::CompareAndPut { key, expect: Expect::Version(row.version), value };
-        match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
-            Ok(_) => {}
-            Err(Error::ConditionFailed { .. }) => {
-                return Err(Error::TxnConflict(format!("table \"{}\" was changed concurrently", old.name)))
-            }
-            Err(e) => return Err(e),
-        }
+        self.compare_and_put(table_key(&old.name), &old.name, old, &new).await?;
         let new = Arc::new(new);
         self.tables.write().expect("catalog lock").insert(new.name.clone(), new.clone());
         Ok(new)
     }
 
+    /// Writes `new` under `key` if the definition stored there is still `old`: 42P01 if there
+    /// is none, 40001 if it changed (another DDL statement changed it meanwhile).
+    async fn compare_and_put(
+        &self,
+        key: Vec<u8>,
+        name: &str,
+        old: &impl serde::Serialize,
+        new: &impl serde::Serialize,
+    ) -> Result<()> {
+        let version = self.stored_version(&key, name, old).await?;
+        let value = serde_json::to_vec(new).map_err(Error::internal)?;
+        let op = WriteOp::CompareAndPut { key, expect: Expect::Version(version), value };
+        self.conditional(vec![op], name).await
+    }
+
+    /// The version of the row under `key` if it holds `old` (42P01 if none, 40001 if other).
+    async fn stored_version(&self, key: &[u8], name: &str, old: &impl serde::Serialize) -> Result<u64> {
+        let rows = self.cluster.read(META_SHARD, ShardRead::Get { key: key.to_vec() }).await?;
+        let Some(row) = rows.first() else {
+            return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
+        };
+        let stored: serde_json::Value =
+            serde_json::from_slice(&row.value).map_err(|e| Error::InvalidData(format!("definition: {e}")))?;
+        if stored != serde_json::to_value(old).map_err(Error::internal)? {
+            return Err(Error::TxnConflict(format!("relation \"{name}\" was changed concurrently")));
+        }
+        Ok(row.version)
+    }
+
+    /// One meta-group write whose conditions name relation `name`: a failed condition is 40001.
+    async fn conditional(&self, ops: Vec<WriteOp>, name: &str) -> Result<()> {
+        match self.cluster.write(META_SHARD, ShardWrite::new(ops)).await {
+            Ok(_) => Ok(()),
+            Err(Error::ConditionFailed { .. }) => {
+                Err(Error::TxnConflict(format!("relation \"{name}\" was changed concurrently")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renames table `old` in one meta-group write (its rows, indexes and keys know it by its
+    /// id, not its name): 42P07 if `name` is taken, 40001 if `old` changed meanwhile. The
+    /// version goes up by one, as for any change of the definition.
+    pub async fn rename(&self, old: &TableDef, name: &str) -> Result<Arc<TableDef>> {
+        let taken = || Error::DuplicateTable(format!("relation \"{name}\" already exists"));
+        if self.taken(name).await? {
+            return Err(taken());
+        }
+        let key = table_key(&old.name);
+        let version = self.stored_version(&key, &old.name, old).await?;
+        let new = TableDef { name: name.to_string(), version: old.version + 1, ..old.clone() };
+        let encode = |d: &TableDef| serde_json::to_vec(d).map_err(Error::internal);
+        let ops = vec![
+            WriteOp::CompareAndPut { key: key.clone(), expect: Expect::Version(version), value: encode(old)? },
+            WriteOp::Delete { key },
+            WriteOp::PutIfAbsent { key: table_key(name), value: encode(&new)? },
+        ];
+        match self.conditional(ops, &old.name).await {
+            Err(Error::DuplicateKey { .. }) => return Err(taken()),
+            other => other?,
+        }
+        let new = Arc::new(new);
+        let mut tables = self.tables.write().expect("catalog lock");
+        tables.remove(&old.name);
+        tables.insert(new.name.clone(), new.clone());
+        Ok(new)
+    }
+
+    /// Replaces sequence definition `old` with `new` (same name): 40001 if it changed meanwhile.
+    pub async fn replace_sequence(&self, old: &SequenceDef, new: SequenceDef) -> Result<()> {
+        self.compare_and_put(definition_key(SEQUENCE, &old.name), &old.name, old, &new).await?;
+        self.sequences.write().expect("catalog lock").insert(new.name.clone(), Arc::new(new));
+        Ok(())
+    }
+
+    /// Stores a view: a new one (42P07 if the name is taken), or with `replacing` the view it
+    /// replaces (40001 if that changed meanwhile).
+    pub async fn put_view(&self, def: ViewDef, replacing: Option<&ViewDef>) -> Result<()> {
+        let key = definition_key(VIEW, &def.name);
+        match replacing {
+            None => {
+                if self.taken(&def.name).await? {
+                    return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
+                }
+                self.put_new(key, &def.name, &def).await?;
+            }
+            Some(old) => self.compare_and_put(key, &old.name, old, &def).await?,
+        }
+        self.views.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        Ok(())
+    }
+
+    /// Removes a view definition.
+    pub async fn remove_view(&self, name: &str) -> Result<()> {
+        self.delete(VIEW, name).await?;
+        self.views.write().expect("catalog lock").remove(name);
+        Ok(())
+    }
+
     /// Removes a definition (its rows are deleted by the caller first).
     pub async fn remove(&self, name: &str) -> Result<()> {
-        let op = WriteOp::Delete { key: table_key(name) };
-        self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await?;
+        self.delete(TABLE, name).await?;
         self.tables.write().expect("catalog lock").remove(name);
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The catalog stage: which tables exist and how DataFusion and clients see them.
 //!
-//! - [`cache`]: the node's cache of table definitions, read from and written to the meta group.
+//! - [`cache`]: the node's cache of table, sequence and view definitions, read from and
+//!   written to the meta group.
 //! - [`provider`]: the `raftable` catalog DataFusion's planner resolves names in (user tables
 //!   as `scan::ShardedTable`s, the `raftable.nodes` / `raftable.shards` /
 //!   `raftable.index_check` system tables).

@@ -14,6 +14,10 @@
 //!   relkind 'i' and a `pg_index` row) and a constraint (`pg_constraint`, contype 'p'),
 //!   described by `pg_get_indexdef` / `pg_get_constraintdef`;
 //! - adds each table's CHECK constraints and foreign keys (`pg_constraint` contype 'c', 'f');
+//! - adds the COMMENT ON texts of tables, views and columns (`pg_description`,
+//!   `obj_description`, `col_description`);
+//! - gives each view the OID [`ViewDef::oid`] derives (`pg_class` relkind 'v'), lists it in
+//!   `pg_views`, and its query through `pg_get_viewdef`;
 //! - adds each sequence (`pg_class` relkind 'S', `pg_sequence`) and each column default
 //!   (`pg_attrdef`, whose `adbin` holds the text `pg_get_expr` returns, and `atthasdef` /
 //!   `attidentity` in `pg_attribute`).
@@ -44,7 +48,9 @@ use datafusion::scalar::ScalarValue;
 use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
 use crate::ast::rewrite::EXPAND;
-use crate::table::{ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef};
+use crate::table::{
+    ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef, ViewDef,
+};
 use crate::types::SqlType;
 
 /// A user table's primary key index's OID is its table's ([`TableDef::oid`]) plus this, its
@@ -73,12 +79,14 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("to_regclass", catalog)));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_viewdef", catalog.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("to_regclass", catalog.clone())));
     for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible", "pg_table_is_visible"] {
         ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
     }
-    for name in ["obj_description", "col_description", "shobj_description"] {
-        ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
+    ctx.register_udf(ScalarUDF::new_from_impl(Visible::new("shobj_description")));
+    for name in ["obj_description", "col_description"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new(name, catalog.clone())));
     }
     Ok(())
 }
@@ -89,9 +97,7 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
 /// those, false for the relations of the other schemas (`raftable`, `information_schema`),
 /// which datafusion-pg-catalog numbers in between: applications listing tables (SQLAlchemy,
 /// Alembic, Django) must not take raftable's system tables for theirs. And
-/// `obj_description(oid [, catalog])`, `col_description(oid, column)`,
-/// `shobj_description(oid, catalog)`: NULL, the answer for an object without a comment, as
-/// every object is (COMMENT ON is not supported yet); Django lists tables with them.
+/// `shobj_description(oid, catalog)`: NULL (no shared object has a comment).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Visible {
     name: &'static str,
@@ -352,6 +358,8 @@ enum Amended {
     Attrdef,
     Sequence,
     Depend,
+    Views,
+    Description,
 }
 
 #[async_trait]
@@ -369,6 +377,8 @@ impl SchemaProvider for Overlay {
             "pg_attrdef" => Amended::Attrdef,
             "pg_sequence" => Amended::Sequence,
             "pg_depend" => Amended::Depend,
+            "pg_views" => Amended::Views,
+            "pg_description" => Amended::Description,
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
@@ -401,6 +411,17 @@ impl Overlay {
             let oid = i64::from(def.oid());
             oids.insert(theirs, oid);
             keyed.extend(keyed_of(&def));
+        }
+        let views = self.catalog.cached_views();
+        for view in &views {
+            let row = classes.iter().find(|r| {
+                text(r, "relname") == Some(view.name.as_str())
+                    && text(r, "relkind") == Some("v")
+                    && int(r, "relnamespace") == public
+            });
+            if let Some(theirs) = row.and_then(|r| int(r, "oid")) {
+                oids.insert(theirs, i64::from(view.oid()));
+            }
         }
         Ok(Snapshot { keyed, classes, oids, tables, sequences: self.catalog.sequences(), public })
     }
@@ -561,9 +582,19 @@ impl TableProvider for AmendedTable {
                     .filter(|(_, ours)| keyed.iter().any(|k| k.oid == **ours))
                     .map(|(t, o)| (*t, *o))
                     .collect();
+                // psql's `\d` lists CHECK constraints when `relchecks` counts some.
+                let checks: HashMap<i64, i64> =
+                    snapshot.tables.iter().map(|t| (i64::from(t.oid()), t.checks.len() as i64)).collect();
+                let checked: HashMap<i64, i64> = oids
+                    .iter()
+                    .filter(|(_, ours)| checks.get(ours).is_some_and(|n| *n > 0))
+                    .map(|(t, o)| (*t, *o))
+                    .collect();
+                let count = |ours: i64| ScalarValue::Int64(checks.get(&ours).copied());
                 batches = batches
                     .iter()
                     .map(|b| replaced(b, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
+                    .map(|b| replaced(&b?, "oid", "relchecks", &checked, count))
                     .map(|b| replaced(&b?, "oid", "oid", oids, |oid| ScalarValue::Int64(Some(oid))))
                     .collect::<DfResult<_>>()?;
                 let indexes = keyed.iter().map(|k| (table_row(k.oid), class_row(k)));
@@ -591,6 +622,13 @@ impl TableProvider for AmendedTable {
             Amended::Depend => {
                 let owned = snapshot.sequences.iter().filter_map(|s| owned_row(s, &snapshot.tables));
                 owned.map(|r| (None, r)).collect()
+            }
+            Amended::Views => self.overlay.catalog.cached_views().iter().map(|v| (None, view_row(v))).collect(),
+            Amended::Description => {
+                let views = self.overlay.catalog.cached_views();
+                let tables = snapshot.tables.iter().flat_map(|t| description_rows(t));
+                let views = views.iter().filter_map(|v| Some(description_row(v.oid(), 0, v.comment.as_ref()?)));
+                tables.chain(views).map(|r| (None, r)).collect()
             }
         };
         let extra = added.iter().map(|(base, values)| row_of(&schema, *base, values)).collect::<DfResult<Vec<_>>>()?;
@@ -651,6 +689,40 @@ fn sequence_class_row(s: &SequenceDef, public: Option<i64>) -> Vec<(&'static str
         ("relkind", ScalarValue::Utf8(Some("S".into()))),
         ("relnatts", ScalarValue::Int64(Some(3))),
     ]
+}
+
+/// The `pg_description` rows of a table's comment and its columns' (`pg_class` objects).
+fn description_rows(t: &TableDef) -> Vec<Vec<(&'static str, ScalarValue)>> {
+    let table = t.comment.as_ref().map(|c| description_row(t.oid(), 0, c));
+    let columns = t.visible().into_iter().filter_map(|i| {
+        let comment = t.columns[i].comment.as_ref()?;
+        Some(description_row(t.oid(), t.attnum(i)?, comment))
+    });
+    table.into_iter().chain(columns).collect()
+}
+
+fn description_row(oid: i32, subid: i16, text: &str) -> Vec<(&'static str, ScalarValue)> {
+    vec![
+        ("objoid", ScalarValue::Int64(Some(i64::from(oid)))),
+        ("classoid", ScalarValue::Int64(Some(PG_CLASS))),
+        ("objsubid", ScalarValue::Int64(Some(i64::from(subid)))),
+        ("description", ScalarValue::Utf8(Some(text.to_string()))),
+    ]
+}
+
+/// A view's `pg_views` row.
+fn view_row(v: &ViewDef) -> Vec<(&'static str, ScalarValue)> {
+    vec![
+        ("schemaname", ScalarValue::Utf8(Some(PUBLIC.into()))),
+        ("viewname", ScalarValue::Utf8(Some(v.name.clone()))),
+        ("viewowner", ScalarValue::Utf8(Some("postgres".into()))),
+        ("definition", ScalarValue::Utf8(Some(view_text(v)))),
+    ]
+}
+
+/// A view's query as `pg_get_viewdef` gives it: PostgreSQL ends it with a semicolon.
+fn view_text(v: &ViewDef) -> String {
+    format!("{};", v.query)
 }
 
 /// The OID of a table's `n`th CHECK constraint.
@@ -1026,6 +1098,8 @@ fn batch_of(schema: &SchemaRef, rows: &[Vec<ScalarValue>]) -> DfResult<RecordBat
 /// other OID. With a column number other than 0, `pg_get_indexdef` gives that key column only.
 /// And `pg_get_expr(adbin, relid [, pretty])`: raftable's `pg_attrdef.adbin` holds the default
 /// as PostgreSQL prints it already, so it gives that back (datafusion-pg-catalog's gives '').
+/// And `pg_get_viewdef(oid [, pretty])`: a view's query; `obj_description(oid [, catalog])`,
+/// `col_description(oid, column)`: the COMMENT ON text of a table or view, of a column.
 struct DefinitionUdf {
     name: &'static str,
     signature: Signature,
@@ -1037,7 +1111,7 @@ impl DefinitionUdf {
         Self { name, signature: Signature::variadic_any(Volatility::Stable), catalog }
     }
 
-    /// `to_regclass(name)`: the OID of the table, sequence or index `name` names (optionally
+    /// `to_regclass(name)`: the OID of the table, sequence, index or view `name` names (optionally
     /// `public.`-qualified or quoted), or of PostgreSQL's own relations by number; None if
     /// there is none.
     fn relation_oid(&self, name: &str) -> Option<i32> {
@@ -1059,11 +1133,30 @@ impl DefinitionUdf {
         if let Some(s) = self.catalog.cached_sequence(&name) {
             return Some(s.oid());
         }
+        if let Some(v) = self.catalog.cached_view(&name) {
+            return Some(v.oid());
+        }
         self.catalog.all().iter().find_map(|t| t.index(&name).map(|i| i.oid()))
     }
 
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
     fn definition(&self, oid: i64, column: i64) -> Option<String> {
+        if self.name == "obj_description" {
+            let tables = self.catalog.all();
+            let table = tables.iter().find(|t| i64::from(t.oid()) == oid).map(|t| t.comment.clone());
+            let view =
+                || self.catalog.cached_views().iter().find(|v| i64::from(v.oid()) == oid).map(|v| v.comment.clone());
+            return table.or_else(view).flatten();
+        }
+        if self.name == "col_description" {
+            let tables = self.catalog.all();
+            let t = tables.iter().find(|t| i64::from(t.oid()) == oid)?;
+            let c = t.visible().into_iter().find(|c| t.attnum(*c).map(i64::from) == Some(column))?;
+            return t.columns[c].comment.clone();
+        }
+        if self.name == "pg_get_viewdef" {
+            return self.catalog.cached_views().iter().find(|v| i64::from(v.oid()) == oid).map(|v| view_text(v));
+        }
         if self.name == "pg_get_constraintdef" && oid >= FOREIGN_KEY_OID {
             let tables = self.catalog.all();
             return tables.iter().find_map(|t| {
@@ -1148,9 +1241,10 @@ impl ScalarUDFImpl for DefinitionUdf {
         };
         let oids = as_ints(first)?;
         let oids = as_int64_array(&oids)?;
-        // pg_get_indexdef's second argument is a column number; pg_get_constraintdef's is `pretty`.
+        // pg_get_indexdef's and col_description's second argument is a column number;
+        // pg_get_constraintdef's is `pretty`, obj_description's a catalog's name.
         let columns = match args.args.get(1) {
-            Some(arg) if self.name == "pg_get_indexdef" => Some(as_ints(arg)?),
+            Some(arg) if matches!(self.name, "pg_get_indexdef" | "col_description") => Some(as_ints(arg)?),
             _ => None,
         };
         let columns = columns.as_ref().map(|c| as_int64_array(c)).transpose()?;

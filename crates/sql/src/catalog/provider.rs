@@ -1,5 +1,6 @@
 //! What DataFusion's planner sees of the catalog: the `raftable` catalog with schema `public`
-//! (user tables as [`ShardedTable`]s, their visible columns, every shard) and schema
+//! (user tables as [`ShardedTable`]s, their visible columns, every shard; views as
+//! [`StoredView`]s, which list their columns and are never scanned) and schema
 //! `raftable` (the cluster's `nodes` and `shards`, built fresh for every statement that reads
 //! them). The internal reads of UPDATE and DELETE, which also need the hidden row id and may
 //! be restricted to some shards, build their own [`ShardedTable`] (`plan::modify`).
@@ -8,18 +9,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{CatalogProvider, SchemaProvider};
-use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session};
+use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::physical_plan::ExecutionPlan;
 use raftable_common::ShardId;
 
 use super::cache::Catalog;
 use crate::cluster::ClusterRef;
 use crate::error::to_datafusion;
 use crate::scan::{Current, ShardedTable};
+use crate::table::ViewDef;
 
 pub(crate) const CATALOG: &str = "raftable";
 pub(crate) const PUBLIC: &str = "public";
@@ -90,10 +93,15 @@ struct PublicSchema {
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        self.catalog.0.names()
+        let mut names = self.catalog.0.names();
+        names.extend(self.catalog.0.cached_views().iter().map(|v| v.name.clone()));
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = self.catalog.0.cached_view(name) {
+            return Ok(Some(Arc::new(StoredView { schema: view.schema().map_err(to_datafusion)?, view })));
+        }
         let Some(def) = self.catalog.0.get(name).await.map_err(to_datafusion)? else { return Ok(None) };
         let catalog = self.catalog.0.clone();
         let current: Current = Arc::new(move |name| catalog.leased(name));
@@ -101,7 +109,41 @@ impl SchemaProvider for PublicSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.0.cached(name).is_some()
+        self.catalog.0.cached(name).is_some() || self.catalog.0.cached_view(name).is_some()
+    }
+}
+
+/// A view as the catalogs list it (`pg_class` relkind 'v', `information_schema.views`). Never
+/// scanned: the planner expands a view's query into the statement naming it
+/// (`plan::views::expand`).
+#[derive(Debug)]
+struct StoredView {
+    view: Arc<ViewDef>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for StoredView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.view.query)
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Internal(format!("view \"{}\" reached the executor unexpanded", self.view.name)))
     }
 }
 

@@ -17,7 +17,7 @@ use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as AstColumnDef,
     ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, ForeignKeyConstraint, GeneratedAs, Ident,
-    IndexColumn, SequenceOptions, SqlOption, TableConstraint, UnaryOperator, Value,
+    IndexColumn, RenameTableNameKind, SequenceOptions, SqlOption, TableConstraint, UnaryOperator, Value,
 };
 use raftable_common::{Error, KeyRange, Result, ShardRead};
 use raftable_txn::Coordinator;
@@ -28,13 +28,17 @@ use super::index_ddl::{
     add_unique, clear_index, clear_range, default_name, index_columns, new_index, pass, remove_index, Pass,
 };
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
+use super::views::{dependent_views, still_needed};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_range, RowDecoder};
+use crate::plan::views::renamed_relation;
+use crate::plan::CommentOn;
 use crate::sequence::Sequences;
 use crate::table::{
-    CheckDef, ColumnDef, ColumnState, Computed, ForeignKeyDef, Identity, IndexDef, IndexState, TableDef, ROWID,
+    CheckDef, ColumnDef, ColumnState, Computed, ForeignKeyDef, Identity, IndexDef, IndexState, SequenceDef, TableDef,
+    ViewDef, ROWID,
 };
 use crate::types::{coerce_scalar, SqlType};
 
@@ -185,6 +189,7 @@ pub(crate) async fn create_table(
         foreign_keys: Vec::new(),
         referenced_by: Vec::new(),
         version: 0,
+        comment: None,
     };
     Checks::compile(ctx, &probe)?;
     let TableDef { mut columns, pk, checks, .. } = probe;
@@ -212,6 +217,7 @@ pub(crate) async fn create_table(
         foreign_keys: Vec::new(),
         referenced_by: Vec::new(),
         version: 0,
+        comment: None,
     };
     let mut linked = Vec::new();
     let inserted = publish(cluster, catalog, def, uniques, &foreign, ranges, &mut linked).await;
@@ -434,11 +440,35 @@ pub(crate) async fn alter_table(
         if alter.if_exists {
             return Ok(());
         }
+        if catalog.view(&name).await?.is_some() {
+            return Err(Error::WrongObjectType(format!("\"{name}\" is a view: change it with CREATE OR REPLACE VIEW")));
+        }
         return Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")));
     };
+    // What a view reads of the table stays (PostgreSQL keeps views by column number; a
+    // raftable view keeps its query's text).
+    for view in dependent_views(catalog, &[current.id]).await?.iter().filter(|v| v.depends.contains(&current.id)) {
+        for op in &alter.operations {
+            let (verb, names) = match op {
+                AlterTableOperation::DropColumn { column_names, .. } => ("drop", column_names.clone()),
+                AlterTableOperation::RenameColumn { old_column_name, .. } => ("rename", vec![old_column_name.clone()]),
+                _ => continue,
+            };
+            if let Some(c) = names.iter().map(ident).find(|c| view.mentions(c)) {
+                return Err(Error::DependentObjectsStillExist(format!(
+                    "cannot {verb} column {c} of table {name} because other objects depend on it: view {} depends on \
+                     column {c} of table {name}",
+                    view.name
+                )));
+            }
+        }
+    }
     // A UNIQUE constraint is its index, added and dropped in steps of its own; so is a
     // foreign key.
     match alter.operations.as_slice() {
+        [AlterTableOperation::RenameTable { table_name: RenameTableNameKind::To(new) }] => {
+            return rename_table(catalog, &current, &table_name(new)?).await;
+        }
         [AlterTableOperation::DropConstraint { name, .. }] => {
             if let Some(index) = current.index(&ident(name)).filter(|i| i.constraint).cloned() {
                 return remove_index(cluster, catalog, &current, &index).await.map(|_| ());
@@ -574,6 +604,59 @@ fn renamed(expr: &str, old: &str, new: &str) -> Result<String> {
         ControlFlow::<()>::Continue(())
     });
     Ok(e.to_string())
+}
+
+/// COMMENT ON TABLE / VIEW / COLUMN: the text kept in the definition (`None` removes it).
+/// Nothing about writes changes, so no lease is waited out.
+pub(crate) async fn comment_on(catalog: &Catalog, on: &CommentOn, comment: Option<String>) -> Result<()> {
+    let table = |name: &String| {
+        let name = name.clone();
+        async move {
+            catalog
+                .get(&name)
+                .await?
+                .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))
+        }
+    };
+    match on {
+        CommentOn::Table(name) => {
+            let def = table(name).await?;
+            catalog.replace(&def, TableDef { comment, ..(*def).clone() }).await?;
+        }
+        CommentOn::Column(name, column) => {
+            let def = table(name).await?;
+            let i = def.column(column)?;
+            let mut new = (*def).clone();
+            new.columns[i].comment = comment;
+            catalog.replace(&def, new).await?;
+        }
+        CommentOn::View(name) => {
+            let view = catalog
+                .view(name)
+                .await?
+                .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))?;
+            catalog.put_view(ViewDef { comment, ..(*view).clone() }, Some(&view)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// ALTER TABLE RENAME TO: the definition under its new name, the sequences it owns and the
+/// views reading it told, then the lease waited out (no node resolves the old name after).
+async fn rename_table(catalog: &Catalog, current: &TableDef, name: &str) -> Result<()> {
+    catalog.rename(current, name).await?;
+    for sequence in catalog.sequences() {
+        if let Some((_, column)) = sequence.owned_by.as_ref().filter(|(t, _)| *t == current.name) {
+            let owned_by = Some((name.to_string(), column.clone()));
+            catalog.replace_sequence(&sequence, SequenceDef { owned_by, ..(*sequence).clone() }).await?;
+        }
+    }
+    for view in dependent_views(catalog, &[current.id]).await?.iter().filter(|v| v.depends.contains(&current.id)) {
+        let query = renamed_relation(&view.query, &current.name, name)?;
+        catalog.put_view(ViewDef { query, ..(**view).clone() }, Some(view)).await?;
+    }
+    tokio::time::sleep(LEASE + REFRESH).await;
+    Ok(())
 }
 
 /// Whether a stored row holds NULL in column `i` (read a page at a time).
@@ -739,6 +822,13 @@ async fn alter_definition(
             for check in &mut def.checks {
                 check.expr = renamed(&check.expr, &old, &new)?;
             }
+            // Its SERIAL / identity sequence stays its own.
+            for sequence in catalog.sequences() {
+                if sequence.owned_by.as_ref().is_some_and(|(t, c)| *t == def.name && *c == old) {
+                    let owned_by = Some((def.name.clone(), new.clone()));
+                    catalog.replace_sequence(&sequence, SequenceDef { owned_by, ..(*sequence).clone() }).await?;
+                }
+            }
         }
         AlterTableOperation::AlterColumn { column_name, op } => {
             let i = column(def, &ident(column_name))?;
@@ -851,11 +941,23 @@ pub(crate) async fn drop_table(
     for name in names {
         match catalog.get(name).await? {
             Some(def) => defs.push(def),
+            None if catalog.view(name).await?.is_some() => {
+                return Err(Error::WrongObjectType(format!("\"{name}\" is not a table")))
+            }
             None if if_exists => {}
             None => return Err(Error::UndefinedTable(format!("table \"{name}\" does not exist"))),
         }
     }
     let ids: Vec<u32> = defs.iter().map(|d| d.id).collect();
+    // The views reading them (directly or through views) go too with CASCADE.
+    let views = dependent_views(catalog, &ids).await?;
+    if let (Some(other), false) = (views.first(), cascade) {
+        let named = defs.iter().find(|d| other.depends.contains(&d.id)).map_or("", |d| d.name.as_str());
+        return Err(still_needed("table", named, other));
+    }
+    for view in &views {
+        catalog.remove_view(&view.name).await?;
+    }
     for def in &defs {
         let others = dependents(catalog, def, &ids).await?;
         if let (Some(other), false) = (others.first(), cascade) {

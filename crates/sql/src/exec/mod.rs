@@ -16,6 +16,7 @@
 //! - [`commit`]: a transaction's commit, after the schema check;
 //! - [`sequences`]: CREATE / DROP SEQUENCE, the sequences of SERIAL and identity columns,
 //!   computed defaults;
+//! - [`views`]: CREATE / DROP VIEW;
 //! - RETURNING: its expressions evaluated over the rows written.
 
 pub(crate) mod checks;
@@ -27,6 +28,7 @@ pub(crate) mod indexes;
 pub(crate) mod modify;
 pub(crate) mod point;
 pub(crate) mod sequences;
+pub(crate) mod views;
 pub(crate) mod write;
 
 use std::sync::Arc;
@@ -289,6 +291,18 @@ impl Executor<'_> {
                 let cluster = self.cluster.as_ref();
                 sequences::drop_sequences(cluster, self.catalog, self.sequences, names, *if_exists, *cascade).await?;
                 Ok(Output::Command { tag: "DROP SEQUENCE".into() })
+            }
+            Plan::CreateView { def, or_replace } => {
+                views::create_view(self.cluster.as_ref(), self.catalog, def.as_ref().clone(), *or_replace).await?;
+                Ok(Output::Command { tag: "CREATE VIEW".into() })
+            }
+            Plan::DropView { names, if_exists, cascade } => {
+                views::drop_views(self.catalog, names, *if_exists, *cascade).await?;
+                Ok(Output::Command { tag: "DROP VIEW".into() })
+            }
+            Plan::Comment { on, comment } => {
+                ddl::comment_on(self.catalog, on, comment.clone()).await?;
+                Ok(Output::Command { tag: "COMMENT".into() })
             }
             Plan::Session(_) => Err(Error::Internal("a session command reached the executor".into())),
         }

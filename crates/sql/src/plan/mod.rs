@@ -9,6 +9,7 @@
 //! - [`modify`]: UPDATE / DELETE as a DataFusion plan reading every column of the matching
 //!   rows (and the new values) from the table's shards.
 //! - [`returning`]: RETURNING lists as expressions over the rows written.
+//! - [`views`]: each view a statement reads replaced by its query, first; CREATE VIEW.
 //! - [`params`]: `$n` types at prepare, values bound at execute.
 //! - [`context`]: the session's DataFusion context, and DataFusion's SQL planner over tables
 //!   resolved ahead for the parts raftable assembles itself.
@@ -24,6 +25,7 @@ pub(crate) mod params;
 pub(crate) mod point;
 pub(crate) mod query;
 pub(crate) mod returning;
+pub(crate) mod views;
 
 use std::sync::Arc;
 
@@ -31,13 +33,15 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{AlterTable, CreateIndex, CreateTable, ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{
+    AlterTable, CommentObject, CreateIndex, CreateTable, ObjectName, ObjectType, Statement,
+};
 use raftable_common::{Error, Result};
 
 use crate::ast::{first_words, rewrite, table_name};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
-use crate::table::TableDef;
+use crate::table::{TableDef, ViewDef};
 use crate::xact::XactCall;
 
 /// A planned statement, ready to execute any number of times.
@@ -85,8 +89,32 @@ pub(crate) enum Plan {
         if_exists: bool,
         cascade: bool,
     },
+    /// `CREATE [OR REPLACE] VIEW`: the definition to store (`views::plan_create`).
+    CreateView {
+        def: Box<ViewDef>,
+        or_replace: bool,
+    },
+    DropView {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    /// `COMMENT ON ... IS 'text' | NULL` (an empty text is NULL, as in PostgreSQL).
+    Comment {
+        on: CommentOn,
+        comment: Option<String>,
+    },
     /// A command on the session's own state, run by the session.
     Session(SessionCommand),
+}
+
+/// What a COMMENT ON describes.
+#[derive(Debug, Clone)]
+pub(crate) enum CommentOn {
+    Table(String),
+    View(String),
+    /// A table's column: (table, column).
+    Column(String, String),
 }
 
 /// What an INSERT does with a row whose key exists.
@@ -184,6 +212,13 @@ impl Planner<'_> {
         let mut stmt = stmt.clone();
         rewrite::float_exponents(&mut stmt);
         rewrite::regclass_arguments(&mut stmt);
+        rewrite::regclass_of_text(&mut stmt);
+        if let Some(target) = write_target(&stmt) {
+            self.table(target).await?;
+        }
+        if !matches!(stmt, Statement::CreateView(_)) {
+            views::expand(&mut stmt, &self.catalog.views().await?)?;
+        }
         let (plan, schema, inferred) = match &stmt {
             Statement::Query(_) | Statement::Explain { .. } => query::plan(self, &stmt).await?,
             Statement::Insert(insert) => insert::plan(self, insert).await?,
@@ -208,18 +243,60 @@ impl Planner<'_> {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
                 (Plan::DropSequence { names, if_exists: *if_exists, cascade: *cascade }, None, Vec::new())
             }
+            Statement::CreateView(create) => views::plan_create(self, create).await?,
+            Statement::Comment { object_type, object_name, comment, .. } => {
+                let on = match object_type {
+                    CommentObject::Table => CommentOn::Table(table_name(object_name)?),
+                    CommentObject::View => CommentOn::View(table_name(object_name)?),
+                    CommentObject::Column => {
+                        let (table, column) = object_name.0.split_at(object_name.0.len().saturating_sub(1));
+                        let column = column.first().and_then(|c| c.as_ident()).map(crate::ast::ident);
+                        let column =
+                            column.ok_or_else(|| Error::SyntaxError("COMMENT ON COLUMN needs table.column".into()))?;
+                        CommentOn::Column(table_name(&ObjectName(table.to_vec()))?, column)
+                    }
+                    other => return Err(Error::unsupported(format!("COMMENT ON {other} is not supported"))),
+                };
+                let comment = comment.clone().filter(|c| !c.is_empty());
+                (Plan::Comment { on, comment }, None, Vec::new())
+            }
+            Statement::Drop { object_type: ObjectType::View, if_exists, names, cascade, .. } => {
+                let names = names.iter().map(table_name).collect::<Result<_>>()?;
+                (Plan::DropView { names, if_exists: *if_exists, cascade: *cascade }, None, Vec::new())
+            }
             other => return Err(Error::unsupported(format!("statement not supported: {}", first_words(other)))),
         };
         let params = params::resolve(inferred, &rewrite::param_hints(&stmt), declared);
         Ok(Prepared { params, schema, plan })
     }
 
-    /// The definition of the table `name` names; 42P01 if there is none.
+    /// The definition of the table `name` names, to write to; 42P01 if there is none, 0A000
+    /// for a view (raftable's views are read-only).
     pub(crate) async fn table(&self, name: &ObjectName) -> Result<Arc<TableDef>> {
         let name = table_name(name)?;
-        self.catalog
-            .get(&name)
-            .await?
-            .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))
+        if let Some(def) = self.catalog.get(&name).await? {
+            return Ok(def);
+        }
+        if self.catalog.view(&name).await?.is_some() {
+            return Err(Error::unsupported(format!("cannot change view \"{name}\": views are read-only")));
+        }
+        Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist")))
+    }
+}
+
+/// The table an UPDATE or DELETE writes (checked before views are expanded: a view written is
+/// refused, not expanded).
+fn write_target(stmt: &Statement) -> Option<&ObjectName> {
+    use datafusion::sql::sqlparser::ast::{FromTable, TableFactor};
+    let relation = match stmt {
+        Statement::Update(update) => &update.table.relation,
+        Statement::Delete(delete) => match &delete.from {
+            FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => &from.first()?.relation,
+        },
+        _ => return None,
+    };
+    match relation {
+        TableFactor::Table { name, .. } => Some(name),
+        _ => None,
     }
 }

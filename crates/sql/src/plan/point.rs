@@ -221,6 +221,7 @@ mod tests {
             foreign_keys: Vec::new(),
             referenced_by: Vec::new(),
             version: 0,
+            comment: None,
         })
     }
 
