@@ -25,6 +25,7 @@ use raftable_txn::{Savepoint, Txn};
 
 use crate::ast::ident;
 use crate::engine::Engine;
+use crate::exec::foreign_keys::Deferred;
 use crate::exec::write::Contention;
 use crate::exec::{once, Executor, Output};
 use crate::plan::context::session_context;
@@ -75,6 +76,8 @@ pub enum TransactionState {
 /// A transaction block: `BEGIN` … `COMMIT` / `ROLLBACK`.
 struct Block {
     txn: Arc<Txn>,
+    /// Its foreign key checks put off until COMMIT.
+    deferred: Arc<Deferred>,
     failed: bool,
     read_only: bool,
     savepoints: Vec<(String, Savepoint)>,
@@ -146,6 +149,7 @@ impl Session {
             txn,
             autocommit,
             coordinator: &self.engine.coordinator,
+            deferred: self.block.as_ref().filter(|_| !autocommit).map(|b| &b.deferred),
         }
     }
 
@@ -270,7 +274,8 @@ impl Session {
                 } else {
                     let txn = Arc::new(self.engine.coordinator.begin());
                     let read_only = read_only.unwrap_or(false);
-                    self.block = Some(Block { txn, failed: false, read_only, savepoints: Vec::new() });
+                    let deferred = Arc::default();
+                    self.block = Some(Block { txn, deferred, failed: false, read_only, savepoints: Vec::new() });
                 }
                 "BEGIN"
             }
@@ -281,7 +286,9 @@ impl Session {
                 }
                 Some(block) if block.failed => "ROLLBACK",
                 Some(block) => {
-                    crate::exec::commit(&block.txn, &self.engine.catalog).await?;
+                    let engine = &self.engine;
+                    block.deferred.check(&self.ctx, &engine.cluster, &engine.catalog, &block.txn).await?;
+                    crate::exec::commit(&block.txn, &engine.catalog).await?;
                     "COMMIT"
                 }
             },

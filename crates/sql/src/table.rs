@@ -273,8 +273,8 @@ pub struct ForeignKeyDef {
     pub parent_columns: Vec<usize>,
     pub on_delete: KeyAction,
     pub on_update: KeyAction,
-    /// `DEFERRABLE`, `INITIALLY DEFERRED`: kept for the catalog; raftable checks every foreign
-    /// key when the statement runs.
+    /// `DEFERRABLE`, `INITIALLY DEFERRED`: a deferred key is checked at the COMMIT of a
+    /// transaction block (`exec::foreign_keys::Deferred`), others when the statement runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferrable: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

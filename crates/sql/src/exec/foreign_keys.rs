@@ -12,6 +12,9 @@
 //!   DEFAULT` come back as the DELETE or UPDATE to run on them (`super::modify` runs it, with
 //!   that table's own indexes and keys, so actions chain).
 //!
+//! - `DEFERRABLE INITIALLY DEFERRED` keys, in a transaction block: both checks wait for its
+//!   COMMIT ([`Deferred`]).
+//!
 //! The checks run after the statement's batch is buffered, reading through the transaction,
 //! so rows that reference each other within one statement pass. Which keys apply is read from
 //! the tables' current definitions (`TableDef::foreign_keys` here, `referenced_by` there);
@@ -31,10 +34,10 @@ use raftable_common::{Error, Result, ShardId};
 use raftable_txn::Txn;
 
 use super::indexes::read_existing;
-use super::stream_at_snapshot;
+use super::{stream_at_snapshot, take_rows};
 use crate::catalog::Catalog;
 use crate::cluster::{Cluster, ClusterRef};
-use crate::encoding::{bucket_of, encode_pk, index_entry, row_key};
+use crate::encoding::{bucket_of, decode_all, encode_pk, index_entry, row_key};
 use crate::error::from_datafusion;
 use crate::plan::modify::ModifyPlan;
 use crate::scan::{Current, ShardedTable};
@@ -47,6 +50,9 @@ pub(crate) struct ForeignKeys {
     outbound: Vec<(ForeignKeyDef, Arc<TableDef>)>,
     /// The keys referencing the table, each with its (referencing) table's current definition.
     inbound: Vec<(Arc<TableDef>, ForeignKeyDef)>,
+    /// Where a transaction block keeps the checks of `INITIALLY DEFERRED` keys until COMMIT
+    /// (None: a statement on its own, whose end is its commit: every key checked at once).
+    defer: Option<Arc<Deferred>>,
 }
 
 impl ForeignKeys {
@@ -88,7 +94,12 @@ impl ForeignKeys {
 
     /// Just `key`, referencing `parent` (what a new key's validation checks).
     pub(crate) fn referencing(key: ForeignKeyDef, parent: Arc<TableDef>) -> Self {
-        Self { outbound: vec![(key, parent)], inbound: Vec::new() }
+        Self { outbound: vec![(key, parent)], inbound: Vec::new(), defer: None }
+    }
+
+    /// These keys, the deferred ones' checks kept in `deferred` (a transaction block's).
+    pub(crate) fn deferring(self, deferred: Option<Arc<Deferred>>) -> Self {
+        Self { defer: deferred, ..self }
     }
 
     /// Whether the table neither references nor is referenced.
@@ -120,6 +131,11 @@ impl ForeignKeys {
         for (fk, parent) in &self.outbound {
             let rows = keyed_rows(new, &fk.columns, old);
             if rows.is_empty() {
+                continue;
+            }
+            if let (true, Some(deferred)) = (fk.deferred, &self.defer) {
+                let rows = take_rows(new, &rows.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
+                deferred.push(Pending::Written { table: def.id, key: fk.name.clone(), rows });
                 continue;
             }
             let values = fk
@@ -166,19 +182,15 @@ impl ForeignKeys {
                 continue;
             }
             let action = if new.is_some() { fk.on_update } else { fk.on_delete };
+            if let (KeyAction::NoAction, true, Some(deferred)) = (action, fk.deferred, &self.defer) {
+                let rows = take_rows(old, &gone.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
+                deferred.push(Pending::Gone { table: def.id, child: child.id, key: fk.name.clone(), rows });
+                continue;
+            }
             let filter = referencing(child, fk, &values, &gone)?;
             match action {
                 KeyAction::NoAction | KeyAction::Restrict => {
-                    let plan = child_rows(cluster, child, filter, None)?;
-                    let mut stream = stream_at_snapshot(ctx, txn, plan.read).await?;
-                    while let Some(batch) = stream.next().await {
-                        if batch.map_err(from_datafusion)?.num_rows() > 0 {
-                            return Err(Error::ForeignKeyViolation(format!(
-                                "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
-                                def.name, fk.name, child.name
-                            )));
-                        }
-                    }
+                    unreferenced(ctx, txn, def, child, child_rows(cluster, child, filter, None)?, fk).await?
                 }
                 KeyAction::Cascade if new.is_none() => actions.push(child_rows(cluster, child, filter, None)?),
                 KeyAction::SetNull | KeyAction::SetDefault => {
@@ -204,6 +216,108 @@ impl ForeignKeys {
         }
         Ok(actions)
     }
+}
+
+/// Fails (23503) if `plan` (rows of `child` referencing values of `def` through `fk`) finds
+/// a row.
+async fn unreferenced(
+    ctx: &SessionContext,
+    txn: &Arc<Txn>,
+    def: &TableDef,
+    child: &TableDef,
+    plan: ModifyPlan,
+    fk: &ForeignKeyDef,
+) -> Result<()> {
+    let mut stream = stream_at_snapshot(ctx, txn, plan.read).await?;
+    while let Some(batch) = stream.next().await {
+        if batch.map_err(from_datafusion)?.num_rows() > 0 {
+            return Err(Error::ForeignKeyViolation(format!(
+                "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
+                def.name, fk.name, child.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The checks of `DEFERRABLE INITIALLY DEFERRED` keys a transaction block put off until its
+/// COMMIT ([`Deferred::check`]), as PostgreSQL runs them then: rows written with values in a
+/// key (read again at COMMIT: a row deleted since is not checked, one updated since is
+/// checked as it is), and referenced rows deleted or re-keyed under `NO ACTION` (fine if a row
+/// holds their values again, or no row references them any more).
+#[derive(Default)]
+pub(crate) struct Deferred {
+    pending: std::sync::Mutex<Vec<Pending>>,
+}
+
+enum Pending {
+    /// Rows (every column) of table `table` written with values in its key `key`.
+    Written { table: u32, key: String, rows: Vec<ArrayRef> },
+    /// Rows (every column) of table `table` whose values the key `key` of table `child`
+    /// referenced, deleted or re-keyed.
+    Gone { table: u32, child: u32, key: String, rows: Vec<ArrayRef> },
+}
+
+impl Deferred {
+    fn push(&self, pending: Pending) {
+        self.pending.lock().expect("deferred checks lock").push(pending);
+    }
+
+    /// Runs the checks put off so far (at COMMIT), with
+    /// the tables' current definitions (a key dropped meanwhile is not checked).
+    pub(crate) async fn check(
+        &self,
+        ctx: &SessionContext,
+        cluster: &Arc<dyn Cluster>,
+        catalog: &Catalog,
+        txn: &Arc<Txn>,
+    ) -> Result<()> {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("deferred checks lock"));
+        for p in pending {
+            match p {
+                Pending::Written { table, key, rows } => {
+                    let Some(def) = catalog.by_id(table).await? else { continue };
+                    let Some(fk) = def.foreign_keys.iter().find(|k| k.name == key).cloned() else { continue };
+                    let Some(parent) = catalog.by_id(fk.parent).await? else { continue };
+                    let now = reread(txn, &def, &rows).await?;
+                    ForeignKeys::referencing(fk, parent).check_references(txn, &def, &now, None).await?;
+                }
+                Pending::Gone { table, child, key, rows } => {
+                    let (Some(def), Some(child)) = (catalog.by_id(table).await?, catalog.by_id(child).await?) else {
+                        continue;
+                    };
+                    let Some(fk) = child.foreign_keys.iter().find(|k| k.name == key && k.parent == table).cloned()
+                    else {
+                        continue;
+                    };
+                    let all: Vec<usize> = (0..rows.first().map_or(0, |a| a.len())).collect();
+                    let values: Vec<ArrayRef> = fk.parent_columns.iter().map(|&c| rows[c].clone()).collect();
+                    let present = present(txn, &def, &fk.parent_columns, &values, &all).await?;
+                    let gone: Vec<usize> = all.iter().zip(present).filter(|(_, p)| !p).map(|(r, _)| *r).collect();
+                    if gone.is_empty() {
+                        continue;
+                    }
+                    let plan = child_rows(cluster, &child, referencing(&child, &fk, &values, &gone)?, None)?;
+                    unreferenced(ctx, txn, &def, &child, plan, &fk).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rows of `def` with the primary keys of `rows`, as the transaction reads them now (the
+/// ones deleted since left out).
+async fn reread(txn: &Txn, def: &TableDef, rows: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
+    let n = rows.first().map_or(0, |a| a.len());
+    let mut keys = Vec::with_capacity(n);
+    for r in 0..n {
+        let pk = encode_pk(def, rows, r)?;
+        keys.push((def.shards[bucket_of(&pk, def.buckets) as usize], row_key(def, &pk)));
+    }
+    let found = read_existing(txn, keys).await?;
+    let values: Vec<&[u8]> = found.values().map(Vec::as_slice).collect();
+    Ok(decode_all(def, &values)?.columns().to_vec())
 }
 
 fn changed(table: &str) -> Error {

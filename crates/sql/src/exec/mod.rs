@@ -33,6 +33,7 @@ pub(crate) mod write;
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -47,7 +48,7 @@ use futures::{StreamExt, TryStreamExt};
 use raftable_common::{Error, Result};
 
 use self::checks::Checks;
-use self::foreign_keys::ForeignKeys;
+use self::foreign_keys::{Deferred, ForeignKeys};
 use self::indexes::Indexes;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
@@ -152,6 +153,8 @@ pub(crate) struct Executor<'a> {
     pub autocommit: bool,
     /// For the transactions of a CREATE INDEX backfill.
     pub coordinator: &'a Arc<Coordinator>,
+    /// A transaction block's deferred foreign key checks (None: a statement on its own).
+    pub deferred: Option<&'a Arc<Deferred>>,
 }
 
 impl Executor<'_> {
@@ -172,7 +175,7 @@ impl Executor<'_> {
     async fn dependents(&self, def: &TableDef) -> Result<(Indexes, ForeignKeys)> {
         let current = self.check_current(def).await?;
         self.txn.uses(current.id, current.version);
-        let keys = ForeignKeys::of(self.catalog, self.txn, &current).await?;
+        let keys = ForeignKeys::of(self.catalog, self.txn, &current).await?.deferring(self.deferred.cloned());
         if current.foreign_keys.iter().flat_map(|k| &k.columns).any(|c| *c >= def.columns.len()) {
             return Err(Error::unsupported(format!(
                 "cached plan must be re-prepared: table \"{}\" was altered",
@@ -458,6 +461,12 @@ pub(crate) async fn commit(txn: &Txn, catalog: &Catalog) -> Result<()> {
         }
     }
     txn.commit().await.map(|_| ())
+}
+
+/// Rows `rows` of `columns`, in that order.
+pub(crate) fn take_rows(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {
+    let idx = datafusion::arrow::array::UInt32Array::from(rows.to_vec());
+    columns.iter().map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None).map_err(Error::internal)).collect()
 }
 
 /// A stream over batches already in memory.

@@ -28,6 +28,7 @@ use datafusion::prelude::SessionContext;
 use super::checks::Checks;
 use super::foreign_keys::ForeignKeys;
 use super::indexes::{read_existing, Indexes};
+use super::take_rows;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
@@ -469,11 +470,6 @@ async fn upsert_update(
     let merged =
         datafusion::arrow::compute::concat_batches(&def.visible_schema(), &written).map_err(Error::internal)?;
     Ok((count, Some(merged)))
-}
-
-fn take_rows(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {
-    let idx = datafusion::arrow::array::UInt32Array::from(rows.to_vec());
-    columns.iter().map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None).map_err(Error::internal)).collect()
 }
 
 /// Evaluates `DO UPDATE SET` over existing rows (`old`, every column) and the proposed rows
