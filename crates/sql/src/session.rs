@@ -23,7 +23,7 @@ use raftable_common::{Error, Result};
 use raftable_txn::status::xid_of;
 use raftable_txn::{Savepoint, Txn};
 
-use crate::ast::ident;
+use crate::ast::{ident, SET_CONSTRAINTS};
 use crate::engine::Engine;
 use crate::exec::foreign_keys::Deferred;
 use crate::exec::write::Contention;
@@ -329,6 +329,26 @@ impl Session {
                 }
                 "SET"
             }
+            SessionCommand::SetConstraints { names, deferred } => {
+                let Some(block) = &self.block else {
+                    self.notices.push("SET CONSTRAINTS can only be used in transaction blocks".into());
+                    return Ok(Output::Command { tag: "SET CONSTRAINTS".into() });
+                };
+                let keys: Vec<_> = self.engine.catalog.all().iter().flat_map(|t| t.foreign_keys.clone()).collect();
+                for name in names {
+                    match keys.iter().find(|k| k.name == *name) {
+                        None => return Err(Error::UndefinedObject(format!("constraint \"{name}\" does not exist"))),
+                        Some(k) if !k.deferrable => {
+                            return Err(Error::WrongObjectType(format!("constraint \"{name}\" is not deferrable")))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let engine = &self.engine;
+                let (ctx, cluster, catalog) = (&self.ctx, &engine.cluster, &engine.catalog);
+                block.deferred.set(names, *deferred, ctx, cluster, catalog, &block.txn).await?;
+                "SET CONSTRAINTS"
+            }
             SessionCommand::Set { name, value } => {
                 if !FIXED_SETTINGS.contains(&name.as_str()) {
                     let value = value.clone().unwrap_or_else(|| default_setting(name));
@@ -424,6 +444,15 @@ fn set_command(set: &Set) -> Result<SessionCommand> {
         other => other.to_string(),
     };
     Ok(match set {
+        Set::SingleAssignment { variable, values, .. } if variable.to_string() == format!("\"{SET_CONSTRAINTS}\"") => {
+            // The mode, then the names (`ast::SET_CONSTRAINTS`).
+            let deferred = values.first().is_some_and(|m| text(m) == "deferred");
+            let names = values.iter().skip(1).filter_map(|v| match v {
+                AstExpr::Identifier(i) => Some(ident(i)),
+                _ => None,
+            });
+            SessionCommand::SetConstraints { names: names.collect(), deferred }
+        }
         Set::SingleAssignment { variable, values, .. } => {
             let name = variable.0.iter().filter_map(|p| p.as_ident()).map(ident).collect::<Vec<_>>().join(".");
             let value = values.iter().map(text).collect::<Vec<_>>().join(", ");

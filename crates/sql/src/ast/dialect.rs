@@ -1,5 +1,10 @@
 //! The SQL dialect the node parses: sqlparser's PostgreSQL dialect, minus one feature whose
-//! parsing takes exponential time, plus PostgreSQL's sequence options in any order.
+//! parsing takes exponential time, plus PostgreSQL's sequence options in any order and
+//! `SET CONSTRAINTS`.
+//!
+//! `SET CONSTRAINTS { ALL | name [, ...] } { DEFERRED | IMMEDIATE }`, which sqlparser does
+//! not parse, becomes the assignment of the setting [`SET_CONSTRAINTS`] (a name no SET can
+//! spell unquoted) to the mode followed by the names (none: ALL); the session reads it back.
 //!
 //! Sequence options: sqlparser parses `CREATE SEQUENCE` options and those of an identity column
 //! (`GENERATED ... AS IDENTITY (...)`) only in one fixed order (`INCREMENT`, `MINVALUE`,
@@ -42,10 +47,14 @@ impl Dialect for Postgres {
         false
     }
 
-    /// `CREATE [TEMP] SEQUENCE` with its options in any order.
+    /// `CREATE [TEMP] SEQUENCE` with its options in any order; `SET CONSTRAINTS`.
     fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
         let [create, next, after] = parser.peek_tokens::<3>();
         let is = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k);
+        let constraints = matches!(&next, Token::Word(w) if w.value.eq_ignore_ascii_case("constraints"));
+        if is(&create, Keyword::SET) && constraints && !matches!(after, Token::Eq) && !is(&after, Keyword::TO) {
+            return Some(set_constraints(parser));
+        }
         let temporary = is(&next, Keyword::TEMP) || is(&next, Keyword::TEMPORARY);
         let sequence = if temporary { &after } else { &next };
         if !is(&create, Keyword::CREATE) || !is(sequence, Keyword::SEQUENCE) {
@@ -204,6 +213,26 @@ impl Dialect for Postgres {
 }
 
 /// `CREATE [TEMP] SEQUENCE [IF NOT EXISTS] name [options]`, the next tokens.
+/// The setting `SET CONSTRAINTS` assigns (see the module doc).
+pub(crate) const SET_CONSTRAINTS: &str = "set constraints";
+
+fn set_constraints(parser: &mut Parser) -> Result<Statement, ParserError> {
+    use datafusion::sql::sqlparser::ast::{Expr, Ident, Set};
+    parser.expect_keyword(Keyword::SET)?;
+    parser.next_token();
+    let names = match parser.parse_keyword(Keyword::ALL) {
+        true => Vec::new(),
+        false => parser.parse_comma_separated(|p| p.parse_identifier())?,
+    };
+    let mode = match parser.expect_one_of_keywords(&[Keyword::DEFERRED, Keyword::IMMEDIATE])? {
+        Keyword::DEFERRED => "deferred",
+        _ => "immediate",
+    };
+    let values = std::iter::once(Ident::new(mode)).chain(names).map(Expr::Identifier).collect();
+    let variable = ObjectName::from(vec![Ident::with_quote('"', SET_CONSTRAINTS)]);
+    Ok(Statement::Set(Set::SingleAssignment { scope: None, hivevar: false, variable, values }))
+}
+
 fn create_sequence(parser: &mut Parser, temporary: bool) -> Result<Statement, ParserError> {
     parser.expect_keyword(Keyword::CREATE)?;
     if temporary && !parser.parse_keyword(Keyword::TEMP) {

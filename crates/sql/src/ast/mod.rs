@@ -18,6 +18,7 @@ pub(crate) mod rewrite;
 use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Statement, Value};
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+pub(crate) use dialect::SET_CONSTRAINTS;
 use raftable_common::{Error, Result};
 
 /// Parses a query string into statements; an empty query gives none. Catalog queries (psql's

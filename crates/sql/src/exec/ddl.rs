@@ -72,7 +72,7 @@ pub(crate) async fn create_table(
     // UNIQUE constraints: (name given, columns named).
     let mut uniques: Vec<(Option<String>, Vec<IndexColumn>)> = Vec::new();
     // FOREIGN KEY constraints: (constraint, the column it is an option of).
-    let mut foreign: Vec<(&ForeignKeyConstraint, Option<&Ident>)> = Vec::new();
+    let mut foreign: Vec<(ForeignKeyConstraint, Option<&Ident>)> = Vec::new();
     for (i, c) in create.columns.iter().enumerate() {
         let col_name = ident(&c.name);
         if columns.iter().any(|d: &ColumnDef| d.name == col_name) {
@@ -104,11 +104,19 @@ pub(crate) async fn create_table(
                     return Err(multiple_defaults(&col_name, &name));
                 }
                 ColumnOption::Default(expr) => set_default(catalog, &mut def, expr).await?,
-                ColumnOption::Unique(u) => uniques.push((u.name.as_ref().map(ident), vec![c.name.clone().into()])),
-                ColumnOption::ForeignKey(fk) => foreign.push((fk, Some(&c.name))),
+                ColumnOption::Unique(u) => {
+                    let given = u.name.as_ref().or(opt.name.as_ref()).map(ident);
+                    uniques.push((given, vec![c.name.clone().into()]))
+                }
+                // `CONSTRAINT name REFERENCES …` names the key in the column option.
+                ColumnOption::ForeignKey(fk) => {
+                    let name = fk.name.clone().or_else(|| opt.name.clone());
+                    foreign.push((ForeignKeyConstraint { name, ..fk.clone() }, Some(&c.name)))
+                }
                 ColumnOption::Check(check) => {
                     let default_name = format!("{name}_{col_name}_check");
-                    checks.push((check.name.as_ref().map(ident), default_name, check.expr.to_string()));
+                    let given = check.name.as_ref().or(opt.name.as_ref()).map(ident);
+                    checks.push((given, default_name, check.expr.to_string()));
                 }
                 ColumnOption::Generated { generated_as, sequence_options, generation_expr: None, .. } => {
                     if serial.is_some() || def.has_default() {
@@ -153,7 +161,7 @@ pub(crate) async fn create_table(
                 checks.push((check.name.as_ref().map(ident), default, check.expr.to_string()));
             }
             TableConstraint::Unique(u) => uniques.push((u.name.as_ref().map(ident), u.columns.clone())),
-            TableConstraint::ForeignKey(fk) => foreign.push((fk, None)),
+            TableConstraint::ForeignKey(fk) => foreign.push((fk.clone(), None)),
             other => return Err(Error::unsupported(format!("table constraint {other} is not supported"))),
         }
     }
@@ -246,7 +254,7 @@ async fn publish(
     catalog: &Catalog,
     def: TableDef,
     uniques: Vec<(Option<String>, Vec<IndexColumn>)>,
-    foreign: &[(&ForeignKeyConstraint, Option<&Ident>)],
+    foreign: &[(ForeignKeyConstraint, Option<&Ident>)],
     ranges: Vec<KeyRange>,
     linked: &mut Vec<u32>,
 ) -> Result<()> {

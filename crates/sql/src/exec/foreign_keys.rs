@@ -21,7 +21,7 @@
 //! `exec::foreign_key_ddl` orders its catalog steps so that no node skips a key another
 //! already enforces.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef};
@@ -133,7 +133,7 @@ impl ForeignKeys {
             if rows.is_empty() {
                 continue;
             }
-            if let (true, Some(deferred)) = (fk.deferred, &self.defer) {
+            if let Some(deferred) = self.defer.as_ref().filter(|d| d.defers(fk)) {
                 let rows = take_rows(new, &rows.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
                 deferred.push(Pending::Written { table: def.id, key: fk.name.clone(), rows });
                 continue;
@@ -182,7 +182,8 @@ impl ForeignKeys {
                 continue;
             }
             let action = if new.is_some() { fk.on_update } else { fk.on_delete };
-            if let (KeyAction::NoAction, true, Some(deferred)) = (action, fk.deferred, &self.defer) {
+            let deferred = self.defer.as_ref().filter(|d| d.defers(fk));
+            if let (KeyAction::NoAction, Some(deferred)) = (action, deferred) {
                 let rows = take_rows(old, &gone.iter().map(|&r| r as u32).collect::<Vec<_>>())?;
                 deferred.push(Pending::Gone { table: def.id, child: child.id, key: fk.name.clone(), rows });
                 continue;
@@ -248,6 +249,8 @@ async fn unreferenced(
 #[derive(Default)]
 pub(crate) struct Deferred {
     pending: std::sync::Mutex<Vec<Pending>>,
+    /// `SET CONSTRAINTS` in the block: the mode of ALL, and of keys named since.
+    modes: std::sync::Mutex<(Option<bool>, HashMap<String, bool>)>,
 }
 
 enum Pending {
@@ -258,13 +261,54 @@ enum Pending {
     Gone { table: u32, child: u32, key: String, rows: Vec<ArrayRef> },
 }
 
+impl Pending {
+    fn key(&self) -> &str {
+        match self {
+            Pending::Written { key, .. } | Pending::Gone { key, .. } => key,
+        }
+    }
+}
+
 impl Deferred {
     fn push(&self, pending: Pending) {
         self.pending.lock().expect("deferred checks lock").push(pending);
     }
 
-    /// Runs the checks put off so far (at COMMIT), with
-    /// the tables' current definitions (a key dropped meanwhile is not checked).
+    /// Whether the block checks `fk` at COMMIT: a DEFERRABLE key, deferred as declared or as
+    /// `SET CONSTRAINTS` last said.
+    fn defers(&self, fk: &ForeignKeyDef) -> bool {
+        let modes = self.modes.lock().expect("deferred checks lock");
+        fk.deferrable && modes.1.get(&fk.name).copied().or(modes.0).unwrap_or(fk.deferred)
+    }
+
+    /// `SET CONSTRAINTS { ALL | names } { DEFERRED | IMMEDIATE }` (`names` empty: ALL).
+    /// Made IMMEDIATE, the keys' checks put off so far run now.
+    pub(crate) async fn set(
+        &self,
+        names: &[String],
+        deferred: bool,
+        ctx: &SessionContext,
+        cluster: &Arc<dyn Cluster>,
+        catalog: &Catalog,
+        txn: &Arc<Txn>,
+    ) -> Result<()> {
+        {
+            let mut modes = self.modes.lock().expect("deferred checks lock");
+            if names.is_empty() {
+                *modes = (Some(deferred), HashMap::new());
+            } else {
+                modes.1.extend(names.iter().map(|n| (n.clone(), deferred)));
+            }
+        }
+        if deferred {
+            return Ok(());
+        }
+        let due = |p: &Pending| names.is_empty() || names.iter().any(|n| n == p.key());
+        self.run(ctx, cluster, catalog, txn, due).await
+    }
+
+    /// Runs the checks put off so far (at COMMIT), with the tables' current definitions (a
+    /// key dropped meanwhile is not checked).
     pub(crate) async fn check(
         &self,
         ctx: &SessionContext,
@@ -272,7 +316,25 @@ impl Deferred {
         catalog: &Catalog,
         txn: &Arc<Txn>,
     ) -> Result<()> {
-        let pending = std::mem::take(&mut *self.pending.lock().expect("deferred checks lock"));
+        self.run(ctx, cluster, catalog, txn, |_| true).await
+    }
+
+    /// Runs the checks `due` picks, leaving the others pending.
+    async fn run(
+        &self,
+        ctx: &SessionContext,
+        cluster: &Arc<dyn Cluster>,
+        catalog: &Catalog,
+        txn: &Arc<Txn>,
+        due: impl Fn(&Pending) -> bool,
+    ) -> Result<()> {
+        let pending = {
+            let mut all = self.pending.lock().expect("deferred checks lock");
+            let (now, later): (Vec<Pending>, Vec<Pending>) =
+                std::mem::take(&mut *all).into_iter().partition(|p| due(p));
+            *all = later;
+            now
+        };
         for p in pending {
             match p {
                 Pending::Written { table, key, rows } => {

@@ -149,6 +149,11 @@ pub(crate) enum SessionCommand {
     SetTransaction {
         read_only: Option<bool>,
     },
+    /// `SET CONSTRAINTS { ALL | names } { DEFERRED | IMMEDIATE }` (`names` empty: ALL).
+    SetConstraints {
+        names: Vec<String>,
+        deferred: bool,
+    },
     /// `SET name = value` (`None`: `DEFAULT`).
     Set {
         name: String,
