@@ -176,12 +176,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// Whether a table, sequence, index or view has this name (42P07 then).
+    /// Whether a table, sequence, index or view has this name (42P07 then), as the catalog
+    /// reads now (one read, whatever the kind).
     pub async fn taken(&self, name: &str) -> Result<bool> {
-        Ok(self.get(name).await?.is_some()
-            || self.sequence(name).await?.is_some()
-            || self.index(name).await?.is_some()
-            || self.view(name).await?.is_some())
+        self.refresh().await?;
+        Ok(self.cached(name).is_some()
+            || self.cached_sequence(name).is_some()
+            || self.cached_view(name).is_some()
+            || self.all().iter().any(|t| t.index(name).is_some()))
     }
 
     /// The table with the index `name`, from a cache whose lease holds.
@@ -201,9 +203,6 @@ impl Catalog {
 
     /// Stores a new sequence; fails with 42P07 if the name is taken by a table or sequence.
     pub async fn insert_sequence(&self, def: SequenceDef) -> Result<()> {
-        if self.taken(&def.name).await? {
-            return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
-        }
         self.put_new(definition_key(SEQUENCE, &def.name), &def.name, &def).await?;
         self.sequences.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
         Ok(())
@@ -222,8 +221,12 @@ impl Catalog {
         self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await.map(|_| ())
     }
 
-    /// Writes a definition under `key` unless the key exists (42P07 naming `name`).
+    /// Writes a new relation's definition under `key`: 42P07 if a relation of any kind has
+    /// the name (or the key exists by the time it is written).
     async fn put_new(&self, key: Vec<u8>, name: &str, def: &impl serde::Serialize) -> Result<()> {
+        if self.taken(name).await? {
+            return Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")));
+        }
         let value = serde_json::to_vec(def).map_err(Error::internal)?;
         let op = WriteOp::PutIfAbsent { key, value };
         match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
@@ -237,12 +240,6 @@ impl Catalog {
 
     /// Stores a new table; fails with 42P07 if the name is taken by a table or sequence.
     pub async fn insert(&self, def: TableDef) -> Result<()> {
-        let other = self.sequence(&def.name).await?.is_some()
-            || self.index(&def.name).await?.is_some()
-            || self.view(&def.name).await?.is_some();
-        if other {
-            return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
-        }
         self.put_new(table_key(&def.name), &def.name, &def).await?;
         self.tables.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
         Ok(())
@@ -350,12 +347,7 @@ impl Catalog {
     pub async fn put_view(&self, def: ViewDef, replacing: Option<&ViewDef>) -> Result<()> {
         let key = definition_key(VIEW, &def.name);
         match replacing {
-            None => {
-                if self.taken(&def.name).await? {
-                    return Err(Error::DuplicateTable(format!("relation \"{}\" already exists", def.name)));
-                }
-                self.put_new(key, &def.name, &def).await?;
-            }
+            None => self.put_new(key, &def.name, &def).await?,
             Some(old) => self.compare_and_put(key, &old.name, old, &def).await?,
         }
         self.views.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));

@@ -649,16 +649,25 @@ pub(crate) async fn comment_on(catalog: &Catalog, on: &CommentOn, comment: Optio
     Ok(())
 }
 
+/// Points the sequences owned by table `from.0` (by its column `from.1` only, if given) at
+/// table `to.0` (and column `to.1`, if given): they follow a renamed table or column.
+async fn reown(catalog: &Catalog, from: (&str, Option<&str>), to: (&str, Option<&str>)) -> Result<()> {
+    for sequence in catalog.sequences() {
+        let Some((table, column)) = &sequence.owned_by else { continue };
+        if table != from.0 || from.1.is_some_and(|c| c != column) {
+            continue;
+        }
+        let owned_by = Some((to.0.to_string(), to.1.unwrap_or(column).to_string()));
+        catalog.replace_sequence(&sequence, SequenceDef { owned_by, ..(*sequence).clone() }).await?;
+    }
+    Ok(())
+}
+
 /// ALTER TABLE RENAME TO: the definition under its new name, the sequences it owns and the
 /// views reading it told, then the lease waited out (no node resolves the old name after).
 async fn rename_table(catalog: &Catalog, current: &TableDef, name: &str) -> Result<()> {
     catalog.rename(current, name).await?;
-    for sequence in catalog.sequences() {
-        if let Some((_, column)) = sequence.owned_by.as_ref().filter(|(t, _)| *t == current.name) {
-            let owned_by = Some((name.to_string(), column.clone()));
-            catalog.replace_sequence(&sequence, SequenceDef { owned_by, ..(*sequence).clone() }).await?;
-        }
-    }
+    reown(catalog, (&current.name, None), (name, None)).await?;
     for view in dependent_views(catalog, &[current.id]).await?.iter().filter(|v| v.depends.contains(&current.id)) {
         let query = renamed_relation(&view.query, &current.name, name)?;
         catalog.put_view(ViewDef { query, ..(**view).clone() }, Some(view)).await?;
@@ -831,12 +840,7 @@ async fn alter_definition(
                 check.expr = renamed(&check.expr, &old, &new)?;
             }
             // Its SERIAL / identity sequence stays its own.
-            for sequence in catalog.sequences() {
-                if sequence.owned_by.as_ref().is_some_and(|(t, c)| *t == def.name && *c == old) {
-                    let owned_by = Some((def.name.clone(), new.clone()));
-                    catalog.replace_sequence(&sequence, SequenceDef { owned_by, ..(*sequence).clone() }).await?;
-                }
-            }
+            reown(catalog, (&def.name, Some(&old)), (&def.name, Some(&new))).await?;
         }
         AlterTableOperation::AlterColumn { column_name, op } => {
             let i = column(def, &ident(column_name))?;

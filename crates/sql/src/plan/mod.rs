@@ -218,11 +218,14 @@ impl Planner<'_> {
         rewrite::float_exponents(&mut stmt);
         rewrite::regclass_arguments(&mut stmt);
         rewrite::regclass_of_text(&mut stmt);
-        if let Some(target) = write_target(&stmt) {
-            self.table(target).await?;
-        }
         if !matches!(stmt, Statement::CreateView(_)) {
-            views::expand(&mut stmt, &self.catalog.views().await?)?;
+            let views = self.catalog.views().await?;
+            if let Some(target) = write_target(&stmt).filter(|_| !views.is_empty()) {
+                if views.contains_key(&table_name(target)?) {
+                    self.table(target).await?;
+                }
+            }
+            views::expand(&mut stmt, &views)?;
         }
         let (plan, schema, inferred) = match &stmt {
             Statement::Query(_) | Statement::Explain { .. } => query::plan(self, &stmt).await?,
