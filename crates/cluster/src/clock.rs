@@ -271,6 +271,7 @@ fn reads(read: &ShardRead, key: &[u8]) -> bool {
         ShardRead::MultiGet { keys } => keys.iter().any(|k| k == key),
         ShardRead::Scan { start, end, .. } => key >= start.as_slice() && (end.is_empty() || key < end.as_slice()),
         ShardRead::Validate { spans, .. } => spans.iter().any(|s| s.contains(key)),
+        ShardRead::Unsettled { .. } => true,
     }
 }
 

@@ -2,7 +2,8 @@
 //! through ordinary shard writes with compare-and-put, so any node can update them safely.
 //!
 //! Keys: `0x00 'n' node-id` → [`NodeRecord`], `0x00 's' shard-id` → [`ShardRecord`],
-//! `0x00 'c' name` → an id counter, `0x00 'c' "tso"` → the timestamp oracle's limit.
+//! `0x00 'c' name` → an id counter, `0x00 'c' "tso"` → the timestamp oracle's limit,
+//! `0x00 'd' shard-id` / `0x00 'D' shard-id` → the id of a shard being dropped / dropped.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,15 @@ pub struct ShardRecord {
     /// Bumped on every change of the record.
     pub epoch: u64,
 }
+
+/// Dropped shards (a dropped table's or index's) go in two steps. The SQL layer marks one
+/// ([`mark_dropped`]: `0x00 'd' id`) once nothing writes it and no lock is left in it; the
+/// meta leader releases it ([`release`]) once no transaction record another shard's locks may
+/// be resolved by is left in it either: its record and mark go, and a tombstone (`0x00 'D'
+/// id`, kept forever) tells every node, one that was down at the time too, to delete its
+/// replica.
+const DROPPING: u8 = b'd';
+const RELEASED: u8 = b'D';
 
 /// How long a node may go without a heartbeat and still count as alive.
 pub const ALIVE_WINDOW_MS: u64 = 5_000;
@@ -84,6 +94,41 @@ pub async fn nodes(client: &dyn ShardClient) -> Result<Vec<NodeRecord>> {
 
 pub async fn shards(client: &dyn ShardClient) -> Result<Vec<(ShardRecord, u64)>> {
     scan(client, b's').await
+}
+
+/// The shards marked dropped and not released yet.
+pub async fn dropping(client: &dyn ShardClient) -> Result<Vec<ShardId>> {
+    Ok(scan(client, DROPPING).await?.into_iter().map(|(id, _)| id).collect())
+}
+
+/// The shards released: their replicas are to be deleted.
+pub async fn released(client: &dyn ShardClient) -> Result<Vec<ShardId>> {
+    Ok(scan(client, RELEASED).await?.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Marks `ids` dropped (idempotent). Their records stay until the meta leader releases them.
+pub async fn mark_dropped(client: &dyn ShardClient, ids: &[ShardId]) -> Result<()> {
+    if ids.contains(&META_SHARD) {
+        return Err(Error::InvalidInput("the meta group cannot be dropped".into()));
+    }
+    let mut ops = Vec::with_capacity(ids.len());
+    for &id in ids {
+        ops.push(WriteOp::Put { key: key(DROPPING, &id.to_be_bytes()), value: bincode::serialize(&id)? });
+    }
+    if ops.is_empty() {
+        return Ok(());
+    }
+    client.write(META_SHARD, ShardWrite::new(ops)).await.map(|_| ())
+}
+
+/// Releases a dropped shard: its record and mark go and its tombstone comes, in one batch.
+pub async fn release(client: &dyn ShardClient, id: ShardId) -> Result<()> {
+    let ops = vec![
+        WriteOp::Delete { key: shard_key(id) },
+        WriteOp::Delete { key: key(DROPPING, &id.to_be_bytes()) },
+        WriteOp::Put { key: key(RELEASED, &id.to_be_bytes()), value: bincode::serialize(&id)? },
+    ];
+    client.write(META_SHARD, ShardWrite::new(ops)).await.map(|_| ())
 }
 
 /// Registers or refreshes a node (idempotent: a plain put of the node's own record).

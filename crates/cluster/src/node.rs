@@ -197,6 +197,30 @@ impl Node {
         Ok(())
     }
 
+    /// Stops this node's replica of a dropped shard and deletes everything it kept (also when
+    /// the replica is on disk but not open). Nothing reopens it: the shard has left the map.
+    pub async fn drop_group(&self, shard: ShardId) -> Result<()> {
+        if shard == META_SHARD {
+            return Err(Error::InvalidInput("the meta group cannot be dropped".into()));
+        }
+        let _guard = self.opening.lock().await;
+        let group = self.groups.write().expect("groups lock").remove(&shard);
+        let range = match &group {
+            Some(g) => Some(g.range.clone()),
+            None => StateMachine::stored_range(&self.rocks, shard)?,
+        };
+        if let Some(group) = group {
+            if let Err(e) = group.raft.shutdown().await {
+                tracing::warn!(shard, error = %e, "raft group shutdown failed");
+            }
+        }
+        if let Some(range) = range {
+            self.rocks.destroy_group(shard, &range).await?;
+            tracing::info!(shard, "deleted the replica of a dropped shard");
+        }
+        Ok(())
+    }
+
     /// Bootstraps `shard`'s group with `members` as its first voters, from this node. Harmless
     /// when the group is already initialized.
     pub async fn initialize(&self, shard: ShardId, members: &[NodeId]) -> Result<()> {

@@ -1,19 +1,21 @@
 //! The node's background loops, which move the cluster toward what the meta group says:
 //! - heartbeat: the node re-writes its registry record every second (liveness);
 //! - reconcile (every node, every 500 ms): refresh the shard map, open the replicas this node
-//!   should host, bootstrap new groups this node is first replica of, and, for every group it
-//!   leads, change the Raft membership to the record's replicas (learner, catch up, promote);
+//!   should host, bootstrap new groups this node is first replica of, for every group it
+//!   leads, change the Raft membership to the record's replicas (learner, catch up, promote),
+//!   and delete the replicas of released (dropped) shards;
 //! - garbage collection (every `gc_interval`): each table shard this node leads drops the row
 //!   versions older than `gc_ttl` that newer ones replaced;
 //! - place (only on the meta leader): give every shard (and the meta group, up to 3) as many
-//!   replicas as the replication factor and the live nodes allow, least-loaded nodes first.
+//!   replicas as the replication factor and the live nodes allow, least-loaded nodes first,
+//!   and release the dropped shards that no transaction needs any more (`meta::release`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raftable_common::{Error, Result, Ts, META_SHARD};
+use raftable_common::{Error, Result, ShardClient, ShardRead, Ts, META_SHARD};
 use raftable_proto::meta_client::MetaClient;
 use raftable_proto::OpenGroupRequest;
 use tokio::sync::watch;
@@ -151,8 +153,50 @@ async fn reconcile(router: Arc<Router>, changing: Arc<Mutex<HashSet<u64>>>) -> R
             }
         }
     }
+    delete_released(&router).await?;
     if router.node().group(META_SHARD).is_some_and(|g| g.leader() == Some(node.id)) {
+        release_dropped(&router).await?;
         place(&router).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the replicas this node hosts (open, or on disk only) of shards released since.
+/// A hosted group missing from the map is not enough (a shard created after the map was read
+/// is missing too): the meta group's tombstone decides.
+async fn delete_released(router: &Router) -> Result<()> {
+    let node = router.node();
+    let mut hosted: BTreeSet<u64> = node.groups().iter().map(|g| g.shard).collect();
+    hosted.extend(node.rocks.group_ids()?);
+    if hosted.iter().all(|id| *id == META_SHARD || router.shard(*id).is_some()) {
+        return Ok(());
+    }
+    for id in meta::released(router).await? {
+        if hosted.contains(&id) {
+            node.drop_group(id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// On the meta leader: releases the dropped shards that hold no lock and no transaction
+/// record another shard's locks may be resolved by (`ShardRead::Unsettled`). A record left by
+/// a coordinator that died goes with the shard's garbage collection, so this waits at most
+/// about `gc_ttl` for it.
+async fn release_dropped(router: &Router) -> Result<()> {
+    for id in meta::dropping(router).await? {
+        if router.shard(id).is_some() {
+            match router.read(id, ShardRead::Unsettled { limit: 1 }).await {
+                Ok(records) if records.is_empty() => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(shard = id, error = %e, "dropped shard not released yet");
+                    continue;
+                }
+            }
+        }
+        meta::release(router, id).await?;
+        tracing::info!(shard = id, "released a dropped shard");
     }
     Ok(())
 }

@@ -99,6 +99,11 @@ pub enum ShardRead {
     /// transaction than `txn` that a read at the commit timestamp would have to wait for.
     /// Returns no rows; afterwards no write lands in the spans at or below the commit timestamp.
     Validate { txn: TxnId, since: Ts, spans: Vec<Span> },
+    /// Whether a table shard still holds what transactions on other shards may need (a shard
+    /// about to be dropped waits for none): fails with `Error::Locked` naming a lock if it holds
+    /// any, else returns the keys (empty values) of up to `limit` transaction records that are
+    /// not one-phase commits' (a record other shards' locks are resolved by).
+    Unsettled { limit: u64 },
 }
 
 /// What a compare-and-put / compare-and-delete expects the row's current state to be.

@@ -92,6 +92,10 @@ impl raftable_sql::Cluster for SqlCluster {
         Ok(ids)
     }
 
+    async fn drop_shards(&self, shards: Vec<ShardId>) -> Result<()> {
+        meta::mark_dropped(self.router.as_ref(), &shards).await
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeStatus>> {
         let now = now_ms();
         Ok(meta::nodes(self.router.as_ref())

@@ -40,6 +40,10 @@ pub trait Cluster: ShardClient {
     /// Creates one shard per range and returns once every one of them serves requests.
     async fn create_shards(&self, ranges: Vec<KeyRange>) -> Result<Vec<ShardId>>;
 
+    /// Drops shards nothing uses any more and no lock is left in (a dropped table's or
+    /// index's): the cluster deletes each once no transaction needs its records.
+    async fn drop_shards(&self, shards: Vec<ShardId>) -> Result<()>;
+
     /// The node registry.
     async fn nodes(&self) -> Result<Vec<NodeStatus>>;
 

@@ -87,6 +87,14 @@ impl Cluster for LocalCluster {
         Ok(ids)
     }
 
+    async fn drop_shards(&self, shards: Vec<ShardId>) -> Result<()> {
+        for id in shards {
+            self.ranges.lock().expect("ranges lock").remove(&id);
+            self.shards.remove_shard(id).await?;
+        }
+        Ok(())
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeStatus>> {
         Ok(vec![NodeStatus { id: 1, rpc_addr: String::new(), pg_addr: String::new(), alive: true }])
     }

@@ -572,6 +572,27 @@ mod tests {
         r.iter().map(|row| row.iter().map(|s| s.to_string()).collect()).collect()
     }
 
+    /// DROP INDEX and DROP TABLE give their shards back: `raftable.shards` lists them no more,
+    /// and a table of the same name made again starts empty.
+    #[tokio::test]
+    async fn dropped_tables_and_indexes_release_their_shards() {
+        let mut db = Db::new();
+        let count = "SELECT count(*) FROM raftable.shards";
+        let before: i64 = db.ok(count).await[0][0].parse().unwrap();
+        db.ok("CREATE TABLE d (k INT PRIMARY KEY, u INT, v INT) WITH (shards = 3)").await;
+        db.ok("CREATE INDEX d_v ON d (v)").await;
+        db.ok("INSERT INTO d SELECT value, value * 2, value * 3 FROM generate_series(1, 100)").await;
+        let with_index: i64 = db.ok(count).await[0][0].parse().unwrap();
+        assert!(with_index > before + 3, "{before} -> {with_index}");
+        db.ok("DROP INDEX d_v").await;
+        let without: i64 = db.ok(count).await[0][0].parse().unwrap();
+        assert!(without < with_index && without >= before + 3, "{with_index} -> {without}");
+        db.ok("DROP TABLE d").await;
+        assert_eq!(db.ok(count).await, rows(&[&[&before.to_string()]]));
+        db.ok("CREATE TABLE d (k INT PRIMARY KEY, u INT, v INT) WITH (shards = 3)").await;
+        assert_eq!(db.ok("SELECT count(*) FROM d").await, rows(&[&["0"]]));
+    }
+
     /// A query reads every page of every shard at one snapshot: rows changed after its first
     /// page was read are still seen as they were.
     #[tokio::test]

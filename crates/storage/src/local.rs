@@ -35,6 +35,14 @@ impl LocalShards {
         self.ranges.write().expect("ranges lock").insert(shard, range);
     }
 
+    /// Forgets a shard and deletes its rows, locks and records (a dropped table's).
+    pub async fn remove_shard(&self, shard: ShardId) -> Result<()> {
+        let range = self.range(shard)?;
+        let _writes = self.last.lock().await;
+        self.ranges.write().expect("ranges lock").remove(&shard);
+        self.rocks.destroy_group(shard, &range).await
+    }
+
     fn range(&self, shard: ShardId) -> Result<KeyRange> {
         let ranges = self.ranges.read().expect("ranges lock");
         ranges.get(&shard).cloned().ok_or_else(|| Error::InvalidInput(format!("no shard {shard}")))

@@ -276,6 +276,30 @@ impl Rocks {
         }
     }
 
+    /// Deletes everything group `group` (ranging `range`) keeps on this node: its rows, locks
+    /// and transaction records, its Raft log and state, its snapshot files. One durable batch,
+    /// the range record included, so a restart finds the group whole or not at all. The group
+    /// must be stopped (a dropped shard: nothing uses its keys any more).
+    pub async fn destroy_group(&self, group: u64, range: &raftable_common::KeyRange) -> Result<()> {
+        if group == NODE_GROUP {
+            return Err(Error::InvalidInput("the node's own records are not a group".into()));
+        }
+        let mut batch = WriteBatch::default();
+        for cf in [CF_DATA, CF_LOCKS, CF_TXNS] {
+            batch.delete_range_cf(self.cf(cf), range.start.as_slice(), range.end_or_max());
+        }
+        let next = group + 1;
+        batch.delete_range_cf(self.cf(CF_RAFT_LOG), keys::log_key(group, 0), keys::log_key(next, 0));
+        batch.delete_range_cf(self.cf(CF_RAFT_STATE), keys::state_key(group, 0), keys::state_key(next, 0));
+        self.write_durable(batch).await?;
+        self.coverage.lock().expect("coverage lock").remove(&group);
+        let dir = crate::snapshot::dir(self);
+        if dir.exists() {
+            crate::snapshot::remove_stale(&dir, group, None)?;
+        }
+        Ok(())
+    }
+
     /// Ids of every Raft group with persisted state on this node (to reopen them at start).
     pub fn group_ids(&self) -> Result<Vec<ShardId>> {
         let mut ids = Vec::new();

@@ -53,7 +53,9 @@ pub fn read(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead) -> Re
             let (lo, hi) = clamp(range, start, end);
             scan(rocks, lo, &hi, limit.unwrap_or(u64::MAX), *reverse)
         }
-        ShardRead::Validate { .. } => Err(Error::InvalidInput("the meta shard has no transactions".into())),
+        ShardRead::Validate { .. } | ShardRead::Unsettled { .. } => {
+            Err(Error::InvalidInput("the meta shard has no transactions".into()))
+        }
     }
 }
 
@@ -128,6 +130,7 @@ fn read_versions(rocks: &Rocks, group: u64, range: &KeyRange, read: &ShardRead, 
             txn::validate(rocks, Some(*txn), *since, spans, ts)?;
             Ok(Vec::new())
         }
+        ShardRead::Unsettled { limit } => txn::unsettled(rocks, range, *limit),
     }
 }
 

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use raftable_common::{
-    Decision, Error, KeyRange, Result, Span, Ts, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite, WriteOutcome,
+    Decision, Error, KeyRange, Result, Row, Span, Ts, TxnId, TxnMeta, TxnOp, TxnStatus, TxnWrite, WriteOutcome,
     RESOLVE_ALL_MAX,
 };
 use serde::{Deserialize, Serialize};
@@ -118,6 +118,29 @@ pub(crate) fn check_range(rocks: &Rocks, start: &[u8], end: &[u8], ts: Ts) -> Re
         Some((key, lock)) => Err(lock.conflict(&key)),
         None => Ok(()),
     }
+}
+
+/// Serves `ShardRead::Unsettled` on a shard ranging `range`: `Error::Locked` for its first
+/// lock, else the keys of up to `limit` records other than one-phase commits' (those only
+/// answer a repeated command, which a dropped shard refuses anyway).
+pub(crate) fn unsettled(rocks: &Rocks, range: &KeyRange, limit: u64) -> Result<Vec<Row>> {
+    if let Some((key, lock)) = first_lock(rocks, &range.start, range.end_or_max(), |_| true)? {
+        return Err(lock.conflict(&key));
+    }
+    let mut it = rocks.raw_range(CF_TXNS, &range.start, range.end_or_max());
+    it.seek(&range.start);
+    let mut rows = Vec::new();
+    while let (Some(key), Some(raw)) = (it.key(), it.value()) {
+        if rows.len() as u64 >= limit {
+            break;
+        }
+        if !matches!(bincode::deserialize(raw)?, TxnStatus::Applied(_)) {
+            rows.push(Row { key: key.to_vec(), value: Vec::new(), version: 0 });
+        }
+        it.next();
+    }
+    it.status().map_err(io)?;
+    Ok(rows)
 }
 
 /// A transaction's read validation: fails with `Error::TxnConflict` if a span holds a version
@@ -526,6 +549,43 @@ mod tests {
         // Decided: the record may go; a second Forget finds nothing.
         assert_eq!(shards.txn(A, TxnOp::Forget { txn: meta(7) }).await.unwrap().changed, [true]);
         assert_eq!(shards.txn(A, TxnOp::Forget { txn: meta(7) }).await.unwrap().changed, [false]);
+    }
+
+    /// What a shard about to be dropped waits for: its locks (reported as `Locked`, to be
+    /// settled), then the records of two-phase transactions (not one-phase commits'). Dropped,
+    /// it is gone whole: rows, locks, records, Raft state; the other shard keeps its own.
+    #[tokio::test]
+    async fn unsettled_reports_locks_then_records_and_a_dropped_shard_is_gone() {
+        let (_dir, shards) = shards();
+        let unsettled = |limit| ShardRead::Unsettled { limit };
+        put(&shards, A, "a", "a0").await.unwrap();
+        let read_ts = shards.snapshot().await.unwrap();
+        let writes = vec![TxnWrite::put(k("b"), b"b1".to_vec())];
+        let commit = TxnOp::Commit { txn: TxnId(5), read_ts, reads: vec![], writes };
+        shards.txn(A, commit).await.unwrap();
+        assert!(shards.read(A, unsettled(10)).await.unwrap().is_empty(), "one-phase records do not count");
+        let pa = shards.txn(A, prepare(7, true, read_ts, vec![], &[("a", "a1")])).await.unwrap();
+        let pb = shards.txn(B, prepare(7, false, read_ts, vec![], &[("x", "x1")])).await.unwrap();
+        assert!(matches!(shards.read(A, unsettled(0)).await, Err(Error::Locked { key, .. }) if key == k("a")));
+        let c = Ts(pa.version.max(pb.version));
+        let end = TxnOp::End { txn: meta(7), decision: Decision::Commit(c), keys: vec![k("a")] };
+        shards.txn(A, end).await.unwrap();
+        // No lock left on A; its record stays while B's lock may need it.
+        assert_eq!(shards.read(A, unsettled(0)).await.unwrap().len(), 0);
+        assert_eq!(shards.read(A, unsettled(10)).await.unwrap().len(), 1);
+        shards.txn(B, TxnOp::ResolveAll { txn: TxnId(7), commit: Some(c) }).await.unwrap();
+        shards.txn(A, TxnOp::Forget { txn: meta(7) }).await.unwrap();
+        assert!(shards.read(A, unsettled(10)).await.unwrap().is_empty());
+
+        // A prepared lock and a record left behind go with the shard.
+        shards.txn(A, prepare(9, true, shards.snapshot().await.unwrap(), vec![], &[("c", "c1")])).await.unwrap();
+        shards.remove_shard(A).await.unwrap();
+        assert!(shards.read(A, ShardRead::Get { key: k("a") }).await.is_err(), "no shard A any more");
+        assert_eq!(get_at(&shards, B, "x", Ts::MAX).await.unwrap().as_deref(), Some("x1"));
+        shards.add_shard(A, KeyRange::new(vec![1, b'a'], vec![1, b'm']));
+        let scan = ShardRead::Scan { start: k("a"), end: k("m"), limit: None, reverse: false };
+        assert!(shards.read(A, scan).await.unwrap().is_empty(), "its rows are deleted");
+        assert!(shards.read(A, unsettled(10)).await.unwrap().is_empty(), "its lock and record too");
     }
 
     /// The record decides once: an abort before the anchor's prepare makes the prepare fail,

@@ -149,7 +149,9 @@ impl Txn {
     pub async fn read(&self, shard: ShardId, read: ShardRead) -> Result<Vec<Row>> {
         let ts = self.read_ts().await?;
         let rows = match &read {
-            ShardRead::Validate { .. } => return Err(Error::InvalidInput("a validation is not a read".into())),
+            ShardRead::Validate { .. } | ShardRead::Unsettled { .. } => {
+                return Err(Error::InvalidInput("not a read of rows".into()))
+            }
             ShardRead::Scan { start, end, reverse, limit } => {
                 self.scan(shard, ts, Span::new(start.clone(), end.clone()), *reverse, *limit).await?
             }
@@ -653,6 +655,6 @@ fn covered(read: &ShardRead, rows: &[Row]) -> Vec<Span> {
                 _ => vec![Span::new(start.clone(), end.clone())],
             }
         }
-        ShardRead::Validate { .. } => Vec::new(),
+        ShardRead::Validate { .. } | ShardRead::Unsettled { .. } => Vec::new(),
     }
 }

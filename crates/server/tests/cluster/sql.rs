@@ -2,12 +2,14 @@
 //! tokio-postgres (extended protocol, binary results), lost-update freedom under concurrent
 //! increments, and the sqllogictest files of `sql-tests/` on a 1-node and a 3-node cluster.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use raftable_sql_tests::{run_file, slt_files, Target};
 use tokio_postgres::types::Type;
 
-use crate::harness::Cluster;
+use crate::harness::{wait_for, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_scenario_on_every_node() {
@@ -261,6 +263,58 @@ async fn concurrent_increments_lose_nothing() {
 
 fn slt_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sql-tests/slt")
+}
+
+/// The shard ids `raftable.shards` lists.
+async fn shard_ids(client: &tokio_postgres::Client) -> BTreeSet<u64> {
+    let rows = client.query("SELECT shard_id FROM raftable.shards", &[]).await.unwrap();
+    rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect()
+}
+
+/// DROP TABLE gives back its and its index's shards: they leave the shard map and every
+/// replica is deleted, also the one of a node that was down during the drop, once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_tables_release_their_shards_on_every_node() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let a = cluster.sql(1).await;
+    let before = shard_ids(&a).await;
+    a.batch_execute(
+        "CREATE TABLE gone (k INT PRIMARY KEY, v INT) WITH (shards = 2); CREATE INDEX gone_v ON gone (v); \
+         INSERT INTO gone SELECT value, value * 2 FROM generate_series(1, 50)",
+    )
+    .await
+    .unwrap();
+    let dropped: BTreeSet<u64> = shard_ids(&a).await.difference(&before).copied().collect();
+    assert!(dropped.len() >= 3, "two table shards and the index's: {dropped:?}");
+    let everywhere = Duration::from_secs(30);
+    wait_for("node 3 hosts every shard of the table", everywhere, || async {
+        let hosted = cluster.replicas().await;
+        dropped.iter().all(|s| hosted.contains_key(&(3, *s))).then_some(())
+    })
+    .await;
+
+    cluster.kill(3).await;
+    a.batch_execute("DROP TABLE gone").await.unwrap();
+    for id in [1, 2] {
+        let what = format!("node {id} has no trace of the dropped shards");
+        wait_for(&what, everywhere, || no_trace(&cluster, &dropped, id)).await;
+    }
+    assert!(shard_ids(&a).await.is_disjoint(&dropped));
+
+    cluster.restart(3).await;
+    let what = "node 3 deletes its replicas of the dropped shards";
+    wait_for(what, everywhere, || no_trace(&cluster, &dropped, 3)).await;
+    // The name is free again, and the new table starts empty.
+    let c = cluster.sql(3).await;
+    c.batch_execute("CREATE TABLE gone (k INT PRIMARY KEY, v INT)").await.unwrap();
+    let row = c.query_one("SELECT count(*) FROM gone", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0);
+}
+
+/// Some when node `id` neither hosts nor maps any of `shards`.
+async fn no_trace(cluster: &Cluster, shards: &BTreeSet<u64>, id: u64) -> Option<()> {
+    let status = cluster.status(id).await.ok()?;
+    (!status.shards.iter().any(|s| shards.contains(&s.shard))).then_some(())
 }
 
 async fn run_all(nodes: u64) {

@@ -19,14 +19,12 @@ use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr as AstExpr, ForeignKeyConstraint, GeneratedAs, Ident,
     IndexColumn, RenameTableNameKind, SequenceOptions, SqlOption, TableConstraint, UnaryOperator, Value,
 };
-use raftable_common::{Error, KeyRange, Result, ShardRead};
+use raftable_common::{Error, KeyRange, Result, ShardId, ShardRead};
 use raftable_txn::Coordinator;
 
 use super::checks::Checks;
 use super::foreign_key_ddl::{add_foreign_key, constraint_names, dependents, drop_foreign_key, link, resolve, unlink};
-use super::index_ddl::{
-    add_unique, clear_index, clear_range, default_name, index_columns, new_index, pass, remove_index, Pass,
-};
+use super::index_ddl::{add_unique, default_name, drop_shards, index_columns, new_index, pass, remove_index, Pass};
 use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
 use super::views::{dependent_views, still_needed};
 use crate::ast::{ident, table_name};
@@ -937,8 +935,8 @@ fn literal(expr: &AstExpr) -> Option<ScalarValue> {
     }
 }
 
-/// Drops a table: deletes its rows shard by shard, then removes the definition. The shards'
-/// Raft groups stay (empty) until shard removal exists. A table other tables' foreign keys
+/// Drops a table: removes the definition, waits until no node can use it, then drops its and
+/// its indexes' shards (`index_ddl::drop_shards`). A table other tables' foreign keys
 /// reference is refused (2BP01) unless with `cascade`: then those keys go first. The tables
 /// it references stop listing it before it goes.
 pub(crate) async fn drop_table(
@@ -1004,24 +1002,15 @@ pub(crate) async fn drop_table(
     }
     if !defs.is_empty() {
         // Wait until no node can still use the definition (their cached catalogs expire),
-        // then delete the rows: a write a node made just before is deleted too.
+        // then drop the shards: a write a node made just before goes with them.
         tokio::time::sleep(LEASE + REFRESH).await;
     }
     for def in defs {
-        let tasks = (0..def.buckets).map(|b| clear_shard(cluster, def.clone(), b));
-        futures::future::try_join_all(tasks).await?;
-        for index in &def.indexes {
-            clear_index(cluster, index).await?;
-        }
+        let indexes = def.indexes.iter().flat_map(|i| i.shards.iter().copied());
+        let shards: Vec<ShardId> = def.shards.iter().copied().chain(indexes).collect();
+        drop_shards(cluster, &shards).await?;
     }
     Ok(())
-}
-
-/// Deletes a bucket's rows (no node writes the table any more: the caller waited out the
-/// catalog lease, so nothing appears behind the cursor).
-async fn clear_shard(cluster: &dyn Cluster, def: Arc<TableDef>, bucket: u16) -> Result<()> {
-    let range = bucket_range(def.id, bucket, def.buckets);
-    clear_range(cluster, def.shards[bucket as usize], range).await
 }
 
 /// A scalar as the text a DEFAULT is stored as (parsed back with the column's type).

@@ -6,14 +6,15 @@
 //! each chunk one serializable transaction writing the entries of the rows it read, so writes
 //! continue meanwhile and a row changed under a chunk makes the chunk run again. Two rows with
 //! the same values fail a unique index's CREATE (23505) and walk it back: nothing is left.
-//! DROP INDEX walks the states back (public, delete-only, gone) and then deletes the entries.
+//! DROP INDEX walks the states back (public, delete-only, gone) and then drops its shards.
 //! Indexes that a table's `UNIQUE` constraints make come with the table (`unique_indexes`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{CreateIndex, Expr as AstExpr, IndexColumn, IndexType};
-use raftable_common::{Error, KeyRange, Result, ShardId, ShardRead, ShardWrite, WriteOp};
+use raftable_common::{Error, Result, ShardId, ShardRead};
+use raftable_txn::settle::until_unlocked;
 use raftable_txn::{Coordinator, Txn};
 
 use super::checks::Checks;
@@ -355,26 +356,20 @@ async fn chunk(
     Ok(next)
 }
 
-/// Deletes an index's entries (no node writes them any more), a page at a time.
+/// Drops an index's shards (no node writes its entries any more).
 pub(crate) async fn clear_index(cluster: &dyn Cluster, index: &IndexDef) -> Result<()> {
-    for bucket in 0..index.buckets {
-        let range = bucket_range(index.id, bucket, index.buckets);
-        clear_range(cluster, index.shards[bucket as usize], range).await?;
-    }
-    Ok(())
+    drop_shards(cluster, &index.shards).await
 }
 
-/// Deletes every row in `range` of `shard`, a page at a time (each page starting after the
-/// last key deleted: no scan steps over the tombstones of the pages before). Nothing may write
-/// the range meanwhile.
-pub(crate) async fn clear_range(cluster: &dyn Cluster, shard: ShardId, range: KeyRange) -> Result<()> {
-    let mut start = range.start.clone();
-    loop {
-        let read = ShardRead::Scan { start: start.clone(), end: range.end.clone(), limit: Some(1000), reverse: false };
-        let rows = cluster.read(shard, read).await?;
-        let Some(last) = rows.last() else { return Ok(()) };
-        start = last.key.iter().copied().chain([0]).collect();
-        let ops = rows.into_iter().map(|r| WriteOp::Delete { key: r.key }).collect();
-        cluster.write(shard, ShardWrite::new(ops)).await?;
-    }
+/// Hands shards no node uses any more (a dropped table's or index's: every node's catalog
+/// lease on its definition ran out) to the cluster to drop: first settles any lock left in
+/// them (a transaction whose coordinator stalled or died: pushed once expired, as a read
+/// would), then marks them. The cluster deletes them once no other shard's transaction needs
+/// their records (`cluster::meta`).
+pub(crate) async fn drop_shards(cluster: &dyn Cluster, shards: &[ShardId]) -> Result<()> {
+    let settle = shards
+        .iter()
+        .map(|&shard| until_unlocked(cluster, shard, move || cluster.read(shard, ShardRead::Unsettled { limit: 0 })));
+    futures::future::try_join_all(settle).await?;
+    cluster.drop_shards(shards.to_vec()).await
 }
