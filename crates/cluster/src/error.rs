@@ -173,6 +173,8 @@ mod tests {
             Error::ForeignKeyViolation(s()),
             Error::InvalidForeignKey(s()),
             Error::WrongObjectType(s()),
+            Error::UndefinedSchema(s()),
+            Error::DuplicateSchema(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -270,13 +272,15 @@ mod tests {
             Error::ForeignKeyViolation(_) => 46,
             Error::InvalidForeignKey(_) => 47,
             Error::WrongObjectType(_) => 48,
+            Error::UndefinedSchema(_) => 49,
+            Error::DuplicateSchema(_) => 50,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=48).collect());
+        assert_eq!(listed, (0..=50).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

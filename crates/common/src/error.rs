@@ -183,6 +183,12 @@ pub enum Error {
     /// view, INSERT into a view.
     #[error("{0}")]
     WrongObjectType(String),
+    /// A schema that does not exist (3F000): `CREATE TABLE nosuch.t`, `DROP SCHEMA nosuch`.
+    #[error("{0}")]
+    UndefinedSchema(String),
+    /// A schema name taken (42P06).
+    #[error("{0}")]
+    DuplicateSchema(String),
 }
 
 impl Error {

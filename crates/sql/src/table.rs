@@ -177,6 +177,81 @@ impl SequenceDef {
     }
 }
 
+/// The schema every unqualified name means (raftable has no `search_path` yet).
+pub const PUBLIC: &str = "public";
+
+/// A relation's name in the catalog: its bare name in schema `public`, `schema.name` in any
+/// other (neither part holds a dot: `ast::table_name` refuses one).
+pub fn qualify(schema: &str, name: &str) -> String {
+    if schema == PUBLIC {
+        name.to_string()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
+/// A catalog name's schema and bare name (see [`qualify`]).
+pub fn split_name(name: &str) -> (&str, &str) {
+    name.split_once('.').unwrap_or((PUBLIC, name))
+}
+
+/// `'name'`, `'schema.name'` or `'"Name"'` as the catalog name of the relation it denotes
+/// (`table::qualify`; PostgreSQL's regclass input: unquoted parts fold to lower case).
+pub(crate) fn relation_name(text: &str) -> Result<String> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err(Error::InvalidText(format!("invalid name syntax: {text}"))),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                part.extend(c.to_lowercase());
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return Err(Error::InvalidText(format!("invalid name syntax: {text}")));
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(_) => return Err(Error::InvalidText(format!("invalid name syntax: {text}"))),
+        }
+    }
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] => Ok(qualify(schema, name)),
+        _ => Err(Error::InvalidText(format!("improper relation name (too many dotted names): {text}"))),
+    }
+}
+
+/// A schema made by `CREATE SCHEMA` (`public` always exists and has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaDef {
+    /// From the table-id counter.
+    pub id: u32,
+    pub name: String,
+    /// `AUTHORIZATION role`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
 /// A view: a stored query, expanded into each statement that names it (`plan::views`), as
 /// PostgreSQL's rewriter does. Kept in the meta group beside tables and sequences.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +498,17 @@ impl TableDef {
     }
 
     /// The lowest OID of a user table, index or sequence.
+    /// The table's name without its schema: what `pg_class.relname` shows and the default
+    /// names of its constraints and indexes start with.
+    pub fn bare_name(&self) -> &str {
+        split_name(&self.name).1
+    }
+
+    /// The name of the table's primary key (its index and constraint): `<table>_pkey`.
+    pub fn pkey_name(&self) -> String {
+        format!("{}_pkey", self.bare_name())
+    }
+
     pub fn oid_base() -> i32 {
         TABLE_OID as i32
     }
@@ -459,5 +545,23 @@ impl TableDef {
 
     pub fn has_rowid(&self) -> bool {
         self.pk.len() == 1 && self.columns[self.pk[0]].hidden
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relation_names_read_as_regclass_does() {
+        assert_eq!(relation_name("Users_ID_seq").unwrap(), "users_id_seq");
+        assert_eq!(relation_name("public.s").unwrap(), "s");
+        assert_eq!(relation_name("\"My\"\"Seq\"").unwrap(), "My\"Seq");
+        assert_eq!(relation_name("Other.s").unwrap(), "other.s");
+        assert!(matches!(relation_name("a.b.c"), Err(Error::InvalidText(_))));
+        assert!(matches!(relation_name("\"open"), Err(Error::InvalidText(_))));
+        assert!(matches!(relation_name(""), Err(Error::InvalidText(_))));
+        assert_eq!(split_name(&qualify("s", "t")), ("s", "t"));
+        assert_eq!(split_name(&qualify(PUBLIC, "t")), (PUBLIC, "t"));
     }
 }

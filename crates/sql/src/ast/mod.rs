@@ -21,6 +21,8 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 pub(crate) use dialect::SET_CONSTRAINTS;
 use raftable_common::{Error, Result};
 
+use crate::table::qualify;
+
 /// Parses a query string into statements; an empty query gives none. Catalog queries (psql's
 /// `\d`, drivers' metadata) go through datafusion-pg-catalog's parser, whose rewrites
 /// (pg_catalog qualifiers, `OPERATOR(pg_catalog.~)`, `::regclass`, ...) make them plannable,
@@ -66,15 +68,34 @@ pub fn ident(i: &Ident) -> String {
     }
 }
 
-/// The unqualified, lower-cased (unless quoted) name of a table; `public.t` is `t`.
+/// The catalog name of the relation `name` names (`table::qualify`): lower-cased unless
+/// quoted; `t` and `public.t` are `t`, `s.t` is `s.t`. The system schemas hold no user
+/// relations, and a name part with a dot in it is refused (it would read as a schema).
 pub fn table_name(name: &ObjectName) -> Result<String> {
     let parts: Vec<String> = name.0.iter().filter_map(|p| p.as_ident()).map(ident).collect();
+    if parts.iter().any(|p| p.contains('.')) {
+        return Err(Error::unsupported(format!("relation name {name}: names with a \".\" are not supported")));
+    }
     match parts.as_slice() {
         [t] => Ok(t.clone()),
-        [schema, t] if schema == "public" => Ok(t.clone()),
-        _ => Err(Error::unsupported(format!("table name {name}: only tables in schema public are supported"))),
+        [schema, _] if SYSTEM_SCHEMAS.contains(&schema.as_str()) => {
+            Err(Error::unsupported(format!("relation name {name}: schema {schema} holds only system relations")))
+        }
+        [schema, t] => Ok(qualify(schema, t)),
+        _ => Err(Error::unsupported(format!("relation name {name}: a database name is not supported"))),
     }
 }
+
+/// The schema name `name` gives (`CREATE SCHEMA`, `DROP SCHEMA`): one part, no dot.
+pub(crate) fn schema_name(name: &ObjectName) -> Result<String> {
+    match name.0.iter().filter_map(|p| p.as_ident()).map(ident).collect::<Vec<_>>().as_slice() {
+        [s] if !s.contains('.') => Ok(s.clone()),
+        _ => Err(Error::unsupported(format!("schema name {name} is not supported"))),
+    }
+}
+
+/// Schemas of the system's own relations.
+pub(crate) const SYSTEM_SCHEMAS: [&str; 3] = ["pg_catalog", "information_schema", "raftable"];
 
 /// The last part of a possibly qualified column name (`t.c`, `c`), folded.
 pub(crate) fn column_name(name: &ObjectName) -> String {

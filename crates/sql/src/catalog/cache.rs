@@ -11,13 +11,14 @@
 //! definition, so once it returns no node still uses the dropped table.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use raftable_common::{Error, Expect, Result, ShardRead, ShardWrite, WriteOp, META_SHARD};
 
 use crate::cluster::Cluster;
-use crate::table::{SequenceDef, TableDef, ViewDef};
+use crate::table::{split_name, SchemaDef, SequenceDef, TableDef, ViewDef, PUBLIC};
 
 /// How often each node re-reads the catalog in the background.
 pub const REFRESH: Duration = Duration::from_millis(200);
@@ -25,6 +26,7 @@ pub const REFRESH: Duration = Duration::from_millis(200);
 /// How long a cached catalog may be used after it was read.
 pub const LEASE: Duration = Duration::from_millis(600);
 
+const SCHEMA: u8 = b'p';
 const TABLE: u8 = b't';
 const SEQUENCE: u8 = b'q';
 const VIEW: u8 = b'r';
@@ -45,8 +47,12 @@ pub struct Catalog {
     tables: RwLock<BTreeMap<String, Arc<TableDef>>>,
     sequences: RwLock<BTreeMap<String, Arc<SequenceDef>>>,
     views: RwLock<BTreeMap<String, Arc<ViewDef>>>,
+    schemas: RwLock<BTreeMap<String, Arc<SchemaDef>>>,
     /// When the read behind `tables` started (None: never read).
     read_at: RwLock<Option<Instant>>,
+    /// Counts the changes this node made to the cache (`Catalog::changed`): a refresh during
+    /// which one happened may have read the meta group before it, and is not installed.
+    local_changes: AtomicU64,
 }
 
 impl Catalog {
@@ -56,8 +62,19 @@ impl Catalog {
             tables: RwLock::default(),
             sequences: RwLock::default(),
             views: RwLock::default(),
+            schemas: RwLock::default(),
             read_at: RwLock::default(),
+            local_changes: AtomicU64::new(0),
         }
+    }
+
+    /// Applies to the cache a change this node stored: under the lock a refresh installs
+    /// under, and counted, so that a refresh which began before it does not then replace it
+    /// with what it read.
+    fn changed(&self, change: impl FnOnce(&Self)) {
+        let _installing = self.read_at.write().expect("catalog lock");
+        self.local_changes.fetch_add(1, Ordering::SeqCst);
+        change(self);
     }
 
     /// The table definition, from the cache if its lease holds and it has the table, else
@@ -132,12 +149,62 @@ impl Catalog {
         self.views.read().expect("catalog lock").values().cloned().collect()
     }
 
-    /// Re-reads every definition from the meta group: sequences (`0x00 'q'`), views
-    /// (`0x00 'r'`) and tables (`0x00 't'`) in one scan.
+    /// Schema `name` made by CREATE SCHEMA, from the cache if its lease holds and it has it,
+    /// else re-read.
+    pub async fn schema(&self, name: &str) -> Result<Option<Arc<SchemaDef>>> {
+        self.lookup(|c| c.cached_schema(name)).await
+    }
+
+    pub fn cached_schema(&self, name: &str) -> Option<Arc<SchemaDef>> {
+        self.schemas.read().expect("catalog lock").get(name).cloned()
+    }
+
+    pub fn cached_schemas(&self) -> Vec<Arc<SchemaDef>> {
+        self.schemas.read().expect("catalog lock").values().cloned().collect()
+    }
+
+    /// 3F000 unless the schema of catalog name `name` exists (a relation about to be made).
+    pub async fn check_schema(&self, name: &str) -> Result<()> {
+        let (schema, _) = split_name(name);
+        if schema == PUBLIC || self.schema(schema).await?.is_some() {
+            return Ok(());
+        }
+        Err(Error::UndefinedSchema(format!("schema \"{schema}\" does not exist")))
+    }
+
+    /// Stores a new schema: 42P06 if it exists.
+    pub async fn insert_schema(&self, def: SchemaDef) -> Result<()> {
+        let value = serde_json::to_vec(&def).map_err(Error::internal)?;
+        let op = WriteOp::PutIfAbsent { key: definition_key(SCHEMA, &def.name), value };
+        match self.cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
+            Ok(_) => {}
+            Err(Error::DuplicateKey { .. }) => {
+                return Err(Error::DuplicateSchema(format!("schema \"{}\" already exists", def.name)))
+            }
+            Err(e) => return Err(e),
+        }
+        self.changed(|c| {
+            c.schemas.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        });
+        Ok(())
+    }
+
+    /// Removes a schema's definition (the caller dropped what it held).
+    pub async fn remove_schema(&self, name: &str) -> Result<()> {
+        self.delete(SCHEMA, name).await?;
+        self.changed(|c| {
+            c.schemas.write().expect("catalog lock").remove(name);
+        });
+        Ok(())
+    }
+
+    /// Re-reads every definition from the meta group: schemas (`0x00 'p'`), sequences
+    /// (`0x00 'q'`), views (`0x00 'r'`) and tables (`0x00 't'`) in one scan.
     pub async fn refresh(&self) -> Result<()> {
         let started = Instant::now();
+        let changes = self.local_changes.load(Ordering::SeqCst);
         let read = ShardRead::Scan {
-            start: definition_key(SEQUENCE, ""),
+            start: definition_key(SCHEMA, ""),
             end: definition_key(TABLE + 1, ""),
             limit: None,
             reverse: false,
@@ -146,6 +213,7 @@ impl Catalog {
         let mut tables = BTreeMap::new();
         let mut sequences = BTreeMap::new();
         let mut views = BTreeMap::new();
+        let mut schemas = BTreeMap::new();
         let invalid = |e: serde_json::Error| Error::InvalidData(format!("catalog definition: {e}"));
         for row in rows {
             match row.key.get(1) {
@@ -161,16 +229,22 @@ impl Catalog {
                     let def: ViewDef = serde_json::from_slice(&row.value).map_err(invalid)?;
                     views.insert(def.name.clone(), Arc::new(def));
                 }
+                Some(&SCHEMA) => {
+                    let def: SchemaDef = serde_json::from_slice(&row.value).map_err(invalid)?;
+                    schemas.insert(def.name.clone(), Arc::new(def));
+                }
                 _ => {}
             }
         }
         // Install only a read newer than the installed one (a slow older refresh must not
         // replace a newer map and then pass as fresh).
         let mut read_at = self.read_at.write().expect("catalog lock");
-        if read_at.is_none_or(|t| t <= started) {
+        let unchanged = self.local_changes.load(Ordering::SeqCst) == changes;
+        if unchanged && read_at.is_none_or(|t| t <= started) {
             *self.tables.write().expect("catalog lock") = tables;
             *self.sequences.write().expect("catalog lock") = sequences;
             *self.views.write().expect("catalog lock") = views;
+            *self.schemas.write().expect("catalog lock") = schemas;
             *read_at = Some(started);
         }
         Ok(())
@@ -204,14 +278,18 @@ impl Catalog {
     /// Stores a new sequence; fails with 42P07 if the name is taken by a table or sequence.
     pub async fn insert_sequence(&self, def: SequenceDef) -> Result<()> {
         self.put_new(definition_key(SEQUENCE, &def.name), &def.name, &def).await?;
-        self.sequences.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        self.changed(|c| {
+            c.sequences.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        });
         Ok(())
     }
 
     /// Removes a sequence definition (its counter row is the caller's).
     pub async fn remove_sequence(&self, name: &str) -> Result<()> {
         self.delete(SEQUENCE, name).await?;
-        self.sequences.write().expect("catalog lock").remove(name);
+        self.changed(|c| {
+            c.sequences.write().expect("catalog lock").remove(name);
+        });
         Ok(())
     }
 
@@ -241,7 +319,9 @@ impl Catalog {
     /// Stores a new table; fails with 42P07 if the name is taken by a table or sequence.
     pub async fn insert(&self, def: TableDef) -> Result<()> {
         self.put_new(table_key(&def.name), &def.name, &def).await?;
-        self.tables.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        self.changed(|c| {
+            c.tables.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        });
         Ok(())
     }
 
@@ -263,7 +343,9 @@ impl Catalog {
         new.version = old.version + step;
         self.compare_and_put(table_key(&old.name), &old.name, old, &new).await?;
         let new = Arc::new(new);
-        self.tables.write().expect("catalog lock").insert(new.name.clone(), new.clone());
+        self.changed(|c| {
+            c.tables.write().expect("catalog lock").insert(new.name.clone(), new.clone());
+        });
         Ok(new)
     }
 
@@ -329,16 +411,20 @@ impl Catalog {
             other => other?,
         }
         let new = Arc::new(new);
-        let mut tables = self.tables.write().expect("catalog lock");
-        tables.remove(&old.name);
-        tables.insert(new.name.clone(), new.clone());
+        self.changed(|c| {
+            let mut tables = c.tables.write().expect("catalog lock");
+            tables.remove(&old.name);
+            tables.insert(new.name.clone(), new.clone());
+        });
         Ok(new)
     }
 
     /// Replaces sequence definition `old` with `new` (same name): 40001 if it changed meanwhile.
     pub async fn replace_sequence(&self, old: &SequenceDef, new: SequenceDef) -> Result<()> {
         self.compare_and_put(definition_key(SEQUENCE, &old.name), &old.name, old, &new).await?;
-        self.sequences.write().expect("catalog lock").insert(new.name.clone(), Arc::new(new));
+        self.changed(|c| {
+            c.sequences.write().expect("catalog lock").insert(new.name.clone(), Arc::new(new));
+        });
         Ok(())
     }
 
@@ -350,21 +436,27 @@ impl Catalog {
             None => self.put_new(key, &def.name, &def).await?,
             Some(old) => self.compare_and_put(key, &old.name, old, &def).await?,
         }
-        self.views.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        self.changed(|c| {
+            c.views.write().expect("catalog lock").insert(def.name.clone(), Arc::new(def));
+        });
         Ok(())
     }
 
     /// Removes a view definition.
     pub async fn remove_view(&self, name: &str) -> Result<()> {
         self.delete(VIEW, name).await?;
-        self.views.write().expect("catalog lock").remove(name);
+        self.changed(|c| {
+            c.views.write().expect("catalog lock").remove(name);
+        });
         Ok(())
     }
 
     /// Removes a definition (its rows are deleted by the caller first).
     pub async fn remove(&self, name: &str) -> Result<()> {
         self.delete(TABLE, name).await?;
-        self.tables.write().expect("catalog lock").remove(name);
+        self.changed(|c| {
+            c.tables.write().expect("catalog lock").remove(name);
+        });
         Ok(())
     }
 }

@@ -25,7 +25,7 @@
 //! (The result columns' origin in RowDescription, which uses the same OIDs, is
 //! `columns::origin_field`.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,7 +49,7 @@ use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
 use crate::ast::rewrite::EXPAND;
 use crate::table::{
-    ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef, ViewDef,
+    split_name, ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef, ViewDef,
 };
 use crate::types::SqlType;
 
@@ -82,9 +82,9 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_viewdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("to_regclass", catalog.clone())));
     for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible", "pg_table_is_visible"] {
-        ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name)));
+        ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name, catalog.clone())));
     }
-    ctx.register_udf(ScalarUDF::new_from_impl(Visible::new("shobj_description")));
+    ctx.register_udf(ScalarUDF::new_from_impl(Visible::new("shobj_description", catalog.clone())));
     for name in ["obj_description", "col_description"] {
         ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new(name, catalog.clone())));
     }
@@ -92,25 +92,60 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
 }
 
 /// `pg_collation_is_visible(oid)`, `pg_type_is_visible(oid)`, `pg_function_is_visible(oid)`:
-/// true (one schema of user objects, `public`, always on the search path; PostgreSQL's own
-/// objects are in `pg_catalog`, also always on it). `pg_table_is_visible(oid)`: true for
-/// those, false for the relations of the other schemas (`raftable`, `information_schema`),
-/// which datafusion-pg-catalog numbers in between: applications listing tables (SQLAlchemy,
-/// Alembic, Django) must not take raftable's system tables for theirs. And
+/// true (the search path is `public`, where all user types and functions are, and
+/// `pg_catalog`). `pg_table_is_visible(oid)`: true for those, false for the relations of the
+/// other schemas: the system's (`raftable`, `information_schema`), which datafusion-pg-catalog
+/// numbers in between (applications listing tables, SQLAlchemy, Alembic, Django, must not take
+/// raftable's system tables for theirs), and those CREATE SCHEMA made. And
 /// `shobj_description(oid, catalog)`: NULL (no shared object has a comment).
-#[derive(Debug, PartialEq, Eq, Hash)]
 struct Visible {
     name: &'static str,
     signature: Signature,
+    catalog: Arc<Catalog>,
 }
 
 impl Visible {
-    fn new(name: &'static str) -> Self {
-        Self { name, signature: Signature::variadic_any(Volatility::Stable) }
+    fn new(name: &'static str, catalog: Arc<Catalog>) -> Self {
+        Self { name, signature: Signature::variadic_any(Volatility::Stable), catalog }
+    }
+
+    /// The OIDs of the relations in schemas other than `public`: tables, their indexes, views
+    /// and sequences.
+    fn elsewhere(&self) -> HashSet<i64> {
+        let away = |name: &str| split_name(name).0 != PUBLIC;
+        let mut oids = HashSet::new();
+        for t in self.catalog.all().iter().filter(|t| away(&t.name)) {
+            oids.insert(i64::from(t.oid()));
+            oids.insert(i64::from(t.oid()) + INDEX_OID);
+            oids.extend(t.indexes.iter().map(|i| i64::from(i.oid())));
+        }
+        oids.extend(self.catalog.cached_views().iter().filter(|v| away(&v.name)).map(|v| i64::from(v.oid())));
+        oids.extend(self.catalog.sequences().iter().filter(|s| away(&s.name)).map(|s| i64::from(s.oid())));
+        oids
     }
 
     fn describes(&self) -> bool {
         self.name.ends_with("description")
+    }
+}
+
+impl std::fmt::Debug for Visible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for Visible {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Visible {}
+
+impl std::hash::Hash for Visible {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
     }
 }
 
@@ -142,8 +177,13 @@ impl ScalarUDFImpl for Visible {
         let oids = datafusion::arrow::compute::cast(&oids, &DataType::Int64)?;
         let oids = as_int64_array(&oids)?;
         let user = i64::from(TableDef::oid_base());
+        let elsewhere = if tables { self.elsewhere() } else { HashSet::new() };
         let visible: datafusion::arrow::array::BooleanArray = (0..oids.len())
-            .map(|i| oids.is_valid(i).then(|| !tables || oids.value(i) < 16384 || oids.value(i) >= user))
+            .map(|i| {
+                let oid = oids.value(i);
+                let shown = !tables || oid < 16384 || (oid >= user && !elsewhere.contains(&oid));
+                oids.is_valid(i).then_some(shown)
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(visible)))
     }
@@ -241,14 +281,21 @@ fn keyed_of(def: &Arc<TableDef>) -> Vec<Keyed> {
 
 /// What a scan of the amended tables needs: the keyed tables, `pg_class`'s rows (OIDs as
 /// datafusion-pg-catalog numbers them), its OID of each user table mapped to
-/// [`TableDef::oid`], every user table and sequence, and the OID of schema `public`.
+/// [`TableDef::oid`], every user table and sequence, and the OIDs of the schemas.
 struct Snapshot {
     keyed: Vec<Keyed>,
     classes: Vec<Row>,
     oids: HashMap<i64, i64>,
     tables: Vec<Arc<TableDef>>,
     sequences: Vec<Arc<SequenceDef>>,
-    public: Option<i64>,
+    namespaces: HashMap<String, i64>,
+}
+
+impl Snapshot {
+    /// The OID of the schema of the relation with catalog name `name`.
+    fn namespace(&self, name: &str) -> Option<i64> {
+        self.namespaces.get(split_name(name).0).copied()
+    }
 }
 
 impl Keyed {
@@ -265,7 +312,7 @@ impl Keyed {
 
     fn index_name(&self) -> String {
         match &self.index {
-            None => format!("{}_pkey", self.def.name),
+            None => self.def.pkey_name(),
             Some(i) => i.name.clone(),
         }
     }
@@ -308,10 +355,11 @@ impl Keyed {
     /// `pg_get_indexdef`.
     fn index_definition(&self) -> String {
         format!(
-            "CREATE {}INDEX {} ON {PUBLIC}.{} USING btree ({})",
+            "CREATE {}INDEX {} ON {}.{} USING btree ({})",
             if self.unique() { "UNIQUE " } else { "" },
             quoted(&self.index_name()),
-            quoted(&self.def.name),
+            quoted(split_name(&self.def.name).0),
+            quoted(self.def.bare_name()),
             self.key_columns()
         )
     }
@@ -322,6 +370,15 @@ impl Keyed {
             "p" => Some(format!("PRIMARY KEY ({})", self.key_columns())),
             _ => Some(format!("UNIQUE ({})", self.key_columns())),
         }
+    }
+}
+
+/// A relation's name as PostgreSQL prints one that may be off the search path: bare in
+/// `public`, else qualified by its schema.
+pub(crate) fn shown_name(name: &str) -> String {
+    match split_name(name) {
+        (PUBLIC, bare) => quoted(bare),
+        (schema, bare) => format!("{}.{}", quoted(schema), quoted(bare)),
     }
 }
 
@@ -396,17 +453,20 @@ impl Overlay {
     /// The user tables, their OIDs in `pg_class` and ours, and those with a primary key.
     async fn snapshot(&self, state: &dyn CatalogSession) -> DfResult<Snapshot> {
         let namespaces = self.rows("pg_namespace", state).await?;
-        let public = namespaces.iter().find(|r| text(r, "nspname") == Some(PUBLIC)).and_then(|r| int(r, "oid"));
+        let namespaces: HashMap<String, i64> =
+            namespaces.iter().filter_map(|r| Some((text(r, "nspname")?.to_string(), int(r, "oid")?))).collect();
+        // The `pg_class` row of a relation: its bare name in its schema.
+        let class = |r: &Row, name: &str, kind: &str| {
+            let (schema, bare) = split_name(name);
+            let namespace = namespaces.get(schema).copied();
+            text(r, "relname") == Some(bare) && text(r, "relkind") == Some(kind) && int(r, "relnamespace") == namespace
+        };
         let classes = self.rows("pg_class", state).await?;
         let mut keyed = Vec::new();
         let mut oids = HashMap::new();
         let tables = self.catalog.all();
         for def in tables.iter().cloned() {
-            let row = classes.iter().find(|r| {
-                text(r, "relname") == Some(def.name.as_str())
-                    && text(r, "relkind") == Some("r")
-                    && int(r, "relnamespace") == public
-            });
+            let row = classes.iter().find(|r| class(r, &def.name, "r"));
             let Some(theirs) = row.and_then(|r| int(r, "oid")) else { continue };
             let oid = i64::from(def.oid());
             oids.insert(theirs, oid);
@@ -414,16 +474,12 @@ impl Overlay {
         }
         let views = self.catalog.cached_views();
         for view in &views {
-            let row = classes.iter().find(|r| {
-                text(r, "relname") == Some(view.name.as_str())
-                    && text(r, "relkind") == Some("v")
-                    && int(r, "relnamespace") == public
-            });
+            let row = classes.iter().find(|r| class(r, &view.name, "v"));
             if let Some(theirs) = row.and_then(|r| int(r, "oid")) {
                 oids.insert(theirs, i64::from(view.oid()));
             }
         }
-        Ok(Snapshot { keyed, classes, oids, tables, sequences: self.catalog.sequences(), public })
+        Ok(Snapshot { keyed, classes, oids, tables, sequences: self.catalog.sequences(), namespaces })
     }
 
     /// Every row of an inner table, as (column name, value) maps.
@@ -598,7 +654,8 @@ impl TableProvider for AmendedTable {
                     .map(|b| replaced(&b?, "oid", "oid", oids, |oid| ScalarValue::Int64(Some(oid))))
                     .collect::<DfResult<_>>()?;
                 let indexes = keyed.iter().map(|k| (table_row(k.oid), class_row(k)));
-                let sequences = snapshot.sequences.iter().map(|s| (None, sequence_class_row(s, snapshot.public)));
+                let sequences =
+                    snapshot.sequences.iter().map(|s| (None, sequence_class_row(s, snapshot.namespace(&s.name))));
                 indexes.chain(sequences).collect()
             }
             Amended::Attribute => {
@@ -677,11 +734,11 @@ fn class_row(k: &Keyed) -> Vec<(&'static str, ScalarValue)> {
     ]
 }
 
-fn sequence_class_row(s: &SequenceDef, public: Option<i64>) -> Vec<(&'static str, ScalarValue)> {
+fn sequence_class_row(s: &SequenceDef, namespace: Option<i64>) -> Vec<(&'static str, ScalarValue)> {
     vec![
         ("oid", ScalarValue::Int64(Some(i64::from(s.oid())))),
-        ("relname", ScalarValue::Utf8(Some(s.name.clone()))),
-        ("relnamespace", ScalarValue::Int64(public)),
+        ("relname", ScalarValue::Utf8(Some(split_name(&s.name).1.to_string()))),
+        ("relnamespace", ScalarValue::Int64(namespace)),
         ("reltype", ScalarValue::Int64(Some(0))),
         ("relam", ScalarValue::Int64(Some(0))),
         ("relhasindex", ScalarValue::Boolean(Some(false))),
@@ -713,8 +770,8 @@ fn description_row(oid: i32, subid: i16, text: &str) -> Vec<(&'static str, Scala
 /// A view's `pg_views` row.
 fn view_row(v: &ViewDef) -> Vec<(&'static str, ScalarValue)> {
     vec![
-        ("schemaname", ScalarValue::Utf8(Some(PUBLIC.into()))),
-        ("viewname", ScalarValue::Utf8(Some(v.name.clone()))),
+        ("schemaname", ScalarValue::Utf8(Some(split_name(&v.name).0.to_string()))),
+        ("viewname", ScalarValue::Utf8(Some(split_name(&v.name).1.to_string()))),
         ("viewowner", ScalarValue::Utf8(Some("postgres".into()))),
         ("definition", ScalarValue::Utf8(Some(view_text(v)))),
     ]
@@ -780,7 +837,7 @@ fn foreign_key_text(t: &TableDef, key: &ForeignKeyDef, parent: &TableDef) -> Str
     let mut text = format!(
         "FOREIGN KEY ({}) REFERENCES {}({})",
         names(t, &key.columns),
-        quoted(&parent.name),
+        shown_name(&parent.name),
         names(parent, &key.parent_columns)
     );
     for (what, action) in [("UPDATE", key.on_update), ("DELETE", key.on_delete)] {
@@ -1122,11 +1179,7 @@ impl DefinitionUdf {
         if let Some((_, oid)) = SYSTEM_RELATIONS.iter().find(|(n, _)| *n == system) {
             return Some(*oid);
         }
-        let name = name.strip_prefix("public.").unwrap_or(name);
-        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-            Some(quoted) => quoted.replace("\"\"", "\""),
-            None => name.to_lowercase(),
-        };
+        let name = crate::table::relation_name(name).ok()?;
         if let Some(t) = self.catalog.cached(&name) {
             return Some(t.oid());
         }
@@ -1136,7 +1189,10 @@ impl DefinitionUdf {
         if let Some(v) = self.catalog.cached_view(&name) {
             return Some(v.oid());
         }
-        self.catalog.all().iter().find_map(|t| t.index(&name).map(|i| i.oid()))
+        // An index is named without its schema here; it is its table's.
+        let (schema, bare) = split_name(&name);
+        let tables = self.catalog.all();
+        tables.iter().filter(|t| split_name(&t.name).0 == schema).find_map(|t| t.index(bare).map(|i| i.oid()))
     }
 
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).

@@ -1,6 +1,7 @@
 //! What DataFusion's planner sees of the catalog: the `raftable` catalog with schema `public`
-//! (user tables as [`ShardedTable`]s, their visible columns, every shard; views as
-//! [`StoredView`]s, which list their columns and are never scanned) and schema
+//! and those CREATE SCHEMA made (user tables as [`ShardedTable`]s, their visible columns,
+//! every shard; views as [`StoredView`]s, which list their columns and are never scanned),
+//! schema
 //! `raftable` (the cluster's `nodes` and `shards`, built fresh for every statement that reads
 //! them). The internal reads of UPDATE and DELETE, which also need the hidden row id and may
 //! be restricted to some shards, build their own [`ShardedTable`] (`plan::modify`).
@@ -22,15 +23,15 @@ use super::cache::Catalog;
 use crate::cluster::ClusterRef;
 use crate::error::to_datafusion;
 use crate::scan::{Current, ShardedTable};
-use crate::table::ViewDef;
+use crate::table::{qualify, split_name, ViewDef};
 
 pub(crate) const CATALOG: &str = "raftable";
-pub(crate) const PUBLIC: &str = "public";
+pub(crate) use crate::table::PUBLIC;
 const SYSTEM: &str = "raftable";
 
 #[derive(Debug)]
 pub(crate) struct RaftableCatalog {
-    public: Arc<PublicSchema>,
+    public: Arc<UserSchema>,
     system: Arc<SystemSchema>,
     /// Schemas registered by others: `pg_catalog` (datafusion-pg-catalog).
     extra: std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn SchemaProvider>>>,
@@ -40,11 +41,21 @@ impl RaftableCatalog {
     /// `nextval` is the session's function, which the defaults of SERIAL and identity columns
     /// call.
     pub(crate) fn new(catalog: Arc<Catalog>, cluster: ClusterRef, nextval: Arc<ScalarUDF>) -> Self {
+        let public =
+            UserSchema { name: PUBLIC.into(), catalog: CatalogRef(catalog.clone()), cluster: cluster.clone(), nextval };
         Self {
-            public: Arc::new(PublicSchema { catalog: CatalogRef(catalog.clone()), cluster: cluster.clone(), nextval }),
+            public: Arc::new(public),
             system: Arc::new(SystemSchema { cluster, catalog: CatalogRef(catalog) }),
             extra: Default::default(),
         }
+    }
+
+    /// A schema CREATE SCHEMA made, as the cache knows it now.
+    fn user_schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.public.catalog.0.cached_schema(name)?;
+        let UserSchema { catalog, cluster, nextval, .. } = self.public.as_ref();
+        let (catalog, cluster, nextval) = (CatalogRef(catalog.0.clone()), cluster.clone(), nextval.clone());
+        Some(Arc::new(UserSchema { name: name.to_string(), catalog, cluster, nextval }))
     }
 }
 
@@ -52,6 +63,7 @@ impl CatalogProvider for RaftableCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names = vec![PUBLIC.to_string(), SYSTEM.to_string()];
         names.extend(self.extra.read().expect("schemas lock").keys().cloned());
+        names.extend(self.public.catalog.0.cached_schemas().iter().map(|s| s.name.clone()));
         names
     }
 
@@ -59,7 +71,10 @@ impl CatalogProvider for RaftableCatalog {
         match name {
             PUBLIC => Some(self.public.clone()),
             SYSTEM => Some(self.system.clone()),
-            other => self.extra.read().expect("schemas lock").get(other).cloned(),
+            other => {
+                let extra = self.extra.read().expect("schemas lock").get(other).cloned();
+                extra.or_else(|| self.user_schema(other))
+            }
         }
     }
 
@@ -83,33 +98,49 @@ impl std::fmt::Debug for CatalogRef {
     }
 }
 
+/// Schema `public` or one CREATE SCHEMA made: the tables and views whose catalog names put
+/// them in it (`table::qualify`), by their bare names.
 #[derive(Debug)]
-struct PublicSchema {
+struct UserSchema {
+    name: String,
     catalog: CatalogRef,
     cluster: ClusterRef,
     nextval: Arc<ScalarUDF>,
 }
 
+impl UserSchema {
+    /// The bare name of catalog name `name` if it is in this schema.
+    fn member<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let (schema, bare) = split_name(name);
+        (schema == self.name).then_some(bare)
+    }
+}
+
 #[async_trait]
-impl SchemaProvider for PublicSchema {
+impl SchemaProvider for UserSchema {
     fn table_names(&self) -> Vec<String> {
-        let mut names = self.catalog.0.names();
-        names.extend(self.catalog.0.cached_views().iter().map(|v| v.name.clone()));
-        names
+        let views = self.catalog.0.cached_views();
+        let names = self.catalog.0.names().into_iter().chain(views.iter().map(|v| v.name.clone()));
+        names.filter_map(|n| self.member(&n).map(str::to_string)).collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(view) = self.catalog.0.cached_view(name) {
+        if name.contains('.') {
+            return Ok(None);
+        }
+        let name = qualify(&self.name, name);
+        if let Some(view) = self.catalog.0.cached_view(&name) {
             return Ok(Some(Arc::new(StoredView { schema: view.schema().map_err(to_datafusion)?, view })));
         }
-        let Some(def) = self.catalog.0.get(name).await.map_err(to_datafusion)? else { return Ok(None) };
+        let Some(def) = self.catalog.0.get(&name).await.map_err(to_datafusion)? else { return Ok(None) };
         let catalog = self.catalog.0.clone();
         let current: Current = Arc::new(move |name| catalog.leased(name));
         Ok(Some(Arc::new(ShardedTable::new(def, self.cluster.clone(), &self.nextval, current))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.0.cached(name).is_some() || self.catalog.0.cached_view(name).is_some()
+        let full = qualify(&self.name, name);
+        !name.contains('.') && (self.catalog.0.cached(&full).is_some() || self.catalog.0.cached_view(&full).is_some())
     }
 }
 

@@ -34,6 +34,7 @@ use crate::encoding::{bucket_range, RowDecoder};
 use crate::plan::views::renamed_relation;
 use crate::plan::CommentOn;
 use crate::sequence::Sequences;
+use crate::table::{qualify, split_name};
 use crate::table::{
     CheckDef, ColumnDef, ColumnState, Computed, ForeignKeyDef, Identity, IndexDef, IndexState, SequenceDef, TableDef,
     ViewDef, ROWID,
@@ -55,6 +56,7 @@ pub(crate) async fn create_table(
     if create.query.is_some() || create.like.is_some() {
         return Err(Error::Unsupported("CREATE TABLE ... AS / LIKE is not supported".into()));
     }
+    catalog.check_schema(&name).await?;
     if catalog.get(&name).await?.is_some() {
         if create.if_not_exists {
             return Ok("CREATE TABLE".into());
@@ -112,7 +114,7 @@ pub(crate) async fn create_table(
                     foreign.push((ForeignKeyConstraint { name, ..fk.clone() }, Some(&c.name)))
                 }
                 ColumnOption::Check(check) => {
-                    let default_name = format!("{name}_{col_name}_check");
+                    let default_name = format!("{}_{col_name}_check", split_name(&name).1);
                     let given = check.name.as_ref().or(opt.name.as_ref()).map(ident);
                     checks.push((given, default_name, check.expr.to_string()));
                 }
@@ -345,6 +347,7 @@ fn check_defs(checks: Vec<(Option<String>, String, String)>) -> Result<Vec<Check
 /// PostgreSQL's name for a table's CHECK constraint nobody named: `<table>_<column>_check` when
 /// the expression names one column, else `<table>_check` (numbered when taken).
 fn check_name(table: &str, columns: &[ColumnDef], expr: &str) -> String {
+    let table = split_name(table).1;
     let probe = CheckDef { name: String::new(), expr: expr.to_string() };
     let named: Vec<&ColumnDef> = columns.iter().filter(|c| c.is_visible() && probe.mentions(&c.name)).collect();
     match named.as_slice() {
@@ -473,7 +476,12 @@ pub(crate) async fn alter_table(
     // foreign key.
     match alter.operations.as_slice() {
         [AlterTableOperation::RenameTable { table_name: RenameTableNameKind::To(new) }] => {
-            return rename_table(catalog, &current, &table_name(new)?).await;
+            // The new name is bare: the table stays in its schema.
+            let new = table_name(new)?;
+            if new.contains('.') {
+                return Err(Error::SyntaxError("RENAME TO takes a name without a schema".into()));
+            }
+            return rename_table(catalog, &current, &qualify(split_name(&current.name).0, &new)).await;
         }
         [AlterTableOperation::DropConstraint { name, .. }] => {
             if let Some(index) = current.index(&ident(name)).filter(|i| i.constraint).cloned() {

@@ -87,7 +87,7 @@ pub(crate) async fn resolve(
         Some(name) => ident(name),
         None => {
             let cols: Vec<&str> = columns.iter().map(|c| def.columns[*c].name.as_str()).collect();
-            let base = format!("{}_{}_fkey", def.name, cols.join("_"));
+            let base = format!("{}_{}_fkey", def.bare_name(), cols.join("_"));
             let mut name = base.clone();
             let mut n = 0;
             while taken.contains(&name) {
@@ -244,7 +244,7 @@ pub(crate) fn constraint_names(def: &TableDef) -> Vec<String> {
     let checks = def.checks.iter().map(|c| c.name.clone());
     let uniques = def.indexes.iter().filter(|i| i.constraint).map(|i| i.name.clone());
     let keys = def.foreign_keys.iter().map(|k| k.name.clone());
-    checks.chain(uniques).chain(keys).chain([format!("{}_pkey", def.name)]).collect()
+    checks.chain(uniques).chain(keys).chain([def.pkey_name()]).collect()
 }
 
 /// The tables other than `def` (and `also`, dropped with it) whose keys reference it: a DROP

@@ -71,7 +71,7 @@ pub(crate) async fn default_name(
     also: &[String],
 ) -> Result<String> {
     let cols: Vec<&str> = columns.iter().map(|c| def.columns[*c].name.as_str()).collect();
-    let base = format!("{}_{}_{suffix}", def.name, cols.join("_"));
+    let base = format!("{}_{}_{suffix}", def.bare_name(), cols.join("_"));
     let mut name = base.clone();
     for n in 1.. {
         if !also.contains(&name) && !catalog.taken(&name).await? {

@@ -17,6 +17,7 @@
 //! - [`sequences`]: CREATE / DROP SEQUENCE, the sequences of SERIAL and identity columns,
 //!   computed defaults;
 //! - [`views`]: CREATE / DROP VIEW;
+//! - [`schemas`]: CREATE / DROP SCHEMA;
 //! - RETURNING: its expressions evaluated over the rows written.
 
 pub(crate) mod checks;
@@ -27,6 +28,7 @@ pub(crate) mod index_ddl;
 pub(crate) mod indexes;
 pub(crate) mod modify;
 pub(crate) mod point;
+pub(crate) mod schemas;
 pub(crate) mod sequences;
 pub(crate) mod views;
 pub(crate) mod write;
@@ -302,6 +304,16 @@ impl Executor<'_> {
             Plan::DropView { names, if_exists, cascade } => {
                 views::drop_views(self.catalog, names, *if_exists, *cascade).await?;
                 Ok(Output::Command { tag: "DROP VIEW".into() })
+            }
+            Plan::CreateSchema { name, owner, if_not_exists } => {
+                let cluster = self.cluster.as_ref();
+                schemas::create_schema(cluster, self.catalog, name, owner.clone(), *if_not_exists).await?;
+                Ok(Output::Command { tag: "CREATE SCHEMA".into() })
+            }
+            Plan::DropSchema { names, if_exists, cascade } => {
+                let cluster = self.cluster.as_ref();
+                schemas::drop_schemas(cluster, self.catalog, self.sequences, names, *if_exists, *cascade).await?;
+                Ok(Output::Command { tag: "DROP SCHEMA".into() })
             }
             Plan::Comment { on, comment } => {
                 ddl::comment_on(self.catalog, on, comment.clone()).await?;

@@ -107,7 +107,7 @@ async fn update_rows(
         let mut new_keys = HashSet::with_capacity(moved.len());
         let taken = read_existing(shards.txn, moved.iter().map(|a| (a.shard, a.key.clone()))).await?;
         if !taken.is_empty() || !moved.iter().all(|a| new_keys.insert(a.key.as_slice())) {
-            return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) });
+            return Err(Error::UniqueViolation { constraint: def.pkey_name() });
         }
     }
     indexes.replace(shards.txn, def, &old, &new).await?;

@@ -13,9 +13,8 @@ use raftable_common::{Error, Result};
 use crate::ast::{ident, table_name};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
-use crate::plan::functions::relation_name;
 use crate::sequence::Sequences;
-use crate::table::{ColumnDef, Computed, SequenceDef, TableDef};
+use crate::table::{relation_name, ColumnDef, Computed, SequenceDef, TableDef};
 use crate::types::SqlType;
 
 /// `CREATE SEQUENCE [IF NOT EXISTS] name [AS type] [options] [OWNED BY t.c | NONE]`.
@@ -32,6 +31,7 @@ pub(crate) async fn create_sequence(
     if if_not_exists && catalog.sequence(&name).await?.is_some() {
         return Ok(());
     }
+    catalog.check_schema(&name).await?;
     let ty = match data_type {
         Some(t) => SqlType::from_ast(t)?,
         None => SqlType::BigInt,

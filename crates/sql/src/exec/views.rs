@@ -18,6 +18,7 @@ pub(crate) async fn create_view(
     mut def: ViewDef,
     or_replace: bool,
 ) -> Result<()> {
+    catalog.check_schema(&def.name).await?;
     if catalog.get(&def.name).await?.is_some() && or_replace {
         return Err(Error::WrongObjectType(format!("\"{}\" is not a view", def.name)));
     }

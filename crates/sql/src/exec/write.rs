@@ -260,9 +260,7 @@ impl<'a> InsertRun<'a> {
         for (i, r) in rows.into_iter().enumerate() {
             let present = existing.contains_key(&r.key) || !seen.insert(r.key.clone());
             match conflict {
-                OnConflict::Fail if present => {
-                    return Err(Error::UniqueViolation { constraint: format!("{}_pkey", def.name) })
-                }
+                OnConflict::Fail if present => return Err(Error::UniqueViolation { constraint: def.pkey_name() }),
                 OnConflict::Ignore if present => continue,
                 OnConflict::Overwrite if present => {
                     if let Some(old) = existing.get(&r.key) {
@@ -336,7 +334,7 @@ pub(crate) fn no_actions(actions: Vec<crate::plan::modify::ModifyPlan>) -> Resul
 }
 
 fn duplicate_key(def: &TableDef) -> Error {
-    Error::UniqueViolation { constraint: format!("{}_pkey", def.name) }
+    Error::UniqueViolation { constraint: def.pkey_name() }
 }
 
 /// The one-shard fast path of an autocommit INSERT … ON CONFLICT DO NOTHING that read

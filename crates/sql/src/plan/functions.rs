@@ -30,7 +30,7 @@ use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::error::{from_datafusion, to_datafusion};
 use crate::sequence::{Sequences, SessionValues};
-use crate::table::SequenceDef;
+use crate::table::{relation_name, split_name, SequenceDef};
 
 /// What the functions of one session share: the node's catalog, cluster and sequence values,
 /// and the session's `currval`s and settings.
@@ -136,53 +136,6 @@ pub(crate) fn nextval(state: FunctionState) -> ScalarUDF {
 /// `gen_random_uuid()`: DataFusion's `uuid()` under PostgreSQL's name.
 fn gen_random_uuid() -> ScalarUDF {
     datafusion::functions::string::uuid().as_ref().clone().with_aliases(["gen_random_uuid"])
-}
-
-/// `'name'`, `'public.name'` or `'"Name"'` as the relation name it denotes (PostgreSQL's
-/// regclass input: unquoted parts fold to lower case).
-pub(crate) fn relation_name(text: &str) -> Result<String> {
-    let mut parts = Vec::new();
-    let mut chars = text.trim().chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        part.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => part.push(c),
-                    None => return Err(Error::InvalidText(format!("invalid name syntax: {text}"))),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == '.' {
-                    break;
-                }
-                part.extend(c.to_lowercase());
-                chars.next();
-            }
-        }
-        if part.is_empty() {
-            return Err(Error::InvalidText(format!("invalid name syntax: {text}")));
-        }
-        parts.push(part);
-        match chars.next() {
-            None => break,
-            Some('.') => {}
-            Some(_) => return Err(Error::InvalidText(format!("invalid name syntax: {text}"))),
-        }
-    }
-    match parts.as_slice() {
-        [name] => Ok(name.clone()),
-        [schema, name] if schema == "public" => Ok(name.clone()),
-        [schema, _] => Err(Error::UndefinedObject(format!("schema \"{schema}\" does not exist"))),
-        _ => Err(Error::InvalidText(format!("improper relation name (too many dotted names): {text}"))),
-    }
 }
 
 /// One row's sequence argument.
@@ -403,7 +356,7 @@ impl SyncFn {
         Ok(Arc::new(out))
     }
 
-    /// The sequence a table's column takes its default from, as `public.name`.
+    /// The sequence a table's column takes its default from, as `schema.name`.
     fn serial_sequence(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
         let rows = args.number_rows;
         let de = crate::error::from_datafusion;
@@ -429,7 +382,11 @@ impl SyncFn {
                     .or_else(by_oid)
                     .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))?;
                 let col = def.column(c)?;
-                Ok(def.columns[col].sequence().map(|s| format!("public.{}", quoted(s))))
+                let qualified = |s: &str| {
+                    let (schema, bare) = split_name(s);
+                    format!("{}.{}", quoted(schema), quoted(bare))
+                };
+                Ok(def.columns[col].sequence().map(qualified))
             })
             .collect::<Result<StringArray>>()?;
         Ok(Arc::new(out))
@@ -619,17 +576,5 @@ mod tests {
         assert_eq!(json_value(&ScalarValue::Float64(Some(f64::NAN))), serde_json::json!("NaN"));
         assert_eq!(json_value(&ScalarValue::Utf8(None)), serde_json::Value::Null);
         assert_eq!(json_value(&ScalarValue::Utf8(Some("a\"b".into()))), serde_json::json!("a\"b"));
-    }
-
-    #[test]
-    fn relation_names_read_as_regclass_does() {
-        assert_eq!(relation_name("Users_ID_seq").unwrap(), "users_id_seq");
-        assert_eq!(relation_name("public.s").unwrap(), "s");
-        assert_eq!(relation_name("\"My\"\"Seq\"").unwrap(), "My\"Seq");
-        assert_eq!(relation_name("public.\"S.x\"").unwrap(), "S.x");
-        assert!(matches!(relation_name("other.s"), Err(Error::UndefinedObject(_))));
-        assert!(matches!(relation_name("a.b.c"), Err(Error::InvalidText(_))));
-        assert!(matches!(relation_name("\"open"), Err(Error::InvalidText(_))));
-        assert!(matches!(relation_name(""), Err(Error::InvalidText(_))));
     }
 }

@@ -223,7 +223,7 @@ fn arbiter(def: &TableDef, target: Option<&ConflictTarget>) -> Result<Option<Str
         }
         Some(ConflictTarget::OnConstraint(name)) => {
             let name = table_name(name)?;
-            if name == format!("{}_pkey", def.name) && !def.has_rowid() {
+            if name == def.pkey_name() && !def.has_rowid() {
                 return Ok(None);
             }
             match public_unique().find(|i| i.constraint && i.name == name) {

@@ -34,14 +34,14 @@ use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    AlterTable, CommentObject, CreateIndex, CreateTable, ObjectName, ObjectType, Statement,
+    AlterTable, CommentObject, CreateIndex, CreateTable, ObjectName, ObjectType, SchemaName, Statement,
 };
 use raftable_common::{Error, Result};
 
-use crate::ast::{first_words, rewrite, table_name};
+use crate::ast::{first_words, ident, rewrite, schema_name, table_name};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
-use crate::table::{TableDef, ViewDef};
+use crate::table::{split_name, TableDef, ViewDef};
 use crate::xact::XactCall;
 
 /// A planned statement, ready to execute any number of times.
@@ -95,6 +95,16 @@ pub(crate) enum Plan {
         or_replace: bool,
     },
     DropView {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    CreateSchema {
+        name: String,
+        owner: Option<String>,
+        if_not_exists: bool,
+    },
+    DropSchema {
         names: Vec<String>,
         if_exists: bool,
         cascade: bool,
@@ -241,7 +251,9 @@ impl Planner<'_> {
             }
             Statement::CreateIndex(create) => (Plan::CreateIndex(Box::new(create.clone())), None, Vec::new()),
             Statement::Drop { object_type: ObjectType::Index, if_exists, names, .. } => {
-                let names = names.iter().map(table_name).collect::<Result<_>>()?;
+                // Index names are unique across schemas here: `s.i` is `i`.
+                let bare = |n: &ObjectName| table_name(n).map(|n| split_name(&n).1.to_string());
+                let names = names.iter().map(bare).collect::<Result<_>>()?;
                 (Plan::DropIndex { names, if_exists: *if_exists }, None, Vec::new())
             }
             Statement::CreateSequence { temporary: false, .. } => {
@@ -267,6 +279,18 @@ impl Planner<'_> {
                 };
                 let comment = comment.clone().filter(|c| !c.is_empty());
                 (Plan::Comment { on, comment }, None, Vec::new())
+            }
+            Statement::CreateSchema { schema_name: name, if_not_exists, .. } => {
+                let (name, owner) = match name {
+                    SchemaName::Simple(name) => (schema_name(name)?, None),
+                    SchemaName::NamedAuthorization(name, role) => (schema_name(name)?, Some(ident(role))),
+                    SchemaName::UnnamedAuthorization(role) => (ident(role), Some(ident(role))),
+                };
+                (Plan::CreateSchema { name, owner, if_not_exists: *if_not_exists }, None, Vec::new())
+            }
+            Statement::Drop { object_type: ObjectType::Schema, if_exists, names, cascade, .. } => {
+                let names = names.iter().map(schema_name).collect::<Result<_>>()?;
+                (Plan::DropSchema { names, if_exists: *if_exists, cascade: *cascade }, None, Vec::new())
             }
             Statement::Drop { object_type: ObjectType::View, if_exists, names, cascade, .. } => {
                 let names = names.iter().map(table_name).collect::<Result<_>>()?;
