@@ -395,7 +395,13 @@ async fn psql_scenario() {
                   SELECT sum(score) AS total FROM psql_t;\n\
                   \\dt\n\
                   \\d psql_t\n\
-                  DROP TABLE psql_t;\n";
+                  DROP TABLE psql_t;\n\
+                  CREATE SCHEMA psql_s;\n\
+                  CREATE TABLE psql_s.parent (id INT PRIMARY KEY);\n\
+                  CREATE TABLE psql_s.child (id INT PRIMARY KEY, p INT REFERENCES psql_s.parent (id) ON DELETE CASCADE);\n\
+                  \\dn\n\
+                  \\d psql_s.child\n\
+                  \\d psql_s.parent\n";
     let mut child = tokio::process::Command::new("psql")
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", &host, "-p", &port, "-U", "app", "-d", "app", "-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -413,6 +419,16 @@ async fn psql_scenario() {
     let pkey = "\"psql_t_pkey\" PRIMARY KEY, btree (id)";
     for expected in ["INSERT 0 3", "two", "UPDATE 1", "DELETE 1", "11.5", "psql_t", "bigint", pkey, "DROP TABLE"] {
         assert!(text.contains(expected), "psql output lacks {expected:?}:\n{text}");
+    }
+    // A schema's tables, and foreign keys listed on both sides as PostgreSQL 15's psql shows
+    // them (psql asks only when pg_class.relhastriggers is true, and then reads pg_trigger).
+    let key = "FOREIGN KEY (p) REFERENCES psql_s.parent(id) ON DELETE CASCADE";
+    for expected in [
+        "Table \"psql_s.child\"".to_string(),
+        format!("Foreign-key constraints:\n    \"child_p_fkey\" {key}"),
+        format!("Referenced by:\n    TABLE \"psql_s.child\" CONSTRAINT \"child_p_fkey\" {key}"),
+    ] {
+        assert!(text.contains(&expected), "psql output lacks {expected:?}:\n{text}");
     }
 }
 

@@ -41,6 +41,7 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
             // Lookups as joins first: datafusion-pg-catalog's parser would make them NULL.
             let mut changed = false;
             for stmt in &mut statements {
+                changed |= rewrite::partition_ancestors(stmt);
                 changed |= decorrelate::lookups_as_joins(stmt);
                 changed |= rewrite::regclass_of_text(stmt);
             }

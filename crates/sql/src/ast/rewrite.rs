@@ -11,7 +11,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, BinaryOperator, CastKind,
     DataType as AstType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    LimitClause, ObjectName, Query, Statement, Subscript, Value, Visit, Visitor,
+    LimitClause, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, Subscript, TableFactor,
+    Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use super::{call, param_number};
@@ -20,6 +21,10 @@ use crate::types::SqlType;
 /// Name of the function pgJDBC's `getPrimaryKeys` calls as `information_schema._pg_expandarray`
 /// (a UDF of that name is registered by `catalog::pg_catalog`).
 pub(crate) const EXPAND: &str = "_pg_expandarray";
+
+/// The function a `::regclass` cast in a select list becomes ([`regclass_output`]): the
+/// relation's name, as PostgreSQL prints a regclass (registered by `catalog::pg_catalog`).
+pub(crate) const REGCLASS_OUT: &str = "regclassout";
 
 /// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
 /// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
@@ -98,6 +103,7 @@ pub(crate) fn regclass_arguments(stmt: &mut Statement) {
 /// - `generate_subscripts(a, 1)` (SQLAlchemy's index reflection) becomes
 ///   `unnest(range(1, cardinality(a) + 1))` (in bigint), the same positions.
 pub(crate) fn catalog_query(stmt: &mut Statement) {
+    regclass_output(stmt);
     let _ = visit_expressions_mut(stmt, |e| {
         match e {
             Expr::Function(f)
@@ -145,6 +151,114 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// Whether `ty` is `regclass` (however qualified).
+fn is_regclass(ty: &AstType) -> bool {
+    matches!(ty, AstType::Regclass) || ty.to_string().to_lowercase().ends_with("regclass")
+}
+
+/// A `::regclass` cast of a column in a select list (psql's `conrelid::pg_catalog.regclass AS
+/// ontable`) prints the relation's name in PostgreSQL, where datafusion-pg-catalog would
+/// leave the number: it becomes `regclassout(x)` ([`REGCLASS_OUT`]). Only the output: a
+/// regclass compared or joined is an OID.
+/// Returns whether it changed anything.
+pub(crate) fn regclass_output(stmt: &mut Statement) -> bool {
+    struct Rewriter(bool);
+    impl VisitorMut for Rewriter {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+            for item in select.projection.iter_mut() {
+                let (expr, alias) = match item {
+                    SelectItem::UnnamedExpr(expr) => (expr, None),
+                    SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+                    _ => continue,
+                };
+                let Expr::Cast { expr: inner, data_type, .. } = expr else { continue };
+                if !is_regclass(data_type) || matches!(inner.as_ref(), Expr::Value(_)) {
+                    continue;
+                }
+                // Unaliased, it keeps the function's name: PostgreSQL's (the column's, `oid`)
+                // would clash with that column in an ORDER BY.
+                let expr = call(REGCLASS_OUT, vec![inner.as_ref().clone()]);
+                *item = match alias {
+                    Some(alias) => SelectItem::ExprWithAlias { expr, alias },
+                    None => SelectItem::UnnamedExpr(expr),
+                };
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut rewriter = Rewriter(false);
+    let _ = stmt.visit(&mut rewriter);
+    rewriter.0
+}
+
+/// `pg_partition_ancestors(x) [WITH ORDINALITY] AS a(relid [, depth])` in a FROM list (psql's
+/// `\d` looks a trigger's ancestor up so): no relation here is a partition, so x's ancestors
+/// are x alone, at depth 1. The item goes and `a.relid` / `a.depth` become `x` / `1` in its
+/// query (DataFusion cannot join a function of an outer query's column). Returns whether it
+/// changed anything.
+pub(crate) fn partition_ancestors(stmt: &mut Statement) -> bool {
+    struct Rewriter(bool);
+    impl VisitorMut for Rewriter {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+            let found = select.from.iter().position(|item| {
+                item.joins.is_empty()
+                    && matches!(&item.relation, TableFactor::Table { name, args: Some(_), alias: Some(_), .. }
+                        if name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("pg_partition_ancestors")))
+            });
+            let Some(at) = found.filter(|_| select.from.len() > 1) else { return ControlFlow::Continue(()) };
+            let TableFactor::Table { args: Some(args), alias: Some(alias), .. } = &select.from[at].relation else {
+                return ControlFlow::Continue(());
+            };
+            let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(of))) = args.args.first() else {
+                return ControlFlow::Continue(());
+            };
+            let (of, table) = (of.clone(), alias.name.value.to_lowercase());
+            let columns: Vec<String> = alias.columns.iter().map(|c| c.name.value.to_lowercase()).collect();
+            select.from.remove(at);
+            // Ordered by the depth, which is now a constant: no order at all (an `ORDER BY 1`
+            // left behind would mean the first column).
+            let is_depth = |e: &Expr| match e {
+                Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                    [t, c] => t.value.to_lowercase() == table && columns.get(1) == Some(&c.value.to_lowercase()),
+                    _ => false,
+                },
+                _ => false,
+            };
+            if let Some(OrderBy { kind: OrderByKind::Expressions(items), .. }) = &mut query.order_by {
+                items.retain(|item| !is_depth(&item.expr));
+                if items.is_empty() {
+                    query.order_by = None;
+                }
+            }
+            let one = Expr::Value(Value::Number("1".into(), false).with_empty_span());
+            let _ = visit_expressions_mut(query, |e| {
+                if let Expr::CompoundIdentifier(parts) = e {
+                    if let [t, c] = parts.as_slice() {
+                        if t.value.to_lowercase() == table {
+                            match columns.iter().position(|n| *n == c.value.to_lowercase()) {
+                                Some(0) => *e = of.clone(),
+                                Some(1) => *e = one.clone(),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            self.0 = true;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut rewriter = Rewriter(false);
+    let _ = stmt.visit(&mut rewriter);
+    rewriter.0
 }
 
 /// `CAST(f(...) AS regclass)` of a function's text (SQLAlchemy's
@@ -224,6 +338,32 @@ mod tests {
             "SELECT CAST(to_regclass(pg_get_serial_sequence('t', 'id')) AS OID), a::REGCLASS, to_regclass('x')"
         );
         assert!(!regclass_of_text(&mut one("SELECT a::regclass")));
+    }
+
+    #[test]
+    fn regclass_outputs_print_names_and_comparisons_stay_oids() {
+        let mut stmt = one("SELECT conrelid::pg_catalog.regclass AS ontable, c.oid::regclass, 'x'::regclass \
+                            FROM pg_constraint c WHERE conrelid = 'x'::regclass");
+        assert!(regclass_output(&mut stmt));
+        let text = stmt.to_string();
+        assert!(
+            text.starts_with("SELECT regclassout(conrelid) AS ontable, regclassout(c.oid), 'x'::REGCLASS FROM"),
+            "{text}"
+        );
+        assert!(text.ends_with("WHERE conrelid = 'x'::REGCLASS"), "{text}");
+    }
+
+    #[test]
+    fn partition_ancestors_of_a_relation_are_itself() {
+        let mut stmt = one("SELECT (SELECT u.tgrelid FROM pg_trigger AS u, \
+            pg_partition_ancestors(t.tgrelid) WITH ORDINALITY AS a(relid, depth) \
+            WHERE u.tgrelid = a.relid AND a.depth > 0 ORDER BY a.depth LIMIT 1) FROM pg_trigger t");
+        assert!(partition_ancestors(&mut stmt));
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT (SELECT u.tgrelid FROM pg_trigger AS u WHERE u.tgrelid = t.tgrelid AND 1 > 0 LIMIT 1) FROM pg_trigger t"
+        );
+        assert!(!partition_ancestors(&mut one("SELECT pg_partition_ancestors(1)")));
     }
 
     #[test]

@@ -47,7 +47,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
-use crate::ast::rewrite::EXPAND;
+use crate::ast::rewrite::{EXPAND, REGCLASS_OUT};
 use crate::table::{
     split_name, ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef, ViewDef,
 };
@@ -80,6 +80,8 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_expr", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_viewdef", catalog.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_triggerdef", catalog.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new(REGCLASS_OUT, catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("to_regclass", catalog.clone())));
     for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible", "pg_table_is_visible"] {
         ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name, catalog.clone())));
@@ -647,10 +649,21 @@ impl TableProvider for AmendedTable {
                     .map(|(t, o)| (*t, *o))
                     .collect();
                 let count = |ours: i64| ScalarValue::Int64(checks.get(&ours).copied());
+                // A table with foreign keys, either side, has PostgreSQL's triggers for them:
+                // psql's `\d` lists the keys (and the tables referencing it) only then.
+                let keyed_tables: std::collections::HashSet<i64> = snapshot
+                    .tables
+                    .iter()
+                    .filter(|t| !t.foreign_keys.is_empty() || !t.referenced_by.is_empty())
+                    .map(|t| i64::from(t.oid()))
+                    .collect();
+                let triggered: HashMap<i64, i64> =
+                    oids.iter().filter(|(_, ours)| keyed_tables.contains(ours)).map(|(t, o)| (*t, *o)).collect();
                 batches = batches
                     .iter()
                     .map(|b| replaced(b, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
                     .map(|b| replaced(&b?, "oid", "relchecks", &checked, count))
+                    .map(|b| replaced(&b?, "oid", "relhastriggers", &triggered, |_| ScalarValue::Boolean(Some(true))))
                     .map(|b| replaced(&b?, "oid", "oid", oids, |oid| ScalarValue::Int64(Some(oid))))
                     .collect::<DfResult<_>>()?;
                 let indexes = keyed.iter().map(|k| (table_row(k.oid), class_row(k)));
@@ -1195,8 +1208,37 @@ impl DefinitionUdf {
         tables.iter().filter(|t| split_name(&t.name).0 == schema).find_map(|t| t.index(bare).map(|i| i.oid()))
     }
 
+    /// The name `oid::regclass` prints: the relation's, qualified when off the search path
+    /// (PostgreSQL's), else the number.
+    fn relation_text(&self, oid: i64) -> String {
+        if let Some((name, _)) = SYSTEM_RELATIONS.iter().find(|(_, o)| i64::from(*o) == oid) {
+            return (*name).to_string();
+        }
+        let tables = self.catalog.all();
+        let named = tables.iter().find_map(|t| {
+            if i64::from(t.oid()) == oid {
+                return Some(shown_name(&t.name));
+            }
+            let (schema, _) = split_name(&t.name);
+            let index = keyed_of(t).into_iter().find(|k| k.index_oid() == oid)?;
+            Some(shown_name(&crate::table::qualify(schema, &index.index_name())))
+        });
+        let view =
+            || self.catalog.cached_views().iter().find(|v| i64::from(v.oid()) == oid).map(|v| shown_name(&v.name));
+        let sequence =
+            || self.catalog.sequences().iter().find(|s| i64::from(s.oid()) == oid).map(|s| shown_name(&s.name));
+        named.or_else(view).or_else(sequence).unwrap_or_else(|| oid.to_string())
+    }
+
     /// The definition of index or constraint `oid` (`column` > 0: that index column's name).
     fn definition(&self, oid: i64, column: i64) -> Option<String> {
+        if self.name == REGCLASS_OUT {
+            return Some(self.relation_text(oid));
+        }
+        if self.name == "pg_get_triggerdef" {
+            // No relation has triggers here (`pg_trigger` is empty).
+            return None;
+        }
         if self.name == "obj_description" {
             let tables = self.catalog.all();
             let table = tables.iter().find(|t| i64::from(t.oid()) == oid).map(|t| t.comment.clone());
