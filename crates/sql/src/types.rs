@@ -107,6 +107,22 @@ impl SqlType {
         }
     }
 
+    /// The most characters a value may have (VARCHAR(n), CHAR(n)).
+    pub fn max_chars(&self) -> Option<u32> {
+        match self {
+            SqlType::Varchar(Some(n)) | SqlType::Char(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether a column of this type can become one of type `to` by a change of its definition
+    /// alone (`ALTER COLUMN ... TYPE`): the values are stored alike and keep their meaning. The
+    /// string types, but to CHAR(n) only from CHAR, whose values hold no trailing blanks.
+    pub fn retypes_to(&self, to: &SqlType) -> bool {
+        use SqlType::{Char, Text, Varchar};
+        self == to || matches!((self, to), (Text | Varchar(_) | Char(_), Text | Varchar(_)) | (Char(_), Char(_)))
+    }
+
     /// The name PostgreSQL shows for this type (`\d`, `format_type`, errors).
     pub fn pg_name(&self) -> String {
         match self {

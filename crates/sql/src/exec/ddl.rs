@@ -577,7 +577,7 @@ pub(crate) async fn alter_table(
     // if one does, the column goes back to nullable and the statement fails.
     for (i, c) in old.columns.iter().enumerate() {
         let tightened = !c.nullable && current.columns.get(i).is_some_and(|was| was.nullable && was.is_visible());
-        if tightened && has_null(cluster, &old, i).await? {
+        if tightened && any_value(cluster, &old, i, |values| values.null_count() > 0).await? {
             let mut back = (*old).clone();
             back.columns[i].nullable = true;
             catalog.replace(&old, back).await?;
@@ -586,6 +586,22 @@ pub(crate) async fn alter_table(
                 "column \"{}\" of relation \"{}\" contains null values",
                 c.name, old.name
             )));
+        }
+    }
+    // TYPE with a shorter length (VARCHAR(n), CHAR(n)): likewise, no stored value may be
+    // longer; if one is, the column gets its type back and the statement fails.
+    for (i, c) in old.columns.iter().enumerate() {
+        let Some(was) = current.columns.get(i).filter(|w| w.is_visible()) else { continue };
+        let Some(max) = c.ty.max_chars() else { continue };
+        if was.ty.max_chars().is_some_and(|m| m <= max) {
+            continue;
+        }
+        if any_value(cluster, &old, i, |values| too_long(values, max)).await? {
+            let mut back = (*old).clone();
+            back.columns[i].ty = was.ty;
+            catalog.replace(&old, back).await?;
+            tokio::time::sleep(LEASE + REFRESH).await;
+            return Err(Error::StringTooLong(format!("value too long for type {}", c.ty.pg_name())));
         }
     }
     // The sequences of dropped SERIAL / identity columns go with them.
@@ -682,9 +698,15 @@ async fn rename_table(catalog: &Catalog, current: &TableDef, name: &str) -> Resu
     Ok(())
 }
 
-/// Whether a stored row holds NULL in column `i` (read a page at a time).
-async fn has_null(cluster: &dyn Cluster, def: &TableDef, i: usize) -> Result<bool> {
-    // Nullable here whatever the definition says: finding the NULLs is the point.
+/// Whether the values of column `i` in some page of stored rows satisfy `found` (read a page at
+/// a time: NULLs, values too long).
+async fn any_value(
+    cluster: &dyn Cluster,
+    def: &TableDef,
+    i: usize,
+    found: impl Fn(&datafusion::arrow::array::ArrayRef) -> bool,
+) -> Result<bool> {
+    // Nullable here whatever the definition says: finding NULLs may be the point.
     let column = &def.columns[i];
     let field = datafusion::arrow::datatypes::Field::new(&column.name, column.ty.arrow(), true);
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![field]));
@@ -702,12 +724,18 @@ async fn has_null(cluster: &dyn Cluster, def: &TableDef, i: usize) -> Result<boo
             for row in &rows {
                 decoder.push(&row.value)?;
             }
-            if decoder.finish()?.column(0).null_count() > 0 {
+            if found(decoder.finish()?.column(0)) {
                 return Ok(true);
             }
         }
     }
     Ok(false)
+}
+
+/// Whether a string column's values hold one of more than `max` characters.
+fn too_long(values: &datafusion::arrow::array::ArrayRef, max: u32) -> bool {
+    let strings = values.as_any().downcast_ref::<datafusion::arrow::array::StringArray>();
+    strings.is_some_and(|s| s.iter().flatten().any(|v| v.chars().count() > max as usize))
 }
 
 /// Whether a table holds no row (one short read per shard).
@@ -871,6 +899,22 @@ async fn alter_definition(
                 }
                 AlterColumnOperation::DropNotNull => def.columns[i].nullable = true,
                 AlterColumnOperation::SetNotNull => def.columns[i].nullable = false,
+                // The stored values are checked against a shorter length once every node
+                // writes with it (`alter_table`).
+                AlterColumnOperation::SetDataType { data_type, using: None, .. } => {
+                    let to = SqlType::from_ast(data_type)?;
+                    let column = &mut def.columns[i];
+                    if !column.ty.retypes_to(&to) {
+                        return Err(Error::unsupported(format!(
+                            "ALTER COLUMN \"{}\" TYPE {}: a {} column's values would need rewriting (only text, \
+                             varchar and char columns change type)",
+                            column.name,
+                            to.pg_name(),
+                            column.ty.pg_name()
+                        )));
+                    }
+                    column.ty = to;
+                }
                 other => return Err(Error::unsupported(format!("ALTER TABLE ... ALTER COLUMN ... {other}"))),
             }
         }
