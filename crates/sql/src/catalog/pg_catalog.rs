@@ -87,6 +87,9 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
         ctx.register_udf(ScalarUDF::new_from_impl(Visible::new(name, catalog.clone())));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(Visible::new("shobj_description", catalog.clone())));
+    for name in ["pg_size_pretty", "pg_table_size", "pg_relation_size", "pg_total_relation_size", "pg_indexes_size"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Size::new(name)));
+    }
     for name in ["obj_description", "col_description"] {
         ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new(name, catalog.clone())));
     }
@@ -188,6 +191,75 @@ impl ScalarUDFImpl for Visible {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(visible)))
+    }
+}
+
+/// `pg_size_pretty(bytes)`: a size as PostgreSQL prints it (`10239 bytes`, `10 kB`, `20 MB`,
+/// rounded half away from zero). `pg_table_size(oid)`, `pg_relation_size`,
+/// `pg_total_relation_size`, `pg_indexes_size`: NULL, unknown (a table's rows are spread over
+/// its shards' replicas; nothing sums them yet), so psql's `\dt+` shows no size rather than a
+/// wrong one.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Size {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl Size {
+    fn new(name: &'static str) -> Self {
+        Self { name, signature: Signature::variadic_any(Volatility::Stable) }
+    }
+
+    fn pretty(&self) -> bool {
+        self.name == "pg_size_pretty"
+    }
+}
+
+/// `bytes` as `pg_size_pretty` prints it: bytes below 10 kB, then the largest unit in which
+/// it is below 20480 halves (kB, MB, GB, TB, PB), rounded half away from zero.
+fn size_pretty(bytes: i64) -> String {
+    if bytes.abs() < 10 * 1024 {
+        return format!("{bytes} bytes");
+    }
+    let half_rounded = |x: i64| (x + x.signum()) / 2;
+    // One extra bit kept for the rounding.
+    let mut size = bytes >> 9;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if size.abs() < 20 * 1024 - 1 {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size >>= 10;
+    }
+    format!("{} PB", half_rounded(size))
+}
+
+impl ScalarUDFImpl for Size {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(if self.pretty() { DataType::Utf8 } else { DataType::Int64 })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if !self.pretty() {
+            return Ok(ColumnarValue::Array(datafusion::arrow::array::new_null_array(
+                &DataType::Int64,
+                args.number_rows,
+            )));
+        }
+        let Some(first) = args.args.first() else {
+            return Err(DataFusionError::Plan("pg_size_pretty needs an argument".into()));
+        };
+        let sizes = datafusion::arrow::compute::cast(&first.to_array(args.number_rows)?, &DataType::Int64)?;
+        let sizes = as_int64_array(&sizes)?;
+        let out: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 
@@ -1361,6 +1433,22 @@ mod tests {
     use datafusion::arrow::datatypes::Schema;
 
     use super::*;
+
+    #[test]
+    fn sizes_print_as_postgres_prints_them() {
+        let cases = [
+            (0, "0 bytes"),
+            (10239, "10239 bytes"),
+            (10240, "10 kB"),
+            (20_971_519, "20 MB"),
+            (1_048_576, "1024 kB"),
+            (123_456_789_012, "115 GB"),
+            (-20_000, "-20 kB"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(size_pretty(bytes), text, "{bytes}");
+        }
+    }
 
     #[test]
     fn identifiers_are_quoted_as_postgres_prints_them() {
