@@ -161,13 +161,13 @@ async fn reconcile(router: Arc<Router>, changing: Arc<Mutex<HashSet<u64>>>) -> R
     Ok(())
 }
 
-/// Deletes the replicas this node hosts (open, or on disk only) of shards released since.
-/// A hosted group missing from the map is not enough (a shard created after the map was read
-/// is missing too): the meta group's tombstone decides.
+/// Deletes the replicas this node hosts of shards released since (a restart reopens every
+/// group on disk, so those are among the open ones). A hosted group missing from the map is
+/// not enough (a shard created after the map was read is missing too): the meta group's
+/// tombstone decides, read only then.
 async fn delete_released(router: &Router) -> Result<()> {
     let node = router.node();
-    let mut hosted: BTreeSet<u64> = node.groups().iter().map(|g| g.shard).collect();
-    hosted.extend(node.rocks.group_ids()?);
+    let hosted: BTreeSet<u64> = node.groups().iter().map(|g| g.shard).collect();
     if hosted.iter().all(|id| *id == META_SHARD || router.shard(*id).is_some()) {
         return Ok(());
     }

@@ -1,7 +1,9 @@
 //! AST rewrites applied before planning, and what planning reads off the AST.
 //!
 //! Rewrites: [`float_exponents`] (a literal with an exponent is a double, not NUMERIC),
-//! [`catalog_query`] (what DataFusion needs to plan drivers' catalog queries). Reads:
+//! [`catalog_query`] (what DataFusion needs to plan drivers' catalog queries),
+//! [`partition_ancestors`] (psql's trigger lookup), the regclass casts of literals and
+//! function texts ([`regclass_of_text`], [`regclass_arguments`]). Reads:
 //! [`reads_catalog`] (whether a statement needs the catalog parser), [`param_hints`] (the
 //! types PostgreSQL gives a `$n` from where it stands).
 
@@ -101,7 +103,8 @@ pub(crate) fn regclass_arguments(stmt: &mut Statement) {
 ///   `unnest(_pg_expandarray(a))`;
 /// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`;
 /// - `generate_subscripts(a, 1)` (SQLAlchemy's index reflection) becomes
-///   `unnest(range(1, cardinality(a) + 1))` (in bigint), the same positions.
+///   `unnest(range(1, cardinality(a) + 1))` (in bigint), the same positions;
+/// - a `::regclass` cast in a select list prints the relation's name ([`regclass_output`]).
 pub(crate) fn catalog_query(stmt: &mut Statement) {
     regclass_output(stmt);
     let _ = visit_expressions_mut(stmt, |e| {

@@ -117,6 +117,9 @@ impl Visible {
     /// The OIDs of the relations in schemas other than `public`: tables, their indexes, views
     /// and sequences.
     fn elsewhere(&self) -> HashSet<i64> {
+        if self.catalog.cached_schemas().is_empty() {
+            return HashSet::new();
+        }
         let away = |name: &str| split_name(name).0 != PUBLIC;
         let mut oids = HashSet::new();
         for t in self.catalog.all().iter().filter(|t| away(&t.name)) {

@@ -173,7 +173,7 @@ async fn build(
         let def = step(catalog, &def, |d| set_state(d, &index.name, IndexState::DeleteOnly)).await?;
         let def = step(catalog, &def, |d| d.indexes.retain(|i| i.name != index.name)).await?;
         drop(def);
-        clear_index(cluster, &index).await?;
+        drop_shards(cluster, &index.shards).await?;
         return Err(e);
     }
     catalog.replace(&def, with(&def, |d| set_state(d, &index.name, IndexState::Public))).await?;
@@ -230,7 +230,7 @@ pub(crate) async fn remove_index(
     }
     let def = step(catalog, def, |d| set_state(d, &index.name, IndexState::DeleteOnly)).await?;
     let def = step(catalog, &def, |d| d.indexes.retain(|i| i.name != index.name)).await?;
-    clear_index(cluster, index).await?;
+    drop_shards(cluster, &index.shards).await?;
     Ok(def)
 }
 
@@ -354,11 +354,6 @@ async fn chunk(
     indexes.put(txn, def, columns, &all, false)?;
     txn.commit().await?;
     Ok(next)
-}
-
-/// Drops an index's shards (no node writes its entries any more).
-pub(crate) async fn clear_index(cluster: &dyn Cluster, index: &IndexDef) -> Result<()> {
-    drop_shards(cluster, &index.shards).await
 }
 
 /// Hands shards no node uses any more (a dropped table's or index's: every node's catalog
