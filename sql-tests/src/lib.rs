@@ -226,6 +226,8 @@ pub fn render_value(ty: &Type, raw: &[u8]) -> RenderResult {
         Type::TIME => Ok(format_time_of_day(i64::from_be_bytes(fixed(raw)?))),
         Type::TIMESTAMP => Ok(format_timestamp(i64::from_be_bytes(fixed(raw)?), false)),
         Type::TIMESTAMPTZ => Ok(format_timestamp(i64::from_be_bytes(fixed(raw)?), true)),
+        Type::INT2_VECTOR => decode_vector(&Type::INT2, raw),
+        Type::OID_VECTOR => decode_vector(&Type::OID, raw),
         _ => match ty.kind() {
             Kind::Array(elem) => decode_array(elem, raw),
             _ => Err(format!("no text rendering for type {ty}")),
@@ -448,6 +450,14 @@ pub fn format_timestamp(usecs: i64, with_tz: bool) -> String {
     let (ymd, bc) = format_ymd(usecs.div_euclid(USECS_PER_DAY));
     let time = format_time_of_day(usecs.rem_euclid(USECS_PER_DAY));
     format!("{ymd} {time}{}{bc}", if with_tz { "+00" } else { "" })
+}
+
+/// Decodes an `int2vector` / `oidvector` (a binary array, lower bound 0 from PostgreSQL) to
+/// its text output: the elements separated by spaces.
+fn decode_vector(elem: &Type, raw: &[u8]) -> RenderResult {
+    let array = decode_array(elem, raw)?;
+    let elements = array.split_once('=').map_or(array.as_str(), |(_, a)| a);
+    Ok(elements.trim_matches(|c| c == '{' || c == '}').replace(',', " "))
 }
 
 /// Decodes a binary array (`ndim`, `has_null`, element oid, dimensions, then length-prefixed

@@ -125,6 +125,23 @@ pub(crate) fn origin_field(field: Field, def: &TableDef, column: usize) -> Field
     }
 }
 
+/// Field metadata of a column of one of PostgreSQL's vector types (`int2vector`, `oidvector`):
+/// a list in Arrow, so `unnest` reads it, but described and sent as PostgreSQL sends the type
+/// (elements separated by spaces), which drivers hand over as text (SQLAlchemy splits it).
+const VECTOR: &str = "raftable.vector";
+
+/// `field` (a list column) marked as of the vector type `type_name`.
+pub(crate) fn vector_field(field: Field, type_name: &str) -> Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(VECTOR.to_string(), type_name.to_string());
+    field.with_metadata(metadata)
+}
+
+/// The vector type (`int2vector`, `oidvector`) a result field was marked with, if any.
+pub fn vector_type(field: &Field) -> Option<&str> {
+    field.metadata().get(VECTOR).map(String::as_str)
+}
+
 /// The table OID and column number a result field was marked with, if any.
 pub fn origin(field: &Field) -> Option<(i32, i16)> {
     let (table, column) = field.metadata().get(ORIGIN)?.split_once('.')?;

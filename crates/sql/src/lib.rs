@@ -60,7 +60,7 @@ mod xact;
 
 pub use ast::limits::THREAD_STACK_BYTES;
 pub use cluster::{Cluster, NodeStatus, ShardStatus};
-pub use columns::origin as column_origin;
+pub use columns::{origin as column_origin, vector_type};
 pub use engine::{Engine, SqlConfig};
 pub use error::from_datafusion;
 pub use exec::Output;

@@ -2,7 +2,8 @@
 virtualenv): `makemigrations` and `migrate` for models with a ForeignKey, a unique field and an
 indexed field (Django creates the foreign key DEFERRABLE INITIALLY DEFERRED and `_like`
 pattern indexes), then ORM CRUD inside `transaction.atomic`, including a nested atomic block
-(a savepoint) that rolls back while the outer block commits.
+(a savepoint) that rolls back while the outer block commits; introspection of the constraints,
+and schema changes that find them by it (dropping a unique constraint and an index).
 
 Usage: python run.py HOST PORT USER DBNAME
 Exits non-zero (with the failing step) on any difference from what PostgreSQL would do."""
@@ -105,6 +106,38 @@ def main(host, port, user, dbname):
     with connection.cursor() as c:
         relations = connection.introspection.get_relations(c, "library_book")
     assert {k: v[:2] for k, v in relations.items()} == {"author_id": ("id", "library_author")}, relations
+
+    step("introspection sees the constraints and indexes")
+    with connection.cursor() as c:
+        constraints = connection.introspection.get_constraints(c, "library_author")
+    by_columns = {tuple(v["columns"]): v for v in constraints.values() if not v["index"] or v["unique"]}
+    assert by_columns[("id",)]["primary_key"], constraints
+    assert by_columns[("email",)]["unique"], constraints
+    indexed = sorted(tuple(v["columns"]) for v in constraints.values() if v["index"] and not v["unique"])
+    # The index on name, and Django's `_like` pattern indexes for name and email.
+    assert indexed == [("email",), ("name",), ("name",)], constraints
+
+    step("a later migration drops the unique constraint and the index, adds another")
+    from django.db import models
+
+    def altered(name, **kwargs):
+        old = Author._meta.get_field(name)
+        new = models.CharField(max_length=old.max_length, **kwargs)
+        new.set_attributes_from_name(name)
+        new.model = Author
+        return old, new
+
+    with connection.schema_editor() as editor:
+        editor.alter_field(Author, *altered("email"), strict=True)
+        editor.alter_field(Author, *altered("name"), strict=True)
+        editor.add_index(Author, models.Index(fields=["name", "email"], name="author_name_email"))
+    with connection.cursor() as c:
+        constraints = connection.introspection.get_constraints(c, "library_author")
+    left = sorted((tuple(v["columns"]), v["unique"]) for v in constraints.values() if v["index"] or v["unique"])
+    assert left == [(("id",), True), (("name", "email"), False)], constraints
+    Author.objects.create(email="ann@example.com", name="Ann again")
+    with connection.schema_editor() as editor:
+        editor.remove_index(Author, models.Index(fields=["name", "email"], name="author_name_email"))
 
     step("drop")
     with connection.cursor() as c:

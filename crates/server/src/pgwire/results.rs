@@ -19,6 +19,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::{future, stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, SendableRowStream, Tag};
+use pgwire::api::Type;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{DataRow, NoData, RowDescription};
 use pgwire::messages::response::{CommandComplete, NoticeResponse};
@@ -44,10 +45,18 @@ pub(super) fn fields(schema: &Schema, format: &Format) -> PgWireResult<Arc<Vec<F
     let mut fields = arrow_schema_to_pg_fields(schema, format, None)?;
     // A column of a table names it (its OID and column number), as PostgreSQL's do: pgJDBC
     // looks nullability and serial-ness up in pg_attribute by them.
+    // A vector column (`pg_index.indkey`) is described as its PostgreSQL type, not an array.
     for (info, field) in fields.iter_mut().zip(schema.fields()) {
-        if let Some((table, column)) = raftable_sql::column_origin(field) {
-            *info =
-                FieldInfo::new(info.name().into(), Some(table), Some(column), info.datatype().clone(), info.format());
+        let origin = raftable_sql::column_origin(field);
+        let vector = match raftable_sql::vector_type(field) {
+            Some("int2vector") => Some(Type::INT2_VECTOR),
+            Some("oidvector") => Some(Type::OID_VECTOR),
+            _ => None,
+        };
+        if origin.is_some() || vector.is_some() {
+            let datatype = vector.unwrap_or_else(|| info.datatype().clone());
+            let (table, column) = origin.unzip();
+            *info = FieldInfo::new(info.name().into(), table, column, datatype, info.format());
         }
     }
     Ok(Arc::new(fields))
@@ -113,7 +122,11 @@ impl BatchRows {
         }
         let schema = batch.schema_ref();
         for (col, (column, pg_field)) in batch.columns().iter().zip(fields.iter()).enumerate() {
+            let vector = [Type::INT2_VECTOR, Type::OID_VECTOR].contains(pg_field.datatype());
             match column.data_type() {
+                DataType::List(_) if vector && pg_field.format() == FieldFormat::Text => {
+                    vector_text(encoder, numeric, column, *row, pg_field)?
+                }
                 DataType::Decimal128(_, scale) => {
                     let format = pg_field.format();
                     encode_cell::<Decimal128Type>(encoder, numeric, column, *row, pg_field, |v, buf| {
@@ -134,8 +147,7 @@ impl BatchRows {
 }
 
 /// Encodes row `row` of a primitive `column` with `write`, which puts the cell's bytes (in the
-/// field's format) into `buf`. They are handed to `encoder` as a byte slice in binary format,
-/// whose `to_sql` copies them as they are whatever the format (a DataRow does not record it).
+/// field's format) into `buf`, handed to `encoder` by [`put_cell`].
 fn encode_cell<T: ArrowPrimitiveType>(
     encoder: &mut DataRowEncoder,
     buf: &mut BytesMut,
@@ -154,12 +166,46 @@ fn encode_cell<T: ArrowPrimitiveType>(
         write(array.value(row), buf)?;
         Some(&buf[..])
     };
+    put_cell(encoder, cell, pg_field)
+}
+
+/// Hands a cell's bytes (already in the field's format) to `encoder`: in binary format, whose
+/// `to_sql` copies them as they are whatever the format (a DataRow does not record it).
+fn put_cell(encoder: &mut DataRowEncoder, cell: Option<&[u8]>, pg_field: &FieldInfo) -> PgWireResult<()> {
     encoder.encode_field_with_type_and_format(
         &cell,
         pg_field.datatype(),
         FieldFormat::Binary,
         pg_field.format_options(),
     )
+}
+
+/// Row `row` of a list `column` as the text of a PostgreSQL vector (`1 3`), through `buf`.
+fn vector_text(
+    encoder: &mut DataRowEncoder,
+    buf: &mut BytesMut,
+    column: &ArrayRef,
+    row: usize,
+    pg_field: &FieldInfo,
+) -> PgWireResult<()> {
+    let Some(lists) = column.as_list_opt::<i32>() else {
+        return Err(user_error("XX000", format!("column {} is not a list array", pg_field.name())));
+    };
+    let cell = if lists.is_null(row) {
+        None
+    } else {
+        let items = datafusion::arrow::compute::cast(&lists.value(row), &DataType::Utf8)
+            .map_err(|e| user_error("XX000", format!("encoding {}: {e}", pg_field.name())))?;
+        buf.clear();
+        for (i, item) in items.as_string::<i32>().iter().enumerate() {
+            if i > 0 {
+                buf.extend_from_slice(b" ");
+            }
+            buf.extend_from_slice(item.unwrap_or("0").as_bytes());
+        }
+        Some(&buf[..])
+    };
+    put_cell(encoder, cell, pg_field)
 }
 
 /// A microsecond timestamp as PostgreSQL's text output shows it: the fraction without trailing

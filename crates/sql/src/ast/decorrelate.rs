@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, Expr, GroupByExpr, Join, JoinConstraint, JoinOperator, Query, Select,
-    SelectItem, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, GroupByExpr, Ident, Join, JoinConstraint,
+    JoinOperator, Query, Select, SelectItem, SetExpr, Statement, TableFactor, VisitMut, VisitorMut,
 };
 
 use super::call;
@@ -80,29 +80,81 @@ fn rewrite_select(select: &mut Select) -> bool {
             ControlFlow::<()>::Continue(())
         });
     }
-    let changed = !joins.is_empty() || aggregated;
+    // A correlated subquery left as a select list item (it aggregates) is parenthesized when
+    // DataFusion can decorrelate it: datafusion-pg-catalog's parser makes such an item NULL.
+    let mut kept = false;
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+            if matches!(e, Expr::Subquery(q) if correlated(q, &outer) && by_equality(q, &outer)) {
+                *e = Expr::Nested(Box::new(e.clone()));
+                kept = true;
+            }
+        }
+    }
+    let changed = !joins.is_empty() || aggregated || kept;
     select.from[0].joins.extend(joins);
     changed
+}
+
+/// Whether each condition of `q`'s WHERE clause that reads a column of `outer` is an equality
+/// (what DataFusion's decorrelation turns into join keys).
+fn by_equality(q: &Query, outer: &HashSet<String>) -> bool {
+    fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+        match e {
+            Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+                conjuncts(left, out);
+                conjuncts(right, out);
+            }
+            Expr::Nested(inner) => conjuncts(inner, out),
+            other => out.push(other),
+        }
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else { return false };
+    let mut all = Vec::new();
+    if let Some(c) = &s.selection {
+        conjuncts(c, &mut all);
+    }
+    all.iter().all(|c| !references(c, outer) || matches!(c, Expr::BinaryOp { op: BinaryOperator::Eq, .. }))
+}
+
+/// Whether `q`'s WHERE clause reads a column of `outer`.
+fn correlated(q: &Query, outer: &HashSet<String>) -> bool {
+    matches!(q.body.as_ref(), SetExpr::Select(s) if s.selection.as_ref().is_some_and(|c| references(c, outer)))
 }
 
 /// Another correlated lookup (say over a join) that does not aggregate: its value becomes
 /// `max(value)`, which DataFusion's decorrelation accepts (it refuses a scalar subquery that
 /// could return more rows); the same answer when at most one row matches.
 fn aggregate_lookup(q: &mut Query, outer: &HashSet<String>) -> bool {
+    let correlated = correlated(q, outer);
     let SetExpr::Select(inner) = q.body.as_mut() else { return false };
-    let correlated = inner.selection.as_ref().is_some_and(|c| references(c, outer));
     let plain = inner.distinct.is_none()
         && inner.having.is_none()
         && matches!(&inner.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] =
-        inner.projection.as_mut_slice()
+    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] = inner.projection.as_slice()
     else {
         return false;
     };
     if !correlated || !plain || aggregates(value) {
         return false;
     }
-    *value = call("max", vec![value.clone()]);
+    let value = value.clone();
+    let max = call("max", vec![value.clone()]);
+    // Named as the value was (PostgreSQL names a subquery's column after its select item).
+    inner.projection[0] = match &inner.projection[0] {
+        SelectItem::ExprWithAlias { alias, .. } => SelectItem::ExprWithAlias { expr: max, alias: alias.clone() },
+        _ => {
+            let name = match &value {
+                Expr::Identifier(i) => i.value.clone(),
+                Expr::CompoundIdentifier(parts) => parts.last().map_or_else(String::new, |p| p.value.clone()),
+                Expr::Function(f) => {
+                    f.name.0.last().and_then(|p| p.as_ident()).map_or_else(String::new, |i| i.value.clone())
+                }
+                _ => "?column?".into(),
+            };
+            SelectItem::ExprWithAlias { expr: max, alias: Ident::with_quote('"', name.to_lowercase()) }
+        }
+    };
     true
 }
 
@@ -231,7 +283,11 @@ mod tests {
         // Over a join: aggregated instead.
         let (changed, sql) = rewritten("SELECT (SELECT t.v FROM t JOIN s ON t.a = s.a WHERE t.a = u.a) FROM u");
         assert!(changed);
-        assert_eq!(sql, "SELECT (SELECT max(t.v) FROM t JOIN s ON t.a = s.a WHERE t.a = u.a) FROM u");
+        assert_eq!(sql, "SELECT ((SELECT max(t.v) AS \"v\" FROM t JOIN s ON t.a = s.a WHERE t.a = u.a)) FROM u");
+        // Aggregating, as an item: parenthesized (datafusion-pg-catalog would make it NULL).
+        let (changed, sql) = rewritten("SELECT (SELECT count(*) FROM t WHERE t.a = u.a) AS n FROM u");
+        assert!(changed);
+        assert_eq!(sql, "SELECT ((SELECT count(*) FROM t WHERE t.a = u.a)) AS n FROM u");
     }
 
     #[test]
@@ -239,8 +295,8 @@ mod tests {
         for sql in [
             // not correlated
             "SELECT (SELECT max(x) FROM t) FROM u",
-            // aggregates
-            "SELECT (SELECT count(*) FROM t WHERE t.a = u.a) FROM u",
+            // aggregates, inside an expression
+            "SELECT 1 + (SELECT count(*) FROM t WHERE t.a = u.a) FROM u",
             // the inner table's name is bound outside already
             "SELECT (SELECT u.v FROM u WHERE u.a = x.a) FROM u AS x, u",
             // outer GROUP BY

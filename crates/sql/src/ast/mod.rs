@@ -6,7 +6,8 @@
 //!   [`limits`] bounded the statement's size and nesting (no statement can overflow a stack).
 //! - [`rewrite`]: AST rewrites before planning (float literals with exponents, catalog queries)
 //!   and what planning reads off the AST (parameter types a position implies, whether a
-//!   statement reads the catalogs); [`decorrelate`]: catalog queries' per-row lookups as joins.
+//!   statement reads the catalogs); [`decorrelate`]: catalog queries' per-row lookups as joins;
+//!   [`unnest`]: lateral `unnest` in FROM and `ARRAY(subquery)` in forms DataFusion runs.
 //! - names: [`ident`] folds an identifier as PostgreSQL does, [`table_name`] resolves a table
 //!   reference, [`param_number`] reads a `$n`.
 
@@ -14,6 +15,7 @@ mod decorrelate;
 mod dialect;
 pub(crate) mod limits;
 pub(crate) mod rewrite;
+mod unnest;
 
 use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Statement, Value};
 use datafusion::sql::sqlparser::parser::ParserError;
@@ -35,7 +37,7 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
         statements.iter_mut().for_each(rewrite::catalog_query);
         Ok(statements)
     };
-    match limits::parse(sql)? {
+    let mut statements = match limits::parse(sql)? {
         Ok(statements) if !statements.iter().any(rewrite::reads_catalog) => Ok(statements),
         Ok(mut statements) if limits::catalog_parsable(sql) => {
             // Lookups as joins first: datafusion-pg-catalog's parser would make them NULL.
@@ -45,11 +47,12 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
                 changed |= decorrelate::lookups_as_joins(stmt);
                 changed |= rewrite::regclass_of_text(stmt);
             }
-            if !changed {
-                return catalog_parse(sql).map_err(syntax);
+            if changed {
+                let text = statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(";\n");
+                catalog_parse(&text).map_err(syntax)
+            } else {
+                catalog_parse(sql).map_err(syntax)
             }
-            let text = statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(";\n");
-            catalog_parse(&text).map_err(syntax)
         }
         Ok(mut statements) => {
             statements.iter_mut().for_each(rewrite::catalog_query);
@@ -57,7 +60,9 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
         }
         Err(e) if limits::catalog_parsable(sql) => catalog_parse(sql).map_err(|_| syntax(e)),
         Err(e) => Err(syntax(e)),
-    }
+    }?;
+    statements.iter_mut().for_each(unnest::rewrite);
+    Ok(statements)
 }
 
 /// An identifier as PostgreSQL folds it: lower-case unless quoted.

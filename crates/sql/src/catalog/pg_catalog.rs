@@ -68,6 +68,8 @@ const CHECK_OID: i64 = 0x7000_0000;
 const FOREIGN_KEY_OID: i64 = 0x7100_0000;
 /// `pg_am`'s OID of btree.
 const BTREE: i64 = 403;
+/// `pg_am`'s OID of the heap table access method.
+const HEAP: i64 = 2;
 
 /// Wraps the session's `pg_catalog` schema (registered by datafusion-pg-catalog) so it shows
 /// primary keys, and registers `pg_get_indexdef` and `pg_get_constraintdef`.
@@ -610,16 +612,20 @@ struct AmendedTable {
 }
 
 /// The `int2vector`, `oidvector` and array columns of `pg_index` and `pg_constraint`, with
-/// their element types: datafusion-pg-catalog holds them as text (`1 3`, `{1,3}`), so
-/// `unnest(indkey)` (SQLAlchemy's reflection) failed; the overlay shows them as arrays, as
-/// PostgreSQL does. `indoption` stays text: what clients do with it is read PostgreSQL's text
-/// form of an `int2vector` (`0 0`: SQLAlchemy splits it at the spaces).
-fn array_columns(kind: Amended) -> &'static [(&'static str, DataType)] {
+/// their element types and vector type (None: an array): datafusion-pg-catalog holds them as
+/// text (`1 3`, `{1,3}`), so `unnest(indkey)` (SQLAlchemy's and Django's reflection) failed; the
+/// overlay makes them lists, as PostgreSQL's are arrays, and marks the vectors
+/// ([`crate::columns::vector_field`]) to go on the wire as PostgreSQL's text (`0 0`), which
+/// SQLAlchemy splits at the spaces.
+fn array_columns(kind: Amended) -> &'static [(&'static str, DataType, Option<&'static str>)] {
     match kind {
-        Amended::Index => {
-            &[("indkey", DataType::Int16), ("indclass", DataType::Int32), ("indcollation", DataType::Int32)]
-        }
-        Amended::Constraint => &[("conkey", DataType::Int16), ("confkey", DataType::Int16)],
+        Amended::Index => &[
+            ("indkey", DataType::Int16, Some("int2vector")),
+            ("indoption", DataType::Int16, Some("int2vector")),
+            ("indclass", DataType::Int32, Some("oidvector")),
+            ("indcollation", DataType::Int32, Some("oidvector")),
+        ],
+        Amended::Constraint => &[("conkey", DataType::Int16, None), ("confkey", DataType::Int16, None)],
         _ => &[],
     }
 }
@@ -630,9 +636,14 @@ fn with_arrays(schema: &SchemaRef, kind: Amended) -> SchemaRef {
     let mut fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match array_columns(kind).iter().find(|(name, _)| f.name() == name) {
-            Some((_, element)) if f.data_type() == &DataType::Utf8 => {
-                Field::new(f.name(), DataType::List(Arc::new(Field::new_list_field(element.clone(), true))), true)
+        .map(|f| match array_columns(kind).iter().find(|(name, ..)| f.name() == name) {
+            Some((_, element, vector)) if f.data_type() == &DataType::Utf8 => {
+                let list =
+                    Field::new(f.name(), DataType::List(Arc::new(Field::new_list_field(element.clone(), true))), true);
+                match vector {
+                    Some(type_name) => crate::columns::vector_field(list, type_name),
+                    None => list,
+                }
             }
             _ => f.as_ref().clone(),
         })
@@ -734,9 +745,15 @@ impl TableProvider for AmendedTable {
                     .collect();
                 let triggered: HashMap<i64, i64> =
                     oids.iter().filter(|(_, ours)| keyed_tables.contains(ours)).map(|(t, o)| (*t, *o)).collect();
+                // A table's access method is heap (psql's `\d+` prints it); a view has none.
+                let table_oids: std::collections::HashSet<i64> =
+                    snapshot.tables.iter().map(|t| i64::from(t.oid())).collect();
+                let heap: HashMap<i64, i64> =
+                    oids.iter().filter(|(_, ours)| table_oids.contains(ours)).map(|(t, o)| (*t, *o)).collect();
                 batches = batches
                     .iter()
                     .map(|b| replaced(b, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
+                    .map(|b| replaced(&b?, "oid", "relam", &heap, |_| ScalarValue::Int64(Some(HEAP))))
                     .map(|b| replaced(&b?, "oid", "relchecks", &checked, count))
                     .map(|b| replaced(&b?, "oid", "relhastriggers", &triggered, |_| ScalarValue::Boolean(Some(true))))
                     .map(|b| replaced(&b?, "oid", "oid", oids, |oid| ScalarValue::Int64(Some(oid))))
@@ -875,10 +892,14 @@ fn check_oid(t: &TableDef, n: usize) -> i64 {
     CHECK_OID + (i64::from(t.id & 0xffff) << 8) + n as i64
 }
 
-/// A CHECK constraint as `pg_get_constraintdef` prints it (the expression parenthesized, as
-/// PostgreSQL deparses a comparison).
-fn check_text(expr: &str) -> String {
-    format!("CHECK (({expr}))")
+/// A CHECK constraint as `pg_get_constraintdef` prints it: the expression parenthesized, as
+/// PostgreSQL deparses a comparison, except in `pretty` form (psql's `\d`).
+fn check_text(expr: &str, pretty: bool) -> String {
+    if pretty {
+        format!("CHECK ({expr})")
+    } else {
+        format!("CHECK (({expr}))")
+    }
 }
 
 /// `pg_constraint`'s rows of a table's CHECK constraints (contype 'c').
@@ -1342,7 +1363,8 @@ impl DefinitionUdf {
         if self.name == "pg_get_constraintdef" && oid >= CHECK_OID {
             let tables = self.catalog.all();
             return tables.iter().find_map(|t| {
-                (0..t.checks.len()).find(|n| check_oid(t, *n) == oid).map(|n| check_text(&t.checks[n].expr))
+                let n = (0..t.checks.len()).find(|n| check_oid(t, *n) == oid)?;
+                Some(check_text(&t.checks[n].expr, column == 1))
             });
         }
         let keyed =
@@ -1415,9 +1437,11 @@ impl ScalarUDFImpl for DefinitionUdf {
         let oids = as_ints(first)?;
         let oids = as_int64_array(&oids)?;
         // pg_get_indexdef's and col_description's second argument is a column number;
-        // pg_get_constraintdef's is `pretty`, obj_description's a catalog's name.
+        // pg_get_constraintdef's is `pretty` (1), obj_description's a catalog's name.
         let columns = match args.args.get(1) {
-            Some(arg) if matches!(self.name, "pg_get_indexdef" | "col_description") => Some(as_ints(arg)?),
+            Some(arg) if matches!(self.name, "pg_get_indexdef" | "col_description" | "pg_get_constraintdef") => {
+                Some(as_ints(arg)?)
+            }
             _ => None,
         };
         let columns = columns.as_ref().map(|c| as_int64_array(c)).transpose()?;
