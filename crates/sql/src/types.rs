@@ -146,6 +146,17 @@ impl SqlType {
         }
     }
 
+    /// [`Self::pg_name`] without the type's modifiers (`character varying`, `numeric`): what
+    /// `information_schema.columns.data_type` shows.
+    pub fn base_name(&self) -> String {
+        match self {
+            SqlType::Numeric(..) => "numeric".into(),
+            SqlType::Varchar(_) => "character varying".into(),
+            SqlType::Char(_) => "character".into(),
+            other => other.pg_name(),
+        }
+    }
+
     /// Converts an array of values (any type) to this column's type, with PostgreSQL's errors:
     /// text that does not parse is 22P02, a value out of range is 22003, a too-long string is
     /// rejected, CHAR(n) is blank-padded, UUID and JSONB text is validated.

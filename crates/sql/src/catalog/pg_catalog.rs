@@ -496,7 +496,25 @@ enum Amended {
     Depend,
     Views,
     Description,
+    Settings,
 }
+
+/// The settings `pg_settings` adds to datafusion-pg-catalog's (`standard_conforming_strings`):
+/// PostgreSQL 15's fixed limits and version, which drivers read (pgJDBC's `getMaxIndexKeys`,
+/// asked by `getImportedKeys`), with their units.
+const SETTINGS: &[(&str, &str, Option<&str>)] = &[
+    ("max_index_keys", "32", None),
+    ("max_identifier_length", "63", None),
+    ("max_function_args", "100", None),
+    ("server_version", "15.0", None),
+    ("server_version_num", "150000", None),
+    ("server_encoding", "UTF8", None),
+    ("client_encoding", "UTF8", None),
+    ("block_size", "8192", None),
+    ("integer_datetimes", "on", None),
+    ("DateStyle", "ISO, MDY", None),
+    ("TimeZone", "UTC", None),
+];
 
 #[async_trait]
 impl SchemaProvider for Overlay {
@@ -515,6 +533,7 @@ impl SchemaProvider for Overlay {
             "pg_depend" => Amended::Depend,
             "pg_views" => Amended::Views,
             "pg_description" => Amended::Description,
+            "pg_settings" => Amended::Settings,
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
@@ -595,7 +614,7 @@ fn int(row: &Row, column: &str) -> Option<i64> {
     }
 }
 
-async fn scan_all(table: &Arc<dyn TableProvider>, state: &dyn CatalogSession) -> DfResult<Vec<RecordBatch>> {
+pub(super) async fn scan_all(table: &Arc<dyn TableProvider>, state: &dyn CatalogSession) -> DfResult<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
@@ -786,6 +805,19 @@ impl TableProvider for AmendedTable {
                 owned.map(|r| (None, r)).collect()
             }
             Amended::Views => self.overlay.catalog.cached_views().iter().map(|v| (None, view_row(v))).collect(),
+            Amended::Settings => SETTINGS
+                .iter()
+                .map(|(name, setting, unit)| {
+                    let row = vec![
+                        ("name", ScalarValue::Utf8(Some((*name).to_string()))),
+                        ("setting", ScalarValue::Utf8(Some((*setting).to_string()))),
+                        ("unit", ScalarValue::Utf8(unit.map(String::from))),
+                        ("context", ScalarValue::Utf8(Some("internal".into()))),
+                        ("source", ScalarValue::Utf8(Some("default".into()))),
+                    ];
+                    (None, row)
+                })
+                .collect(),
             Amended::Description => {
                 let views = self.overlay.catalog.cached_views();
                 let tables = snapshot.tables.iter().flat_map(|t| description_rows(t));
@@ -1065,22 +1097,33 @@ fn sequence_row(s: &SequenceDef) -> Vec<(&'static str, ScalarValue)> {
 }
 
 /// The column default as `pg_attrdef.adbin` (and `pg_get_expr`) show it, if it has one.
-fn default_text(c: &ColumnDef) -> Option<String> {
+pub(super) fn default_text(c: &ColumnDef) -> Option<String> {
     if let Some(computed) = &c.computed {
         return Some(computed.display());
     }
     let text = c.default.as_ref()?;
     let literal = format!("'{}'", text.replace('\'', "''"));
+    // The cast names the type without its modifiers, as PostgreSQL's deparsing does; a
+    // negative number keeps its literal's type (`'-1'::integer` on a bigint column).
+    let cast = match c.ty {
+        SqlType::Char(_) => "bpchar".to_string(),
+        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) => {
+            if text.parse::<i32>().is_ok() {
+                "integer".into()
+            } else if text.parse::<i64>().is_ok() {
+                "bigint".into()
+            } else {
+                "numeric".into()
+            }
+        }
+        _ => c.ty.base_name(),
+    };
     Some(match c.ty {
         SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) if !text.starts_with('-') => {
             text.clone()
         }
-        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt | SqlType::Numeric(..) => {
-            format!("{literal}::{}", c.ty.pg_name())
-        }
         SqlType::Boolean => text.clone(),
-        SqlType::Text => format!("{literal}::text"),
-        _ => format!("{literal}::{}", c.ty.pg_name()),
+        _ => format!("{literal}::{cast}"),
     })
 }
 

@@ -36,7 +36,8 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, PUBLIC)
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true)
+        // DataFusion's information_schema, amended: `catalog::information_schema`.
+        .with_information_schema(false)
         .with_target_partitions(4);
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     // Numeric literals are NUMERIC, as in PostgreSQL (not floating point).
@@ -52,8 +53,11 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     ) {
         tracing::warn!(error = %e, "pg_catalog unavailable in this session");
-    } else if let Err(e) = crate::catalog::pg_catalog::amend(&ctx, catalog) {
+    } else if let Err(e) = crate::catalog::pg_catalog::amend(&ctx, catalog.clone()) {
         tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
+    }
+    if let Err(e) = crate::catalog::information_schema::register(&ctx, catalog) {
+        tracing::warn!(error = %e, "information_schema unavailable in this session");
     }
     ctx.register_udf(version_udf());
     for udf in functions::udfs(state) {
