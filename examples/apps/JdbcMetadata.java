@@ -1,8 +1,9 @@
 // pgJDBC's DatabaseMetaData against raftable: what JDBC tools (DBeaver, Metabase, DataGrip,
 // any JDBC schema browser) read to show a schema. A parent and a child table with a foreign key,
-// a unique column, a two-column index and column defaults; getTables, getColumns (types,
-// nullability, defaults, autoincrement), getPrimaryKeys, getImportedKeys / getExportedKeys,
-// getIndexInfo must give the answers PostgreSQL gives (this program passes against PostgreSQL 15).
+// a unique column, a two-column index (one column descending) and column defaults; getTables,
+// getColumns (types, nullability, defaults, autoincrement), getPrimaryKeys, getImportedKeys /
+// getExportedKeys, getIndexInfo must give the answers PostgreSQL gives (this program passes
+// against PostgreSQL 15).
 //
 // Usage: java -cp postgresql.jar JdbcMetadata.java JDBC_URL USER [PASSWORD]
 // Exits non-zero (with the failing step) on any difference.
@@ -44,7 +45,7 @@ public class JdbcMetadata {
             st.execute("CREATE TABLE jm_parent (id SERIAL PRIMARY KEY, code TEXT NOT NULL UNIQUE)");
             st.execute("CREATE TABLE jm_child (id BIGINT PRIMARY KEY, parent_id INT REFERENCES jm_parent (id)"
                     + " ON DELETE CASCADE, qty INT DEFAULT 0, note VARCHAR(20))");
-            st.execute("CREATE INDEX jm_child_qty_note ON jm_child (qty, note)");
+            st.execute("CREATE INDEX jm_child_qty_note ON jm_child (qty, note DESC)");
             DatabaseMetaData md = conn.getMetaData();
 
             step("getTables");
@@ -89,7 +90,7 @@ public class JdbcMetadata {
             List<List<String>> expectedIndexes = List.of(
                     List.of("jm_child_pkey", "f", "1", "id", "A"),
                     List.of("jm_child_qty_note", "t", "1", "qty", "A"),
-                    List.of("jm_child_qty_note", "t", "2", "note", "A"));
+                    List.of("jm_child_qty_note", "t", "2", "note", "D"));
             check(indexes.equals(expectedIndexes), "child indexes " + indexes);
             List<List<String>> unique = rows(md.getIndexInfo(null, "public", "jm_parent", true, false),
                     "INDEX_NAME", "NON_UNIQUE", "COLUMN_NAME");

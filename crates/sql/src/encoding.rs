@@ -613,6 +613,7 @@ mod tests {
             shards: vec![11, 12, 13, 14],
             state: crate::table::IndexState::Public,
             constraint: false,
+            options: Vec::new(),
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(vec![1, 2, 3])),

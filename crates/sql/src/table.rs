@@ -412,7 +412,17 @@ pub struct IndexDef {
     /// Made by a `UNIQUE` constraint (`pg_constraint` shows it; `DROP CONSTRAINT` drops it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub constraint: bool,
+    /// Each column's order as CREATE INDEX gave it, PostgreSQL's `pg_index.indoption` bits
+    /// ([`INDOPTION_DESC`], [`INDOPTION_NULLS_FIRST`]); empty: all ascending, NULLs last. The
+    /// catalog shows it; the entries are kept in one order whatever it says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<i16>,
 }
+
+/// `pg_index.indoption` bit of a descending column.
+pub const INDOPTION_DESC: i16 = 1;
+/// `pg_index.indoption` bit of a column whose NULLs sort first.
+pub const INDOPTION_NULLS_FIRST: i16 = 2;
 
 /// An index's life through CREATE and DROP INDEX (`TRANSACTIONS.md` §3), one catalog step
 /// each, so that nodes one step apart never orphan or miss an entry.
@@ -427,6 +437,11 @@ pub enum IndexState {
 }
 
 impl IndexDef {
+    /// The `indoption` bits of key column `n` (0-based).
+    pub fn option(&self, n: usize) -> i16 {
+        self.options.get(n).copied().unwrap_or(0)
+    }
+
     /// Whether writes add entries (not only delete them).
     pub fn writable(&self) -> bool {
         self.state != IndexState::DeleteOnly

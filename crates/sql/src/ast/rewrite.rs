@@ -142,6 +142,16 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
                 });
                 *e = Expr::Function(unnest);
             }
+            // int2vector / oidvector subscripts count from 0 in PostgreSQL; the lists from 1.
+            Expr::CompoundFieldAccess { root, access_chain } if vector_subscript(root, access_chain).is_some() => {
+                let n = vector_subscript(root, access_chain).expect("checked");
+                if let AccessExpr::Subscript(Subscript::Index { index }) = &mut access_chain[n] {
+                    let one = Expr::Value(Value::Number("1".into(), false).with_empty_span());
+                    let from_zero = Expr::Nested(Box::new(index.clone()));
+                    *index =
+                        Expr::BinaryOp { left: Box::new(from_zero), op: BinaryOperator::Plus, right: Box::new(one) };
+                }
+            }
             Expr::CompoundFieldAccess { root, access_chain } if matches!(root.as_ref(), Expr::Nested(_)) => {
                 for access in access_chain.iter_mut() {
                     if let AccessExpr::Dot(Expr::Identifier(id)) = access {
@@ -154,6 +164,26 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// The position in `chain` of the one subscript of `root[.field...][i]` when what it
+/// subscripts is one of `pg_index`'s vector columns (`int2vector`, `oidvector`), or pgJDBC's
+/// alias of one (`getIndexInfo` reads `i.indoption AS i_indoption` in a subquery).
+fn vector_subscript(root: &Expr, chain: &[AccessExpr]) -> Option<usize> {
+    const VECTORS: [&str; 5] = ["indkey", "indoption", "indclass", "indcollation", "i_indoption"];
+    let n = chain.len().checked_sub(1)?;
+    if !matches!(chain[n], AccessExpr::Subscript(Subscript::Index { .. })) {
+        return None;
+    }
+    let name = match (n, root) {
+        (0, Expr::Identifier(i)) => i,
+        (0, Expr::CompoundIdentifier(parts)) => parts.last()?,
+        (_, _) => match &chain[n - 1] {
+            AccessExpr::Dot(Expr::Identifier(i)) => i,
+            _ => return None,
+        },
+    };
+    VECTORS.contains(&name.value.to_lowercase().as_str()).then_some(n)
 }
 
 /// Whether `ty` is `regclass` (however qualified).
@@ -393,6 +423,10 @@ mod tests {
         let mut stmt = one("SELECT (information_schema._pg_expandarray(i.indkey)).n AS s, (r.KEYS).x FROM i, r");
         catalog_query(&mut stmt);
         assert_eq!(stmt.to_string(), "SELECT (unnest(_pg_expandarray(i.indkey)))['n'] AS s, (r.KEYS)['x'] FROM i, r");
+        // Vectors count from 0, arrays from 1.
+        let mut stmt = one("SELECT i.indoption[p - 1], tmp.I_INDOPTION[0], c.conkey[1] FROM i");
+        catalog_query(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT i.indoption[(p - 1) + 1], tmp.I_INDOPTION[(0) + 1], c.conkey[1] FROM i");
         let mut stmt = one("SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) FROM i");
         catalog_query(&mut stmt);
         assert_eq!(

@@ -50,6 +50,7 @@ use super::provider::{CATALOG, PUBLIC};
 use crate::ast::rewrite::{EXPAND, REGCLASS_OUT};
 use crate::table::{
     split_name, ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef, ViewDef,
+    INDOPTION_DESC, INDOPTION_NULLS_FIRST,
 };
 use crate::types::SqlType;
 
@@ -431,6 +432,28 @@ impl Keyed {
         self.columns().iter().map(|c| quoted(&self.def.columns[*c].name)).collect::<Vec<_>>().join(", ")
     }
 
+    /// The `indoption` bits of each key column (none for a primary key or UNIQUE constraint).
+    fn options(&self) -> Vec<i16> {
+        let index = self.index.as_ref();
+        (0..self.columns().len()).map(|n| index.map_or(0, |i| i.option(n))).collect()
+    }
+
+    /// The key columns as `pg_get_indexdef` prints them: with their order when not the default.
+    fn ordered_columns(&self) -> String {
+        let options = self.options();
+        let column = |(n, c): (usize, &usize)| {
+            let name = quoted(&self.def.columns[*c].name);
+            let (desc, nulls_first) = (options[n] & INDOPTION_DESC != 0, options[n] & INDOPTION_NULLS_FIRST != 0);
+            match (desc, nulls_first) {
+                (false, false) => name,
+                (false, true) => format!("{name} NULLS FIRST"),
+                (true, true) => format!("{name} DESC"),
+                (true, false) => format!("{name} DESC NULLS LAST"),
+            }
+        };
+        self.columns().iter().enumerate().map(column).collect::<Vec<_>>().join(", ")
+    }
+
     /// `pg_get_indexdef`.
     fn index_definition(&self) -> String {
         format!(
@@ -439,7 +462,7 @@ impl Keyed {
             quoted(&self.index_name()),
             quoted(split_name(&self.def.name).0),
             quoted(self.def.bare_name()),
-            self.key_columns()
+            self.ordered_columns()
         )
     }
 
@@ -1218,7 +1241,7 @@ fn index_row(k: &Keyed, schema: &SchemaRef) -> Vec<(&'static str, ScalarValue)> 
         ("indisreplident", ScalarValue::Boolean(Some(false))),
     ];
     let attnums = k.attnums();
-    for (name, values) in [("indkey", attnums.clone()), ("indoption", vec![0; attnums.len()])] {
+    for (name, values) in [("indkey", attnums.clone()), ("indoption", k.options())] {
         if let Ok(field) = schema.field_with_name(name) {
             row.push((name, int2vector(field, &values, false)));
         }

@@ -24,7 +24,9 @@ use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_range, decode_all, index_entry};
-use crate::table::{same_columns, ForeignKeyDef, IndexDef, IndexState, TableDef};
+use crate::table::{
+    same_columns, ForeignKeyDef, IndexDef, IndexState, TableDef, INDOPTION_DESC, INDOPTION_NULLS_FIRST,
+};
 use crate::types::SqlType;
 
 /// Rows per backfill transaction.
@@ -94,7 +96,35 @@ pub(crate) async fn new_index(
     let id = u32::try_from(cluster.next_id("table").await?).map_err(|_| Error::Internal("ids exhausted".into()))?;
     let ranges = (0..table.buckets).map(|b| bucket_range(id, b, table.buckets)).collect();
     let shards = cluster.create_shards(ranges).await?;
-    Ok(IndexDef { id, name, columns, unique, buckets: table.buckets, shards, state, constraint: false })
+    Ok(IndexDef {
+        id,
+        name,
+        columns,
+        unique,
+        buckets: table.buckets,
+        shards,
+        state,
+        constraint: false,
+        options: Vec::new(),
+    })
+}
+
+/// The `indoption` bits of the columns CREATE INDEX names (`DESC`, `NULLS FIRST`); empty when
+/// all are ascending with NULLs last (the default).
+fn index_options(columns: &[IndexColumn]) -> Vec<i16> {
+    let options: Vec<i16> = columns
+        .iter()
+        .map(|c| {
+            let desc = c.column.options.asc == Some(false);
+            let nulls_first = c.column.options.nulls_first.unwrap_or(desc);
+            (if desc { INDOPTION_DESC } else { 0 }) | (if nulls_first { INDOPTION_NULLS_FIRST } else { 0 })
+        })
+        .collect();
+    if options.iter().all(|o| *o == 0) {
+        Vec::new()
+    } else {
+        options
+    }
 }
 
 /// `CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] [name] ON t (cols)`: every CREATE
@@ -130,7 +160,8 @@ pub(crate) async fn create_index(
         }
         return Err(Error::DuplicateTable(format!("relation \"{name}\" already exists")));
     }
-    let index = new_index(cluster, &def, name, columns, create.unique, IndexState::DeleteOnly).await?;
+    let mut index = new_index(cluster, &def, name, columns, create.unique, IndexState::DeleteOnly).await?;
+    index.options = index_options(&create.columns);
     build(cluster, catalog, coordinator, &def, index).await
 }
 

@@ -311,6 +311,7 @@ mod tests {
             shards: vec![5, 6],
             state,
             constraint: false,
+            options: Vec::new(),
         };
         t.indexes = vec![
             index(8, "t_v", vec![3], false, IndexState::Public),
