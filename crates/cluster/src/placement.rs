@@ -179,6 +179,11 @@ async fn delete_released(router: &Router) -> Result<()> {
     Ok(())
 }
 
+/// How long the meta leader waits for a dropped shard to answer whether it is settled: one
+/// whose replicas are all down must not hold the reconcile round (and placement) up for the
+/// router's deadline; it is asked again next round.
+const RELEASE_PROBE: Duration = Duration::from_secs(1);
+
 /// On the meta leader: releases the dropped shards that hold no lock and no transaction
 /// record another shard's locks may be resolved by (`ShardRead::Unsettled`). A record left by
 /// a coordinator that died goes with the shard's garbage collection, so this waits at most
@@ -186,11 +191,16 @@ async fn delete_released(router: &Router) -> Result<()> {
 async fn release_dropped(router: &Router) -> Result<()> {
     for id in meta::dropping(router).await? {
         if router.shard(id).is_some() {
-            match router.read(id, ShardRead::Unsettled { limit: 1 }).await {
-                Ok(records) if records.is_empty() => {}
-                Ok(_) => continue,
-                Err(e) => {
+            let probe = router.read(id, ShardRead::Unsettled { limit: 1 });
+            match tokio::time::timeout(RELEASE_PROBE, probe).await {
+                Ok(Ok(records)) if records.is_empty() => {}
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
                     tracing::debug!(shard = id, error = %e, "dropped shard not released yet");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(shard = id, "dropped shard did not answer; asked again next round");
                     continue;
                 }
             }
