@@ -61,7 +61,9 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
         Err(e) if limits::catalog_parsable(sql) => catalog_parse(sql).map_err(|_| syntax(e)),
         Err(e) => Err(syntax(e)),
     }?;
-    statements.iter_mut().for_each(unnest::rewrite);
+    if unnest::may_apply(sql) {
+        statements.iter_mut().for_each(unnest::rewrite);
+    }
     Ok(statements)
 }
 

@@ -17,7 +17,8 @@
 //!   `coalesce((SELECT array_agg(e ORDER BY o) FROM ...), make_array())` (an empty array, not
 //!   NULL, when no row matches).
 //!
-//! Both apply to every statement ([`rewrite`], from `super::parse`), after
+//! Both apply to every statement whose text names `unnest` or `array` ([`may_apply`], a byte
+//! scan that keeps the AST walks off the hot path), from `super::parse`, after
 //! datafusion-pg-catalog's rewrites; the answers are PostgreSQL's.
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,13 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::{call, ident};
+
+/// Whether `sql` may hold something [`rewrite`] changes: it names `unnest` or `array` in any
+/// case. No allocation; a statement without either word is left alone.
+pub(crate) fn may_apply(sql: &str) -> bool {
+    let names = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    names(b"unnest") || names(b"array")
+}
 
 /// Both rewrites, lateral unnests first (an `ARRAY(subquery)` may read one).
 pub(crate) fn rewrite(stmt: &mut Statement) {

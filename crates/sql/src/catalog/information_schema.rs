@@ -10,6 +10,7 @@
 //! `character_maximum_length`, `numeric_precision` / `_radix` / `_scale`, `column_default` as
 //! `pg_attrdef` shows it; and `views.view_definition`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -181,9 +182,9 @@ impl Amended {
         match self.kind {
             View::Views => {
                 let views = self.catalog.cached_views();
+                let by_name: HashMap<&str, _> = views.iter().map(|v| (v.name.as_str(), v)).collect();
                 let definition = |row: usize| {
-                    let name = relation(row)?;
-                    let view = views.iter().find(|v| v.name == name)?;
+                    let view = by_name.get(relation(row)?.as_str())?;
                     Some(ScalarValue::Utf8(Some(format!("{};", view.query))))
                 };
                 set("view_definition", &definition)?;
@@ -195,12 +196,16 @@ impl Amended {
                 let positions = datafusion::arrow::compute::cast(positions, &DataType::Int64)?;
                 let positions = datafusion::common::cast::as_int64_array(&positions)?;
                 let all = self.catalog.all();
-                let column = |row: usize| -> Option<(&TableDef, usize)> {
-                    let name = relation(row)?;
-                    let def = all.iter().find(|t| t.name == name)?;
-                    let c = def.visible().into_iter().find(|c| def.columns[*c].name == names.value(row))?;
-                    Some((def.as_ref(), c))
-                };
+                let by_name: HashMap<&str, &TableDef> = all.iter().map(|t| (t.name.as_str(), t.as_ref())).collect();
+                // Each row's table and column, looked up once.
+                let found: Vec<Option<(&TableDef, usize)>> = (0..batch.num_rows())
+                    .map(|row| {
+                        let def = *by_name.get(relation(row)?.as_str())?;
+                        let c = def.visible().into_iter().find(|c| def.columns[*c].name == names.value(row))?;
+                        Some((def, c))
+                    })
+                    .collect();
+                let column = |row: usize| found[row];
                 let ty = |row: usize| column(row).map(|(def, c)| def.columns[c].ty);
                 set("data_type", &|row| ty(row).map(|t| ScalarValue::Utf8(Some(t.base_name()))))?;
                 let length = |row| ty(row).map(|t| ScalarValue::Int64(t.max_chars().map(i64::from)));

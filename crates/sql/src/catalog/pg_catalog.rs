@@ -361,7 +361,9 @@ fn keyed_of(def: &Arc<TableDef>) -> Vec<Keyed> {
 
 /// What a scan of the amended tables needs: the keyed tables, `pg_class`'s rows (OIDs as
 /// datafusion-pg-catalog numbers them), its OID of each user table mapped to
-/// [`TableDef::oid`], every user table and sequence, and the OIDs of the schemas.
+/// [`TableDef::oid`], every user table and sequence, and the OIDs of the schemas. Empty for the
+/// tables whose rows come from the catalog alone ([`Amended::reads_classes`]).
+#[derive(Default)]
 struct Snapshot {
     keyed: Vec<Keyed>,
     classes: Vec<Row>,
@@ -520,6 +522,13 @@ enum Amended {
     Views,
     Description,
     Settings,
+}
+
+impl Amended {
+    /// Whether the rows added need the [`Snapshot`] (which scans `pg_namespace` and `pg_class`).
+    fn reads_classes(self) -> bool {
+        !matches!(self, Amended::Views | Amended::Settings)
+    }
 }
 
 /// The settings `pg_settings` adds to datafusion-pg-catalog's (`standard_conforming_strings`):
@@ -750,7 +759,10 @@ impl TableProvider for AmendedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.overlay.snapshot(state).await?;
+        let snapshot = match self.kind.reads_classes() {
+            true => self.overlay.snapshot(state).await?,
+            false => Snapshot::default(),
+        };
         let Snapshot { keyed, classes, oids, .. } = &snapshot;
         let schema = self.schema();
         let mut batches = scan_all(&self.table, state)
