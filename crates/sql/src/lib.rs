@@ -8,7 +8,7 @@
 //!    itself (`txid_current()` / `txid_status()` with [`xact`]'s status rows); everything
 //!    else goes down.
 //! 2. `plan`: [`Session::prepare`] calls `plan::Planner::prepare`, which matches on the
-//!    `Statement` once: `plan::query` (DataFusion's `statement_to_plan`, tables resolved
+//!    [`Stmt`] once: `plan::query` (DataFusion's `statement_to_plan`, tables resolved
 //!    through `catalog::RaftableCatalog`; `plan::point` for a prepared primary-key lookup),
 //!    `plan::insert`, `plan::modify` (UPDATE / DELETE as a DataFusion plan built from the AST,
 //!    reading every column of the matching rows), `plan::returning`; parameter types in
@@ -59,6 +59,7 @@ mod types;
 mod xact;
 
 pub use ast::limits::THREAD_STACK_BYTES;
+pub use ast::Stmt;
 pub use cluster::{Cluster, NodeStatus, ShardStatus};
 pub use columns::{origin as column_origin, vector_type};
 pub use engine::{Engine, SqlConfig};

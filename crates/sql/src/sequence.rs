@@ -28,8 +28,19 @@ pub(crate) const NODE_CACHE: i64 = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Counter {
     next: i64,
-    /// Every value up to the bound was handed out (`next` is meaningless).
+    /// Every value up to the bound was handed out (`next` is the last).
     done: bool,
+    /// `next` was set, not reached (the start, `setval(.., false)`, `RESTART`): it is the next
+    /// value whatever the increment (PostgreSQL's `is_called` false).
+    #[serde(default)]
+    set: bool,
+}
+
+impl Counter {
+    /// A counter set to `next`.
+    fn set(next: i64) -> Counter {
+        Counter { next, done: false, set: true }
+    }
 }
 
 fn counter_key(id: u32) -> Vec<u8> {
@@ -38,11 +49,21 @@ fn counter_key(id: u32) -> Vec<u8> {
     k
 }
 
-/// Values a node took from a counter and has not handed out yet.
+/// Values a node took from a counter and has not handed out yet: `next`, then `left - 1` more
+/// `increment` apart (the increment they were taken with: an ALTER SEQUENCE since does not move
+/// them off the values the counter reserved).
 #[derive(Debug, Clone, Copy)]
 struct Taken {
     next: i64,
     left: i64,
+    increment: i64,
+}
+
+impl Taken {
+    /// The last value of the range.
+    fn last(&self) -> i64 {
+        self.next + (self.left - 1) * self.increment
+    }
 }
 
 /// The node's sequence values: shared by every session of the node.
@@ -60,7 +81,7 @@ impl Sequences {
         let want = def.cache.max(NODE_CACHE);
         let (first, count) = take(cluster, def, want).await?;
         if count > 1 {
-            let rest = Taken { next: first + def.increment, left: count - 1 };
+            let rest = Taken { next: first + def.increment, left: count - 1, increment: def.increment };
             self.cached.lock().expect("sequence cache").insert(def.id, rest);
         }
         Ok(first)
@@ -75,7 +96,7 @@ impl Sequences {
             cached.remove(&def.id);
         } else {
             // Within the bounds: the counter handed out the whole range.
-            taken.next += def.increment;
+            taken.next += taken.increment;
         }
         Some(v)
     }
@@ -95,13 +116,60 @@ impl Sequences {
                 def.name, def.min, def.max
             )));
         }
-        let counter = if is_called { after(def, value) } else { Counter { next: value, done: false } };
+        let counter = if is_called { after(def, value) } else { Counter::set(value) };
         let value = serde_json::to_vec(&counter).map_err(Error::internal)?;
         let op = WriteOp::Put { key: counter_key(def.id), value };
         self.cached.lock().expect("sequence cache").remove(&def.id);
         cluster.write(META_SHARD, ShardWrite::new(vec![op])).await?;
         self.cached.lock().expect("sequence cache").remove(&def.id);
         Ok(())
+    }
+
+    /// After ALTER SEQUENCE changed `old` into `new`: `RESTART` sets the counter to `restart`
+    /// (the next `nextval` gives it); otherwise the next value is the last one handed out plus
+    /// the new increment, as in PostgreSQL. The last one handed out is known when this node's
+    /// unused values are the last the counter reserved (a session on this node was the last to
+    /// call `nextval`; they are given back); else it is the last value reserved (other nodes
+    /// hand out what they hold first, as other sessions' cached values in PostgreSQL). A
+    /// sequence never called keeps its start (`START` only changes what `RESTART` goes back to).
+    pub(crate) async fn alter(
+        &self,
+        cluster: &dyn Cluster,
+        old: &SequenceDef,
+        new: &SequenceDef,
+        restart: Option<i64>,
+    ) -> Result<()> {
+        let key = counter_key(old.id);
+        let cached = self.cached.lock().expect("sequence cache").remove(&old.id);
+        loop {
+            let rows = cluster.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
+            let (stored, expect) = match rows.first() {
+                Some(row) => (Some(decode(&row.value)?), Expect::Version(row.version)),
+                None => (None, Expect::Absent),
+            };
+            let counter = match (restart, stored) {
+                (Some(value), _) => Counter::set(value),
+                (None, None) => Counter::set(old.start),
+                (None, Some(counter)) if counter.set => counter,
+                (None, Some(counter)) => {
+                    let last = match cached {
+                        // Ours were the last reserved: the value before them was handed out last.
+                        Some(t) if after(old, t.last()) == counter => t.next - t.increment,
+                        _ if counter.done => counter.next,
+                        _ => counter.next.saturating_sub(old.increment),
+                    };
+                    after(new, last)
+                }
+            };
+            let value = serde_json::to_vec(&counter).map_err(Error::internal)?;
+            let op = WriteOp::CompareAndPut { key: key.clone(), expect, value };
+            match cluster.write(META_SHARD, ShardWrite::new(vec![op])).await {
+                Ok(_) => return Ok(()),
+                // Another node took values meanwhile (ours, if any, are no longer the last).
+                Err(Error::ConditionFailed { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Deletes a dropped sequence's counter.
@@ -115,9 +183,13 @@ impl Sequences {
 /// The counter after `value` was handed out.
 fn after(def: &SequenceDef, value: i64) -> Counter {
     match value.checked_add(def.increment).filter(|n| (def.min..=def.max).contains(n)) {
-        Some(next) => Counter { next, done: false },
-        None => Counter { next: value, done: true },
+        Some(next) => Counter { next, done: false, set: false },
+        None => Counter { next: value, done: true, set: false },
     }
+}
+
+fn decode(value: &[u8]) -> Result<Counter> {
+    serde_json::from_slice(value).map_err(|e| Error::InvalidData(format!("sequence counter: {e}")))
 }
 
 /// Takes up to `want` values from the sequence's counter: the first, and how many.
@@ -126,12 +198,8 @@ async fn take(cluster: &dyn Cluster, def: &SequenceDef, want: i64) -> Result<(i6
     loop {
         let rows = cluster.read(META_SHARD, ShardRead::Get { key: key.clone() }).await?;
         let (counter, expect) = match rows.first() {
-            Some(row) => (
-                serde_json::from_slice::<Counter>(&row.value)
-                    .map_err(|e| Error::InvalidData(format!("sequence counter: {e}")))?,
-                Expect::Version(row.version),
-            ),
-            None => (Counter { next: def.start, done: false }, Expect::Absent),
+            Some(row) => (decode(&row.value)?, Expect::Version(row.version)),
+            None => (Counter::set(def.start), Expect::Absent),
         };
         let (first, count, rest) = range(def, counter, want)?;
         let value = serde_json::to_vec(&rest).map_err(Error::internal)?;
@@ -241,7 +309,7 @@ mod tests {
     #[test]
     fn ranges_stop_at_the_bound_then_cycle_or_fail() {
         let s = seq(3, 1, 10, false);
-        let (first, count, rest) = range(&s, Counter { next: 1, done: false }, 32).unwrap();
+        let (first, count, rest) = range(&s, Counter { next: 1, done: false, set: false }, 32).unwrap();
         assert_eq!((first, count), (1, 4)); // 1, 4, 7, 10
         assert!(rest.done);
         let e = range(&s, rest, 32).unwrap_err();
@@ -249,18 +317,18 @@ mod tests {
         let cycling = seq(3, 1, 10, true);
         assert_eq!(range(&cycling, rest, 2).unwrap().0, 1);
         // A range smaller than the room left ends where asked.
-        let (first, count, rest) = range(&s, Counter { next: 1, done: false }, 2).unwrap();
-        assert_eq!((first, count, rest), (1, 2, Counter { next: 7, done: false }));
+        let (first, count, rest) = range(&s, Counter { next: 1, done: false, set: false }, 2).unwrap();
+        assert_eq!((first, count, rest), (1, 2, Counter { next: 7, done: false, set: false }));
     }
 
     #[test]
     fn descending_and_extreme_ranges_do_not_overflow() {
         let down = seq(-1, -5, -1, false);
-        let (first, count, rest) = range(&down, Counter { next: -1, done: false }, 32).unwrap();
+        let (first, count, rest) = range(&down, Counter { next: -1, done: false, set: false }, 32).unwrap();
         assert_eq!((first, count), (-1, 5));
         assert!(rest.done);
         let wide = seq(i64::MAX, i64::MIN + 1, i64::MAX, false);
-        let (first, count, rest) = range(&wide, Counter { next: 0, done: false }, 32).unwrap();
+        let (first, count, rest) = range(&wide, Counter { next: 0, done: false, set: false }, 32).unwrap();
         assert_eq!((first, count), (0, 2)); // 0 and i64::MAX
         assert!(rest.done);
     }
@@ -268,7 +336,7 @@ mod tests {
     #[test]
     fn setval_counters_respect_is_called() {
         let s = seq(1, 1, 100, false);
-        assert_eq!(after(&s, 41), Counter { next: 42, done: false });
+        assert_eq!(after(&s, 41), Counter { next: 42, done: false, set: false });
         assert!(after(&s, 100).done);
     }
 }

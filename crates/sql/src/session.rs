@@ -23,7 +23,7 @@ use raftable_common::{Error, Result};
 use raftable_txn::status::xid_of;
 use raftable_txn::{Savepoint, Txn};
 
-use crate::ast::{ident, SET_CONSTRAINTS};
+use crate::ast::{ident, Stmt};
 use crate::engine::Engine;
 use crate::exec::foreign_keys::Deferred;
 use crate::exec::write::Contention;
@@ -110,7 +110,7 @@ impl Engine {
 
 impl Session {
     /// Parses a query string into statements; an empty query gives none.
-    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+    pub fn parse(&self, sql: &str) -> Result<Vec<Stmt>> {
         crate::ast::parse(sql, &self.engine.parser)
     }
 
@@ -154,7 +154,7 @@ impl Session {
     }
 
     /// Plans a statement. `param_types` are the client's (None: infer).
-    pub async fn prepare(&mut self, stmt: &Statement, param_types: &[Option<DataType>]) -> Result<Arc<Prepared>> {
+    pub async fn prepare(&mut self, stmt: &Stmt, param_types: &[Option<DataType>]) -> Result<Arc<Prepared>> {
         if let Some(command) = self.command(stmt)? {
             let schema = match &command {
                 SessionCommand::Show(name) => Some(show_schema(name)),
@@ -167,7 +167,15 @@ impl Session {
     }
 
     /// The session command `stmt` is, if it is one.
-    fn command(&self, stmt: &Statement) -> Result<Option<SessionCommand>> {
+    fn command(&self, stmt: &Stmt) -> Result<Option<SessionCommand>> {
+        let stmt = match stmt {
+            Stmt::Sql(stmt) => stmt,
+            Stmt::SetConstraints { names, deferred } => {
+                let names = names.iter().map(ident).collect();
+                return Ok(Some(SessionCommand::SetConstraints { names, deferred: *deferred }));
+            }
+            Stmt::AlterSequence(_) => return Ok(None),
+        };
         if let Some(call) = XactCall::of(stmt)? {
             return Ok(Some(SessionCommand::Xact(call)));
         }
@@ -444,15 +452,6 @@ fn set_command(set: &Set) -> Result<SessionCommand> {
         other => other.to_string(),
     };
     Ok(match set {
-        Set::SingleAssignment { variable, values, .. } if variable.to_string() == format!("\"{SET_CONSTRAINTS}\"") => {
-            // The mode, then the names (`ast::SET_CONSTRAINTS`).
-            let deferred = values.first().is_some_and(|m| text(m) == "deferred");
-            let names = values.iter().skip(1).filter_map(|v| match v {
-                AstExpr::Identifier(i) => Some(ident(i)),
-                _ => None,
-            });
-            SessionCommand::SetConstraints { names: names.collect(), deferred }
-        }
         Set::SingleAssignment { variable, values, .. } => {
             let name = variable.0.iter().filter_map(|p| p.as_ident()).map(ident).collect::<Vec<_>>().join(".");
             let value = values.iter().map(text).collect::<Vec<_>>().join(", ");

@@ -14,11 +14,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
-use datafusion::sql::sqlparser::ast::Statement;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use raftable_common::Error;
-use raftable_sql::{Output, Prepared, Session, TransactionState};
+use raftable_sql::{Output, Prepared, Session, Stmt, TransactionState};
 use tokio::sync::{watch, Mutex};
 
 use super::cancel::CancelToken;
@@ -96,7 +95,7 @@ impl Connection {
     }
 
     /// Splits a query string into statements.
-    pub(super) async fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+    pub(super) async fn parse(&self, sql: &str) -> PgWireResult<Vec<Stmt>> {
         self.check_open()?;
         let session = self.session().await;
         session.parse(sql).map_err(|e| self.fail(&e))
@@ -105,7 +104,7 @@ impl Connection {
     /// Plans `stmt`; a cancel request abandons planning (it never writes).
     pub(super) async fn prepare(
         &self,
-        stmt: &Statement,
+        stmt: &Stmt,
         param_types: &[Option<DataType>],
         token: &mut CancelToken,
     ) -> PgWireResult<Arc<Prepared>> {
@@ -160,11 +159,6 @@ impl Connection {
     pub(super) async fn setting(&self, name: &str) -> Option<String> {
         self.session().await.setting(name)
     }
-}
-
-/// Whether running `stmt` only reads, so that cancelling it mid-way leaves nothing unknown.
-pub(super) fn is_read_only(stmt: &Statement) -> bool {
-    matches!(stmt, Statement::Query(_) | Statement::ShowVariable { .. })
 }
 
 /// The simple and extended query handlers of one connection (see `simple` and `extended`).

@@ -29,7 +29,7 @@ use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::PgWireBackendMessage;
 use raftable_sql::Output;
 
-use super::connection::{is_read_only, Connection, Handler, PreparedStmt};
+use super::connection::{Connection, Handler, PreparedStmt};
 use super::params;
 use super::results::{command_complete, describe, fields, row_stream, rows_complete, send_notices, send_rows};
 use super::sqlstate::user_error;
@@ -57,7 +57,7 @@ impl QueryParser for Connection {
         let planned: Vec<Option<DataType>> =
             declared.iter().map(|t| t.as_ref().and_then(types::planned_type)).collect();
         let prepared = self.prepare(&stmt, &planned, &mut self.token()).await?;
-        Ok(Some(PreparedStmt { prepared, read_only: is_read_only(&stmt) }))
+        Ok(Some(PreparedStmt { prepared, read_only: stmt.is_read_only() }))
     }
 
     fn get_parameter_types(&self, stmt: &PreparedStmt) -> PgWireResult<Vec<Type>> {

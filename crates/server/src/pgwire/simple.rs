@@ -19,9 +19,9 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
-use raftable_sql::Output;
+use raftable_sql::{Output, Stmt};
 
-use super::connection::{is_read_only, Handler, PreparedStmt};
+use super::connection::{Handler, PreparedStmt};
 use super::results::{command_complete, describe, fields, row_stream, rows_complete, send_notices, send_rows};
 
 #[async_trait]
@@ -83,26 +83,21 @@ impl Handler {
 
     /// Prepares and executes one statement: RowDescription, DataRows and CommandComplete for
     /// rows, CommandComplete for a command; its notices go before the CommandComplete.
-    async fn run_statement<C>(
-        &self,
-        client: &mut C,
-        stmt: &Statement,
-        status: &mut TransactionStatus,
-    ) -> PgWireResult<()>
+    async fn run_statement<C>(&self, client: &mut C, stmt: &Stmt, status: &mut TransactionStatus) -> PgWireResult<()>
     where
         C: ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let Statement::Deallocate { name, .. } = stmt {
+        if let Some(Statement::Deallocate { name, .. }) = stmt.sql() {
             let tag = self.deallocate(client.portal_store(), name)?;
             client.feed(command_complete(tag)).await?;
             return Ok(());
         }
         let mut token = self.conn.token();
         let prepared = self.conn.prepare(stmt, &[], &mut token).await?;
-        let stmt = PreparedStmt { prepared, read_only: is_read_only(stmt) };
+        let stmt = PreparedStmt { prepared, read_only: stmt.is_read_only() };
         let output = self.conn.execute(&stmt, Vec::new(), &mut token).await?;
         *status = self.conn.transaction_status().await;
         match output {

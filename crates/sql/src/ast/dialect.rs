@@ -1,10 +1,9 @@
 //! The SQL dialect the node parses: sqlparser's PostgreSQL dialect, minus one feature whose
-//! parsing takes exponential time, plus PostgreSQL's sequence options in any order and
-//! `SET CONSTRAINTS`.
+//! parsing takes exponential time, plus PostgreSQL's sequence options in any order and the
+//! statements sqlparser does not parse.
 //!
-//! `SET CONSTRAINTS { ALL | name [, ...] } { DEFERRED | IMMEDIATE }`, which sqlparser does
-//! not parse, becomes the assignment of the setting [`SET_CONSTRAINTS`] (a name no SET can
-//! spell unquoted) to the mode followed by the names (none: ALL); the session reads it back.
+//! [`parse_statements`] splits the text as sqlparser does, and parses `ALTER SEQUENCE` and
+//! `SET CONSTRAINTS` itself: a statement is a [`Stmt`], sqlparser's or one of those.
 //!
 //! Sequence options: sqlparser parses `CREATE SEQUENCE` options and those of an identity column
 //! (`GENERATED ... AS IDENTITY (...)`) only in one fixed order (`INCREMENT`, `MINVALUE`,
@@ -25,7 +24,9 @@
 
 use std::any::TypeId;
 
-use datafusion::sql::sqlparser::ast::{ColumnOption, DataType, GeneratedAs, ObjectName, SequenceOptions, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, DataType, Expr, GeneratedAs, Ident, ObjectName, SequenceOptions, Statement,
+};
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -47,14 +48,10 @@ impl Dialect for Postgres {
         false
     }
 
-    /// `CREATE [TEMP] SEQUENCE` with its options in any order; `SET CONSTRAINTS`.
+    /// `CREATE [TEMP] SEQUENCE` with its options in any order.
     fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
         let [create, next, after] = parser.peek_tokens::<3>();
         let is = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k);
-        let constraints = matches!(&next, Token::Word(w) if w.value.eq_ignore_ascii_case("constraints"));
-        if is(&create, Keyword::SET) && constraints && !matches!(after, Token::Eq) && !is(&after, Keyword::TO) {
-            return Some(set_constraints(parser));
-        }
         let temporary = is(&next, Keyword::TEMP) || is(&next, Keyword::TEMPORARY);
         let sequence = if temporary { &after } else { &next };
         if !is(&create, Keyword::CREATE) || !is(sequence, Keyword::SEQUENCE) {
@@ -212,25 +209,127 @@ impl Dialect for Postgres {
     }
 }
 
-/// `CREATE [TEMP] SEQUENCE [IF NOT EXISTS] name [options]`, the next tokens.
-/// The setting `SET CONSTRAINTS` assigns (see the module doc).
-pub(crate) const SET_CONSTRAINTS: &str = "set constraints";
+/// A statement: sqlparser's, or one of PostgreSQL's it does not parse. (sqlparser's is by far
+/// the largest and the common one: not boxed, as it was not before.)
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Stmt {
+    Sql(Statement),
+    AlterSequence(AlterSequence),
+    /// `SET CONSTRAINTS { ALL | name [, ...] } { DEFERRED | IMMEDIATE }` (`names` empty: ALL).
+    SetConstraints {
+        names: Vec<Ident>,
+        deferred: bool,
+    },
+}
 
-fn set_constraints(parser: &mut Parser) -> Result<Statement, ParserError> {
-    use datafusion::sql::sqlparser::ast::{Expr, Ident, Set};
+impl Stmt {
+    /// sqlparser's statement, if it is one.
+    pub fn sql(&self) -> Option<&Statement> {
+        match self {
+            Stmt::Sql(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn sql_mut(&mut self) -> Option<&mut Statement> {
+        match self {
+            Stmt::Sql(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn into_sql(self) -> Option<Statement> {
+        match self {
+            Stmt::Sql(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether running it only reads (a query or SHOW).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Stmt::Sql(Statement::Query(_) | Statement::ShowVariable { .. }))
+    }
+}
+
+impl std::fmt::Display for Stmt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stmt::Sql(s) => s.fmt(f),
+            Stmt::AlterSequence(a) => write!(f, "ALTER SEQUENCE {}", a.name),
+            Stmt::SetConstraints { .. } => f.write_str("SET CONSTRAINTS"),
+        }
+    }
+}
+
+/// `ALTER SEQUENCE [IF EXISTS] name { options | RENAME TO new }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterSequence {
+    pub if_exists: bool,
+    pub name: ObjectName,
+    pub change: SequenceChange,
+}
+
+/// What an ALTER SEQUENCE changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SequenceChange {
+    /// Sequence options (at least one), `RESTART [[WITH] n]` among them.
+    Options(Box<SequenceSyntax>),
+    RenameTo(Ident),
+}
+
+/// Splits `parser`'s tokens into statements, as sqlparser's `parse_statements` does, parsing
+/// the ones it does not parse ([`Stmt`]) here.
+pub(crate) fn parse_statements(parser: &mut Parser) -> Result<Vec<Stmt>, ParserError> {
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token == Token::EOF {
+            return Ok(statements);
+        }
+        let [first, second, third] = parser.peek_tokens::<3>();
+        let is = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k);
+        let constraints = matches!(&second, Token::Word(w) if w.value.eq_ignore_ascii_case("constraints"));
+        let stmt = if is(&first, Keyword::SET) && constraints && third != Token::Eq && !is(&third, Keyword::TO) {
+            set_constraints(parser)?
+        } else if is(&first, Keyword::ALTER) && is(&second, Keyword::SEQUENCE) {
+            alter_sequence(parser)?
+        } else {
+            Stmt::Sql(parser.parse_statement()?)
+        };
+        statements.push(stmt);
+        let next = &parser.peek_token_ref().token;
+        if *next != Token::SemiColon && *next != Token::EOF {
+            return parser.expected_ref("end of statement", parser.peek_token_ref());
+        }
+    }
+}
+
+fn set_constraints(parser: &mut Parser) -> Result<Stmt, ParserError> {
     parser.expect_keyword(Keyword::SET)?;
     parser.next_token();
     let names = match parser.parse_keyword(Keyword::ALL) {
         true => Vec::new(),
         false => parser.parse_comma_separated(|p| p.parse_identifier())?,
     };
-    let mode = match parser.expect_one_of_keywords(&[Keyword::DEFERRED, Keyword::IMMEDIATE])? {
-        Keyword::DEFERRED => "deferred",
-        _ => "immediate",
+    let deferred = parser.expect_one_of_keywords(&[Keyword::DEFERRED, Keyword::IMMEDIATE])? == Keyword::DEFERRED;
+    Ok(Stmt::SetConstraints { names, deferred })
+}
+
+fn alter_sequence(parser: &mut Parser) -> Result<Stmt, ParserError> {
+    parser.expect_keywords(&[Keyword::ALTER, Keyword::SEQUENCE])?;
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let change = if parser.parse_keywords(&[Keyword::RENAME, Keyword::TO]) {
+        SequenceChange::RenameTo(parser.parse_identifier()?)
+    } else {
+        let syntax = options(parser, true)?;
+        if syntax == SequenceSyntax::default() {
+            return parser.expected_ref("a sequence option", parser.peek_token_ref());
+        }
+        SequenceChange::Options(Box::new(syntax))
     };
-    let values = std::iter::once(Ident::new(mode)).chain(names).map(Expr::Identifier).collect();
-    let variable = ObjectName::from(vec![Ident::with_quote('"', SET_CONSTRAINTS)]);
-    Ok(Statement::Set(Set::SingleAssignment { scope: None, hivevar: false, variable, values }))
+    Ok(Stmt::AlterSequence(AlterSequence { if_exists, name, change }))
 }
 
 fn create_sequence(parser: &mut Parser, temporary: bool) -> Result<Statement, ParserError> {
@@ -241,26 +340,38 @@ fn create_sequence(parser: &mut Parser, temporary: bool) -> Result<Statement, Pa
     parser.expect_keyword(Keyword::SEQUENCE)?;
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parser.parse_object_name(false)?;
-    let SequenceSyntax { options, data_type, owned_by } = sequence_options(parser)?;
+    let SequenceSyntax { options, data_type, owned_by, .. } = sequence_options(parser)?;
     Ok(Statement::CreateSequence { temporary, if_not_exists, name, data_type, sequence_options: options, owned_by })
 }
 
 /// What [`sequence_options`] read.
-#[derive(Default)]
-pub(crate) struct SequenceSyntax {
-    options: Vec<SequenceOptions>,
-    data_type: Option<DataType>,
-    owned_by: Option<ObjectName>,
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SequenceSyntax {
+    pub options: Vec<SequenceOptions>,
+    pub data_type: Option<DataType>,
+    pub owned_by: Option<ObjectName>,
+    /// `RESTART` (`Some(None)`) or `RESTART [WITH] n` (ALTER SEQUENCE only).
+    pub restart: Option<Option<Expr>>,
 }
 
 /// Sequence options in any order, each at most once: `AS type`, `INCREMENT [BY] n`,
 /// `MINVALUE n | NO MINVALUE`, `MAXVALUE n | NO MAXVALUE`, `START [WITH] n`, `CACHE n`,
 /// `[NO] CYCLE`, `OWNED BY name | NONE`. `Cycle(b)` holds `NO` as sqlparser's does.
 pub(crate) fn sequence_options(parser: &mut Parser) -> Result<SequenceSyntax, ParserError> {
+    options(parser, false)
+}
+
+/// [`sequence_options`], and with `alter` also `RESTART [[WITH] n]`.
+fn options(parser: &mut Parser, alter: bool) -> Result<SequenceSyntax, ParserError> {
     let mut syntax = SequenceSyntax::default();
     let mut seen = Vec::new();
     loop {
-        let (what, option) = if parser.parse_keyword(Keyword::AS) {
+        let (what, option) = if alter && parser.parse_keyword(Keyword::RESTART) {
+            let with = parser.parse_keyword(Keyword::WITH);
+            let number = matches!(parser.peek_token_ref().token, Token::Number(..) | Token::Minus | Token::Plus);
+            syntax.restart = Some(if with || number { Some(parser.parse_number()?) } else { None });
+            ("RESTART", None)
+        } else if parser.parse_keyword(Keyword::AS) {
             syntax.data_type = Some(parser.parse_data_type()?);
             ("AS", None)
         } else if parser.parse_keyword(Keyword::INCREMENT) {
@@ -338,28 +449,65 @@ mod tests {
         let statements = corpus();
         assert!(statements.len() >= 500, "{} statements", statements.len());
         for sql in statements {
-            let ours = Parser::parse_sql(&Postgres, &sql).map_err(|e| e.to_string());
+            let ours = statements_of(&sql);
             let theirs = Parser::parse_sql(&PG, &sql).map_err(|e| e.to_string());
-            // Sequence options in an order sqlparser's own parser refuses, SET CONSTRAINTS: ours only.
+            // Sequence options in an order sqlparser's own parser refuses: ours only.
             let reordered = theirs.is_err() && sql.contains("SEQUENCE") || sql.contains("IDENTITY (");
-            let set_constraints = theirs.is_err() && sql.starts_with("SET CONSTRAINTS");
-            if !reordered && !set_constraints {
-                assert_eq!(ours, theirs, "{sql}");
+            match ours {
+                Ok(ours) if ours.iter().all(|s| s.sql().is_some()) && !reordered => {
+                    let ours: Vec<Statement> = ours.into_iter().filter_map(|s| s.sql().cloned()).collect();
+                    assert_eq!(Ok(ours), theirs, "{sql}");
+                }
+                Ok(_) => assert!(theirs.is_err(), "sqlparser parses {sql}"),
+                Err(e) => assert!(reordered || theirs.is_err(), "{sql}: {e}"),
             }
         }
     }
 
+    fn statements_of(sql: &str) -> Result<Vec<Stmt>, String> {
+        let mut parser = Parser::new(&Postgres).try_with_sql(sql).map_err(|e| e.to_string())?;
+        parse_statements(&mut parser).map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn set_constraints_parses_as_its_setting() {
-        let parse = |sql: &str| Parser::parse_sql(&Postgres, sql).map(|s| s[0].to_string());
-        assert_eq!(parse("SET CONSTRAINTS ALL DEFERRED").unwrap(), "SET \"set constraints\" = deferred");
+    fn parses_set_constraints() {
         assert_eq!(
-            parse("set constraints a, \"B\" immediate").unwrap(),
-            "SET \"set constraints\" = immediate, a, \"B\""
+            statements_of("SET CONSTRAINTS ALL DEFERRED").unwrap(),
+            [Stmt::SetConstraints { names: Vec::new(), deferred: true }]
         );
-        assert!(parse("SET CONSTRAINTS ALL").is_err());
+        let parsed: [Stmt; 1] = statements_of("set constraints a, \"B\" immediate; ").unwrap().try_into().unwrap();
+        let [Stmt::SetConstraints { names: parsed, deferred: false }] = parsed else { panic!("not SET CONSTRAINTS") };
+        assert_eq!(parsed.iter().map(|i| i.value.as_str()).collect::<Vec<_>>(), ["a", "B"]);
+        assert!(statements_of("SET CONSTRAINTS ALL").is_err());
         // A setting of that name is still a setting.
-        assert_eq!(parse("SET constraints = 1").unwrap(), "SET constraints = 1");
+        assert_eq!(statements_of("SET constraints = 1").unwrap()[0].to_string(), "SET constraints = 1");
+    }
+
+    #[test]
+    fn parses_alter_sequence_among_other_statements() {
+        let parsed =
+            statements_of("SELECT 1; ALTER SEQUENCE IF EXISTS s.q RESTART WITH -5 INCREMENT 2 AS int;").unwrap();
+        assert_eq!(parsed.len(), 2);
+        let Stmt::AlterSequence(AlterSequence { if_exists: true, name, change: SequenceChange::Options(o) }) =
+            &parsed[1]
+        else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(name.to_string(), "s.q");
+        assert_eq!(o.restart.as_ref().unwrap().as_ref().unwrap().to_string(), "-5");
+        assert_eq!(o.options.len(), 1);
+        assert!(o.data_type.is_some());
+        let bare = statements_of("ALTER SEQUENCE s RESTART").unwrap();
+        assert!(
+            matches!(&bare[0], Stmt::AlterSequence(a) if matches!(&a.change, SequenceChange::Options(o) if o.restart == Some(None)))
+        );
+        let renamed = statements_of("alter sequence s rename to t").unwrap();
+        assert!(matches!(&renamed[0], Stmt::AlterSequence(a) if a.change == SequenceChange::RenameTo(Ident::new("t"))));
+        for bad in
+            ["ALTER SEQUENCE s", "ALTER SEQUENCE s RESTART RESTART", "ALTER SEQUENCE s CACHE 2 x", "SELECT 1 SELECT 2"]
+        {
+            assert!(statements_of(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

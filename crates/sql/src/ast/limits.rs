@@ -40,13 +40,12 @@
 //! which parses nested calls in linear time), with sqlparser's own recursion limit
 //! raised to match (its default, 50 nested expressions, is far below PostgreSQL's).
 
-use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use raftable_common::{Error, Result};
 
-use super::dialect::Postgres;
+use super::dialect::{Postgres, Stmt};
 
 /// The largest statement text accepted, in bytes.
 pub(crate) const MAX_STATEMENT_BYTES: usize = 16 << 20;
@@ -72,7 +71,7 @@ const RECURSION_LIMIT: usize = 4 * MAX_DEPTH;
 /// Parses `sql` (PostgreSQL dialect) after checking it against the limits. The outer error is
 /// a limit the statement exceeds (it must not be parsed any other way); the inner one is
 /// sqlparser's.
-pub(crate) fn parse(sql: &str) -> Result<std::result::Result<Vec<Statement>, ParserError>> {
+pub(crate) fn parse(sql: &str) -> Result<std::result::Result<Vec<Stmt>, ParserError>> {
     if sql.len() > MAX_STATEMENT_BYTES {
         return Err(Error::ProgramLimitExceeded(format!(
             "statement too large: {} bytes, at most {} are accepted; split it into smaller statements",
@@ -95,7 +94,7 @@ pub(crate) fn parse(sql: &str) -> Result<std::result::Result<Vec<Statement>, Par
         )));
     }
     let mut parser = Parser::new(&Postgres).with_recursion_limit(RECURSION_LIMIT).with_tokens_with_locations(tokens);
-    match parser.parse_statements() {
+    match super::dialect::parse_statements(&mut parser) {
         Err(ParserError::RecursionLimitExceeded) => Err(too_deep("its expressions nest too deeply")),
         parsed => Ok(parsed),
     }

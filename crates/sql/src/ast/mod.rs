@@ -1,7 +1,8 @@
 //! The statement stage: SQL text to sqlparser's AST, and the helpers and rewrites every later
 //! stage applies to it.
 //!
-//! - [`parse`]: the text split into statements (sqlparser, PostgreSQL dialect), catalog
+//! - [`parse`]: the text split into statements ([`Stmt`]: sqlparser's, PostgreSQL dialect, or
+//!   one of those [`dialect`] parses itself, such as `ALTER SEQUENCE`), catalog
 //!   queries through datafusion-pg-catalog's parser and [`rewrite::catalog_query`], after
 //!   [`limits`] bounded the statement's size and nesting (no statement can overflow a stack).
 //! - [`rewrite`]: AST rewrites before planning (float literals with exponents, catalog queries)
@@ -20,7 +21,7 @@ mod unnest;
 use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Statement, Value};
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-pub(crate) use dialect::SET_CONSTRAINTS;
+pub use dialect::{AlterSequence, SequenceChange, Stmt};
 use raftable_common::{Error, Result};
 
 use crate::table::qualify;
@@ -30,17 +31,19 @@ use crate::table::qualify;
 /// (pg_catalog qualifiers, `OPERATOR(pg_catalog.~)`, `::regclass`, ...) make them plannable,
 /// after their per-row lookups became joins ([`decorrelate`]). Only those: its rewrites change
 /// the meaning of some ordinary queries (correlated subqueries in a select list).
-pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> Result<Vec<Statement>> {
+pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> Result<Vec<Stmt>> {
     let syntax = |e: ParserError| Error::SyntaxError(e.to_string().replace("sql parser error: ", ""));
-    let catalog_parse = |text: &str| -> std::result::Result<Vec<Statement>, ParserError> {
+    let catalog_parse = |text: &str| -> std::result::Result<Vec<Stmt>, ParserError> {
         let mut statements = catalog_parser.parse(text)?;
         statements.iter_mut().for_each(rewrite::catalog_query);
-        Ok(statements)
+        Ok(statements.into_iter().map(Stmt::Sql).collect())
     };
+    let reads_catalog = |s: &Stmt| s.sql().is_some_and(rewrite::reads_catalog);
     let mut statements = match limits::parse(sql)? {
-        Ok(statements) if !statements.iter().any(rewrite::reads_catalog) => Ok(statements),
-        Ok(mut statements) if limits::catalog_parsable(sql) => {
+        Ok(statements) if !statements.iter().any(reads_catalog) => statements,
+        Ok(statements) if statements.iter().all(|s| s.sql().is_some()) && limits::catalog_parsable(sql) => {
             // Lookups as joins first: datafusion-pg-catalog's parser would make them NULL.
+            let mut statements: Vec<Statement> = statements.into_iter().filter_map(Stmt::into_sql).collect();
             let mut changed = false;
             for stmt in &mut statements {
                 changed |= rewrite::partition_ancestors(stmt);
@@ -49,20 +52,20 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
             }
             if changed {
                 let text = statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(";\n");
-                catalog_parse(&text).map_err(syntax)
+                catalog_parse(&text).map_err(syntax)?
             } else {
-                catalog_parse(sql).map_err(syntax)
+                catalog_parse(sql).map_err(syntax)?
             }
         }
         Ok(mut statements) => {
-            statements.iter_mut().for_each(rewrite::catalog_query);
-            Ok(statements)
+            statements.iter_mut().filter_map(Stmt::sql_mut).for_each(rewrite::catalog_query);
+            statements
         }
-        Err(e) if limits::catalog_parsable(sql) => catalog_parse(sql).map_err(|_| syntax(e)),
-        Err(e) => Err(syntax(e)),
-    }?;
+        Err(e) if limits::catalog_parsable(sql) => catalog_parse(sql).map_err(|_| syntax(e))?,
+        Err(e) => return Err(syntax(e)),
+    };
     if unnest::may_apply(sql) {
-        statements.iter_mut().for_each(unnest::rewrite);
+        statements.iter_mut().filter_map(Stmt::sql_mut).for_each(unnest::rewrite);
     }
     Ok(statements)
 }

@@ -292,6 +292,10 @@ impl Executor<'_> {
                 .await?;
                 Ok(Output::Command { tag: "CREATE SEQUENCE".into() })
             }
+            Plan::AlterSequence(alter) => {
+                sequences::alter_sequence(self.cluster.as_ref(), self.catalog, self.sequences, alter).await?;
+                Ok(Output::Command { tag: "ALTER SEQUENCE".into() })
+            }
             Plan::DropSequence { names, if_exists, cascade } => {
                 let cluster = self.cluster.as_ref();
                 sequences::drop_sequences(cluster, self.catalog, self.sequences, names, *if_exists, *cascade).await?;

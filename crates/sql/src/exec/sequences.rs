@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use raftable_common::{Error, Result};
 
-use crate::ast::{ident, table_name};
+use crate::ast::{ident, table_name, AlterSequence, SequenceChange};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::sequence::Sequences;
@@ -78,31 +78,114 @@ pub(crate) fn sequence_def(
     options: &[SequenceOptions],
     owned_by: Option<(String, String)>,
 ) -> Result<SequenceDef> {
-    let (type_min, type_max) = match ty {
-        SqlType::SmallInt => (i64::from(i16::MIN), i64::from(i16::MAX)),
-        SqlType::Integer => (i64::from(i32::MIN), i64::from(i32::MAX)),
-        SqlType::BigInt => (i64::MIN, i64::MAX),
-        _ => return Err(Error::InvalidInput("sequence type must be smallint, integer, or bigint".into())),
+    let blank = SequenceDef { id, name, ty, start: 0, increment: 1, min: 0, max: 0, cache: 1, cycle: false, owned_by };
+    with_options(blank, true, None, options)
+}
+
+/// `ALTER SEQUENCE [IF EXISTS] name { options | RENAME TO new }`: the definition changed in the
+/// catalog, then the counter ([`Sequences::alter`]: `RESTART`, or the next value after the
+/// last one handed out by the new increment).
+pub(crate) async fn alter_sequence(
+    cluster: &dyn Cluster,
+    catalog: &Catalog,
+    sequences: &Sequences,
+    alter: &AlterSequence,
+) -> Result<()> {
+    let name = table_name(&alter.name)?;
+    let Some(old) = catalog.sequence(&name).await? else {
+        if catalog.get(&name).await?.is_some() || catalog.view(&name).await?.is_some() {
+            return Err(Error::WrongObjectType(format!("\"{name}\" is not a sequence")));
+        }
+        return match alter.if_exists {
+            true => Ok(()),
+            false => Err(Error::UndefinedTable(format!("relation \"{name}\" does not exist"))),
+        };
     };
-    let (mut increment, mut min, mut max, mut start, mut cache, mut cycle) = (1, None, None, None, 1, false);
+    let syntax = match &alter.change {
+        SequenceChange::Options(syntax) => syntax,
+        SequenceChange::RenameTo(_) => return Err(Error::unsupported("ALTER SEQUENCE ... RENAME TO is not supported")),
+    };
+    let ty = syntax.data_type.as_ref().map(SqlType::from_ast).transpose()?;
+    let mut new = with_options(old.as_ref().clone(), false, ty, &syntax.options)?;
+    match &syntax.owned_by {
+        None => {}
+        Some(o) if o.to_string().eq_ignore_ascii_case("none") => new.owned_by = None,
+        Some(o) => new.owned_by = Some(owner(catalog, o).await?),
+    }
+    let restart = match &syntax.restart {
+        None => None,
+        Some(value) => {
+            let value = value.as_ref().map(number).transpose()?.unwrap_or(new.start);
+            if value < new.min {
+                return Err(Error::InvalidInput(format!(
+                    "RESTART value ({value}) cannot be less than MINVALUE ({})",
+                    new.min
+                )));
+            }
+            if value > new.max {
+                return Err(Error::InvalidInput(format!(
+                    "RESTART value ({value}) cannot be greater than MAXVALUE ({})",
+                    new.max
+                )));
+            }
+            Some(value)
+        }
+    };
+    catalog.replace_sequence(&old, new.clone()).await?;
+    sequences.alter(cluster, &old, &new, restart).await
+}
+
+/// `def` with `options` applied, as PostgreSQL's CREATE (`creating`: every option not given
+/// takes its default) or ALTER SEQUENCE (`retyped`: the new type of `AS type`) does, and
+/// checked. Defaults: MINVALUE 1 (ascending) or the type's least value, MAXVALUE the type's
+/// greatest value or -1 (descending), START at MINVALUE (ascending) or MAXVALUE. ALTER with
+/// `AS type` moves a bound that was the old type's limit to the new type's default; `NO
+/// MINVALUE` / `NO MAXVALUE` set the default; START changes only what `RESTART` goes back to.
+fn with_options(
+    mut def: SequenceDef,
+    creating: bool,
+    retyped: Option<SqlType>,
+    options: &[SequenceOptions],
+) -> Result<SequenceDef> {
+    let old_ty = def.ty;
+    def.ty = retyped.unwrap_or(def.ty);
+    let (type_min, type_max) = type_bounds(def.ty)?;
+    let (mut reset_min, mut reset_max) = (creating, creating);
+    if def.ty != old_ty {
+        let (old_min, old_max) = type_bounds(old_ty)?;
+        reset_min = def.min == old_min;
+        reset_max = def.max == old_max;
+    }
+    let mut start = None;
     for option in options {
         match option {
-            SequenceOptions::IncrementBy(e, _) => increment = number(e)?,
-            SequenceOptions::MinValue(e) => min = e.as_ref().map(number).transpose()?,
-            SequenceOptions::MaxValue(e) => max = e.as_ref().map(number).transpose()?,
+            SequenceOptions::IncrementBy(e, _) => def.increment = number(e)?,
+            SequenceOptions::MinValue(e) => {
+                reset_min = e.is_none();
+                def.min = e.as_ref().map(number).transpose()?.unwrap_or(def.min);
+            }
+            SequenceOptions::MaxValue(e) => {
+                reset_max = e.is_none();
+                def.max = e.as_ref().map(number).transpose()?.unwrap_or(def.max);
+            }
             SequenceOptions::StartWith(e, _) => start = Some(number(e)?),
-            SequenceOptions::Cache(e) => cache = number(e)?,
+            SequenceOptions::Cache(e) => def.cache = number(e)?,
             // sqlparser's flag is `NO`.
-            SequenceOptions::Cycle(no) => cycle = !*no,
+            SequenceOptions::Cycle(no) => def.cycle = !*no,
         }
     }
-    if increment == 0 {
+    if def.increment == 0 {
         return Err(Error::InvalidInput("INCREMENT must not be zero".into()));
     }
-    let ascending = increment > 0;
-    let min = min.unwrap_or(if ascending { 1 } else { type_min });
-    let max = max.unwrap_or(if ascending { type_max } else { -1 });
-    let type_name = ty.pg_name();
+    let ascending = def.increment > 0;
+    if reset_min {
+        def.min = if ascending { 1 } else { type_min };
+    }
+    if reset_max {
+        def.max = if ascending { type_max } else { -1 };
+    }
+    let type_name = def.ty.pg_name();
+    let (min, max) = (def.min, def.max);
     if min < type_min || min > type_max {
         return Err(Error::InvalidInput(format!(
             "MINVALUE ({min}) is out of range for sequence data type {type_name}"
@@ -116,17 +199,38 @@ pub(crate) fn sequence_def(
     if min >= max {
         return Err(Error::InvalidInput(format!("MINVALUE ({min}) must be less than MAXVALUE ({max})")));
     }
-    let start = start.unwrap_or(if ascending { min } else { max });
+    def.start = match (start, creating) {
+        (Some(start), _) => start,
+        (None, true) => {
+            if ascending {
+                min
+            } else {
+                max
+            }
+        }
+        (None, false) => def.start,
+    };
+    let start = def.start;
     if start < min {
         return Err(Error::InvalidInput(format!("START value ({start}) cannot be less than MINVALUE ({min})")));
     }
     if start > max {
         return Err(Error::InvalidInput(format!("START value ({start}) cannot be greater than MAXVALUE ({max})")));
     }
-    if cache < 1 {
-        return Err(Error::InvalidInput(format!("CACHE ({cache}) must be greater than zero")));
+    if def.cache < 1 {
+        return Err(Error::InvalidInput(format!("CACHE ({}) must be greater than zero", def.cache)));
     }
-    Ok(SequenceDef { id, name, ty, start, increment, min, max, cache, cycle, owned_by })
+    Ok(def)
+}
+
+/// The least and greatest value of a sequence type.
+fn type_bounds(ty: SqlType) -> Result<(i64, i64)> {
+    match ty {
+        SqlType::SmallInt => Ok((i64::from(i16::MIN), i64::from(i16::MAX))),
+        SqlType::Integer => Ok((i64::from(i32::MIN), i64::from(i32::MAX))),
+        SqlType::BigInt => Ok((i64::MIN, i64::MAX)),
+        _ => Err(Error::InvalidInput("sequence type must be smallint, integer, or bigint".into())),
+    }
 }
 
 /// An integer literal, possibly negated.
@@ -340,5 +444,23 @@ mod tests {
         assert!(bad("CREATE SEQUENCE s START 0", SqlType::BigInt).contains("cannot be less than MINVALUE (1)"));
         assert!(bad("CREATE SEQUENCE s MINVALUE 5 MAXVALUE 5", SqlType::BigInt).contains("must be less than MAXVALUE"));
         assert!(bad("CREATE SEQUENCE s", SqlType::Text).contains("must be smallint, integer, or bigint"));
+    }
+
+    #[test]
+    fn alter_keeps_what_it_does_not_name_and_retypes_bounds_at_the_type_limit() {
+        let int =
+            sequence_def(1, "s".into(), SqlType::Integer, &opts("CREATE SEQUENCE s START 5 CACHE 4"), None).unwrap();
+        let alter = |def: &SequenceDef, ty, sql: &str| with_options(def.clone(), false, ty, &opts(sql));
+        let wider = alter(&int, Some(SqlType::BigInt), "CREATE SEQUENCE s").unwrap();
+        assert_eq!((wider.min, wider.max, wider.start, wider.cache), (1, i64::MAX, 5, 4));
+        let capped = alter(&int, None, "CREATE SEQUENCE s MAXVALUE 100").unwrap();
+        // A bound below the old type's limit stays when the type changes.
+        assert_eq!(alter(&capped, Some(SqlType::BigInt), "CREATE SEQUENCE s").unwrap().max, 100);
+        let down = alter(&capped, None, "CREATE SEQUENCE s INCREMENT -1 NO MINVALUE").unwrap();
+        assert_eq!((down.increment, down.min, down.max), (-1, i64::from(i32::MIN), 100));
+        let narrow = alter(&int, Some(SqlType::SmallInt), "CREATE SEQUENCE s").unwrap();
+        assert_eq!(narrow.max, i64::from(i16::MAX));
+        let err = alter(&int, None, "CREATE SEQUENCE s MAXVALUE 4").unwrap_err().to_string();
+        assert!(err.contains("START value (5) cannot be greater than MAXVALUE (4)"), "{err}");
     }
 }

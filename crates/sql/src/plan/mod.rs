@@ -38,7 +38,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use raftable_common::{Error, Result};
 
-use crate::ast::{first_words, ident, rewrite, schema_name, table_name};
+use crate::ast::{first_words, ident, rewrite, schema_name, table_name, AlterSequence, Stmt};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::table::{split_name, TableDef, ViewDef};
@@ -84,6 +84,7 @@ pub(crate) enum Plan {
     },
     /// `CREATE SEQUENCE` (the statement itself).
     CreateSequence(Box<Statement>),
+    AlterSequence(Box<AlterSequence>),
     DropSequence {
         names: Vec<String>,
         if_exists: bool,
@@ -223,7 +224,15 @@ pub(crate) type Planned = (Plan, Option<SchemaRef>, Vec<DataType>);
 impl Planner<'_> {
     /// Plans a data statement (queries, DML, DDL). `declared` are the parameter types the
     /// client gave (None: infer).
-    pub(crate) async fn prepare(&self, stmt: &Statement, declared: &[Option<DataType>]) -> Result<Prepared> {
+    pub(crate) async fn prepare(&self, stmt: &Stmt, declared: &[Option<DataType>]) -> Result<Prepared> {
+        let stmt = match stmt {
+            Stmt::Sql(stmt) => stmt,
+            Stmt::AlterSequence(alter) => {
+                let plan = Plan::AlterSequence(Box::new(alter.clone()));
+                return Ok(Prepared { params: Vec::new(), schema: None, plan });
+            }
+            Stmt::SetConstraints { .. } => return Err(Error::Internal("SET CONSTRAINTS planned as data".into())),
+        };
         let mut stmt = stmt.clone();
         rewrite::float_exponents(&mut stmt);
         rewrite::regclass_arguments(&mut stmt);

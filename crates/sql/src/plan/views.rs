@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{
 use raftable_common::{Error, Result};
 
 use super::{query, Plan, Planned, Planner};
-use crate::ast::{ident, limits, table_name};
+use crate::ast::{ident, limits, table_name, Stmt};
 use crate::catalog::Catalog;
 use crate::table::ViewDef;
 
@@ -107,7 +107,7 @@ fn quoted(name: &str) -> Ident {
 fn parse_query(text: &str) -> Result<Box<Query>> {
     let invalid = || Error::InvalidData(format!("stored view query: {text}"));
     match limits::parse(text)?.map_err(|_| invalid())?.pop() {
-        Some(Statement::Query(q)) => Ok(q),
+        Some(Stmt::Sql(Statement::Query(q))) => Ok(q),
         _ => Err(invalid()),
     }
 }
@@ -333,7 +333,7 @@ mod tests {
     }
 
     fn expanded(sql: &str, views: &BTreeMap<String, Arc<ViewDef>>) -> Result<String> {
-        let mut stmt = limits::parse(sql).unwrap().unwrap().remove(0);
+        let mut stmt = limits::parse(sql).unwrap().unwrap().remove(0).into_sql().unwrap();
         expand(&mut stmt, views)?;
         Ok(stmt.to_string())
     }
