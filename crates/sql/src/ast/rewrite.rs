@@ -142,6 +142,20 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
                 });
                 *e = Expr::Function(unnest);
             }
+            // A regproc column of pg_type holds the function's name here; equal to pg_proc's
+            // `oid` (Npgsql's type loading: `pg_proc AS proc ON proc.oid = typ.typreceive`), it
+            // means the function of that name (each is the only one so named).
+            Expr::BinaryOp { left, op: BinaryOperator::Eq, right }
+                if regproc_match(left, right) || regproc_match(right, left) =>
+            {
+                for side in [left, right] {
+                    if let Expr::CompoundIdentifier(parts) = side.as_mut() {
+                        if let Some(last) = parts.last_mut().filter(|p| p.value.eq_ignore_ascii_case("oid")) {
+                            *last = Ident::new("proname");
+                        }
+                    }
+                }
+            }
             // int2vector / oidvector subscripts count from 0 in PostgreSQL; the lists from 1.
             Expr::CompoundFieldAccess { root, access_chain } if vector_subscript(root, access_chain).is_some() => {
                 let n = vector_subscript(root, access_chain).expect("checked");
@@ -166,6 +180,20 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
     });
 }
 
+/// Whether `oid` is `x.oid` and `function` a regproc column of `pg_type` (`typreceive`, ...).
+fn regproc_match(oid: &Expr, function: &Expr) -> bool {
+    const REGPROC: [&str; 7] =
+        ["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze"];
+    let last = |e: &Expr| match e {
+        Expr::Identifier(i) => Some(i.value.to_lowercase()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_lowercase()),
+        _ => None,
+    };
+    matches!(oid, Expr::CompoundIdentifier(_))
+        && last(oid).as_deref() == Some("oid")
+        && last(function).is_some_and(|f| REGPROC.contains(&f.as_str()))
+}
+
 /// The position in `chain` of the one subscript of `root[.field...][i]` when what it
 /// subscripts is one of `pg_index`'s vector columns (`int2vector`, `oidvector`), or pgJDBC's
 /// alias of one (`getIndexInfo` reads `i.indoption AS i_indoption` in a subquery).
@@ -178,6 +206,8 @@ fn vector_subscript(root: &Expr, chain: &[AccessExpr]) -> Option<usize> {
     let name = match (n, root) {
         (0, Expr::Identifier(i)) => i,
         (0, Expr::CompoundIdentifier(parts)) => parts.last()?,
+        // A subscript of anything else: `(f(x))[1]`.
+        (0, _) => return None,
         (_, _) => match &chain[n - 1] {
             AccessExpr::Dot(Expr::Identifier(i)) => i,
             _ => return None,
@@ -384,6 +414,28 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("WHERE conrelid = 'x'::REGCLASS"), "{text}");
+    }
+
+    #[test]
+    fn subscripts_of_vector_columns_count_from_zero_and_others_stay() {
+        let mut stmt = one("SELECT i.indkey[0], indoption[1], (parse_ident('a.b'))[1], x[1] FROM pg_index i");
+        catalog_query(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT i.indkey[(0) + 1], indoption[(1) + 1], (parse_ident('a.b'))[1], x[1] FROM pg_index i"
+        );
+    }
+
+    #[test]
+    fn regproc_columns_join_pg_proc_by_name() {
+        let mut stmt = one("SELECT 1 FROM pg_type AS typ LEFT JOIN pg_proc AS proc ON proc.oid = typ.typreceive \
+                            WHERE typ.typsend = p.oid AND p.oid = typ.oid");
+        catalog_query(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT 1 FROM pg_type AS typ LEFT JOIN pg_proc AS proc ON proc.proname = typ.typreceive \
+             WHERE typ.typsend = p.proname AND p.oid = typ.oid"
+        );
     }
 
     #[test]

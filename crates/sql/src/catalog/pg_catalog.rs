@@ -831,7 +831,19 @@ impl TableProvider for AmendedTable {
                 let checks = snapshot.tables.iter().flat_map(|t| check_rows(t, &schema)).map(|r| (None, r));
                 let tables = &snapshot.tables;
                 let foreign = tables.iter().flat_map(|t| foreign_key_rows(t, tables, &schema)).map(|r| (None, r));
-                keys.chain(checks).chain(foreign).collect()
+                // Each constraint is in its table's schema.
+                let namespaces: HashMap<i64, Option<i64>> =
+                    tables.iter().map(|t| (i64::from(t.oid()), snapshot.namespace(&t.name))).collect();
+                let in_namespace = |mut row: Vec<(&'static str, ScalarValue)>| {
+                    let table = row.iter().find(|(n, _)| *n == "conrelid").and_then(|(_, v)| match v {
+                        ScalarValue::Int64(oid) => *oid,
+                        _ => None,
+                    });
+                    let namespace = table.and_then(|t| namespaces.get(&t).copied().flatten());
+                    row.push(("connamespace", ScalarValue::Int64(namespace)));
+                    row
+                };
+                keys.chain(checks).chain(foreign).map(|(base, row)| (base, in_namespace(row))).collect()
             }
             Amended::Attrdef => snapshot.tables.iter().flat_map(|t| attrdef_rows(t)).map(|r| (None, r)).collect(),
             Amended::Sequence => snapshot.sequences.iter().map(|s| (None, sequence_row(s))).collect(),
