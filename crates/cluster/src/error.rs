@@ -175,6 +175,7 @@ mod tests {
             Error::WrongObjectType(s()),
             Error::UndefinedSchema(s()),
             Error::DuplicateSchema(s()),
+            Error::NullValueNotAllowed(s()),
             Error::GroupingError(s()),
             Error::DuplicateTable(s()),
             Error::UndefinedObject(s()),
@@ -274,13 +275,14 @@ mod tests {
             Error::WrongObjectType(_) => 48,
             Error::UndefinedSchema(_) => 49,
             Error::DuplicateSchema(_) => 50,
+            Error::NullValueNotAllowed(_) => 51,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=50).collect());
+        assert_eq!(listed, (0..=51).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

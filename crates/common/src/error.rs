@@ -189,6 +189,9 @@ pub enum Error {
     /// A schema name taken (42P06).
     #[error("{0}")]
     DuplicateSchema(String),
+    /// A NULL where a function takes none (22004): `format('%I', NULL)`.
+    #[error("{0}")]
+    NullValueNotAllowed(String),
 }
 
 impl Error {

@@ -146,6 +146,29 @@ impl SqlType {
         }
     }
 
+    /// The type's name in `pg_type` (`int4`, `varchar`, `bpchar`): `information_schema`'s
+    /// `udt_name`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SqlType::SmallInt => "int2",
+            SqlType::Integer => "int4",
+            SqlType::BigInt => "int8",
+            SqlType::Real => "float4",
+            SqlType::Double => "float8",
+            SqlType::Numeric(..) => "numeric",
+            SqlType::Boolean => "bool",
+            SqlType::Text => "text",
+            SqlType::Varchar(_) => "varchar",
+            SqlType::Char(_) => "bpchar",
+            SqlType::Bytea => "bytea",
+            SqlType::Date => "date",
+            SqlType::Timestamp => "timestamp",
+            SqlType::TimestampTz => "timestamptz",
+            SqlType::Uuid => "uuid",
+            SqlType::Jsonb => "jsonb",
+        }
+    }
+
     /// [`Self::pg_name`] without the type's modifiers (`character varying`, `numeric`): what
     /// `information_schema.columns.data_type` shows.
     pub fn base_name(&self) -> String {

@@ -8,7 +8,10 @@
 //! switched off in `plan::context`) that serves its views, with `columns` and `views` amended
 //! from the table definitions: `ordinal_position` from 1, `data_type` PostgreSQL's type name,
 //! `character_maximum_length`, `numeric_precision` / `_radix` / `_scale`, `column_default` as
-//! `pg_attrdef` shows it; and `views.view_definition`.
+//! `pg_attrdef` shows it, `udt_schema` / `udt_name`, `is_identity`, `identity_generation`,
+//! `is_generated`; and `views.view_definition`. It adds `table_constraints` and
+//! `key_column_usage` (Metabase's field sync reads primary keys from them) from the table
+//! definitions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -28,7 +31,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::pg_catalog::{default_text, scan_all};
 use super::{Catalog, CATALOG, PUBLIC};
-use crate::table::{qualify, TableDef};
+use crate::table::{qualify, split_name, Identity, IndexState, TableDef};
 use crate::types::SqlType;
 
 /// The schema's name.
@@ -76,10 +79,14 @@ impl std::fmt::Debug for InformationSchema {
 #[async_trait]
 impl SchemaProvider for InformationSchema {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let ours = [TABLE_CONSTRAINTS, KEY_COLUMN_USAGE].map(String::from);
+        self.inner.table_names().into_iter().chain(ours).collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(kind) = Constraints::kind(name) {
+            return Ok(Some(Arc::new(Constraints { kind, catalog: self.catalog.clone() })));
+        }
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
         let kind = match name {
             "columns" => View::Columns,
@@ -87,16 +94,28 @@ impl SchemaProvider for InformationSchema {
             _ => return Ok(Some(table)),
         };
         let schema = match kind {
-            View::Columns => table.schema(),
+            View::Columns => {
+                let added = COLUMNS_ADDED.iter().map(|n| Field::new(*n, DataType::Utf8, true));
+                // Positions are PostgreSQL's `cardinal_number`, an integer (DataFusion's are UInt64).
+                let typed = |f: &Field| match f.name().as_str() {
+                    "ordinal_position" => f.clone().with_data_type(DataType::Int32),
+                    _ => f.clone(),
+                };
+                let fields: Vec<Field> = table.schema().fields().iter().map(|f| typed(f)).chain(added).collect();
+                Arc::new(Schema::new_with_metadata(fields, table.schema().metadata().clone()))
+            }
             View::Views => renamed(&table.schema(), "definition", "view_definition"),
         };
         Ok(Some(Arc::new(Amended { inner: table, kind, schema, catalog: self.catalog.clone() })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        Constraints::kind(name).is_some() || self.inner.table_exist(name)
     }
 }
+
+/// The columns of PostgreSQL's `information_schema.columns` that DataFusion's lacks (text).
+const COLUMNS_ADDED: [&str; 5] = ["udt_schema", "udt_name", "is_identity", "identity_generation", "is_generated"];
 
 /// `schema` with column `from` named `to`.
 fn renamed(schema: &SchemaRef, from: &str, to: &str) -> SchemaRef {
@@ -166,7 +185,16 @@ impl Amended {
                 schema => qualify(schema, tables.value(i)),
             })
         };
-        let mut columns = batch.columns().to_vec();
+        let mut columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| Ok(datafusion::arrow::compute::cast(c, f.data_type())?))
+            .collect::<DfResult<Vec<_>>>()?;
+        // The columns DataFusion's view lacks start NULL.
+        for field in self.schema.fields().iter().skip(columns.len()) {
+            columns.push(datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()));
+        }
         let mut set = |name: &str, value: &dyn Fn(usize) -> Option<ScalarValue>| -> DfResult<()> {
             let i = self.schema.index_of(name)?;
             let ty = self.schema.field(i).data_type().clone();
@@ -207,7 +235,17 @@ impl Amended {
                     .collect();
                 let column = |row: usize| found[row];
                 let ty = |row: usize| column(row).map(|(def, c)| def.columns[c].ty);
-                set("data_type", &|row| ty(row).map(|t| ScalarValue::Utf8(Some(t.base_name()))))?;
+                // Other relations' columns (views, the system's) by their Arrow types.
+                let arrow_types = text("data_type")?;
+                let arrow_types = as_string_array(&arrow_types)?;
+                let by_arrow: Vec<Option<(&str, &str)>> = (0..batch.num_rows())
+                    .map(|row| arrow_types.is_valid(row).then(|| arrow_type_names(arrow_types.value(row))).flatten())
+                    .collect();
+                let data_type = |row: usize| match ty(row) {
+                    Some(t) => Some(ScalarValue::Utf8(Some(t.base_name()))),
+                    None => by_arrow[row].map(|(name, _)| ScalarValue::Utf8(Some(name.to_string()))),
+                };
+                set("data_type", &data_type)?;
                 let length = |row| ty(row).map(|t| ScalarValue::Int64(t.max_chars().map(i64::from)));
                 set("character_maximum_length", &length)?;
                 let numeric = |row, part: fn((i64, i64, Option<i64>)) -> Option<i64>| {
@@ -222,15 +260,54 @@ impl Amended {
                     None => positions.is_valid(row).then(|| ScalarValue::Int64(Some(positions.value(row) + 1))),
                 };
                 set("ordinal_position", &position)?;
+                // An identity column has none (its values come from its identity).
                 let default = |row: usize| {
                     let (def, c) = column(row)?;
-                    Some(ScalarValue::Utf8(default_text(&def.columns[c])))
+                    let column = &def.columns[c];
+                    Some(ScalarValue::Utf8(column.identity.is_none().then(|| default_text(column)).flatten()))
                 };
                 set("column_default", &default)?;
+                let text = |v: Option<&str>| Some(ScalarValue::Utf8(v.map(String::from)));
+                let udt = |row: usize| match ty(row) {
+                    Some(t) => Some(t.type_name()),
+                    None => by_arrow[row].map(|(_, udt)| udt),
+                };
+                set("udt_schema", &|row| udt(row).and_then(|_| text(Some("pg_catalog"))))?;
+                set("udt_name", &|row| udt(row).and_then(|u| text(Some(u))))?;
+                let identity = |row: usize| column(row).and_then(|(def, c)| def.columns[c].identity);
+                set("is_identity", &|row| text(Some(if identity(row).is_some() { "YES" } else { "NO" })))?;
+                let generation = |row: usize| match identity(row) {
+                    Some(Identity::Always) => text(Some("ALWAYS")),
+                    Some(Identity::ByDefault) => text(Some("BY DEFAULT")),
+                    None => text(None),
+                };
+                set("identity_generation", &generation)?;
+                set("is_generated", &|_| text(Some("NEVER")))?;
             }
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// PostgreSQL's `data_type` and `udt_name` of a column DataFusion typed `arrow` (its Arrow
+/// type as text): what a view's or a system table's column shows.
+fn arrow_type_names(arrow: &str) -> Option<(&'static str, &'static str)> {
+    let ty: DataType = arrow.parse().ok()?;
+    Some(match ty {
+        DataType::Int16 => ("smallint", "int2"),
+        DataType::Int32 => ("integer", "int4"),
+        DataType::Int64 => ("bigint", "int8"),
+        DataType::Float32 => ("real", "float4"),
+        DataType::Float64 => ("double precision", "float8"),
+        DataType::Decimal128(..) | DataType::Decimal256(..) => ("numeric", "numeric"),
+        DataType::Boolean => ("boolean", "bool"),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => ("text", "text"),
+        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => ("bytea", "bytea"),
+        DataType::Date32 => ("date", "date"),
+        DataType::Timestamp(_, None) => ("timestamp without time zone", "timestamp"),
+        DataType::Timestamp(_, Some(_)) => ("timestamp with time zone", "timestamptz"),
+        _ => return None,
+    })
 }
 
 /// A numeric type's precision, its radix and its scale, as PostgreSQL reports them (bits for
@@ -244,5 +321,183 @@ fn precision(ty: &SqlType) -> Option<(i64, i64, Option<i64>)> {
         SqlType::Double => Some((53, 2, None)),
         SqlType::Numeric(p, s) => Some((i64::from(*p), 10, Some(i64::from(*s)))),
         _ => None,
+    }
+}
+
+const TABLE_CONSTRAINTS: &str = "table_constraints";
+const KEY_COLUMN_USAGE: &str = "key_column_usage";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ConstraintView {
+    /// Each user table's primary key, UNIQUE constraints, foreign keys and CHECK constraints.
+    TableConstraints,
+    /// The columns of each primary key, UNIQUE constraint and foreign key, in key order.
+    KeyColumnUsage,
+}
+
+/// A constraint as the two views show it.
+struct Key {
+    name: String,
+    /// `constraint_type`.
+    kind: &'static str,
+    /// Its columns (indexes into the table's), in key order.
+    columns: Vec<usize>,
+    deferrable: bool,
+    deferred: bool,
+    /// A UNIQUE constraint's: whether NULLs are distinct.
+    nulls_distinct: Option<bool>,
+    /// A foreign key's: the position of each referenced column in the key it references.
+    positions: Option<Vec<usize>>,
+}
+
+/// `table_constraints` and `key_column_usage`, from the table definitions.
+struct Constraints {
+    kind: ConstraintView,
+    catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for Constraints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{INFORMATION_SCHEMA}.{:?}", self.kind)
+    }
+}
+
+impl Constraints {
+    fn kind(name: &str) -> Option<ConstraintView> {
+        match name {
+            TABLE_CONSTRAINTS => Some(ConstraintView::TableConstraints),
+            KEY_COLUMN_USAGE => Some(ConstraintView::KeyColumnUsage),
+            _ => None,
+        }
+    }
+
+    /// The view's columns, all text but the positions.
+    fn columns(&self) -> Vec<(&'static str, DataType)> {
+        let names: &[&'static str] = match self.kind {
+            ConstraintView::TableConstraints => &[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "constraint_type",
+                "is_deferrable",
+                "initially_deferred",
+                "enforced",
+                "nulls_distinct",
+            ],
+            ConstraintView::KeyColumnUsage => &[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "column_name",
+                "ordinal_position",
+                "position_in_unique_constraint",
+            ],
+        };
+        let ty = |n: &str| if n.contains("position") { DataType::Int32 } else { DataType::Utf8 };
+        names.iter().map(|n| (*n, ty(n))).collect()
+    }
+
+    /// One row per constraint (or per key column), as (column, value) pairs in column order.
+    fn rows(&self) -> Vec<Vec<ScalarValue>> {
+        let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
+        let yes_no = |b: bool| text(if b { "YES" } else { "NO" });
+        let tables = self.catalog.all();
+        let mut rows = Vec::new();
+        for t in &tables {
+            let (schema, table) = split_name(&t.name);
+            let head =
+                |name: &str| vec![text(CATALOG), text(schema), text(name), text(CATALOG), text(schema), text(table)];
+            let key = |name: &str, kind: &'static str, columns: &[usize]| Key {
+                name: name.to_string(),
+                kind,
+                columns: columns.to_vec(),
+                deferrable: false,
+                deferred: false,
+                nulls_distinct: None,
+                positions: None,
+            };
+            let mut keys = Vec::new();
+            if !t.has_rowid() {
+                keys.push(key(&t.pkey_name(), "PRIMARY KEY", &t.pk));
+            }
+            for index in t.indexes.iter().filter(|i| i.constraint && i.unique && i.state == IndexState::Public) {
+                keys.push(Key { nulls_distinct: Some(true), ..key(&index.name, "UNIQUE", &index.columns) });
+            }
+            for fk in &t.foreign_keys {
+                let parent = tables.iter().find(|p| p.id == fk.parent);
+                // Where each referenced column stands in the key it references.
+                let referenced = parent.and_then(|p| match p.referenced_key(&fk.parent_columns)? {
+                    None => Some(p.pk.clone()),
+                    Some(index) => Some(index.columns.clone()),
+                });
+                let positions = referenced.map(|r| {
+                    fk.parent_columns.iter().map(|c| r.iter().position(|x| x == c).unwrap_or(0) + 1).collect()
+                });
+                let (deferrable, deferred) = (fk.deferrable, fk.deferred);
+                keys.push(Key { deferrable, deferred, positions, ..key(&fk.name, "FOREIGN KEY", &fk.columns) });
+            }
+            match self.kind {
+                ConstraintView::TableConstraints => {
+                    let checks = t.checks.iter().map(|c| key(&c.name, "CHECK", &[]));
+                    for k in keys.into_iter().chain(checks) {
+                        let mut row = head(&k.name);
+                        row.extend([text(k.kind), yes_no(k.deferrable), yes_no(k.deferred), text("YES")]);
+                        row.push(ScalarValue::Utf8(k.nulls_distinct.map(|d| if d { "YES" } else { "NO" }.to_string())));
+                        rows.push(row);
+                    }
+                }
+                ConstraintView::KeyColumnUsage => {
+                    for k in &keys {
+                        for (n, c) in k.columns.iter().enumerate() {
+                            let mut row = head(&k.name);
+                            row.push(text(&t.columns[*c].name));
+                            row.push(ScalarValue::Int32(Some(n as i32 + 1)));
+                            let position = k.positions.as_ref().and_then(|p| p.get(n)).map(|p| *p as i32);
+                            row.push(ScalarValue::Int32(position));
+                            rows.push(row);
+                        }
+                    }
+                }
+            }
+        }
+        rows
+    }
+}
+
+#[async_trait]
+impl TableProvider for Constraints {
+    fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self.columns().into_iter().map(|(n, t)| Field::new(n, t, true)).collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn CatalogSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let rows = self.rows();
+        let columns = (0..schema.fields().len())
+            .map(|i| {
+                ScalarValue::iter_to_array(rows.iter().map(|r| r[i].clone())).or_else(|_| {
+                    Ok::<_, DataFusionError>(datafusion::arrow::array::new_empty_array(schema.field(i).data_type()))
+                })
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])?.scan(state, projection, filters, limit).await
     }
 }

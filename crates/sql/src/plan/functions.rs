@@ -2,7 +2,7 @@
 //! functions `nextval` and `setval` (asynchronous: they may write the sequence's counter, so
 //! DataFusion runs them in its `AsyncFuncExec`), `currval`, `lastval`,
 //! `pg_get_serial_sequence`; and `gen_random_uuid`, `json_build_object` /
-//! `jsonb_build_object` (which SQLAlchemy's reflection calls). A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
+//! `jsonb_build_object` (which SQLAlchemy's reflection calls), `format` (Metabase's sync). A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
 //! (what `'s'::regclass` becomes in a catalog query). The values come from `crate::sequence`.
 //! [`async_values`] lets VALUES lists call them.
 
@@ -125,6 +125,7 @@ pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
         gen_random_uuid(),
         ScalarUDF::new_from_impl(BuildObject::new("json_build_object")),
         ScalarUDF::new_from_impl(BuildObject::new("jsonb_build_object")),
+        ScalarUDF::new_from_impl(Format::new()),
     ]
 }
 
@@ -537,6 +538,146 @@ impl ScalarUDFImpl for BuildObject {
     }
 }
 
+/// `format(formatstr, VARIADIC args)`: `%s` (the value as text, NULL as nothing), `%I` (an
+/// identifier, quoted as needed), `%L` (a literal, NULL as `NULL`), `%%`, each with an
+/// optional argument position (`%2$s`), `-` flag and width, as PostgreSQL's.
+struct Format {
+    signature: Signature,
+}
+
+named_udf!(Format);
+
+impl Format {
+    fn new() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Stable) }
+    }
+}
+
+impl ScalarUDFImpl for Format {
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args.args.iter().map(|a| a.to_array(rows)).collect::<DfResult<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let values = arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row).map(|v| pg_text(&v)))
+                .collect::<DfResult<Vec<_>>>()?;
+            match values.split_first() {
+                Some((Some(format), args)) => out.push(Some(formatted(format, args).map_err(to_datafusion)?)),
+                _ => out.push(None),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+/// A value's text as PostgreSQL prints it (booleans `t` / `f`); None for NULL.
+fn pg_text(v: &ScalarValue) -> Option<String> {
+    match v {
+        _ if v.is_null() => None,
+        ScalarValue::Boolean(Some(b)) => Some(if *b { "t" } else { "f" }.to_string()),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            Some(s.clone())
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+/// [`Format`] of one row: `format` with `args` (None: NULL).
+fn formatted(format: &str, args: &[Option<String>]) -> Result<String> {
+    let invalid = |m: String| Error::InvalidInput(m);
+    let mut out = String::new();
+    let mut chars = format.chars().peekable();
+    let mut next_arg = 0;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        // [position$] [-] [width] type
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let mut position = None;
+        if !digits.is_empty() && chars.peek() == Some(&'$') {
+            chars.next();
+            position = Some(digits.parse::<usize>().map_err(|_| invalid("argument number is out of range".into()))?);
+            digits.clear();
+        }
+        let mut left = false;
+        if digits.is_empty() && chars.peek() == Some(&'-') {
+            left = true;
+            chars.next();
+        }
+        if digits.is_empty() {
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                digits.push(*d);
+                chars.next();
+            }
+        }
+        let width: usize = if digits.is_empty() { 0 } else { digits.parse().unwrap_or(usize::MAX) };
+        let kind = chars.next().ok_or_else(|| invalid("unterminated format() type specifier".into()))?;
+        if !matches!(kind, 's' | 'I' | 'L') {
+            return Err(invalid(format!("unrecognized format() type specifier \"{kind}\"")));
+        }
+        let index = match position {
+            Some(0) => return Err(invalid("format specifies argument 0, but arguments are numbered from 1".into())),
+            Some(p) => p - 1,
+            None => next_arg,
+        };
+        next_arg = index + 1;
+        let value = args.get(index).ok_or_else(|| invalid("too few arguments for format()".into()))?;
+        let text = match (kind, value) {
+            ('s', v) => v.clone().unwrap_or_default(),
+            ('I', None) => {
+                return Err(Error::NullValueNotAllowed("null values cannot be formatted as an SQL identifier".into()))
+            }
+            ('I', Some(v)) => quoted(v),
+            (_, None) => "NULL".to_string(),
+            (_, Some(v)) => quote_literal(v),
+        };
+        let pad = " ".repeat(width.saturating_sub(text.chars().count()));
+        if left {
+            out.push_str(&text);
+            out.push_str(&pad);
+        } else {
+            out.push_str(&pad);
+            out.push_str(&text);
+        }
+    }
+    Ok(out)
+}
+
+/// A string as a SQL literal, as `quote_literal` writes it: `E'...'` when it holds a backslash.
+fn quote_literal(v: &str) -> String {
+    let body = v.replace('\'', "''");
+    if v.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
 /// A value as JSON: numbers and booleans as themselves, NULL as null, the rest as text.
 fn json_value(v: &ScalarValue) -> serde_json::Value {
     use serde_json::Value as J;
@@ -576,5 +717,20 @@ mod tests {
         assert_eq!(json_value(&ScalarValue::Float64(Some(f64::NAN))), serde_json::json!("NaN"));
         assert_eq!(json_value(&ScalarValue::Utf8(None)), serde_json::Value::Null);
         assert_eq!(json_value(&ScalarValue::Utf8(Some("a\"b".into()))), serde_json::json!("a\"b"));
+    }
+
+    #[test]
+    fn format_follows_postgres() {
+        let args = |v: &[Option<&str>]| v.iter().map(|a| a.map(String::from)).collect::<Vec<_>>();
+        let f = |fmt: &str, v: &[Option<&str>]| formatted(fmt, &args(v)).map_err(|e| e.to_string());
+        assert_eq!(f("%s.%I", &[Some("a"), Some("Users")]).unwrap(), "a.\"Users\"");
+        assert_eq!(f("%I.%I", &[Some("public"), Some("t")]).unwrap(), "public.t");
+        assert_eq!(f("%L, %L, %s|", &[Some("it's"), None, None]).unwrap(), "'it''s', NULL, |");
+        assert_eq!(f("%L", &[Some("a\\b")]).unwrap(), "E'a\\\\b'");
+        assert_eq!(f("%2$s %1$s %s", &[Some("x"), Some("y")]).unwrap(), "y x y");
+        assert_eq!(f("[%5s][%-5s]%%", &[Some("ab"), Some("cd")]).unwrap(), "[   ab][cd   ]%");
+        assert!(f("%s %s", &[Some("a")]).unwrap_err().contains("too few arguments"));
+        assert!(f("%x", &[Some("a")]).unwrap_err().contains("unrecognized format() type specifier \"x\""));
+        assert!(f("%I", &[None]).unwrap_err().contains("cannot be formatted as an SQL identifier"));
     }
 }
