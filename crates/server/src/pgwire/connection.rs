@@ -9,11 +9,13 @@
 //! client still sends is refused.
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::scalar::ScalarValue;
+use futures::FutureExt;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use raftable_common::Error;
@@ -98,7 +100,8 @@ impl Connection {
     pub(super) async fn parse(&self, sql: &str) -> PgWireResult<Vec<Stmt>> {
         self.check_open()?;
         let session = self.session().await;
-        session.parse(sql).map_err(|e| self.fail(&e))
+        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| session.parse(sql)));
+        parsed.unwrap_or_else(|p| Err(panicked(p, false))).map_err(|e| self.fail(&e))
     }
 
     /// Plans `stmt`; a cancel request abandons planning (it never writes).
@@ -113,7 +116,9 @@ impl Connection {
         tokio::select! {
             biased;
             () = token.cancelled() => Err(PgWireError::QueryCanceled),
-            prepared = session.prepare(stmt, param_types) => prepared.map_err(|e| self.fail(&e)),
+            prepared = AssertUnwindSafe(session.prepare(stmt, param_types)).catch_unwind() => {
+                prepared.unwrap_or_else(|p| Err(panicked(p, false))).map_err(|e| self.fail(&e))
+            }
         }
     }
 
@@ -127,7 +132,10 @@ impl Connection {
     ) -> PgWireResult<Output> {
         self.check_open()?;
         let mut session = self.session().await;
-        let run = session.execute(&stmt.prepared, params);
+        // A write that panicked may have been applied: its outcome is unknown.
+        let run = AssertUnwindSafe(session.execute(&stmt.prepared, params))
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|p| Err(panicked(p, !stmt.read_only))));
         let output = if stmt.read_only {
             tokio::select! {
                 biased;
@@ -161,6 +169,24 @@ impl Connection {
     }
 }
 
+/// A panic while running a statement (a bug) as the statement's error, so the client gets
+/// XX000 and keeps its connection; `unknown` (a write was under way) breaks the connection
+/// after the error is sent, as any unknown outcome does.
+fn panicked(payload: Box<dyn std::any::Any + Send>, unknown: bool) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    tracing::error!(%message, "statement panicked");
+    let message = format!("internal error: the statement failed ({message})");
+    if unknown {
+        Error::Unknown(message)
+    } else {
+        Error::Internal(message)
+    }
+}
+
 /// The simple and extended query handlers of one connection (see `simple` and `extended`).
 pub(super) struct Handler {
     pub(super) conn: Arc<Connection>,
@@ -171,5 +197,20 @@ pub(super) struct Handler {
 impl Handler {
     pub(super) fn new(conn: Arc<Connection>) -> Self {
         Handler { conn, statements: std::sync::Mutex::new(BTreeSet::new()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_the_statements_error() {
+        let caught = std::panic::catch_unwind(|| panic!("index {} out of range", 3)).unwrap_err();
+        let e = panicked(caught, false);
+        assert!(matches!(&e, Error::Internal(m) if m.contains("index 3 out of range")), "{e:?}");
+        assert_eq!(super::super::sqlstate::error_info(&e).code, "XX000");
+        let caught = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+        assert!(matches!(panicked(caught, true), Error::Unknown(m) if m.contains("boom")));
     }
 }
