@@ -382,6 +382,31 @@ pub(crate) fn changed_text(before: &ScalarValue, after: &ScalarValue) -> bool {
     }
 }
 
+/// A value as PostgreSQL-style text (bytea `\\x...`, timestamps `YYYY-MM-DD HH:MM:SS.ffffff`):
+/// what a constant DEFAULT is stored as (parsed back with the column's type) and what
+/// `format('%s', v)` prints.
+pub(crate) fn scalar_text(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Binary(Some(b)) => {
+            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        }
+        ScalarValue::TimestampMicrosecond(Some(us), _) => {
+            let secs = us.div_euclid(1_000_000);
+            let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
+            match chrono_like(secs, nanos) {
+                Some(s) => s,
+                None => v.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn chrono_like(secs: i64, nanos: u32) -> Option<String> {
+    let t = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)?;
+    Some(format!("{}.{:06}", t.format("%Y-%m-%d %H:%M:%S"), nanos / 1000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,7 +85,7 @@ impl SchemaProvider for InformationSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if let Some(kind) = Constraints::kind(name) {
-            return Ok(Some(Arc::new(Constraints { kind, catalog: self.catalog.clone() })));
+            return Ok(Some(Arc::new(Constraints::new(kind, self.catalog.clone()))));
         }
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
         let kind = match name {
@@ -353,6 +353,7 @@ struct Key {
 /// `table_constraints` and `key_column_usage`, from the table definitions.
 struct Constraints {
     kind: ConstraintView,
+    schema: SchemaRef,
     catalog: Arc<Catalog>,
 }
 
@@ -371,9 +372,13 @@ impl Constraints {
         }
     }
 
+    fn new(kind: ConstraintView, catalog: Arc<Catalog>) -> Self {
+        Constraints { kind, schema: Self::columns(kind), catalog }
+    }
+
     /// The view's columns, all text but the positions.
-    fn columns(&self) -> Vec<(&'static str, DataType)> {
-        let names: &[&'static str] = match self.kind {
+    fn columns(kind: ConstraintView) -> SchemaRef {
+        let names: &[&'static str] = match kind {
             ConstraintView::TableConstraints => &[
                 "constraint_catalog",
                 "constraint_schema",
@@ -400,7 +405,7 @@ impl Constraints {
             ],
         };
         let ty = |n: &str| if n.contains("position") { DataType::Int32 } else { DataType::Utf8 };
-        names.iter().map(|n| (*n, ty(n))).collect()
+        Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, ty(n), true)).collect::<Vec<_>>()))
     }
 
     /// One row per constraint (or per key column), as (column, value) pairs in column order.
@@ -473,8 +478,7 @@ impl Constraints {
 #[async_trait]
 impl TableProvider for Constraints {
     fn schema(&self) -> SchemaRef {
-        let fields: Vec<Field> = self.columns().into_iter().map(|(n, t)| Field::new(n, t, true)).collect();
-        Arc::new(Schema::new(fields))
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {

@@ -39,7 +39,7 @@ use crate::table::{
     CheckDef, ColumnDef, ColumnState, Computed, ForeignKeyDef, Identity, IndexDef, IndexState, SequenceDef, TableDef,
     ViewDef, ROWID,
 };
-use crate::types::{coerce_scalar, SqlType};
+use crate::types::{coerce_scalar, scalar_text, SqlType};
 
 /// The most shards one table may have.
 const MAX_SHARDS: u16 = 256;
@@ -1063,27 +1063,4 @@ pub(crate) async fn drop_table(
         drop_shards(cluster, &shards).await?;
     }
     Ok(())
-}
-
-/// A scalar as the text a DEFAULT is stored as (parsed back with the column's type).
-fn scalar_text(v: &ScalarValue) -> String {
-    match v {
-        ScalarValue::Binary(Some(b)) => {
-            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-        }
-        ScalarValue::TimestampMicrosecond(Some(us), _) => {
-            let secs = us.div_euclid(1_000_000);
-            let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
-            match chrono_like(secs, nanos) {
-                Some(s) => s,
-                None => v.to_string(),
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
-fn chrono_like(secs: i64, nanos: u32) -> Option<String> {
-    let t = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)?;
-    Some(format!("{}.{:06}", t.format("%Y-%m-%d %H:%M:%S"), nanos / 1000))
 }

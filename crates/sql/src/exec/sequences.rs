@@ -116,18 +116,7 @@ pub(crate) async fn alter_sequence(
         None => None,
         Some(value) => {
             let value = value.as_ref().map(number).transpose()?.unwrap_or(new.start);
-            if value < new.min {
-                return Err(Error::InvalidInput(format!(
-                    "RESTART value ({value}) cannot be less than MINVALUE ({})",
-                    new.min
-                )));
-            }
-            if value > new.max {
-                return Err(Error::InvalidInput(format!(
-                    "RESTART value ({value}) cannot be greater than MAXVALUE ({})",
-                    new.max
-                )));
-            }
+            within_bounds("RESTART", value, &new)?;
             Some(value)
         }
     };
@@ -210,17 +199,25 @@ fn with_options(
         }
         (None, false) => def.start,
     };
-    let start = def.start;
-    if start < min {
-        return Err(Error::InvalidInput(format!("START value ({start}) cannot be less than MINVALUE ({min})")));
-    }
-    if start > max {
-        return Err(Error::InvalidInput(format!("START value ({start}) cannot be greater than MAXVALUE ({max})")));
-    }
+    within_bounds("START", def.start, &def)?;
     if def.cache < 1 {
         return Err(Error::InvalidInput(format!("CACHE ({}) must be greater than zero", def.cache)));
     }
     Ok(def)
+}
+
+/// 22023 unless the `what` value (START, RESTART) lies within the sequence's bounds.
+fn within_bounds(what: &str, value: i64, def: &SequenceDef) -> Result<()> {
+    if value < def.min {
+        return Err(Error::InvalidInput(format!("{what} value ({value}) cannot be less than MINVALUE ({})", def.min)));
+    }
+    if value > def.max {
+        return Err(Error::InvalidInput(format!(
+            "{what} value ({value}) cannot be greater than MAXVALUE ({})",
+            def.max
+        )));
+    }
+    Ok(())
 }
 
 /// The least and greatest value of a sequence type.

@@ -584,15 +584,13 @@ impl ScalarUDFImpl for Format {
     }
 }
 
-/// A value's text as PostgreSQL prints it (booleans `t` / `f`); None for NULL.
+/// A value's text as PostgreSQL prints it (booleans `t` / `f`, the rest `types::scalar_text`);
+/// None for NULL.
 fn pg_text(v: &ScalarValue) -> Option<String> {
     match v {
         _ if v.is_null() => None,
         ScalarValue::Boolean(Some(b)) => Some(if *b { "t" } else { "f" }.to_string()),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
-            Some(s.clone())
-        }
-        other => Some(other.to_string()),
+        other => Some(crate::types::scalar_text(other)),
     }
 }
 
