@@ -54,6 +54,7 @@ mod plan;
 mod scan;
 mod sequence;
 mod session;
+mod settings;
 mod table;
 mod types;
 mod xact;

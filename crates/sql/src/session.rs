@@ -29,38 +29,10 @@ use crate::exec::foreign_keys::Deferred;
 use crate::exec::write::Contention;
 use crate::exec::{once, Executor, Output};
 use crate::plan::context::session_context;
-use crate::plan::functions::{FunctionState, Settings};
+use crate::plan::functions::FunctionState;
 use crate::plan::{Plan, Planner, Prepared, SessionCommand};
+use crate::settings::{Settings, DEFAULT_SETTINGS, USER_SETTING};
 use crate::xact::XactCall;
-
-/// Settings every session starts with (names lower-case), as PostgreSQL 15 reports them, but
-/// for the isolation level: every transaction runs serializable.
-const DEFAULT_SETTINGS: &[(&str, &str)] = &[
-    ("application_name", ""),
-    ("client_encoding", "UTF8"),
-    ("datestyle", "ISO, MDY"),
-    ("default_table_access_method", "heap"),
-    ("default_transaction_isolation", "serializable"),
-    ("default_transaction_read_only", "off"),
-    ("extra_float_digits", "1"),
-    ("integer_datetimes", "on"),
-    ("intervalstyle", "postgres"),
-    ("is_superuser", "on"),
-    ("max_identifier_length", "63"),
-    ("search_path", "\"$user\", public"),
-    ("server_encoding", "UTF8"),
-    ("server_version", "15.0"),
-    ("server_version_num", "150000"),
-    ("standard_conforming_strings", "on"),
-    ("statement_timeout", "0"),
-    ("timezone", "UTC"),
-    ("transaction_isolation", "serializable"),
-    ("transaction_read_only", "off"),
-];
-
-/// Settings a SET may not change: the isolation level is always serializable (a weaker level
-/// asked for runs serializable, and SHOW says so).
-const FIXED_SETTINGS: &[&str] = &["default_transaction_isolation", "transaction_isolation"];
 
 /// Where a session stands, for the ReadyForQuery status byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +92,12 @@ impl Session {
 
     pub fn setting(&self, name: &str) -> Option<String> {
         self.settings.get(&name.to_lowercase())
+    }
+
+    /// The user the client connected as (its startup message's): what `current_user`,
+    /// `session_user` and `SHOW session_authorization` answer.
+    pub fn set_user(&self, user: &str) {
+        self.settings.set(USER_SETTING.into(), user.into());
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -358,10 +336,8 @@ impl Session {
                 "SET CONSTRAINTS"
             }
             SessionCommand::Set { name, value } => {
-                if !FIXED_SETTINGS.contains(&name.as_str()) {
-                    let value = value.clone().unwrap_or_else(|| default_setting(name));
-                    self.settings.set(name.clone(), value);
-                }
+                let value = value.clone().unwrap_or_else(|| default_setting(name));
+                self.settings.set(name.clone(), value);
                 "SET"
             }
             SessionCommand::Show(name) => return self.show(name),
@@ -580,7 +556,7 @@ mod tests {
         let before: i64 = db.ok(count).await[0][0].parse().unwrap();
         db.ok("CREATE TABLE d (k INT PRIMARY KEY, u INT, v INT) WITH (shards = 3)").await;
         db.ok("CREATE INDEX d_v ON d (v)").await;
-        db.ok("INSERT INTO d SELECT value, value * 2, value * 3 FROM generate_series(1, 100)").await;
+        db.ok("INSERT INTO d SELECT g, g * 2, g * 3 FROM generate_series(1, 100) g").await;
         let with_index: i64 = db.ok(count).await[0][0].parse().unwrap();
         assert!(with_index > before + 3, "{before} -> {with_index}");
         db.ok("DROP INDEX d_v").await;
@@ -598,7 +574,7 @@ mod tests {
     async fn a_query_reads_every_page_at_one_snapshot() {
         let mut db = Db::new();
         db.ok("CREATE TABLE s (k BIGINT PRIMARY KEY, v INT) WITH (shards = 1)").await;
-        db.ok("INSERT INTO s SELECT value, 0 FROM generate_series(1, 3000)").await;
+        db.ok("INSERT INTO s SELECT g, 0 FROM generate_series(1, 3000) g").await;
         let mut writer = db.session.engine.session();
         let prepared = db.prepare("SELECT k, v FROM s").await.unwrap();
         let Output::Rows { mut stream, .. } = db.session.execute(&prepared, Vec::new()).await.unwrap() else {
@@ -642,7 +618,7 @@ mod tests {
     async fn an_index_built_under_writes_matches_its_rows() {
         let mut db = Db::new();
         db.ok("CREATE TABLE w (k INT PRIMARY KEY, v INT) WITH (shards = 3)").await;
-        db.ok("INSERT INTO w SELECT value, value % 10 FROM generate_series(1, 1500)").await;
+        db.ok("INSERT INTO w SELECT g, g % 10 FROM generate_series(1, 1500) g").await;
         let done = std::sync::atomic::AtomicBool::new(false);
         let mut writer = db.second();
         let writes = async {
@@ -696,7 +672,7 @@ mod tests {
         db.ok("CREATE TABLE ic (k INT PRIMARY KEY, u INT, v INT)").await;
         db.ok("CREATE UNIQUE INDEX ic_u ON ic (u)").await;
         db.ok("CREATE INDEX ic_v ON ic (v)").await;
-        db.ok("INSERT INTO ic SELECT value, value + 0, value % 5 FROM generate_series(1, 200)").await;
+        db.ok("INSERT INTO ic SELECT g, g + 0, g % 5 FROM generate_series(1, 200) g").await;
         db.ok("UPDATE ic SET v = v + 10, u = u + 1000 WHERE k % 3 = 0").await;
         db.ok("DELETE FROM ic WHERE k % 7 = 0").await;
         let check = "SELECT index_name, rows, entries, missing, orphaned, duplicates FROM raftable.index_check \
@@ -759,7 +735,7 @@ mod tests {
         let mut b = a.second();
         a.ok("CREATE TABLE fp (id INT PRIMARY KEY)").await;
         a.ok("CREATE TABLE fc (id INT PRIMARY KEY, p INT REFERENCES fp)").await;
-        a.ok("INSERT INTO fp SELECT value FROM generate_series(1, 40)").await;
+        a.ok("INSERT INTO fp SELECT g FROM generate_series(1, 40) g").await;
         let orphans = "SELECT count(*) FROM fc LEFT JOIN fp ON fc.p = fp.id WHERE fp.id IS NULL AND fc.p IS NOT NULL";
 
         // The insert reads its parent first; the delete commits; the insert's COMMIT fails.
@@ -814,7 +790,7 @@ mod tests {
     async fn prepared_statements_follow_the_indexes_as_they_change() {
         let mut db = Db::new();
         db.ok("CREATE TABLE pi (k INT PRIMARY KEY, u TEXT, v INT)").await;
-        db.ok("INSERT INTO pi SELECT value, 'u' || value, value % 7 FROM generate_series(1, 300)").await;
+        db.ok("INSERT INTO pi SELECT g, 'u' || g, g % 7 FROM generate_series(1, 300) g").await;
         let by_v = db.prepare("SELECT count(*) FROM pi WHERE v = $1").await.unwrap();
         async fn count(db: &mut Db, stmt: Arc<Prepared>) -> String {
             let out = db.session.execute(&stmt, vec![ScalarValue::Int32(Some(3))]).await.unwrap();
@@ -867,7 +843,7 @@ mod tests {
     async fn statements_are_atomic_and_lose_no_update() {
         let mut db = Db::new();
         db.ok("CREATE TABLE a (k INT PRIMARY KEY, n INT) WITH (shards = 4)").await;
-        db.ok("INSERT INTO a SELECT value, 0 FROM generate_series(1, 40)").await;
+        db.ok("INSERT INTO a SELECT g, 0 FROM generate_series(1, 40) g").await;
         let e = db.run("INSERT INTO a VALUES (41, 0), (42, 0), (43, 0), (7, 0)", vec![]).await;
         assert!(matches!(e, Err(Error::UniqueViolation { .. })), "{e:?}");
         assert_eq!(db.ok("SELECT count(*) FROM a").await, rows(&[&["40"]]));
@@ -892,11 +868,8 @@ mod tests {
         let mut db = Db::new();
         db.ok("CREATE TABLE g (k BIGINT PRIMARY KEY, v INT) WITH (shards = 3)").await;
         let count = |n: &str| rows(&[&[n]]);
-        assert_eq!(
-            db.ok("INSERT INTO g SELECT value, 0 FROM generate_series(1, 20000)").await,
-            count("INSERT 0 20000")
-        );
-        let twice = "INSERT INTO g SELECT value % 15000 + 100000, 0 FROM generate_series(1, 20000)";
+        assert_eq!(db.ok("INSERT INTO g SELECT n, 0 FROM generate_series(1, 20000) n").await, count("INSERT 0 20000"));
+        let twice = "INSERT INTO g SELECT n % 15000 + 100000, 0 FROM generate_series(1, 20000) n";
         let e = db.run(twice, vec![]).await;
         assert!(matches!(e, Err(Error::UniqueViolation { .. })), "{e:?}");
         assert_eq!(db.ok("SELECT count(*) FROM g").await, count("20000"));
@@ -905,10 +878,10 @@ mod tests {
         assert!(matches!(e, Err(Error::UniqueViolation { .. })), "{e:?}");
         db.ok("ROLLBACK").await;
         db.ok("BEGIN").await;
-        db.ok("INSERT INTO g SELECT value + 50000, 1 FROM generate_series(1, 20000)").await;
+        db.ok("INSERT INTO g SELECT n + 50000, 1 FROM generate_series(1, 20000) n").await;
         assert_eq!(db.ok("SELECT count(*), sum(v) FROM g").await, rows(&[&["40000", "20000"]]));
         db.ok("ROLLBACK").await;
-        let upsert = "INSERT INTO g SELECT value % 10000 + 1, 5 FROM generate_series(1, 20000) \
+        let upsert = "INSERT INTO g SELECT n % 10000 + 1, 5 FROM generate_series(1, 20000) n \
                       ON CONFLICT (k) DO UPDATE SET v = excluded.v";
         let e = db.run(upsert, vec![]).await;
         assert!(matches!(e, Err(Error::CardinalityViolation(_))), "{e:?}");

@@ -372,6 +372,17 @@ pub enum KeyAction {
 }
 
 impl KeyAction {
+    /// The action as `information_schema.referential_constraints` names it.
+    pub fn rule(self) -> &'static str {
+        match self {
+            KeyAction::NoAction => "NO ACTION",
+            KeyAction::Restrict => "RESTRICT",
+            KeyAction::Cascade => "CASCADE",
+            KeyAction::SetNull => "SET NULL",
+            KeyAction::SetDefault => "SET DEFAULT",
+        }
+    }
+
     /// The action as `pg_constraint.confdeltype` / `confupdtype` codes it.
     pub fn code(self) -> &'static str {
         match self {
@@ -507,6 +518,16 @@ impl TableDef {
     pub fn default_value(&self, i: usize) -> Result<ScalarValue> {
         let col = &self.columns[i];
         match &col.default {
+            None => ScalarValue::try_from(&col.ty.arrow()).map_err(crate::error::from_datafusion),
+            Some(text) => crate::types::coerce_scalar(&col.ty, &col.name, &ScalarValue::Utf8(Some(text.clone()))),
+        }
+    }
+
+    /// The value rows stored before column `i` was added read (`ColumnDef::missing`), as a
+    /// scalar of its type (NULL when it has none).
+    pub fn missing_value(&self, i: usize) -> Result<ScalarValue> {
+        let col = &self.columns[i];
+        match &col.missing {
             None => ScalarValue::try_from(&col.ty.arrow()).map_err(crate::error::from_datafusion),
             Some(text) => crate::types::coerce_scalar(&col.ty, &col.name, &ScalarValue::Utf8(Some(text.clone()))),
         }

@@ -167,6 +167,11 @@ impl Connection {
     pub(super) async fn setting(&self, name: &str) -> Option<String> {
         self.session().await.setting(name)
     }
+
+    /// Records the user the client connected as (`current_user`).
+    pub(super) async fn set_user(&self, user: &str) {
+        self.session().await.set_user(user);
+    }
 }
 
 /// A panic while running a statement (a bug) as the statement's error, so the client gets

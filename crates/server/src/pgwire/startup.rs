@@ -61,6 +61,9 @@ impl StartupHandler for Startup {
         *self.registration.lock().unwrap_or_else(|p| p.into_inner()) = Some(registration);
         client.set_pid_and_secret_key(pid, secret);
 
+        if let Some(user) = client.metadata().get(METADATA_USER) {
+            self.conn.set_user(user).await;
+        }
         let mut settings = HashMap::new();
         for (name, _) in PARAMETERS {
             if let Some(value) = self.conn.setting(name).await {

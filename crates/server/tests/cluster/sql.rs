@@ -280,7 +280,7 @@ async fn dropped_tables_release_their_shards_on_every_node() {
     let before = shard_ids(&a).await;
     a.batch_execute(
         "CREATE TABLE gone (k INT PRIMARY KEY, v INT) WITH (shards = 2); CREATE INDEX gone_v ON gone (v); \
-         INSERT INTO gone SELECT value, value * 2 FROM generate_series(1, 50)",
+         INSERT INTO gone SELECT g, g * 2 FROM generate_series(1, 50) g",
     )
     .await
     .unwrap();

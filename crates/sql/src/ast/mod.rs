@@ -8,12 +8,14 @@
 //! - [`rewrite`]: AST rewrites before planning (float literals with exponents, catalog queries)
 //!   and what planning reads off the AST (parameter types a position implies, whether a
 //!   statement reads the catalogs); [`decorrelate`]: catalog queries' per-row lookups as joins;
-//!   [`unnest`]: lateral `unnest` in FROM and `ARRAY(subquery)` in forms DataFusion runs.
+//!   [`unnest`]: lateral `unnest` in FROM and `ARRAY(subquery)` in forms DataFusion runs;
+//!   [`from_functions`]: other functions in FROM, their columns named as PostgreSQL does.
 //! - names: [`ident`] folds an identifier as PostgreSQL does, [`table_name`] resolves a table
 //!   reference, [`param_number`] reads a `$n`.
 
 mod decorrelate;
 mod dialect;
+mod from_functions;
 pub(crate) mod limits;
 pub(crate) mod rewrite;
 mod unnest;
@@ -64,6 +66,12 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
         Err(e) if limits::catalog_parsable(sql) => catalog_parse(sql).map_err(|_| syntax(e))?,
         Err(e) => return Err(syntax(e)),
     };
+    if rewrite::names_special_values(sql) {
+        statements.iter_mut().filter_map(Stmt::sql_mut).for_each(rewrite::special_values);
+    }
+    if from_functions::may_apply(sql) {
+        statements.iter_mut().filter_map(Stmt::sql_mut).for_each(from_functions::rewrite);
+    }
     if unnest::may_apply(sql) {
         statements.iter_mut().filter_map(Stmt::sql_mut).for_each(unnest::rewrite);
     }
@@ -136,6 +144,27 @@ pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
         over: None,
         within_group: Vec::new(),
     })
+}
+
+/// A function's arguments as expressions, when none is named or a wildcard.
+fn plain_args(args: &[datafusion::sql::sqlparser::ast::FunctionArg]) -> Option<Vec<Expr>> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr};
+    args.iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A query parsed from text a rewrite wrote; None if it does not parse (what it would have
+/// replaced then stays).
+fn parsed_query(sql: &str) -> Option<datafusion::sql::sqlparser::ast::Query> {
+    use datafusion::sql::sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
+        Statement::Query(q) => Some(*q),
+        _ => None,
+    }
 }
 
 /// The statement's first words, for an "unsupported" message.

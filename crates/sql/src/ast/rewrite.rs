@@ -28,6 +28,24 @@ pub(crate) const EXPAND: &str = "_pg_expandarray";
 /// relation's name, as PostgreSQL prints a regclass (registered by `catalog::pg_catalog`).
 pub(crate) const REGCLASS_OUT: &str = "regclassout";
 
+/// The OIDs of PostgreSQL's own catalog tables that catalog queries name as
+/// `'pg_class'::regclass` (to match `pg_depend.classid` and the like).
+pub(crate) const SYSTEM_RELATIONS: &[(&str, i32)] = &[
+    ("pg_class", 1259),
+    ("pg_type", 1247),
+    ("pg_attribute", 1249),
+    ("pg_proc", 1255),
+    ("pg_namespace", 2615),
+    ("pg_constraint", 2606),
+    ("pg_index", 2610),
+    ("pg_attrdef", 2604),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_sequence", 2224),
+    ("pg_am", 2601),
+    ("pg_database", 1262),
+];
+
 /// Numeric literals are NUMERIC (decimal) as in PostgreSQL, but a literal with an exponent
 /// (`1e300`) is usually meant as a float and may not fit a decimal: it becomes a double.
 pub(crate) fn float_exponents(stmt: &mut Statement) {
@@ -104,9 +122,11 @@ pub(crate) fn regclass_arguments(stmt: &mut Statement) {
 /// - a field of a parenthesized composite, `(e).x`, becomes `e['x']`;
 /// - `generate_subscripts(a, 1)` (SQLAlchemy's index reflection) becomes
 ///   `unnest(range(1, cardinality(a) + 1))` (in bigint), the same positions;
-/// - a `::regclass` cast in a select list prints the relation's name ([`regclass_output`]).
+/// - a `::regclass` cast in a select list prints the relation's name ([`regclass_output`]);
+/// - `x.tableoid` of a system catalog `x` is that catalog's OID ([`tableoids`]).
 pub(crate) fn catalog_query(stmt: &mut Statement) {
     regclass_output(stmt);
+    tableoids(stmt);
     let _ = visit_expressions_mut(stmt, |e| {
         match e {
             Expr::Function(f)
@@ -175,6 +195,78 @@ pub(crate) fn catalog_query(stmt: &mut Statement) {
                 }
             }
             _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `x.tableoid`, the system column of the table a row is in, where `x` binds one of
+/// [`SYSTEM_RELATIONS`] in the same SELECT: that table's OID (pgAdmin joins
+/// `dep.classid = cls.tableoid`). The catalog tables have no system columns here, and a column
+/// of that name would show in their `*`.
+fn tableoids(stmt: &mut Statement) {
+    struct Selects;
+    impl VisitorMut for Selects {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+            let mut bound = std::collections::HashMap::new();
+            let items = select
+                .from
+                .iter()
+                .flat_map(|f| std::iter::once(&f.relation).chain(f.joins.iter().map(|j| &j.relation)));
+            for item in items {
+                let TableFactor::Table { name, alias, args: None, .. } = item else { continue };
+                let Some(relation) = name.0.last().and_then(|p| p.as_ident()).map(super::ident) else { continue };
+                let Some((_, oid)) = SYSTEM_RELATIONS.iter().find(|(n, _)| *n == relation) else { continue };
+                bound.insert(alias.as_ref().map_or(relation, |a| super::ident(&a.name)), *oid);
+            }
+            if bound.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let _ = visit_expressions_mut(select.as_mut(), |e| {
+                if let Expr::CompoundIdentifier(parts) = e {
+                    if let [binding, column] = parts.as_slice() {
+                        let oid = bound.get(&super::ident(binding)).filter(|_| super::ident(column) == "tableoid");
+                        if let Some(oid) = oid {
+                            *e = Expr::Value(Value::Number(oid.to_string(), false).with_empty_span());
+                        }
+                    }
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Selects);
+}
+
+/// PostgreSQL's special values written without parentheses that sqlparser reads as column
+/// names (`current_role`, `current_schema`) or as a function DataFusion lacks
+/// (`current_catalog`): each the function call that answers it. (`current_user`, `user` and
+/// `session_user` are functions of those names, `plan::functions`.)
+const SPECIAL_VALUES: [(&str, &str); 3] =
+    [("current_role", "current_user"), ("current_schema", "current_schema"), ("current_catalog", "current_database")];
+
+/// Whether `sql` names one of [`SPECIAL_VALUES`] (a byte scan, no allocation).
+pub(crate) fn names_special_values(sql: &str) -> bool {
+    let names = |word: &[u8]| sql.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    names(b"current_role") || names(b"current_schema") || names(b"current_catalog")
+}
+
+/// Rewrites [`SPECIAL_VALUES`] into their function calls (an unquoted name only: a quoted one
+/// is a column).
+pub(crate) fn special_values(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        let name = match e {
+            Expr::Identifier(i) if i.quote_style.is_none() => Some(i.value.to_lowercase()),
+            Expr::Function(f) if matches!(f.args, FunctionArguments::None) && f.name.0.len() == 1 => {
+                f.name.0[0].as_ident().filter(|i| i.quote_style.is_none()).map(|i| i.value.to_lowercase())
+            }
+            _ => None,
+        };
+        if let Some((_, function)) = name.and_then(|n| SPECIAL_VALUES.iter().find(|(v, _)| *v == n)) {
+            *e = call(function, Vec::new());
         }
         ControlFlow::<()>::Continue(())
     });
@@ -414,6 +506,28 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("WHERE conrelid = 'x'::REGCLASS"), "{text}");
+    }
+
+    #[test]
+    fn special_values_are_calls_unless_quoted() {
+        let mut stmt = one("SELECT current_role, current_schema, \"current_role\", current_catalog, x");
+        special_values(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT current_user(), current_schema(), \"current_role\", current_database(), x"
+        );
+    }
+
+    #[test]
+    fn tableoid_of_a_catalog_table_is_its_oid() {
+        let mut stmt = one("SELECT t.tableoid FROM pg_catalog.pg_index i JOIN pg_class cls ON cls.oid = i.indexrelid \
+                            LEFT JOIN pg_depend dep ON dep.classid = cls.tableoid, users t");
+        tableoids(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT t.tableoid FROM pg_catalog.pg_index i JOIN pg_class cls ON cls.oid = i.indexrelid \
+             LEFT JOIN pg_depend dep ON dep.classid = 1259, users t"
+        );
     }
 
     #[test]

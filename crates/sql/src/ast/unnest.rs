@@ -25,14 +25,14 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, Ident, ObjectName, OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Statement, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr, FunctionArguments, GroupByExpr, Ident, ObjectName,
+    OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias,
+    TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::{call, ident};
+use super::{call, ident, parsed_query, plain_args};
 
 /// Whether `sql` may hold something [`rewrite`] changes: it names `unnest` or `array` in any
 /// case. No allocation; a statement without either word is left alone.
@@ -126,15 +126,6 @@ fn is_unnest(name: &ObjectName) -> bool {
     name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("unnest"))
 }
 
-fn plain_args(args: &[FunctionArg]) -> Option<Vec<Expr>> {
-    args.iter()
-        .map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn quoted(name: &str) -> Ident {
     Ident::with_quote('"', name)
 }
@@ -163,14 +154,6 @@ fn scope(select: &Select) -> HashMap<String, Option<ObjectName>> {
         .flat_map(|f| std::iter::once(&f.relation).chain(f.joins.iter().map(|j| &j.relation)))
         .filter_map(binding)
         .collect()
-}
-
-/// A query parsed from text this module wrote; None if it does not parse (it then stays).
-fn parsed_query(sql: &str) -> Option<Query> {
-    match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
-        Statement::Query(q) => Some(*q),
-        _ => None,
-    }
 }
 
 fn derived(sql: &str, alias: &str) -> Option<TableFactor> {

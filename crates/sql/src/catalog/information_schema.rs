@@ -9,9 +9,9 @@
 //! from the table definitions: `ordinal_position` from 1, `data_type` PostgreSQL's type name,
 //! `character_maximum_length`, `numeric_precision` / `_radix` / `_scale`, `column_default` as
 //! `pg_attrdef` shows it, `udt_schema` / `udt_name`, `is_identity`, `identity_generation`,
-//! `is_generated`; and `views.view_definition`. It adds `table_constraints` and
-//! `key_column_usage` (Metabase's field sync reads primary keys from them) from the table
-//! definitions.
+//! `is_generated`; and `views.view_definition`. It adds `table_constraints`,
+//! `key_column_usage` (Metabase's field sync reads primary keys from them),
+//! `referential_constraints` and `check_constraints` from the table definitions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -79,7 +79,7 @@ impl std::fmt::Debug for InformationSchema {
 #[async_trait]
 impl SchemaProvider for InformationSchema {
     fn table_names(&self) -> Vec<String> {
-        let ours = [TABLE_CONSTRAINTS, KEY_COLUMN_USAGE].map(String::from);
+        let ours = [TABLE_CONSTRAINTS, KEY_COLUMN_USAGE, REFERENTIAL_CONSTRAINTS, CHECK_CONSTRAINTS].map(String::from);
         self.inner.table_names().into_iter().chain(ours).collect()
     }
 
@@ -326,6 +326,8 @@ fn precision(ty: &SqlType) -> Option<(i64, i64, Option<i64>)> {
 
 const TABLE_CONSTRAINTS: &str = "table_constraints";
 const KEY_COLUMN_USAGE: &str = "key_column_usage";
+const REFERENTIAL_CONSTRAINTS: &str = "referential_constraints";
+const CHECK_CONSTRAINTS: &str = "check_constraints";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum ConstraintView {
@@ -333,6 +335,10 @@ enum ConstraintView {
     TableConstraints,
     /// The columns of each primary key, UNIQUE constraint and foreign key, in key order.
     KeyColumnUsage,
+    /// Each foreign key: the key it references and its actions.
+    ReferentialConstraints,
+    /// Each CHECK constraint's expression.
+    CheckConstraints,
 }
 
 /// A constraint as the two views show it.
@@ -368,6 +374,8 @@ impl Constraints {
         match name {
             TABLE_CONSTRAINTS => Some(ConstraintView::TableConstraints),
             KEY_COLUMN_USAGE => Some(ConstraintView::KeyColumnUsage),
+            REFERENTIAL_CONSTRAINTS => Some(ConstraintView::ReferentialConstraints),
+            CHECK_CONSTRAINTS => Some(ConstraintView::CheckConstraints),
             _ => None,
         }
     }
@@ -403,6 +411,20 @@ impl Constraints {
                 "ordinal_position",
                 "position_in_unique_constraint",
             ],
+            ConstraintView::ReferentialConstraints => &[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "unique_constraint_catalog",
+                "unique_constraint_schema",
+                "unique_constraint_name",
+                "match_option",
+                "update_rule",
+                "delete_rule",
+            ],
+            ConstraintView::CheckConstraints => {
+                &["constraint_catalog", "constraint_schema", "constraint_name", "check_clause"]
+            }
         };
         let ty = |n: &str| if n.contains("position") { DataType::Int32 } else { DataType::Utf8 };
         Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, ty(n), true)).collect::<Vec<_>>()))
@@ -418,6 +440,37 @@ impl Constraints {
             let (schema, table) = split_name(&t.name);
             let head =
                 |name: &str| vec![text(CATALOG), text(schema), text(name), text(CATALOG), text(schema), text(table)];
+            match self.kind {
+                ConstraintView::ReferentialConstraints => {
+                    for fk in &t.foreign_keys {
+                        let Some(parent) = tables.iter().find(|p| p.id == fk.parent) else { continue };
+                        let unique = match parent.referenced_key(&fk.parent_columns) {
+                            Some(Some(index)) => index.name.clone(),
+                            _ => parent.pkey_name(),
+                        };
+                        rows.push(vec![
+                            text(CATALOG),
+                            text(schema),
+                            text(&fk.name),
+                            text(CATALOG),
+                            text(split_name(&parent.name).0),
+                            text(&unique),
+                            text("NONE"),
+                            text(fk.on_update.rule()),
+                            text(fk.on_delete.rule()),
+                        ]);
+                    }
+                    continue;
+                }
+                ConstraintView::CheckConstraints => {
+                    for c in &t.checks {
+                        let clause = format!("(({}))", c.expr);
+                        rows.push(vec![text(CATALOG), text(schema), text(&c.name), text(&clause)]);
+                    }
+                    continue;
+                }
+                ConstraintView::TableConstraints | ConstraintView::KeyColumnUsage => {}
+            }
             let key = |name: &str, kind: &'static str, columns: &[usize]| Key {
                 name: name.to_string(),
                 kind,
@@ -457,6 +510,7 @@ impl Constraints {
                         rows.push(row);
                     }
                 }
+                ConstraintView::ReferentialConstraints | ConstraintView::CheckConstraints => {}
                 ConstraintView::KeyColumnUsage => {
                     for k in &keys {
                         for (n, c) in k.columns.iter().enumerate() {

@@ -47,7 +47,8 @@ use datafusion::scalar::ScalarValue;
 
 use super::cache::Catalog;
 use super::provider::{CATALOG, PUBLIC};
-use crate::ast::rewrite::{EXPAND, REGCLASS_OUT};
+use crate::ast::rewrite::{EXPAND, REGCLASS_OUT, SYSTEM_RELATIONS};
+use crate::settings::Settings;
 use crate::table::{
     split_name, ColumnDef, ForeignKeyDef, Identity, IndexDef, IndexState, KeyAction, SequenceDef, TableDef, ViewDef,
     INDOPTION_DESC, INDOPTION_NULLS_FIRST,
@@ -74,10 +75,10 @@ const HEAP: i64 = 2;
 
 /// Wraps the session's `pg_catalog` schema (registered by datafusion-pg-catalog) so it shows
 /// primary keys, and registers `pg_get_indexdef` and `pg_get_constraintdef`.
-pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()> {
+pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>, settings: Settings) -> DfResult<()> {
     let schemas = ctx.catalog(CATALOG).ok_or_else(|| DataFusionError::Plan("no raftable catalog".into()))?;
     let inner = schemas.schema("pg_catalog").ok_or_else(|| DataFusionError::Plan("no pg_catalog".into()))?;
-    schemas.register_schema("pg_catalog", Arc::new(Overlay { inner, catalog: catalog.clone() }))?;
+    schemas.register_schema("pg_catalog", Arc::new(Overlay { inner, catalog: catalog.clone(), settings }))?;
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_indexdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new("pg_get_constraintdef", catalog.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
@@ -96,6 +97,7 @@ pub(crate) fn amend(ctx: &SessionContext, catalog: Arc<Catalog>) -> DfResult<()>
     for name in ["obj_description", "col_description"] {
         ctx.register_udf(ScalarUDF::new_from_impl(DefinitionUdf::new(name, catalog.clone())));
     }
+    ctx.register_udf(encoding_name());
     Ok(())
 }
 
@@ -198,6 +200,27 @@ impl ScalarUDFImpl for Visible {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(visible)))
     }
+}
+
+/// `pg_encoding_to_char(encoding)`: PostgreSQL's name of an encoding number (`UTF8` for 6, the
+/// only server encoding here; datafusion-pg-catalog's says `UTF-8`), '' for an unknown one.
+fn encoding_name() -> ScalarUDF {
+    let name = |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+        let codes = ColumnarValue::values_to_arrays(args)?;
+        let codes = datafusion::arrow::compute::cast(&codes[0], &DataType::Int64)?;
+        let names: StringArray = as_int64_array(&codes)?
+            .iter()
+            .map(|c| c.map(|c| ["SQL_ASCII", "", "", "", "", "", "UTF8"].get(c as usize).copied().unwrap_or("")))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(names)))
+    };
+    datafusion::logical_expr::create_udf(
+        "pg_encoding_to_char",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(name),
+    )
 }
 
 /// `pg_size_pretty(bytes)`: a size as PostgreSQL prints it (`10239 bytes`, `10 kB`, `20 MB`,
@@ -502,6 +525,8 @@ pub(crate) fn quoted(name: &str) -> String {
 struct Overlay {
     inner: Arc<dyn SchemaProvider>,
     catalog: Arc<Catalog>,
+    /// The session's, which `pg_settings` shows.
+    settings: Settings,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -531,9 +556,10 @@ impl Amended {
     }
 }
 
-/// The settings `pg_settings` adds to datafusion-pg-catalog's (`standard_conforming_strings`):
-/// PostgreSQL 15's fixed limits and version, which drivers read (pgJDBC's `getMaxIndexKeys`,
-/// asked by `getImportedKeys`), with their units.
+/// The settings `pg_settings` shows beside the session's and datafusion-pg-catalog's
+/// (`standard_conforming_strings`): PostgreSQL 15's fixed limits and version, which drivers
+/// read (pgJDBC's `getMaxIndexKeys`, asked by `getImportedKeys`), with their units; and the
+/// names PostgreSQL spells in mixed case.
 const SETTINGS: &[(&str, &str, Option<&str>)] = &[
     ("max_index_keys", "32", None),
     ("max_identifier_length", "63", None),
@@ -545,6 +571,7 @@ const SETTINGS: &[(&str, &str, Option<&str>)] = &[
     ("block_size", "8192", None),
     ("integer_datetimes", "on", None),
     ("DateStyle", "ISO, MDY", None),
+    ("IntervalStyle", "postgres", None),
     ("TimeZone", "UTC", None),
 ];
 
@@ -569,7 +596,8 @@ impl SchemaProvider for Overlay {
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
-        let overlay = Overlay { inner: self.inner.clone(), catalog: self.catalog.clone() };
+        let overlay =
+            Overlay { inner: self.inner.clone(), catalog: self.catalog.clone(), settings: self.settings.clone() };
         let schema = with_arrays(&table.schema(), kind);
         Ok(Some(Arc::new(AmendedTable { table, kind, schema, overlay: Arc::new(overlay) })))
     }
@@ -681,8 +709,9 @@ fn array_columns(kind: Amended) -> &'static [(&'static str, DataType, Option<&'s
     }
 }
 
-/// `schema` with [`array_columns`] as lists of their element type, and `pg_class.reloptions`
-/// (NULL: no storage options), which datafusion-pg-catalog lacks and SQLAlchemy reads.
+/// `schema` with [`array_columns`] as lists of their element type, `pg_class.reloptions`
+/// (NULL: no storage options) and `relacl` (NULL: the default privileges), which
+/// datafusion-pg-catalog lacks and SQLAlchemy, DBeaver and pgAdmin read.
 fn with_arrays(schema: &SchemaRef, kind: Amended) -> SchemaRef {
     let mut fields: Vec<Field> = schema
         .fields()
@@ -699,12 +728,10 @@ fn with_arrays(schema: &SchemaRef, kind: Amended) -> SchemaRef {
             _ => f.as_ref().clone(),
         })
         .collect();
-    if matches!(kind, Amended::Class) && schema.field_with_name("reloptions").is_err() {
-        fields.push(Field::new(
-            "reloptions",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-            true,
-        ));
+    if matches!(kind, Amended::Class) {
+        for name in ["reloptions", "relacl"].into_iter().filter(|n| schema.field_with_name(n).is_err()) {
+            fields.push(Field::new(name, DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))), true));
+        }
     }
     Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
@@ -849,22 +876,39 @@ impl TableProvider for AmendedTable {
             Amended::Sequence => snapshot.sequences.iter().map(|s| (None, sequence_row(s))).collect(),
             Amended::Depend => {
                 let owned = snapshot.sequences.iter().filter_map(|s| owned_row(s, &snapshot.tables));
-                owned.map(|r| (None, r)).collect()
+                let constraints = keyed.iter().filter(|k| k.contype().is_some()).map(constraint_index_row);
+                owned.chain(constraints).map(|r| (None, r)).collect()
             }
             Amended::Views => self.overlay.catalog.cached_views().iter().map(|v| (None, view_row(v))).collect(),
-            Amended::Settings => SETTINGS
-                .iter()
-                .map(|(name, setting, unit)| {
-                    let row = vec![
-                        ("name", ScalarValue::Utf8(Some((*name).to_string()))),
-                        ("setting", ScalarValue::Utf8(Some((*setting).to_string()))),
-                        ("unit", ScalarValue::Utf8(unit.map(String::from))),
-                        ("context", ScalarValue::Utf8(Some("internal".into()))),
-                        ("source", ScalarValue::Utf8(Some("default".into()))),
-                    ];
-                    (None, row)
-                })
-                .collect(),
+            Amended::Settings => {
+                // The session's settings (SET, `set_config`) under PostgreSQL's spelling of
+                // their names, then the fixed ones it lacks; each name once.
+                let mut shown: HashSet<String> = HashSet::new();
+                for batch in &batches {
+                    let names = datafusion::common::cast::as_string_array(batch.column(0))?;
+                    shown.extend(names.iter().flatten().map(str::to_lowercase));
+                }
+                let session = self.overlay.settings.all().into_iter().map(|(name, value)| {
+                    let fixed = SETTINGS.iter().find(|(n, ..)| n.eq_ignore_ascii_case(&name));
+                    let spelled = fixed.map_or(name, |(n, ..)| n.to_string());
+                    (spelled, value, fixed.and_then(|(.., unit)| *unit), "user")
+                });
+                let fixed = SETTINGS.iter().map(|(n, v, unit)| (n.to_string(), v.to_string(), *unit, "internal"));
+                session
+                    .chain(fixed)
+                    .filter(|(name, ..)| shown.insert(name.to_lowercase()))
+                    .map(|(name, setting, unit, context)| {
+                        let row = vec![
+                            ("name", ScalarValue::Utf8(Some(name))),
+                            ("setting", ScalarValue::Utf8(Some(setting))),
+                            ("unit", ScalarValue::Utf8(unit.map(String::from))),
+                            ("context", ScalarValue::Utf8(Some(context.into()))),
+                            ("source", ScalarValue::Utf8(Some("default".into()))),
+                        ];
+                        (None, row)
+                    })
+                    .collect()
+            }
             Amended::Description => {
                 let views = self.overlay.catalog.cached_views();
                 let tables = snapshot.tables.iter().flat_map(|t| description_rows(t));
@@ -1087,6 +1131,8 @@ fn foreign_key_rows(
 
 /// `pg_class`'s own OID: the class of tables, indexes and sequences in `pg_depend`.
 const PG_CLASS: i64 = 1259;
+/// `pg_constraint`'s own OID: the class of constraints in `pg_depend`.
+const PG_CONSTRAINT: i64 = 2606;
 
 /// `pg_depend`'s row of a sequence owned by a column (SERIAL: deptype 'a'; identity: 'i'),
 /// which Alembic and `pg_get_serial_sequence`'s callers read to tie the two.
@@ -1106,23 +1152,19 @@ fn owned_row(s: &SequenceDef, tables: &[Arc<TableDef>]) -> Option<Vec<(&'static 
     ])
 }
 
-/// The OIDs of PostgreSQL's own catalog tables that catalog queries name as
-/// `'pg_class'::regclass` (to match `pg_depend.classid` and the like).
-const SYSTEM_RELATIONS: &[(&str, i32)] = &[
-    ("pg_class", 1259),
-    ("pg_type", 1247),
-    ("pg_attribute", 1249),
-    ("pg_proc", 1255),
-    ("pg_namespace", 2615),
-    ("pg_constraint", 2606),
-    ("pg_index", 2610),
-    ("pg_attrdef", 2604),
-    ("pg_depend", 2608),
-    ("pg_description", 2609),
-    ("pg_sequence", 2224),
-    ("pg_am", 2601),
-    ("pg_database", 1262),
-];
+/// `pg_depend`'s row of a primary key's or UNIQUE constraint's index, which the constraint
+/// owns (deptype 'i'): pgAdmin finds an index's constraint through it.
+fn constraint_index_row(k: &Keyed) -> Vec<(&'static str, ScalarValue)> {
+    vec![
+        ("classid", ScalarValue::Int64(Some(PG_CLASS))),
+        ("objid", ScalarValue::Int64(Some(k.index_oid()))),
+        ("objsubid", ScalarValue::Int64(Some(0))),
+        ("refclassid", ScalarValue::Int64(Some(PG_CONSTRAINT))),
+        ("refobjid", ScalarValue::Int64(Some(k.constraint_oid()))),
+        ("refobjsubid", ScalarValue::Int64(Some(0))),
+        ("deptype", ScalarValue::Utf8(Some("i".into()))),
+    ]
+}
 
 /// `pg_sequence`'s row of a sequence.
 fn sequence_row(s: &SequenceDef) -> Vec<(&'static str, ScalarValue)> {

@@ -751,9 +751,11 @@ async fn is_empty(cluster: &dyn Cluster, def: &TableDef) -> Result<bool> {
 }
 
 /// `ADD [COLUMN] [IF NOT EXISTS] c type [NOT NULL | NULL] [DEFAULT expr]`, as a write-only
-/// column at the end. A NOT NULL column without a default, or one whose default is computed per
-/// row, can only be added to an empty table (PostgreSQL would fill the rows; raftable does not
-/// rewrite them).
+/// column at the end. Rows stored before read its `missing` value: the constant default, or
+/// for `now()`, `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP` and `CURRENT_DATE` their value at the
+/// ALTER, as PostgreSQL stores it for these stable functions. A NOT NULL column without a
+/// default, or one whose default differs per row (`nextval`, `gen_random_uuid()`), can only be
+/// added to an empty table (PostgreSQL would fill the rows; raftable does not rewrite them).
 async fn add_column(
     cluster: &dyn Cluster,
     catalog: &Catalog,
@@ -781,8 +783,13 @@ async fn add_column(
             other => return Err(Error::unsupported(format!("ADD COLUMN with {other} is not supported"))),
         }
     }
-    if (col.computed.is_some() || (!col.nullable && col.default.is_none())) && !is_empty(cluster, def).await? {
-        return Err(if col.computed.is_some() {
+    col.missing = match &col.computed {
+        Some(computed) => at_alter(&col, computed)?,
+        None => col.default.clone(),
+    };
+    let per_row = col.computed.is_some() && col.missing.is_none();
+    if (per_row || (!col.nullable && col.missing.is_none())) && !is_empty(cluster, def).await? {
+        return Err(if per_row {
             Error::unsupported(format!(
                 "ADD COLUMN with DEFAULT {} on a table with rows is not supported",
                 col.computed.as_ref().map(|c| c.display()).unwrap_or_default()
@@ -795,10 +802,25 @@ async fn add_column(
         });
     }
     col.added = true;
-    col.missing = col.default.clone();
     col.state = ColumnState::WriteOnly;
     def.columns.push(col);
     Ok(())
+}
+
+/// A computed default's value now, as the text a missing value is stored as, for the stable
+/// functions of the time (None: one that differs per row).
+fn at_alter(col: &ColumnDef, computed: &Computed) -> Result<Option<String>> {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let micros = since_epoch.as_micros() as i64;
+    let value = match computed {
+        Computed::Now | Computed::CurrentTimestamp => {
+            ScalarValue::TimestampMicrosecond(Some(micros), Some("+00:00".into()))
+        }
+        Computed::LocalTimestamp => ScalarValue::TimestampMicrosecond(Some(micros), None),
+        Computed::CurrentDate => ScalarValue::Date32(Some(micros.div_euclid(86_400_000_000) as i32)),
+        Computed::Nextval(_) | Computed::RandomUuid => return Ok(None),
+    };
+    Ok(Some(scalar_text(&coerce_scalar(&col.ty, &col.name, &value)?)))
 }
 
 /// `DROP [COLUMN] [IF EXISTS] c [, ...]`: the column keeps its slot under a name nobody can

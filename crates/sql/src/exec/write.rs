@@ -142,10 +142,10 @@ pub(crate) fn full_columns(shards: &Shards<'_>, def: &TableDef, visible: &[Array
             let given = it.next().ok_or_else(|| Error::Internal("fewer columns than the table has".into()))?;
             col.ty.coerce(&col.name, given)?
         } else {
-            // Being added: its constant default (a computed one is only added to an empty
-            // table: NULL meanwhile); dropped: NULL.
+            // Being added: the value rows stored before it read (its constant default, or a
+            // stable computed one's value at the ALTER); dropped: NULL.
             let value = match col.state {
-                ColumnState::WriteOnly => def.default_value(i)?,
+                ColumnState::WriteOnly => def.missing_value(i)?,
                 _ => ScalarValue::try_from(&col.ty.arrow()).map_err(from_datafusion)?,
             };
             value.to_array_of_size(rows).map_err(from_datafusion)?

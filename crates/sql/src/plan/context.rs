@@ -53,7 +53,7 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     ) {
         tracing::warn!(error = %e, "pg_catalog unavailable in this session");
-    } else if let Err(e) = crate::catalog::pg_catalog::amend(&ctx, catalog.clone()) {
+    } else if let Err(e) = crate::catalog::pg_catalog::amend(&ctx, catalog.clone(), state.settings.clone()) {
         tracing::warn!(error = %e, "pg_catalog shows no primary keys in this session");
     }
     if let Err(e) = crate::catalog::information_schema::register(&ctx, catalog) {

@@ -30,6 +30,7 @@ use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::error::{from_datafusion, to_datafusion};
 use crate::sequence::{Sequences, SessionValues};
+use crate::settings::{Settings, USER_SETTING};
 use crate::table::{relation_name, split_name, SequenceDef};
 
 /// What the functions of one session share: the node's catalog, cluster and sequence values,
@@ -41,29 +42,6 @@ pub(crate) struct FunctionState {
     pub sequences: Arc<Sequences>,
     pub session: Arc<SessionValues>,
     pub settings: Settings,
-}
-
-/// A session's settings (SET / SHOW, `current_setting`), names lower-case.
-#[derive(Clone, Default, Debug)]
-pub(crate) struct Settings(Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>);
-
-impl Settings {
-    pub(crate) fn new(defaults: impl IntoIterator<Item = (String, String)>) -> Self {
-        Settings(Arc::new(std::sync::RwLock::new(defaults.into_iter().collect())))
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<String> {
-        self.0.read().expect("settings lock").get(name).cloned()
-    }
-
-    pub(crate) fn set(&self, name: String, value: String) {
-        self.0.write().expect("settings lock").insert(name, value);
-    }
-
-    /// Every setting, by name.
-    pub(crate) fn all(&self) -> Vec<(String, String)> {
-        self.0.read().expect("settings lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
 }
 
 impl std::fmt::Debug for FunctionState {
@@ -121,7 +99,13 @@ pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(SyncFn::new("currval", 1, state.clone())),
         ScalarUDF::new_from_impl(SyncFn::new("lastval", 0, state.clone())),
         ScalarUDF::new_from_impl(SyncFn::new("pg_get_serial_sequence", 2, state.clone())),
-        ScalarUDF::new_from_impl(SyncFn::new("current_setting", 0, state)),
+        ScalarUDF::new_from_impl(SyncFn::new("current_setting", 0, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("set_config", 3, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("current_user", 0, state)).with_aliases([
+            "user",
+            "session_user",
+            "current_role",
+        ]),
         gen_random_uuid(),
         ScalarUDF::new_from_impl(BuildObject::new("json_build_object")),
         ScalarUDF::new_from_impl(BuildObject::new("jsonb_build_object")),
@@ -291,9 +275,10 @@ impl AsyncScalarUDFImpl for AsyncFn {
     }
 }
 
-/// `currval(regclass)`, `lastval()`, `pg_get_serial_sequence(table, column)` and
-/// `current_setting(name [, missing_ok])`: answered from the session's values and settings and
-/// the cached catalog.
+/// `currval(regclass)`, `lastval()`, `pg_get_serial_sequence(table, column)`,
+/// `current_setting(name [, missing_ok])`, `set_config(name, value, is_local)` and
+/// `current_user` (also `user`, `session_user`, `current_role`: no roles to switch to):
+/// answered from the session's values and settings and the cached catalog.
 struct SyncFn {
     name: &'static str,
     signature: Signature,
@@ -304,7 +289,8 @@ named_udf!(SyncFn);
 
 impl SyncFn {
     fn new(name: &'static str, args: usize, state: FunctionState) -> Self {
-        let volatility = if name == "pg_get_serial_sequence" { Volatility::Stable } else { Volatility::Volatile };
+        let stable = matches!(name, "pg_get_serial_sequence" | "current_user");
+        let volatility = if stable { Volatility::Stable } else { Volatility::Volatile };
         let signature = match name {
             "current_setting" => {
                 Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable)
@@ -357,6 +343,28 @@ impl SyncFn {
         Ok(Arc::new(out))
     }
 
+    /// Sets each row's setting for the session and returns its value, as SET does (`is_local`
+    /// as SET LOCAL: the session's value too, see docs/sql.md). pgAdmin sets `bytea_output`
+    /// this way at connect.
+    fn set_config(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
+        let rows = args.number_rows;
+        let de = crate::error::from_datafusion;
+        let names = column(&args.args[0], rows, &DataType::Utf8).map_err(de)?;
+        let values = column(&args.args[1], rows, &DataType::Utf8).map_err(de)?;
+        let (names, values) = (as_string_array(&names).map_err(de)?, as_string_array(&values).map_err(de)?);
+        let out = names
+            .iter()
+            .zip(values.iter())
+            .map(|(name, value)| {
+                let name = name?.to_lowercase();
+                let value = value.unwrap_or_default().to_string();
+                self.state.settings.set(name.clone(), value);
+                self.state.settings.get(&name)
+            })
+            .collect::<StringArray>();
+        Ok(Arc::new(out))
+    }
+
     /// The sequence a table's column takes its default from, as `schema.name`.
     fn serial_sequence(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
         let rows = args.number_rows;
@@ -405,7 +413,7 @@ impl ScalarUDFImpl for SyncFn {
 
     fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
         Ok(match self.name {
-            "pg_get_serial_sequence" | "current_setting" => DataType::Utf8,
+            "pg_get_serial_sequence" | "current_setting" | "set_config" | "current_user" => DataType::Utf8,
             _ => DataType::Int64,
         })
     }
@@ -415,6 +423,11 @@ impl ScalarUDFImpl for SyncFn {
             "currval" => self.currval(&args),
             "lastval" => self.lastval(&args),
             "current_setting" => self.current_setting(&args),
+            "set_config" => self.set_config(&args),
+            "current_user" => {
+                let user = self.state.settings.get(USER_SETTING);
+                Ok(Arc::new(StringArray::from(vec![user; args.number_rows])) as ArrayRef)
+            }
             _ => self.serial_sequence(&args),
         };
         out.map(ColumnarValue::Array).map_err(to_datafusion)
