@@ -36,20 +36,28 @@ pub(crate) fn may_apply(sql: &str) -> bool {
     sql.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"from"))
 }
 
-/// Rewrites every function item of every FROM list in `stmt` (subqueries included).
-pub(crate) fn rewrite(stmt: &mut Statement) {
-    struct Items;
+/// Rewrites every function item of every FROM list in `stmt` (subqueries included), those of
+/// `generate_series` only with `series`; whether one changed.
+pub(crate) fn rewrite(stmt: &mut Statement, series: bool) -> bool {
+    struct Items {
+        changed: bool,
+        series: bool,
+    }
     impl VisitorMut for Items {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            rewrite_item(factor);
+            let before = factor.clone();
+            rewrite_item(factor, self.series);
+            self.changed |= *factor != before;
             ControlFlow::Continue(())
         }
     }
-    let _ = stmt.visit(&mut Items);
+    let mut items = Items { changed: false, series };
+    let _ = stmt.visit(&mut items);
+    items.changed
 }
 
-fn rewrite_item(factor: &mut TableFactor) {
+fn rewrite_item(factor: &mut TableFactor, series: bool) {
     let TableFactor::Table { name, alias, args, with_ordinality: false, .. } = factor else {
         return;
     };
@@ -70,6 +78,7 @@ fn rewrite_item(factor: &mut TableFactor) {
     let call =
         |name: &ObjectName| format!("{name}({})", plain.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
     let replacement = match function.as_str() {
+        "generate_series" if !series => return,
         "generate_series" if plain.iter().all(constant) => {
             let columns = vec![TableAliasColumnDef { name: column, data_type: None }];
             *alias = Some(TableAlias { explicit: true, name: binding, columns, at: None });
@@ -113,7 +122,8 @@ mod tests {
 
     fn rewritten(sql: &str) -> String {
         let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().pop().unwrap();
-        rewrite(&mut stmt);
+        let changed = rewrite(&mut stmt, true);
+        assert_eq!(changed, stmt.to_string() != sql, "{sql}");
         stmt.to_string()
     }
 

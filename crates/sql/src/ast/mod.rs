@@ -9,7 +9,8 @@
 //!   and what planning reads off the AST (parameter types a position implies, whether a
 //!   statement reads the catalogs); [`decorrelate`]: catalog queries' per-row lookups as joins;
 //!   [`unnest`]: lateral `unnest` in FROM and `ARRAY(subquery)` in forms DataFusion runs;
-//!   [`from_functions`]: other functions in FROM, their columns named as PostgreSQL does.
+//!   [`from_functions`]: other functions in FROM, their columns named as PostgreSQL does;
+//!   [`subqueries`]: IN / EXISTS subqueries outside WHERE conditions as aggregates.
 //! - names: [`ident`] folds an identifier as PostgreSQL does, [`table_name`] resolves a table
 //!   reference, [`param_number`] reads a `$n`.
 
@@ -18,6 +19,7 @@ mod dialect;
 mod from_functions;
 pub(crate) mod limits;
 pub(crate) mod rewrite;
+pub(crate) mod subqueries;
 mod unnest;
 
 use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Statement, Value};
@@ -48,6 +50,11 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
             let mut statements: Vec<Statement> = statements.into_iter().filter_map(Stmt::into_sql).collect();
             let mut changed = false;
             for stmt in &mut statements {
+                // Scalar functions in FROM first: datafusion-pg-catalog's parser replaces
+                // Grafana's search-path subquery (which reads one) with '' (a wrong answer).
+                // Not generate_series: psql's publication query reads one, and its parser
+                // replaces that query with one DataFusion runs.
+                changed |= from_functions::may_apply(sql) && from_functions::rewrite(stmt, false);
                 changed |= rewrite::partition_ancestors(stmt);
                 changed |= decorrelate::lookups_as_joins(stmt);
                 changed |= rewrite::regclass_of_text(stmt);
@@ -69,8 +76,13 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
     if rewrite::names_special_values(sql) {
         statements.iter_mut().filter_map(Stmt::sql_mut).for_each(rewrite::special_values);
     }
+    if subqueries::may_apply(sql) {
+        statements.iter_mut().filter_map(Stmt::sql_mut).for_each(subqueries::rewrite);
+    }
     if from_functions::may_apply(sql) {
-        statements.iter_mut().filter_map(Stmt::sql_mut).for_each(from_functions::rewrite);
+        for stmt in statements.iter_mut().filter_map(Stmt::sql_mut) {
+            from_functions::rewrite(stmt, true);
+        }
     }
     if unnest::may_apply(sql) {
         statements.iter_mut().filter_map(Stmt::sql_mut).for_each(unnest::rewrite);

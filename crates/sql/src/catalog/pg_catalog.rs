@@ -216,7 +216,7 @@ fn encoding_name() -> ScalarUDF {
     };
     datafusion::logical_expr::create_udf(
         "pg_encoding_to_char",
-        vec![DataType::Int32],
+        vec![DataType::Int64],
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(name),

@@ -25,6 +25,7 @@ use datafusion::logical_expr::{
 use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Result};
 
+use crate::ast::subqueries::IN_ARRAY;
 use crate::catalog::pg_catalog::quoted;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
@@ -110,6 +111,7 @@ pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(BuildObject::new("json_build_object")),
         ScalarUDF::new_from_impl(BuildObject::new("jsonb_build_object")),
         ScalarUDF::new_from_impl(Format::new()),
+        ScalarUDF::new_from_impl(InArray::new()),
     ]
 }
 
@@ -714,6 +716,66 @@ fn json_value(v: &ScalarValue) -> serde_json::Value {
             J::String(s.clone())
         }
         other => J::String(other.to_string()),
+    }
+}
+
+/// `in_array(x, values)`: `x IN (subquery)` over the subquery's values as an array
+/// (`ast::subqueries`), as PostgreSQL answers IN: true if a value equals `x`; else NULL when
+/// `x` is NULL (and there are values) or a value is NULL; else false.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct InArray {
+    signature: Signature,
+}
+
+impl InArray {
+    fn new() -> Self {
+        Self { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for InArray {
+    fn name(&self) -> &str {
+        IN_ARRAY
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let needles = args.args[0].to_array(rows)?;
+        let lists = args.args[1].to_array(rows)?;
+        let lists = datafusion::common::cast::as_list_array(&lists)?;
+        let mut out = BooleanArray::builder(rows);
+        for i in 0..rows {
+            if lists.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let values = lists.value(i);
+            if values.is_empty() {
+                out.append_value(false);
+            } else if needles.is_null(i) || values.data_type() == &DataType::Null {
+                out.append_null();
+            } else {
+                let needle = cast(&needles.slice(i, 1), values.data_type())?;
+                let equal = datafusion::arrow::compute::kernels::cmp::eq(
+                    &values,
+                    &datafusion::arrow::array::Scalar::new(needle),
+                )?;
+                match (equal.true_count() > 0, values.null_count() > 0) {
+                    (true, _) => out.append_value(true),
+                    (false, true) => out.append_null(),
+                    (false, false) => out.append_value(false),
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 
