@@ -19,7 +19,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{
-    CeilFloorKind, DataType as SqlType, Expr, ObjectName, Query, SelectItem, SetExpr, UnaryOperator, Value,
+    CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, UnaryOperator, Value,
 };
 use futures::StreamExt;
 
@@ -106,6 +106,64 @@ impl Columns {
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+/// `query` with a select list DataFusion plans when it names two outputs alike (`SELECT k, k`,
+/// `SELECT 1, 1`, `SELECT *, k`): every later output of a name already given, and with a
+/// wildcard every plain column, aliased to a name of its own. PostgreSQL allows the duplicates;
+/// [`Columns::of`] the original query then names the outputs as PostgreSQL does. In each
+/// select of the query's body (a UNION's branches too), not in subqueries; `None` if nothing
+/// changed.
+pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
+    fn distinct(body: &mut SetExpr, changed: &mut bool) {
+        match body {
+            SetExpr::Select(select) => {
+                let wildcard = select
+                    .projection
+                    .iter()
+                    .any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in select.projection.iter_mut().enumerate() {
+                    let (key, expr) = match item {
+                        SelectItem::UnnamedExpr(e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)))
+                            if wildcard =>
+                        {
+                            (None, e.clone())
+                        }
+                        SelectItem::UnnamedExpr(e) => (Some(unaliased_key(e)), e.clone()),
+                        SelectItem::ExprWithAlias { expr, alias } => (Some(ident(alias)), expr.clone()),
+                        _ => continue,
+                    };
+                    if key.is_some_and(|k| seen.insert(k)) {
+                        continue;
+                    }
+                    let alias = Ident::with_quote('"', format!("__raftable_output_{i}"));
+                    *item = SelectItem::ExprWithAlias { expr, alias };
+                    *changed = true;
+                }
+            }
+            SetExpr::Query(q) => distinct(&mut q.body, changed),
+            SetExpr::SetOperation { left, right, .. } => {
+                distinct(left, changed);
+                distinct(right, changed);
+            }
+            _ => {}
+        }
+    }
+    let mut query = query.clone();
+    let mut changed = false;
+    distinct(&mut query.body, &mut changed);
+    changed.then_some(query)
+}
+
+/// What DataFusion's name of an unaliased output is taken to be: a column's own name (`k` and
+/// `t.k` may be one column), else the expression.
+fn unaliased_key(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => ident(i),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
+        other => other.to_string(),
     }
 }
 
@@ -266,6 +324,35 @@ mod tests {
 
     fn names(sql: &str, n: usize) -> Vec<String> {
         columns(sql, &vec![DataType::Utf8; n]).into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Outputs named alike get names of their own for DataFusion: the later ones, and with a
+    /// wildcard every plain column; subqueries are left alone.
+    #[test]
+    fn outputs_named_alike_are_renamed_for_planning() {
+        let distinct = |sql: &str| {
+            let Statement::Query(q) = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0) else {
+                panic!("not a query")
+            };
+            with_distinct_names(&q).map(|q| q.to_string())
+        };
+        assert_eq!(
+            distinct("SELECT k, t.k, 1, 1, v AS k FROM t").as_deref(),
+            Some(
+                "SELECT k, t.k AS \"__raftable_output_1\", 1, 1 AS \"__raftable_output_3\", \
+                 v AS \"__raftable_output_4\" FROM t"
+            )
+        );
+        assert_eq!(
+            distinct("SELECT *, k FROM t UNION SELECT a, a FROM (SELECT 1 AS a, 2 AS a) AS s").as_deref(),
+            Some(
+                "SELECT *, k AS \"__raftable_output_1\" FROM t UNION SELECT a, a AS \"__raftable_output_1\" \
+                 FROM (SELECT 1 AS a, 2 AS a) AS s"
+            )
+        );
+        assert_eq!(distinct("SELECT k, v, count(*) FROM t"), None);
+        // The original select list names the outputs.
+        assert_eq!(names("SELECT k, t.k, count(*), count(*)", 4), ["k", "k", "count", "count"]);
     }
 
     /// Expected names are PostgreSQL 15's for the same select lists.

@@ -88,6 +88,9 @@ fn from_message(msg: &str) -> Error {
     if lower.contains("ambiguous reference") {
         return Error::AmbiguousColumn(msg.to_string());
     }
+    if lower.contains("inconsistent data length across values list") {
+        return Error::SyntaxError("VALUES lists must all be the same length".into());
+    }
     if lower.contains("must appear in the group by") || lower.contains("group by clause") {
         return Error::GroupingError(msg.to_string());
     }

@@ -108,6 +108,13 @@ impl ColumnDef {
     pub fn has_default(&self) -> bool {
         self.default.is_some() || self.computed.is_some()
     }
+
+    /// Whether a column being added takes a default that differs per row (`nextval`,
+    /// `gen_random_uuid()`: no `missing` value stands for it), which writers compute while it
+    /// is write-only and the ADD COLUMN's backfill gives the rows stored before.
+    pub fn filled_per_row(&self) -> bool {
+        self.added && self.computed.is_some() && self.missing.is_none()
+    }
 }
 
 /// A column default computed when a row is inserted (a constant one is `ColumnDef::default`).

@@ -46,9 +46,7 @@ pub(crate) fn rewrite(stmt: &mut Statement, series: bool) -> bool {
     impl VisitorMut for Items {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            let before = factor.clone();
-            rewrite_item(factor, self.series);
-            self.changed |= *factor != before;
+            self.changed |= rewrite_item(factor, self.series);
             ControlFlow::Continue(())
         }
     }
@@ -57,45 +55,46 @@ pub(crate) fn rewrite(stmt: &mut Statement, series: bool) -> bool {
     items.changed
 }
 
-fn rewrite_item(factor: &mut TableFactor, series: bool) {
+/// Rewrites one FROM item if it is a function call; whether it did.
+fn rewrite_item(factor: &mut TableFactor, series: bool) -> bool {
     let TableFactor::Table { name, alias, args, with_ordinality: false, .. } = factor else {
-        return;
+        return false;
     };
-    let Some(plain) = args.as_ref().and_then(|a| plain_args(&a.args)) else { return };
+    let Some(plain) = args.as_ref().and_then(|a| plain_args(&a.args)) else { return false };
     let function = name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default();
     if function == "pg_show_all_settings" && plain.is_empty() {
         // The function behind the view, of the same columns.
         *name = ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new("pg_settings")]);
         *args = None;
-        return;
+        return true;
     }
     let binding = alias.as_ref().map_or_else(|| Ident::new(&function), |a| a.name.clone());
     let column = match alias.as_ref().map(|a| a.columns.as_slice()) {
         Some([]) | None => binding.clone(),
         Some([one]) => one.name.clone(),
-        Some(_) => return,
+        Some(_) => return false,
     };
     let call =
         |name: &ObjectName| format!("{name}({})", plain.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
     let replacement = match function.as_str() {
-        "generate_series" if !series => return,
+        "generate_series" if !series => return false,
         "generate_series" if plain.iter().all(constant) => {
             let columns = vec![TableAliasColumnDef { name: column, data_type: None }];
             *alias = Some(TableAlias { explicit: true, name: binding, columns, at: None });
-            return;
+            return true;
         }
         "generate_series" => format!("SELECT unnest({}) AS {column}", call(name)),
-        f if TABLE_FUNCTIONS.contains(&f) => return,
+        f if TABLE_FUNCTIONS.contains(&f) => return false,
         _ => format!("SELECT {} AS {column}", call(name)),
     };
-    if let Some(subquery) = parsed_query(&replacement) {
-        *factor = TableFactor::Derived {
-            lateral: false,
-            subquery: Box::new(subquery),
-            alias: Some(TableAlias { explicit: true, name: binding, columns: Vec::new(), at: None }),
-            sample: None,
-        };
-    }
+    let Some(subquery) = parsed_query(&replacement) else { return false };
+    *factor = TableFactor::Derived {
+        lateral: false,
+        subquery: Box::new(subquery),
+        alias: Some(TableAlias { explicit: true, name: binding, columns: Vec::new(), at: None }),
+        sample: None,
+    };
+    true
 }
 
 /// Whether `e` is built of literals and operators only, which DataFusion folds into the

@@ -195,11 +195,13 @@ fn plain(q: &Query) -> Option<Query> {
 
 /// Whether a select list calls a window function.
 fn windowed(items: &[SelectItem]) -> bool {
-    visit_expressions(&items.to_vec(), |e| match e {
-        Expr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
+    items.iter().any(|item| {
+        visit_expressions(item, |e| match e {
+            Expr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
     })
-    .is_break()
 }
 
 #[cfg(test)]

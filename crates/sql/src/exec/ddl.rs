@@ -25,7 +25,7 @@ use raftable_txn::Coordinator;
 use super::checks::Checks;
 use super::foreign_key_ddl::{add_foreign_key, constraint_names, dependents, drop_foreign_key, link, resolve, unlink};
 use super::index_ddl::{add_unique, default_name, drop_shards, index_columns, new_index, pass, remove_index, Pass};
-use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type};
+use super::sequences::{column_sequence, computed_default, drop_sequences, owned, serial_type, PerRow};
 use super::views::{dependent_views, still_needed};
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
@@ -558,6 +558,10 @@ pub(crate) async fn alter_table(
             if c.state == ColumnState::Dropped && current.columns[i].state.is_public() {
                 *c = ColumnDef { nullable: true, ..current.columns[i].clone() };
             }
+            // Its stored rows hold no value until the fill: NOT NULL once it is public.
+            if c.state == ColumnState::WriteOnly && c.filled_per_row() {
+                c.nullable = true;
+            }
         }
         steps.push(first);
         for c in &mut def.columns {
@@ -572,6 +576,9 @@ pub(crate) async fn alter_table(
         let stored = catalog.replace(&old, step).await?;
         tokio::time::sleep(LEASE + REFRESH).await;
         old = stored;
+        // Every node now writes the added columns: the rows stored before get their
+        // per-row defaults, before the columns turn public.
+        fill_added(catalog, sequences, coordinator, cluster, &old).await?;
     }
     // SET NOT NULL: now that every node refuses new NULLs there, no stored row may hold one;
     // if one does, the column goes back to nullable and the statement fails.
@@ -753,9 +760,10 @@ async fn is_empty(cluster: &dyn Cluster, def: &TableDef) -> Result<bool> {
 /// `ADD [COLUMN] [IF NOT EXISTS] c type [NOT NULL | NULL] [DEFAULT expr]`, as a write-only
 /// column at the end. Rows stored before read its `missing` value: the constant default, or
 /// for `now()`, `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP` and `CURRENT_DATE` their value at the
-/// ALTER, as PostgreSQL stores it for these stable functions. A NOT NULL column without a
-/// default, or one whose default differs per row (`nextval`, `gen_random_uuid()`), can only be
-/// added to an empty table (PostgreSQL would fill the rows; raftable does not rewrite them).
+/// ALTER, as PostgreSQL stores it for these stable functions. A default that differs per row
+/// (`nextval`, `gen_random_uuid()`) is computed by writers while the column is write-only and
+/// given to the stored rows by a backfill ([`fill_added`]). A NOT NULL column without a default
+/// can only be added to an empty table.
 async fn add_column(
     cluster: &dyn Cluster,
     catalog: &Catalog,
@@ -787,23 +795,42 @@ async fn add_column(
         Some(computed) => at_alter(&col, computed)?,
         None => col.default.clone(),
     };
-    let per_row = col.computed.is_some() && col.missing.is_none();
-    if (per_row || (!col.nullable && col.missing.is_none())) && !is_empty(cluster, def).await? {
-        return Err(if per_row {
-            Error::unsupported(format!(
-                "ADD COLUMN with DEFAULT {} on a table with rows is not supported",
-                col.computed.as_ref().map(|c| c.display()).unwrap_or_default()
-            ))
-        } else {
-            Error::NotNullViolation(format!(
-                "column \"{}\" of relation \"{}\" contains null values",
-                col.name, def.name
-            ))
-        });
-    }
     col.added = true;
+    if !col.nullable && col.missing.is_none() && !col.filled_per_row() && !is_empty(cluster, def).await? {
+        return Err(Error::NotNullViolation(format!(
+            "column \"{}\" of relation \"{}\" contains null values",
+            col.name, def.name
+        )));
+    }
     col.state = ColumnState::WriteOnly;
     def.columns.push(col);
+    Ok(())
+}
+
+/// Gives the rows stored before a column was added its per-row default (`nextval`,
+/// `gen_random_uuid()`), a chunk per transaction while writes go on; on failure the column is
+/// dropped again (its slot kept, as DROP COLUMN does) and the statement fails.
+async fn fill_added(
+    catalog: &Catalog,
+    sequences: &Sequences,
+    coordinator: &Arc<Coordinator>,
+    cluster: &dyn Cluster,
+    def: &Arc<TableDef>,
+) -> Result<()> {
+    let values = PerRow { cluster, catalog, sequences };
+    let filling = |c: &ColumnDef| c.state == ColumnState::WriteOnly && c.filled_per_row();
+    for (column, _) in def.columns.iter().enumerate().filter(|(_, c)| filling(c)) {
+        if let Err(e) = pass(coordinator, def, Pass::Fill { column, values: &values }).await {
+            let mut back = (**def).clone();
+            let added: Vec<usize> = (0..back.columns.len()).filter(|&i| filling(&back.columns[i])).collect();
+            for i in added {
+                drop_column(&mut back, i)?;
+            }
+            catalog.replace(def, back).await?;
+            tokio::time::sleep(LEASE + REFRESH).await;
+            return Err(e);
+        }
+    }
     Ok(())
 }
 

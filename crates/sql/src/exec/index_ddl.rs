@@ -12,6 +12,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::compute::take;
 use datafusion::sql::sqlparser::ast::{CreateIndex, Expr as AstExpr, IndexColumn, IndexType};
 use raftable_common::{Error, Result, ShardId, ShardRead};
 use raftable_txn::settle::until_unlocked;
@@ -20,6 +22,8 @@ use raftable_txn::{Coordinator, Txn};
 use super::checks::Checks;
 use super::foreign_keys::ForeignKeys;
 use super::indexes::{read_existing, Indexes};
+use super::sequences::PerRow;
+use super::write::encode_rows;
 use crate::ast::{ident, table_name};
 use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
@@ -301,6 +305,8 @@ pub(crate) enum Pass<'a> {
     Validate(&'a ForeignKeys),
     /// Checks the rows against CHECK constraints (a new one's validation; 23514).
     Verify(&'a Checks),
+    /// Gives the rows whose column `column` (being added) is NULL its per-row default.
+    Fill { column: usize, values: &'a PerRow<'a> },
 }
 
 /// Goes over every stored row of `def`, a shard at a time, [`CHUNK`] rows per serializable
@@ -308,7 +314,7 @@ pub(crate) enum Pass<'a> {
 pub(crate) async fn pass(coordinator: &Arc<Coordinator>, def: &TableDef, pass: Pass<'_>) -> Result<()> {
     let indexes = match pass {
         Pass::Backfill(index) => Indexes::only(index.clone()),
-        Pass::Validate(_) | Pass::Verify(_) => Indexes::none(),
+        Pass::Validate(_) | Pass::Verify(_) | Pass::Fill { .. } => Indexes::none(),
     };
     for bucket in 0..def.buckets {
         let range = bucket_range(def.id, bucket, def.buckets);
@@ -365,6 +371,10 @@ async fn chunk(
             checks.verify(def, columns)?;
             return Ok(next);
         }
+        Pass::Fill { column, values } => {
+            fill(txn, def, columns, *column, values).await?;
+            return Ok(next);
+        }
     };
     let mut entries = Vec::with_capacity(rows.len());
     for row in 0..rows.len() {
@@ -385,6 +395,29 @@ async fn chunk(
     indexes.put(txn, def, columns, &all, false)?;
     txn.commit().await?;
     Ok(next)
+}
+
+/// Writes back the rows of a chunk whose column `column` is NULL with a value of its per-row
+/// default, then commits. While the column is write-only nobody else can make it NULL: the
+/// rows a writer inserted have their value, an UPDATE keeps the one the row has.
+async fn fill(txn: &Txn, def: &TableDef, columns: &[ArrayRef], column: usize, values: &PerRow<'_>) -> Result<()> {
+    let empty: UInt32Array =
+        (0..columns[column].len() as u32).filter(|&r| columns[column].is_null(r as usize)).collect();
+    if empty.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(columns.len());
+    for (i, array) in columns.iter().enumerate() {
+        rows.push(match i == column {
+            true => values.values(&def.columns[column], empty.len()).await?,
+            false => take(array, &empty, None).map_err(|e| Error::Internal(e.to_string()))?,
+        });
+    }
+    for row in encode_rows(def, &rows)? {
+        txn.write(row.shard, row.key, Some(row.value));
+    }
+    txn.commit().await?;
+    Ok(())
 }
 
 /// Hands shards no node uses any more (a dropped table's or index's: every node's catalog

@@ -166,6 +166,7 @@ impl Executor<'_> {
             cluster: self.cluster,
             catalog: self.catalog,
             rowids: self.rowids,
+            sequences: self.sequences,
             txn: self.txn,
             autocommit: self.autocommit,
         }

@@ -4,6 +4,12 @@
 //! `exec::ddl` calls these for CREATE / ALTER / DROP TABLE; the values themselves come from
 //! `crate::sequence`.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::ScalarFunctionArgs;
 use datafusion::sql::sqlparser::ast::{
     DataType as AstType, Expr as AstExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, SequenceOptions,
     UnaryOperator, Value,
@@ -13,6 +19,7 @@ use raftable_common::{Error, Result};
 use crate::ast::{ident, table_name, AlterSequence, SequenceChange};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
+use crate::error::from_datafusion;
 use crate::sequence::Sequences;
 use crate::table::{relation_name, ColumnDef, Computed, SequenceDef, TableDef};
 use crate::types::SqlType;
@@ -347,6 +354,51 @@ pub(crate) async fn computed_default(
         )));
     }
     Ok(Some(computed))
+}
+
+/// The values of defaults computed per row (`nextval`, `gen_random_uuid()`) for a column
+/// being added: for the rows written while it is write-only (`exec::write`) and for the rows
+/// stored before it (the ADD COLUMN's backfill, `exec::index_ddl::Pass::Fill`).
+pub(crate) struct PerRow<'a> {
+    pub cluster: &'a dyn Cluster,
+    pub catalog: &'a Catalog,
+    pub sequences: &'a Sequences,
+}
+
+impl PerRow<'_> {
+    /// `rows` values of `col`'s default, of its type.
+    pub(crate) async fn values(&self, col: &ColumnDef, rows: usize) -> Result<ArrayRef> {
+        let values: ArrayRef = match &col.computed {
+            Some(Computed::Nextval(name)) => {
+                let def = self
+                    .catalog
+                    .sequence(name)
+                    .await?
+                    .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))?;
+                let mut values = Vec::with_capacity(rows);
+                for _ in 0..rows {
+                    values.push(self.sequences.nextval(self.cluster, &def).await?);
+                }
+                Arc::new(Int64Array::from(values))
+            }
+            Some(Computed::RandomUuid) => random_uuids(rows)?,
+            other => return Err(Error::Internal(format!("no per-row default: {other:?}"))),
+        };
+        col.ty.coerce(&col.name, &values)
+    }
+}
+
+/// `rows` version 4 UUIDs as text, from DataFusion's `uuid()`.
+fn random_uuids(rows: usize) -> Result<ArrayRef> {
+    let args = ScalarFunctionArgs {
+        args: Vec::new(),
+        arg_fields: Vec::new(),
+        number_rows: rows,
+        return_field: Arc::new(Field::new("uuid", DataType::Utf8, false)),
+        config_options: Arc::new(ConfigOptions::default()),
+    };
+    let values = datafusion::functions::string::uuid().invoke_with_args(args).map_err(from_datafusion)?;
+    values.into_array(rows).map_err(from_datafusion)
 }
 
 /// Drops sequences, refusing (2BP01) one a column default calls unless `cascade`, which drops

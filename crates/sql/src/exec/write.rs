@@ -28,11 +28,13 @@ use datafusion::prelude::SessionContext;
 use super::checks::Checks;
 use super::foreign_keys::ForeignKeys;
 use super::indexes::{read_existing, Indexes};
+use super::sequences::PerRow;
 use super::take_rows;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::encoding::{bucket_of, decode_all, encode_pk, encode_value, row_key};
 use crate::error::from_datafusion;
+use crate::sequence::Sequences;
 use crate::table::{ColumnState, TableDef};
 
 /// Where a statement's writes go: its transaction, and for the one-shard fast path the
@@ -45,6 +47,8 @@ pub(crate) struct Shards<'a> {
     /// For the schema check at commit (`super::commit`).
     pub catalog: &'a Catalog,
     pub rowids: &'a RowIds,
+    /// The values of a per-row default of a column being added.
+    pub sequences: &'a Sequences,
     pub txn: &'a Arc<Txn>,
     /// The statement is its own transaction (no BEGIN): it may take the one-shard fast path.
     pub autocommit: bool,
@@ -131,7 +135,7 @@ pub(crate) enum OnConflict {
 /// The table's full column arrays for a batch of rows given in the visible columns: coerced to
 /// the column types, NOT NULL checked, row ids generated for a hidden key, defaults for a
 /// column being added, NULL for a dropped one.
-pub(crate) fn full_columns(shards: &Shards<'_>, def: &TableDef, visible: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
+pub(crate) async fn full_columns(shards: &Shards<'_>, def: &TableDef, visible: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
     let rows = visible.first().map(|a| a.len()).unwrap_or(0);
     let mut it = visible.iter();
     let mut out = Vec::with_capacity(def.columns.len());
@@ -141,6 +145,10 @@ pub(crate) fn full_columns(shards: &Shards<'_>, def: &TableDef, visible: &[Array
         } else if col.state == ColumnState::Public {
             let given = it.next().ok_or_else(|| Error::Internal("fewer columns than the table has".into()))?;
             col.ty.coerce(&col.name, given)?
+        } else if col.state == ColumnState::WriteOnly && col.filled_per_row() {
+            let per_row =
+                PerRow { cluster: shards.cluster.as_ref(), catalog: shards.catalog, sequences: shards.sequences };
+            per_row.values(col, rows).await?
         } else {
             // Being added: the value rows stored before it read (its constant default, or a
             // stable computed one's value at the ALTER); dropped: NULL.
@@ -219,7 +227,7 @@ impl<'a> InsertRun<'a> {
     ) -> Result<(usize, Option<RecordBatch>)> {
         let shards = self.shards;
         let shards = &shards;
-        let columns = full_columns(shards, def, visible)?;
+        let columns = full_columns(shards, def, visible).await?;
         // The proposed rows, as PostgreSQL checks them before looking for a conflict.
         self.checks.verify(def, &columns)?;
         let rows = encode_rows(def, &columns)?;

@@ -48,10 +48,13 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
         return Err(Error::Unsupported("INSERT into a table function".into()));
     };
     let def = planner.table(name).await?;
-    let default_values;
+    let normalized;
     let insert = if insert.source.is_none() && insert.assignments.is_empty() && insert.columns.is_empty() {
-        default_values = with_default_values(insert, &def)?;
-        &default_values
+        normalized = with_default_values(insert, &def)?;
+        &normalized
+    } else if let Some(leading) = leading_columns(insert, &def)? {
+        normalized = leading;
+        &normalized
     } else {
         insert
     };
@@ -126,11 +129,13 @@ pub(crate) async fn plan(planner: &Planner<'_>, insert: &Insert) -> Result<Plann
 async fn query_source(planner: &Planner<'_>, insert: &Insert, def: &TableDef) -> Result<LogicalPlan> {
     let query = insert.source.clone().ok_or_else(|| Error::Internal("an INSERT without a source".into()))?;
     let state = planner.ctx.state();
-    let source = planning(state.statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(query)))))
-        .await
-        .map_err(from_datafusion)?;
-    let columns = target_columns(insert, def)?;
+    let source = super::query::statement_plan(&state, &Statement::Query(query)).await?;
+    let mut columns = target_columns(insert, def)?;
     let given = source.schema().fields().len();
+    // Without a column list the values fill the leading columns, as PostgreSQL takes them.
+    if insert.columns.is_empty() && given < columns.len() {
+        columns.truncate(given);
+    }
     if given != columns.len() {
         return Err(Error::SyntaxError(match given > columns.len() {
             true => "INSERT has more expressions than target columns".into(),
@@ -296,6 +301,30 @@ fn replace_defaults(insert: &mut Insert, def: &TableDef) -> Result<()> {
 
 /// `INSERT INTO t DEFAULT VALUES` as `INSERT INTO t (c) VALUES (DEFAULT)`, `c` its first
 /// visible column (every other column takes its default anyway).
+/// `INSERT INTO t VALUES (...)` with fewer values per row than `t` has columns: the same
+/// with the leading columns named (the others take their defaults, as in PostgreSQL); more
+/// values than columns is 42601.
+fn leading_columns(insert: &Insert, def: &TableDef) -> Result<Option<Insert>> {
+    let values = match insert.source.as_ref().map(|q| q.body.as_ref()) {
+        Some(SetExpr::Values(values)) if insert.columns.is_empty() => values,
+        _ => return Ok(None),
+    };
+    let Some(given) = values.rows.iter().map(|r| r.len()).max() else { return Ok(None) };
+    let visible = def.visible();
+    if given > visible.len() {
+        return Err(Error::SyntaxError("INSERT has more expressions than target columns".into()));
+    }
+    if given == visible.len() {
+        return Ok(None);
+    }
+    let mut insert = insert.clone();
+    insert.columns = visible[..given]
+        .iter()
+        .map(|&c| ObjectName::from(vec![Ident::with_quote('"', &def.columns[c].name)]))
+        .collect();
+    Ok(Some(insert))
+}
+
 fn with_default_values(insert: &Insert, def: &TableDef) -> Result<Insert> {
     let first = def
         .visible()

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, TableReference};
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement};
@@ -19,7 +20,7 @@ use super::params::{immutable, inferred};
 use super::point::{point_select_table, PointSelect};
 use super::{Plan, Planned, Planner};
 use crate::catalog::{Catalog, PUBLIC};
-use crate::columns::{origin_field, Columns};
+use crate::columns::{origin_field, with_distinct_names, Columns};
 use crate::error::from_datafusion;
 use crate::offload::{blocking, planning};
 use crate::table::TableDef;
@@ -47,9 +48,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, stmt: &Statement) -> Result<Plan
         }
     }
     let state = planner.ctx.state();
-    let plan = planning(state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))))
-        .await
-        .map_err(from_datafusion)?;
+    let plan = statement_plan(&state, stmt).await?;
     let plan = async_values(plan)?;
     let params = inferred(&plan)?;
     let optimized = match stmt {
@@ -66,6 +65,21 @@ pub(crate) async fn plan(planner: &Planner<'_>, stmt: &Statement) -> Result<Plan
         schema = columns.schema();
     }
     Ok((Plan::Query(QueryPlan { plan, optimized, columns, command }), Some(schema), params))
+}
+
+/// DataFusion's plan of `stmt`; a query naming two outputs alike (which DataFusion refuses)
+/// planned with them renamed ([`with_distinct_names`]; [`Columns`] names them back).
+pub(crate) async fn statement_plan(state: &SessionState, stmt: &Statement) -> Result<LogicalPlan> {
+    let plan = |stmt: Statement| planning(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))));
+    match (plan(stmt.clone()).await, stmt) {
+        (Err(e), Statement::Query(q)) if e.to_string().contains("require unique expression names") => {
+            match with_distinct_names(q) {
+                Some(distinct) => plan(Statement::Query(Box::new(distinct))).await.map_err(from_datafusion),
+                None => Err(from_datafusion(e)),
+            }
+        }
+        (planned, _) => planned.map_err(from_datafusion),
+    }
 }
 
 /// The point-select plan of `q`, if it has that shape on an existing table.
