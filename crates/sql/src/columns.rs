@@ -19,7 +19,8 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{
-    CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, UnaryOperator, Value,
+    AccessExpr, CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, UnaryOperator,
+    Value,
 };
 use futures::StreamExt;
 
@@ -262,6 +263,20 @@ fn name(expr: &Expr) -> Option<(String, u8)> {
         },
         Expr::Extract { .. } => strong("extract"),
         Expr::Substring { .. } => strong("substring"),
+        // `substring(s FROM 'pattern')` as `ast::rewrite::regex_substrings` rewrote it.
+        Expr::CompoundFieldAccess { root, access_chain }
+            if access_chain.len() == 1
+                && matches!(root.as_ref(), Expr::Nested(f) if matches!(f.as_ref(),
+                    Expr::Function(f) if last(&f.name).as_deref() == Some("regexp_match"))) =>
+        {
+            strong("substring")
+        }
+        // A subscript names nothing: the subscripted expression does.
+        Expr::CompoundFieldAccess { root, access_chain }
+            if access_chain.iter().all(|a| matches!(a, AccessExpr::Subscript(_))) =>
+        {
+            name(root)
+        }
         Expr::Trim { .. } => strong("btrim"),
         Expr::Position { .. } => strong("position"),
         Expr::Overlay { .. } => strong("overlay"),
@@ -374,6 +389,7 @@ mod tests {
             names("SELECT EXTRACT(year FROM d), SUBSTRING(s FROM 1 FOR 1), TRIM(s), DATE '2020-01-01', (x), -1", 6),
             ["extract", "substring", "btrim", "date", "x", "?column?"]
         );
+        assert_eq!(names("SELECT (regexp_match(o, 'x'))[1], a[2], (b)[1][2]", 3), ["substring", "a", "b"]);
         assert_eq!(names("SELECT a FROM t UNION SELECT b FROM u", 1), ["a"]);
     }
 

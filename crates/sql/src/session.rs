@@ -100,6 +100,12 @@ impl Session {
         self.settings.set(USER_SETTING.into(), user.into());
     }
 
+    /// The database the client connected to (its startup message's): what
+    /// `current_database()` answers and `pg_database` lists. There is one, of any name.
+    pub fn set_database(&self, database: &str) {
+        self.settings.set_database(database.into());
+    }
+
     pub fn in_transaction(&self) -> bool {
         self.block.is_some()
     }

@@ -12,12 +12,15 @@ pub(crate) const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
     ("default_table_access_method", "heap"),
+    ("default_tablespace", ""),
     ("default_transaction_isolation", "serializable"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
     ("max_identifier_length", "63"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
@@ -40,17 +43,32 @@ pub(crate) const USER_SETTING: &str = "session_authorization";
 /// asked for runs serializable, and SHOW says so).
 const FIXED_SETTINGS: &[&str] = &["default_transaction_isolation", "transaction_isolation"];
 
-/// A session's settings (SET / SHOW, `current_setting`, `set_config`), names lower-case.
+/// A session's settings (SET / SHOW, `current_setting`, `set_config`), names lower-case, and
+/// the database it connected to.
 #[derive(Clone, Default, Debug)]
-pub(crate) struct Settings(Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>);
+pub(crate) struct Settings(Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>, Database);
+
+/// The database named in the startup message (None: none was), which is not a setting
+/// PostgreSQL shows: `current_database()` answers it, `pg_database` lists it.
+type Database = Arc<std::sync::RwLock<Option<String>>>;
 
 impl Settings {
     pub(crate) fn new(defaults: impl IntoIterator<Item = (String, String)>) -> Self {
-        Settings(Arc::new(std::sync::RwLock::new(defaults.into_iter().collect())))
+        Settings(Arc::new(std::sync::RwLock::new(defaults.into_iter().collect())), Database::default())
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
         self.0.read().expect("settings lock").get(name).cloned()
+    }
+
+    /// The database the session connected to, if it named one. raftable has one database,
+    /// which answers to any name.
+    pub(crate) fn database(&self) -> Option<String> {
+        self.1.read().expect("settings lock").clone()
+    }
+
+    pub(crate) fn set_database(&self, name: String) {
+        *self.1.write().expect("settings lock") = Some(name);
     }
 
     /// Sets `name` (SET, `set_config`), except the settings that are [`FIXED_SETTINGS`].

@@ -172,6 +172,11 @@ impl Connection {
     pub(super) async fn set_user(&self, user: &str) {
         self.session().await.set_user(user);
     }
+
+    /// Records the database the client connected to (`current_database()`).
+    pub(super) async fn set_database(&self, database: &str) {
+        self.session().await.set_database(database);
+    }
 }
 
 /// A panic while running a statement (a bug) as the statement's error, so the client gets

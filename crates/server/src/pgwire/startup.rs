@@ -15,7 +15,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, ServerParameterProvider,
     StartupHandler,
 };
-use pgwire::api::{ClientInfo, METADATA_APPLICATION_NAME, METADATA_USER};
+use pgwire::api::{ClientInfo, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
@@ -63,6 +63,10 @@ impl StartupHandler for Startup {
 
         if let Some(user) = client.metadata().get(METADATA_USER) {
             self.conn.set_user(user).await;
+        }
+        // PostgreSQL's default database is the user's name.
+        if let Some(database) = client.metadata().get(METADATA_DATABASE).or(client.metadata().get(METADATA_USER)) {
+            self.conn.set_database(database).await;
         }
         let mut settings = HashMap::new();
         for (name, _) in PARAMETERS {

@@ -115,6 +115,59 @@ pub(crate) fn regclass_arguments(stmt: &mut Statement) {
     });
 }
 
+/// Every `nextval(s)` of a select list after the first of the same argument gets a second
+/// argument, its count (`nextval('s'), nextval('s', 1)`), which the function ignores:
+/// DataFusion runs equal calls of an asynchronous function once and shows that value in each
+/// place, where PostgreSQL calls each (`SELECT nextval('s'), nextval('s')` is 1, 2). Select
+/// lists only (of a query, or an INSERT's): a VALUES column calls one `nextval` in every row
+/// (`plan::functions::async_values`).
+pub(crate) fn distinct_nextvals(stmt: &mut Statement) {
+    fn selects(body: &mut SetExpr, seen: &mut std::collections::HashMap<String, u64>) {
+        match body {
+            SetExpr::Select(select) => {
+                for item in &mut select.projection {
+                    let _ = visit_expressions_mut(item, |e| {
+                        count_nextval(e, seen);
+                        ControlFlow::<()>::Continue(())
+                    });
+                }
+            }
+            SetExpr::Query(q) => selects(&mut q.body, seen),
+            SetExpr::SetOperation { left, right, .. } => {
+                selects(left, seen);
+                selects(right, seen);
+            }
+            _ => {}
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    match stmt {
+        Statement::Query(q) => selects(&mut q.body, &mut seen),
+        Statement::Insert(insert) => {
+            if let Some(q) = insert.source.as_mut() {
+                selects(&mut q.body, &mut seen);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`distinct_nextvals`] of one expression: `seen` counts the calls of each argument so far.
+fn count_nextval(e: &mut Expr, seen: &mut std::collections::HashMap<String, u64>) {
+    let Expr::Function(f) = e else { return };
+    let name = f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase());
+    if let (Some("nextval"), FunctionArguments::List(list)) = (name.as_deref(), &mut f.args) {
+        if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
+            let count = seen.entry(arg.to_string()).or_insert(0);
+            if *count > 0 {
+                let n = Expr::Value(Value::Number(count.to_string(), false).with_empty_span());
+                list.args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(n)));
+            }
+            *count += 1;
+        }
+    }
+}
+
 /// Rewrites a catalog query into what DataFusion plans:
 /// - `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of an
 ///   array's (element, position) pairs that pgJDBC's `getPrimaryKeys` calls, becomes
@@ -267,6 +320,32 @@ pub(crate) fn special_values(stmt: &mut Statement) {
         };
         if let Some((_, function)) = name.and_then(|n| SPECIAL_VALUES.iter().find(|(v, _)| *v == n)) {
             *e = call(function, Vec::new());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Whether `sql` may hold a `substring(s FROM 'pattern')` (a byte scan, no allocation).
+pub(crate) fn names_substring(sql: &str) -> bool {
+    sql.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"substring"))
+}
+
+/// `substring(s FROM 'pattern')`, PostgreSQL's regular-expression form (the text matching the
+/// pattern's first parenthesized group, else the whole match; NULL without a match), which
+/// DataFusion reads as a start position: `(regexp_match(s, 'pattern'))[1]`, whose list holds
+/// the groups (or the match). Only for a pattern written as a text literal: a parameter or a
+/// text column stays a position, and fails.
+pub(crate) fn regex_substrings(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Substring { expr, substring_from: Some(from), substring_for: None, shorthand: false, .. } = e {
+            if matches!(from.as_ref(), Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_))) {
+                let matched = call("regexp_match", vec![expr.as_ref().clone(), from.as_ref().clone()]);
+                let one = Expr::Value(Value::Number("1".into(), false).with_empty_span());
+                *e = Expr::CompoundFieldAccess {
+                    root: Box::new(Expr::Nested(Box::new(matched))),
+                    access_chain: vec![AccessExpr::Subscript(Subscript::Index { index: one })],
+                };
+            }
         }
         ControlFlow::<()>::Continue(())
     });
@@ -519,6 +598,17 @@ mod tests {
     }
 
     #[test]
+    fn substring_from_a_text_pattern_is_a_regex_match() {
+        let mut stmt =
+            one("SELECT substring(o FROM 'f=([0-9]*)'), substring(s FROM 2), substring(s FROM 1 FOR 2) FROM t");
+        regex_substrings(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT (regexp_match(o, 'f=([0-9]*)'))[1], SUBSTRING(s FROM 2), SUBSTRING(s FROM 1 FOR 2) FROM t"
+        );
+    }
+
+    #[test]
     fn tableoid_of_a_catalog_table_is_its_oid() {
         let mut stmt = one("SELECT t.tableoid FROM pg_catalog.pg_index i JOIN pg_class cls ON cls.oid = i.indexrelid \
                             LEFT JOIN pg_depend dep ON dep.classid = cls.tableoid, users t");
@@ -578,6 +668,13 @@ mod tests {
             one("SELECT nextval('s'::regclass), currval('t'::pg_catalog.regclass), setval('u', 3), x::regclass");
         regclass_arguments(&mut stmt);
         assert_eq!(stmt.to_string(), "SELECT nextval('s'), currval('t'), setval('u', 3), x::REGCLASS");
+        let mut stmt = one("SELECT nextval('s'), nextval('t'), nextval('s') + nextval('s')");
+        distinct_nextvals(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT nextval('s'), nextval('t'), nextval('s', 1) + nextval('s', 2)");
+        let values = "SELECT v FROM (VALUES (nextval('s')), (nextval('s'))) AS x (v)";
+        let mut stmt = one(values);
+        distinct_nextvals(&mut stmt);
+        assert_eq!(stmt.to_string(), values);
     }
 
     #[test]

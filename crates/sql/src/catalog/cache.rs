@@ -419,6 +419,52 @@ impl Catalog {
         Ok(new)
     }
 
+    /// Renames sequence `old` to `name` and, in the same meta-group write, replaces the tables
+    /// whose column defaults call it (`tables`: each stored definition with its replacement,
+    /// whose version goes up by one here): 42P07 if `name` is taken, 40001 if the sequence or
+    /// a table changed meanwhile. Its counter is kept by id and stays.
+    pub async fn rename_sequence(
+        &self,
+        old: &SequenceDef,
+        name: &str,
+        tables: Vec<(Arc<TableDef>, TableDef)>,
+    ) -> Result<()> {
+        let taken = || Error::DuplicateTable(format!("relation \"{name}\" already exists"));
+        if self.taken(name).await? {
+            return Err(taken());
+        }
+        let key = definition_key(SEQUENCE, &old.name);
+        let version = self.stored_version(&key, &old.name, old).await?;
+        let new = SequenceDef { name: name.to_string(), ..old.clone() };
+        let mut ops = vec![
+            WriteOp::CompareAndPut { key: key.clone(), expect: Expect::Version(version), value: encoded(old)? },
+            WriteOp::Delete { key },
+            WriteOp::PutIfAbsent { key: definition_key(SEQUENCE, name), value: encoded(&new)? },
+        ];
+        let mut replaced = Vec::with_capacity(tables.len());
+        for (stored, mut next) in tables {
+            next.version = stored.version + 1;
+            let key = table_key(&stored.name);
+            let version = self.stored_version(&key, &stored.name, stored.as_ref()).await?;
+            ops.push(WriteOp::CompareAndPut { key, expect: Expect::Version(version), value: encoded(&next)? });
+            replaced.push(Arc::new(next));
+        }
+        match self.conditional(ops, &old.name).await {
+            Err(Error::DuplicateKey { .. }) => return Err(taken()),
+            other => other?,
+        }
+        self.changed(|c| {
+            let mut sequences = c.sequences.write().expect("catalog lock");
+            sequences.remove(&old.name);
+            sequences.insert(new.name.clone(), Arc::new(new));
+            let mut stored = c.tables.write().expect("catalog lock");
+            for table in replaced {
+                stored.insert(table.name.clone(), table);
+            }
+        });
+        Ok(())
+    }
+
     /// Replaces sequence definition `old` with `new` (same name): 40001 if it changed meanwhile.
     pub async fn replace_sequence(&self, old: &SequenceDef, new: SequenceDef) -> Result<()> {
         self.compare_and_put(definition_key(SEQUENCE, &old.name), &old.name, old, &new).await?;
@@ -459,4 +505,9 @@ impl Catalog {
         });
         Ok(())
     }
+}
+
+/// A definition as the meta group stores it.
+fn encoded(def: &impl serde::Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(def).map_err(Error::internal)
 }

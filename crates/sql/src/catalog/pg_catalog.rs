@@ -547,12 +547,14 @@ enum Amended {
     Views,
     Description,
     Settings,
+    Database,
+    Roles,
 }
 
 impl Amended {
     /// Whether the rows added need the [`Snapshot`] (which scans `pg_namespace` and `pg_class`).
     fn reads_classes(self) -> bool {
-        !matches!(self, Amended::Views | Amended::Settings)
+        !matches!(self, Amended::Views | Amended::Settings | Amended::Database | Amended::Roles)
     }
 }
 
@@ -578,10 +580,15 @@ const SETTINGS: &[(&str, &str, Option<&str>)] = &[
 #[async_trait]
 impl SchemaProvider for Overlay {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.extend(ADDED_VIEWS.iter().map(|v| v.to_string()));
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if ADDED_VIEWS.contains(&name) {
+            return self.added_view(name).map(Some);
+        }
         let kind = match name {
             "pg_class" => Amended::Class,
             "pg_attribute" => Amended::Attribute,
@@ -593,6 +600,8 @@ impl SchemaProvider for Overlay {
             "pg_views" => Amended::Views,
             "pg_description" => Amended::Description,
             "pg_settings" => Amended::Settings,
+            "pg_database" => Amended::Database,
+            "pg_roles" => Amended::Roles,
             _ => return self.inner.table(name).await,
         };
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
@@ -603,7 +612,96 @@ impl SchemaProvider for Overlay {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        ADDED_VIEWS.contains(&name) || self.inner.table_exist(name)
+    }
+}
+
+/// Views PostgreSQL has and datafusion-pg-catalog lacks, which pgAdmin reads at connect and
+/// when it shows a schema or table ([`Overlay::added_view`]).
+const ADDED_VIEWS: [&str; 2] = ["pg_user", "pg_seclabels"];
+
+/// The OID of PostgreSQL's bootstrap superuser, which owns every object (`relowner`, `datdba`).
+pub(crate) const SUPERUSER_OID: i32 = 10;
+
+/// The session's user as a role (`pg_roles`): raftable has no roles yet (no authentication:
+/// every user may do everything), so whoever connected is the superuser, of PostgreSQL's
+/// bootstrap superuser's OID, which owns every object.
+fn role_row(user: String) -> Vec<(&'static str, ScalarValue)> {
+    let yes = || ScalarValue::Boolean(Some(true));
+    vec![
+        ("rolname", ScalarValue::Utf8(Some(user))),
+        ("rolsuper", yes()),
+        ("rolinherit", yes()),
+        ("rolcreaterole", yes()),
+        ("rolcreatedb", yes()),
+        ("rolcanlogin", yes()),
+        ("rolreplication", yes()),
+        ("rolconnlimit", ScalarValue::Int32(Some(-1))),
+        ("rolpassword", ScalarValue::Utf8(Some("********".into()))),
+        ("rolbypassrls", yes()),
+        ("oid", ScalarValue::Int32(Some(SUPERUSER_OID))),
+    ]
+}
+
+impl Overlay {
+    /// One of [`ADDED_VIEWS`]: `pg_user`, the session's user as in [`role_row`];
+    /// `pg_seclabels`, empty (no security labels).
+    fn added_view(&self, name: &str) -> DfResult<Arc<dyn TableProvider>> {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))), true);
+        let (fields, rows) = match name {
+            "pg_user" => {
+                let flag = |n: &str| Field::new(n, DataType::Boolean, true);
+                let fields = vec![
+                    text("usename"),
+                    Field::new("usesysid", DataType::Int64, true),
+                    flag("usecreatedb"),
+                    flag("usesuper"),
+                    flag("userepl"),
+                    flag("usebypassrls"),
+                    text("passwd"),
+                    Field::new(
+                        "valuntil",
+                        DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("+00:00".into())),
+                        true,
+                    ),
+                    list("useconfig"),
+                ];
+                let user = self.settings.get(crate::settings::USER_SETTING).unwrap_or_default();
+                let yes = || ScalarValue::Boolean(Some(true));
+                let row = vec![
+                    ("usename", ScalarValue::Utf8(Some(user))),
+                    ("usesysid", ScalarValue::Int64(Some(i64::from(SUPERUSER_OID)))),
+                    ("usecreatedb", yes()),
+                    ("usesuper", yes()),
+                    ("userepl", yes()),
+                    ("usebypassrls", yes()),
+                    ("passwd", ScalarValue::Utf8(Some("********".into()))),
+                ];
+                (fields, vec![row])
+            }
+            _ => {
+                let oid = |n: &str| Field::new(n, DataType::Int64, true);
+                let fields = vec![
+                    oid("objoid"),
+                    oid("classoid"),
+                    Field::new("objsubid", DataType::Int32, true),
+                    text("objtype"),
+                    oid("objnamespace"),
+                    text("objname"),
+                    text("provider"),
+                    text("label"),
+                ];
+                (fields, Vec::new())
+            }
+        };
+        let schema: SchemaRef = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        let rows = rows.iter().map(|r| row_of(&schema, None, r)).collect::<DfResult<Vec<_>>>()?;
+        let batches = match rows.is_empty() {
+            true => Vec::new(),
+            false => vec![batch_of(&schema, &rows)?],
+        };
+        Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
     }
 }
 
@@ -733,6 +831,10 @@ fn with_arrays(schema: &SchemaRef, kind: Amended) -> SchemaRef {
             fields.push(Field::new(name, DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))), true));
         }
     }
+    // PostgreSQL 15's collation version (pgAdmin reads it): NULL, as for the libc provider.
+    if matches!(kind, Amended::Database) && schema.field_with_name("datcollversion").is_err() {
+        fields.push(Field::new("datcollversion", DataType::Utf8, true));
+    }
     Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
@@ -833,7 +935,8 @@ impl TableProvider for AmendedTable {
                     oids.iter().filter(|(_, ours)| table_oids.contains(ours)).map(|(t, o)| (*t, *o)).collect();
                 batches = batches
                     .iter()
-                    .map(|b| replaced(b, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
+                    .map(|b| owned_by_superuser(b, "relowner"))
+                    .map(|b| replaced(&b?, "oid", "relhasindex", &indexed, |_| ScalarValue::Boolean(Some(true))))
                     .map(|b| replaced(&b?, "oid", "relam", &heap, |_| ScalarValue::Int64(Some(HEAP))))
                     .map(|b| replaced(&b?, "oid", "relchecks", &checked, count))
                     .map(|b| replaced(&b?, "oid", "relhastriggers", &triggered, |_| ScalarValue::Boolean(Some(true))))
@@ -850,7 +953,7 @@ impl TableProvider for AmendedTable {
                     .map(|b| replaced(b, "attrelid", "attrelid", oids, |oid| ScalarValue::Int64(Some(oid))))
                     .map(|b| with_defaults(&b?, &snapshot.tables))
                     .collect::<DfResult<_>>()?;
-                Vec::new()
+                snapshot.tables.iter().flat_map(|t| system_column_rows(t)).map(|r| (None, r)).collect()
             }
             Amended::Index => keyed.iter().map(|k| (None, index_row(k, &schema))).collect(),
             Amended::Constraint => {
@@ -909,6 +1012,26 @@ impl TableProvider for AmendedTable {
                     })
                     .collect()
             }
+            Amended::Roles => {
+                // The session's user, unless datafusion-pg-catalog lists it.
+                let user = self.overlay.settings.get(crate::settings::USER_SETTING).unwrap_or_default();
+                let mut listed = false;
+                for batch in &batches {
+                    let names = datafusion::common::cast::as_string_array(batch.column(0))?;
+                    listed |= names.iter().flatten().any(|n| n == user);
+                }
+                match listed {
+                    true => Vec::new(),
+                    false => vec![(None, role_row(user))],
+                }
+            }
+            Amended::Database => {
+                // The one database, under the name the session connected with.
+                if let Some(name) = self.overlay.settings.database() {
+                    batches = batches.iter().map(|b| database_named(b, &name)).collect::<DfResult<_>>()?;
+                }
+                Vec::new()
+            }
             Amended::Description => {
                 let views = self.overlay.catalog.cached_views();
                 let tables = snapshot.tables.iter().flat_map(|t| description_rows(t));
@@ -922,6 +1045,71 @@ impl TableProvider for AmendedTable {
         }
         MemTable::try_new(schema, vec![batches])?.scan(state, projection, filters, limit).await
     }
+}
+
+/// PostgreSQL 15's system columns of a table (`attnum` < 0), which every table's
+/// `pg_attribute` lists (DBeaver reads them): name, type OID, length, number, by value.
+const SYSTEM_COLUMNS: [(&str, i64, i16, i16, bool); 6] = [
+    ("tableoid", 26, 4, -6, true),
+    ("cmax", 29, 4, -5, true),
+    ("xmax", 28, 4, -4, true),
+    ("cmin", 29, 4, -3, true),
+    ("xmin", 28, 4, -2, true),
+    ("ctid", 27, 6, -1, false),
+];
+
+/// The `pg_attribute` rows of `table`'s [`SYSTEM_COLUMNS`]. Listed only: a query cannot read
+/// them (42703).
+fn system_column_rows(table: &TableDef) -> impl Iterator<Item = Vec<(&'static str, ScalarValue)>> + '_ {
+    SYSTEM_COLUMNS.iter().map(|&(name, ty, len, num, by_value)| {
+        let text = |s: &str| ScalarValue::Utf8(Some(s.into()));
+        let no = || ScalarValue::Boolean(Some(false));
+        vec![
+            ("attrelid", ScalarValue::Int64(Some(i64::from(table.oid())))),
+            ("attname", text(name)),
+            ("atttypid", ScalarValue::Int64(Some(ty))),
+            ("attstattarget", ScalarValue::Int32(Some(0))),
+            ("attlen", ScalarValue::Int16(Some(len))),
+            ("attnum", ScalarValue::Int16(Some(num))),
+            ("attcacheoff", ScalarValue::Int32(Some(-1))),
+            ("atttypmod", ScalarValue::Int32(Some(-1))),
+            ("attbyval", ScalarValue::Boolean(Some(by_value))),
+            ("attalign", text(if by_value { "i" } else { "s" })),
+            ("attstorage", text("p")),
+            ("attnotnull", ScalarValue::Boolean(Some(true))),
+            ("atthasdef", no()),
+            ("atthasmissing", no()),
+            ("attidentity", text("")),
+            ("attgenerated", text("")),
+            ("attisdropped", no()),
+            ("attislocal", ScalarValue::Boolean(Some(true))),
+        ]
+    })
+}
+
+/// `batch` with every row's owner (`column`) [`SUPERUSER_OID`] (datafusion-pg-catalog's is 0).
+fn owned_by_superuser(batch: &RecordBatch, column: &str) -> DfResult<RecordBatch> {
+    let schema = batch.schema();
+    let Ok(i) = schema.index_of(column) else { return Ok(batch.clone()) };
+    let owner = ScalarValue::Int32(Some(SUPERUSER_OID)).cast_to(schema.field(i).data_type())?;
+    let mut columns = batch.columns().to_vec();
+    columns[i] = owner.to_array_of_size(batch.num_rows())?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// A `pg_database` batch with the catalog's row named `name`.
+fn database_named(batch: &RecordBatch, name: &str) -> DfResult<RecordBatch> {
+    let schema = batch.schema();
+    let Ok(i) = schema.index_of("datname") else { return Ok(batch.clone()) };
+    let names = datafusion::common::cast::as_string_array(batch.column(i))?;
+    // Another row of that name (datafusion-pg-catalog lists `postgres` too) goes.
+    let keep: datafusion::arrow::array::BooleanArray =
+        names.iter().map(|n| Some(n == Some(CATALOG) || n != Some(name))).collect();
+    let renamed: StringArray = names.iter().map(|n| n.map(|n| if n == CATALOG { name } else { n })).collect();
+    let mut columns = batch.columns().to_vec();
+    columns[i] = Arc::new(renamed);
+    let batch = RecordBatch::try_new(schema, columns)?;
+    Ok(datafusion::arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
 /// `batch` with `column` replaced by `value(ours)` in the rows whose `key` column holds one of

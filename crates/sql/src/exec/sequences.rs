@@ -11,17 +11,17 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::ScalarFunctionArgs;
 use datafusion::sql::sqlparser::ast::{
-    DataType as AstType, Expr as AstExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, SequenceOptions,
-    UnaryOperator, Value,
+    DataType as AstType, Expr as AstExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    SequenceOptions, UnaryOperator, Value,
 };
 use raftable_common::{Error, Result};
 
 use crate::ast::{ident, table_name, AlterSequence, SequenceChange};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, LEASE, REFRESH};
 use crate::cluster::Cluster;
 use crate::error::from_datafusion;
 use crate::sequence::Sequences;
-use crate::table::{relation_name, ColumnDef, Computed, SequenceDef, TableDef};
+use crate::table::{qualify, relation_name, split_name, ColumnDef, Computed, SequenceDef, TableDef};
 use crate::types::SqlType;
 
 /// `CREATE SEQUENCE [IF NOT EXISTS] name [AS type] [options] [OWNED BY t.c | NONE]`.
@@ -110,7 +110,7 @@ pub(crate) async fn alter_sequence(
     };
     let syntax = match &alter.change {
         SequenceChange::Options(syntax) => syntax,
-        SequenceChange::RenameTo(_) => return Err(Error::unsupported("ALTER SEQUENCE ... RENAME TO is not supported")),
+        SequenceChange::RenameTo(new) => return rename_sequence(catalog, &old, new).await,
     };
     let ty = syntax.data_type.as_ref().map(SqlType::from_ast).transpose()?;
     let mut new = with_options(old.as_ref().clone(), false, ty, &syntax.options)?;
@@ -129,6 +129,29 @@ pub(crate) async fn alter_sequence(
     };
     catalog.replace_sequence(&old, new.clone()).await?;
     sequences.alter(cluster, &old, &new, restart).await
+}
+
+/// `ALTER SEQUENCE s RENAME TO new`: the sequence keeps its schema, counter and owner; the
+/// column defaults calling it follow it in the same catalog write (PostgreSQL's defaults name
+/// it by OID). Returns once every node knows the new name.
+async fn rename_sequence(catalog: &Catalog, old: &SequenceDef, new: &Ident) -> Result<()> {
+    let new = ident(new);
+    if new.contains('.') {
+        return Err(Error::SyntaxError("RENAME TO takes a name without a schema".into()));
+    }
+    let name = qualify(split_name(&old.name).0, &new);
+    let calls = |t: &TableDef| t.columns.iter().any(|c| c.sequence() == Some(old.name.as_str()));
+    let mut tables = Vec::new();
+    for table in catalog.all().into_iter().filter(|t| calls(t)) {
+        let mut next = (*table).clone();
+        for c in next.columns.iter_mut().filter(|c| c.sequence() == Some(old.name.as_str())) {
+            c.computed = Some(Computed::Nextval(name.clone()));
+        }
+        tables.push((table, next));
+    }
+    catalog.rename_sequence(old, &name, tables).await?;
+    tokio::time::sleep(LEASE + REFRESH).await;
+    Ok(())
 }
 
 /// `def` with `options` applied, as PostgreSQL's CREATE (`creating`: every option not given

@@ -59,23 +59,31 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     if let Err(e) = crate::catalog::information_schema::register(&ctx, catalog) {
         tracing::warn!(error = %e, "information_schema unavailable in this session");
     }
-    ctx.register_udf(version_udf());
+    ctx.register_udf(constant_udf("version", ScalarValue::Utf8(Some(VERSION.into()))));
+    // No node is a standby replaying another's log: pgAdmin asks at connect (PostgreSQL's
+    // `pg_is_wal_replay_paused()` fails outside recovery; pgAdmin calls it only in recovery).
+    for name in ["pg_is_in_recovery", "pg_is_wal_replay_paused"] {
+        ctx.register_udf(constant_udf(name, ScalarValue::Boolean(Some(false))));
+    }
     for udf in functions::udfs(state) {
         ctx.register_udf(udf);
     }
     ctx
 }
 
-/// `version()`, which drivers and ORMs call on connect (SQLAlchemy: `pg_catalog.version()`).
-fn version_udf() -> ScalarUDF {
+/// What `version()` answers, which drivers and ORMs call on connect (SQLAlchemy:
+/// `pg_catalog.version()`).
+const VERSION: &str = "PostgreSQL 15.0 (raftable) on x86_64-pc-linux-gnu";
+
+/// A function of no arguments that answers `value`.
+fn constant_udf(name: &str, value: ScalarValue) -> ScalarUDF {
     use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
-    let text = "PostgreSQL 15.0 (raftable) on x86_64-pc-linux-gnu";
     create_udf(
-        "version",
+        name,
         vec![],
-        DataType::Utf8,
+        value.data_type(),
         Volatility::Immutable,
-        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.to_string()))))),
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
     )
 }
 

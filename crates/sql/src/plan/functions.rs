@@ -26,8 +26,8 @@ use datafusion::scalar::ScalarValue;
 use raftable_common::{Error, Result};
 
 use crate::ast::subqueries::IN_ARRAY;
-use crate::catalog::pg_catalog::quoted;
-use crate::catalog::Catalog;
+use crate::catalog::pg_catalog::{quoted, SUPERUSER_OID};
+use crate::catalog::{Catalog, CATALOG};
 use crate::cluster::Cluster;
 use crate::error::{from_datafusion, to_datafusion};
 use crate::sequence::{Sequences, SessionValues};
@@ -102,6 +102,8 @@ pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(SyncFn::new("pg_get_serial_sequence", 2, state.clone())),
         ScalarUDF::new_from_impl(SyncFn::new("current_setting", 0, state.clone())),
         ScalarUDF::new_from_impl(SyncFn::new("set_config", 3, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("current_database", 0, state.clone())),
+        ScalarUDF::new_from_impl(SyncFn::new("pg_get_userbyid", 1, state.clone())),
         ScalarUDF::new_from_impl(SyncFn::new("current_user", 0, state)).with_aliases([
             "user",
             "session_user",
@@ -183,11 +185,10 @@ named_udf!(AsyncFn);
 
 impl AsyncFn {
     fn new(name: &'static str, state: FunctionState) -> Self {
-        let signature = if name == "setval" {
-            Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], Volatility::Volatile)
-        } else {
-            Signature::any(1, Volatility::Volatile)
-        };
+        // nextval's second argument, when given, only tells equal calls apart
+        // (`ast::rewrite::distinct_nextvals`).
+        let arities = if name == "setval" { [2, 3] } else { [1, 2] };
+        let signature = Signature::one_of(arities.map(TypeSignature::Any).to_vec(), Volatility::Volatile);
         Self { name, signature, state }
     }
 
@@ -279,7 +280,8 @@ impl AsyncScalarUDFImpl for AsyncFn {
 
 /// `currval(regclass)`, `lastval()`, `pg_get_serial_sequence(table, column)`,
 /// `current_setting(name [, missing_ok])`, `set_config(name, value, is_local)` and
-/// `current_user` (also `user`, `session_user`, `current_role`: no roles to switch to):
+/// `current_user` (also `user`, `session_user`, `current_role`: no roles to switch to),
+/// `current_database()` (the database connected to: `Settings::database`), `pg_get_userbyid`:
 /// answered from the session's values and settings and the cached catalog.
 struct SyncFn {
     name: &'static str,
@@ -291,7 +293,7 @@ named_udf!(SyncFn);
 
 impl SyncFn {
     fn new(name: &'static str, args: usize, state: FunctionState) -> Self {
-        let stable = matches!(name, "pg_get_serial_sequence" | "current_user");
+        let stable = matches!(name, "pg_get_serial_sequence" | "current_user" | "current_database" | "pg_get_userbyid");
         let volatility = if stable { Volatility::Stable } else { Volatility::Volatile };
         let signature = match name {
             "current_setting" => {
@@ -310,6 +312,25 @@ impl SyncFn {
             .map(|n| n.map(|n| self.state.resolve_cached(&n).and_then(|d| self.state.session.currval(&d))).transpose())
             .collect::<Result<Int64Array>>()?;
         Ok(Arc::new(values))
+    }
+
+    /// `pg_get_userbyid(oid)`: the session's user for the superuser's OID, which owns every
+    /// object (`catalog::pg_catalog`'s roles), `unknown (OID=n)` for any other, as PostgreSQL.
+    fn user_by_id(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
+        let oids = args.args[0].to_array(args.number_rows).map_err(from_datafusion)?;
+        let oids = datafusion::arrow::compute::cast(&oids, &DataType::Int64).map_err(Error::internal)?;
+        let user = self.state.settings.get(USER_SETTING).unwrap_or_default();
+        let names: StringArray = datafusion::common::cast::as_int64_array(&oids)
+            .map_err(from_datafusion)?
+            .iter()
+            .map(|oid| {
+                oid.map(|oid| match oid == i64::from(SUPERUSER_OID) {
+                    true => user.clone(),
+                    false => format!("unknown (OID={oid})"),
+                })
+            })
+            .collect();
+        Ok(Arc::new(names))
     }
 
     fn lastval(&self, args: &ScalarFunctionArgs) -> Result<ArrayRef> {
@@ -415,7 +436,12 @@ impl ScalarUDFImpl for SyncFn {
 
     fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
         Ok(match self.name {
-            "pg_get_serial_sequence" | "current_setting" | "set_config" | "current_user" => DataType::Utf8,
+            "pg_get_serial_sequence"
+            | "current_setting"
+            | "set_config"
+            | "current_user"
+            | "current_database"
+            | "pg_get_userbyid" => DataType::Utf8,
             _ => DataType::Int64,
         })
     }
@@ -429,6 +455,11 @@ impl ScalarUDFImpl for SyncFn {
             "current_user" => {
                 let user = self.state.settings.get(USER_SETTING);
                 Ok(Arc::new(StringArray::from(vec![user; args.number_rows])) as ArrayRef)
+            }
+            "pg_get_userbyid" => self.user_by_id(&args),
+            "current_database" => {
+                let database = self.state.settings.database().unwrap_or_else(|| CATALOG.to_string());
+                Ok(Arc::new(StringArray::from(vec![database; args.number_rows])) as ArrayRef)
             }
             _ => self.serial_sequence(&args),
         };

@@ -236,6 +236,7 @@ impl Planner<'_> {
         let mut stmt = stmt.clone();
         rewrite::float_exponents(&mut stmt);
         rewrite::regclass_arguments(&mut stmt);
+        rewrite::distinct_nextvals(&mut stmt);
         rewrite::regclass_of_text(&mut stmt);
         if !matches!(stmt, Statement::CreateView(_)) {
             let views = self.catalog.views().await?;
