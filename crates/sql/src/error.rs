@@ -69,6 +69,9 @@ fn from_arrow(e: &ArrowError) -> Error {
         ArrowError::ComputeError(msg) | ArrowError::ArithmeticOverflow(msg) => {
             if msg.contains("zero") {
                 Error::DivisionByZero
+            } else if msg.ends_with("out of range") {
+                // raftable's checked integer operators (`plan::arithmetic`): PostgreSQL's words.
+                Error::OutOfRange(msg.clone())
             } else if msg.to_ascii_lowercase().contains("overflow") {
                 Error::OutOfRange(format!("value out of range: {msg}"))
             } else {

@@ -13,7 +13,8 @@ use arrow_pg::encoder::encode_value;
 use bytes::BytesMut;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Decimal128Type, Schema, TimeUnit, TimestampMicrosecondType,
+    ArrowPrimitiveType, DataType, Decimal128Type, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{future, stream, Sink, SinkExt, StreamExt};
@@ -133,11 +134,42 @@ impl BatchRows {
                         self::numeric(v, *scale, format, buf)
                     })?
                 }
-                DataType::Timestamp(TimeUnit::Microsecond, tz) if pg_field.format() == FieldFormat::Text => {
+                DataType::Timestamp(unit, tz) if pg_field.format() == FieldFormat::Text => {
+                    // Stored timestamps are microseconds; DataFusion's casts and functions
+                    // make nanoseconds (or seconds: `to_timestamp(double)`).
                     let with_tz = tz.is_some();
-                    encode_cell::<TimestampMicrosecondType>(encoder, numeric, column, *row, pg_field, |v, buf| {
-                        timestamp_text(v, with_tz, buf)
-                    })?
+                    let (encoder, row) = (&mut *encoder, *row);
+                    match unit {
+                        TimeUnit::Second => {
+                            encode_cell::<TimestampSecondType>(encoder, numeric, column, row, pg_field, |v, buf| {
+                                timestamp_text(v.saturating_mul(1_000_000), with_tz, buf)
+                            })?
+                        }
+                        TimeUnit::Millisecond => encode_cell::<TimestampMillisecondType>(
+                            encoder,
+                            numeric,
+                            column,
+                            row,
+                            pg_field,
+                            |v, buf| timestamp_text(v.saturating_mul(1_000), with_tz, buf),
+                        )?,
+                        TimeUnit::Microsecond => encode_cell::<TimestampMicrosecondType>(
+                            encoder,
+                            numeric,
+                            column,
+                            row,
+                            pg_field,
+                            |v, buf| timestamp_text(v, with_tz, buf),
+                        )?,
+                        TimeUnit::Nanosecond => encode_cell::<TimestampNanosecondType>(
+                            encoder,
+                            numeric,
+                            column,
+                            row,
+                            pg_field,
+                            |v, buf| timestamp_text(v.div_euclid(1_000), with_tz, buf),
+                        )?,
+                    }
                 }
                 _ => encode_value(encoder, column, *row, schema.field(col), pg_field)?,
             }
@@ -403,6 +435,33 @@ mod tests {
         nines.extend([9999; 9]);
         nines.push(9900);
         assert_eq!(rows[3][1], numeric(&nines));
+    }
+
+    #[test]
+    fn timestamps_of_every_unit_print_like_postgres() {
+        use datafusion::arrow::array::{TimestampMicrosecondArray, TimestampNanosecondArray, TimestampSecondArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Timestamp(TimeUnit::Second, None), true),
+            Field::new("us", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("ns", DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())), true),
+        ]));
+        // 2026-01-01 10:00:00 and 1969-12-31 23:59:59.9995 (before the epoch: rounds down).
+        let secs = 1_767_261_600_i64;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampSecondArray::from(vec![Some(secs), None])),
+                Arc::new(TimestampMicrosecondArray::from(vec![secs * 1_000_000 + 250_000, -500])),
+                Arc::new(TimestampNanosecondArray::from(vec![secs * 1_000_000_000, -500_000]).with_timezone("+00:00")),
+            ],
+        )
+        .unwrap();
+        let text = fields(&schema, &Format::UnifiedText).unwrap();
+        let rows: Vec<DataRow> = BatchRows::new(batch, text).collect::<PgWireResult<_>>().unwrap();
+        let rows: Vec<_> = rows.iter().map(cells).collect();
+        let t = |s: &str| Some(s.as_bytes().to_vec());
+        assert_eq!(rows[0], [t("2026-01-01 10:00:00"), t("2026-01-01 10:00:00.25"), t("2026-01-01 10:00:00+00")]);
+        assert_eq!(rows[1], [None, t("1969-12-31 23:59:59.9995"), t("1969-12-31 23:59:59.9995+00")]);
     }
 
     #[test]

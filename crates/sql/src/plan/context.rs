@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, ResolvedTableReference, TableReference};
 use datafusion::datasource::provider_as_source;
-use datafusion::execution::SessionState;
+use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
 use datafusion::logical_expr::{AggregateUDF, Expr, ExprSchemable, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -22,6 +22,7 @@ use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Statement};
 use raftable_common::{Error, Result};
 
+use super::arithmetic;
 use super::functions::{self, FunctionState};
 use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
@@ -42,7 +43,7 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     // Numeric literals are NUMERIC, as in PostgreSQL (not floating point).
     config.options_mut().sql_parser.parse_float_as_decimal = true;
-    let ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config(config);
     let nextval = Arc::new(functions::nextval(state.clone()));
     ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster), nextval)));
     // pg_catalog (pg_class, pg_attribute, ...) and the functions psql's \d and drivers'
@@ -65,8 +66,12 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     for name in ["pg_is_in_recovery", "pg_is_wal_replay_paused"] {
         ctx.register_udf(constant_udf(name, ScalarValue::Boolean(Some(false))));
     }
-    for udf in functions::udfs(state) {
+    for udf in functions::udfs(state).into_iter().chain(arithmetic::udfs()) {
         ctx.register_udf(udf);
+    }
+    ctx.add_analyzer_rule(Arc::new(arithmetic::CheckedArithmetic));
+    if let Err(e) = ctx.register_function_rewrite(Arc::new(arithmetic::CheckedArithmetic)) {
+        tracing::warn!(error = %e, "integer arithmetic outside plans wraps in this session");
     }
     ctx
 }

@@ -12,11 +12,13 @@
 //! - [`views`]: each view a statement reads replaced by its query, first; CREATE VIEW.
 //! - [`params`]: `$n` types at prepare, values bound at execute.
 //! - [`context`]: the session's DataFusion context, and DataFusion's SQL planner over tables
-//!   resolved ahead for the parts raftable assembles itself.
+//!   resolved ahead for the parts raftable assembles itself; [`functions`] and [`arithmetic`]
+//!   (checked integer operators) are PostgreSQL's semantics registered in it.
 //!
 //! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
 //! SET, SHOW, ...) are the session's own (`crate::session`).
 
+pub(crate) mod arithmetic;
 pub(crate) mod context;
 pub(crate) mod functions;
 pub(crate) mod insert;

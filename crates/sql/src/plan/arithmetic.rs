@@ -1,0 +1,248 @@
+//! PostgreSQL's integer arithmetic: `+`, `-` and `*` on `smallint`, `integer` and `bigint`
+//! fail with 22003 (`integer out of range`) when the result does not fit the type. DataFusion
+//! plans them wrapping (`9223372036854775807 + 1` is a negative number: a wrong answer), so
+//! [`CheckedArithmetic`] replaces each such operator by PostgreSQL's function for it (`int8pl`,
+//! `int4mi`, `int2mul`, ...), which uses Arrow's checked kernels. It is registered twice in a
+//! session's context: as an analyzer rule after DataFusion's type coercion (plans), and as a
+//! function rewrite, which `SessionState::create_physical_expr` applies after coercing
+//! (expressions raftable compiles outside a plan: ON CONFLICT assignments, RETURNING lists,
+//! CHECK constraints). The functions are callable by name too, as in PostgreSQL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::DFSchema;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr_rewriter::{FunctionRewrite, NamePreserver};
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::scalar::ScalarValue;
+
+/// The integer types and PostgreSQL's names for them (in function names and messages).
+const TYPES: [(DataType, &str, &str); 3] =
+    [(DataType::Int16, "int2", "smallint"), (DataType::Int32, "int4", "integer"), (DataType::Int64, "int8", "bigint")];
+
+/// The checked operators and the suffix of PostgreSQL's function for each.
+const OPERATORS: [(Operator, &str); 3] = [(Operator::Plus, "pl"), (Operator::Minus, "mi"), (Operator::Multiply, "mul")];
+
+/// Every checked function (`int2pl` ... `int8mul`), to register in a session's context.
+pub(crate) fn udfs() -> Vec<ScalarUDF> {
+    TYPES
+        .iter()
+        .flat_map(|(ty, _, _)| OPERATORS.iter().filter_map(move |(op, _)| CheckedOp::new(*op, ty)))
+        .map(ScalarUDF::new_from_impl)
+        .collect()
+}
+
+/// The rewrite: every integer `+`, `-`, `*` becomes the checked function, keeping the
+/// expression's output name.
+#[derive(Debug, Default)]
+pub(crate) struct CheckedArithmetic;
+
+impl AnalyzerRule for CheckedArithmetic {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            // A scan's filters name the source's columns; DataFusion pushes them there later.
+            if matches!(plan, LogicalPlan::TableScan(_)) {
+                return Ok(Transformed::no(plan));
+            }
+            let inputs = plan.inputs();
+            let schema = if inputs.is_empty() { plan.schema().as_ref().clone() } else { merge_schema(&inputs) };
+            let names = NamePreserver::new(&plan);
+            plan.map_expressions(|e| {
+                let saved = names.save(&e);
+                Ok(e.transform_up(|e| checked(e, &schema))?.update_data(|e| saved.restore(e)))
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "raftable_checked_arithmetic"
+    }
+}
+
+impl FunctionRewrite for CheckedArithmetic {
+    fn name(&self) -> &str {
+        "raftable_checked_arithmetic"
+    }
+
+    fn rewrite(&self, expr: Expr, schema: &DFSchema, _config: &ConfigOptions) -> DfResult<Transformed<Expr>> {
+        checked(expr, schema)
+    }
+}
+
+/// `expr` (over `schema`) as a checked function if it is an integer `+`, `-` or `*` (its
+/// operands of one type, as after type coercion); its operands are not visited.
+fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let ty = left.get_type(schema)?;
+    if ty != right.get_type(schema)? {
+        return Ok(Transformed::no(expr));
+    }
+    match CheckedOp::new(*op, &ty) {
+        Some(f) => {
+            Ok(Transformed::yes(ScalarUDF::new_from_impl(f).call(vec![left.as_ref().clone(), right.as_ref().clone()])))
+        }
+        None => Ok(Transformed::no(expr)),
+    }
+}
+
+/// One checked operator on one integer type: `int4pl(integer, integer) -> integer`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedOp {
+    name: String,
+    op: Operator,
+    /// `integer out of range`, as PostgreSQL says it.
+    overflow: String,
+    signature: Signature,
+}
+
+impl CheckedOp {
+    /// The function for `op` on `ty`, if both are checked ones.
+    fn new(op: Operator, ty: &DataType) -> Option<Self> {
+        let (_, prefix, type_name) = TYPES.iter().find(|(t, _, _)| t == ty)?;
+        let (_, suffix) = OPERATORS.iter().find(|(o, _)| *o == op)?;
+        Some(Self {
+            name: format!("{prefix}{suffix}"),
+            op,
+            overflow: format!("{type_name} out of range"),
+            signature: Signature::exact(vec![ty.clone(), ty.clone()], Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for CheckedOp {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [left, right] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(format!("{} takes two arguments", self.name)));
+        };
+        let (l, r) = (datum(left)?, datum(right)?);
+        let result = match self.op {
+            Operator::Plus => numeric::add(l.as_ref(), r.as_ref()),
+            Operator::Minus => numeric::sub(l.as_ref(), r.as_ref()),
+            _ => numeric::mul(l.as_ref(), r.as_ref()),
+        }
+        .map_err(|e| match e {
+            datafusion::arrow::error::ArrowError::ArithmeticOverflow(_) => DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(self.overflow.clone())),
+                None,
+            ),
+            other => DataFusionError::ArrowError(Box::new(other), None),
+        })?;
+        if matches!((left, right), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))) {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(result))
+        }
+    }
+}
+
+/// An argument as an Arrow datum: a scalar stays one (the kernels broadcast it).
+fn datum(value: &ColumnarValue) -> DfResult<Arc<dyn datafusion::arrow::array::Datum>> {
+    Ok(match value {
+        ColumnarValue::Array(a) => Arc::new(a.clone()),
+        ColumnarValue::Scalar(s) => Arc::new(s.to_scalar()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::{col, lit};
+
+    fn schema() -> DFSchema {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let fields = vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Int64, true),
+            Field::new("f", DataType::Float64, true),
+        ];
+        DFSchema::try_from(Schema::new(fields)).unwrap()
+    }
+
+    fn functions(e: &Expr) -> Vec<String> {
+        let mut names = vec![];
+        e.apply(|e| {
+            if let Expr::ScalarFunction(f) = e {
+                names.push(f.name().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        names
+    }
+
+    #[test]
+    fn integer_operators_become_checked_functions() {
+        let e = (col("a") + col("a")) * col("a") - (col("b") + lit(1i64));
+        let out = e.transform_up(|e| checked(e, &schema())).unwrap();
+        assert!(out.transformed);
+        // Pre-order; the outer `-` mixes integer and bigint: it waits for type coercion.
+        assert_eq!(functions(&out.data), ["int4mul", "int4pl", "int8pl"]);
+        // Floating point and division are left to DataFusion (they do not wrap).
+        let untouched = (col("f") + col("f") + col("b") / lit(2i64)).transform_up(|e| checked(e, &schema())).unwrap();
+        assert!(!untouched.transformed);
+    }
+
+    fn run(op: Operator, ty: &DataType, l: ScalarValue, r: ScalarValue) -> DfResult<ScalarValue> {
+        use datafusion::arrow::datatypes::Field;
+        let f = CheckedOp::new(op, ty).unwrap();
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)],
+            arg_fields: vec![Arc::new(Field::new("x", ty.clone(), true)); 2],
+            number_rows: 1,
+            return_field: Arc::new(Field::new("r", ty.clone(), true)),
+            config_options: Arc::new(ConfigOptions::default()),
+        };
+        match f.invoke_with_args(args)? {
+            ColumnarValue::Scalar(s) => Ok(s),
+            ColumnarValue::Array(_) => panic!("scalar arguments gave an array"),
+        }
+    }
+
+    #[test]
+    fn overflow_is_an_error_named_like_postgres() {
+        let max = ScalarValue::Int64(Some(i64::MAX));
+        let err = run(Operator::Plus, &DataType::Int64, max.clone(), ScalarValue::Int64(Some(1))).unwrap_err();
+        assert!(err.to_string().contains("bigint out of range"), "{err}");
+        let err =
+            run(Operator::Multiply, &DataType::Int32, ScalarValue::Int32(Some(65536)), ScalarValue::Int32(Some(65536)))
+                .unwrap_err();
+        assert!(err.to_string().contains("integer out of range"), "{err}");
+        let err = run(Operator::Minus, &DataType::Int16, ScalarValue::Int16(Some(-32768)), ScalarValue::Int16(Some(1)))
+            .unwrap_err();
+        assert!(err.to_string().contains("smallint out of range"), "{err}");
+        assert_eq!(
+            run(Operator::Minus, &DataType::Int64, max, ScalarValue::Int64(Some(1))).unwrap(),
+            ScalarValue::Int64(Some(i64::MAX - 1))
+        );
+        // NULL in, NULL out.
+        assert_eq!(
+            run(Operator::Plus, &DataType::Int32, ScalarValue::Int32(None), ScalarValue::Int32(Some(1))).unwrap(),
+            ScalarValue::Int32(None)
+        );
+    }
+}
