@@ -184,6 +184,7 @@ mod tests {
             Error::NotNullViolation(s()),
             Error::InvalidText(s()),
             Error::InvalidDatetime(s()),
+            Error::DatetimeOutOfRange(s()),
             Error::OutOfRange(s()),
             Error::StringTooLong(s()),
             Error::DivisionByZero,
@@ -276,13 +277,14 @@ mod tests {
             Error::UndefinedSchema(_) => 49,
             Error::DuplicateSchema(_) => 50,
             Error::NullValueNotAllowed(_) => 51,
+            Error::DatetimeOutOfRange(_) => 52,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=51).collect());
+        assert_eq!(listed, (0..=52).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

@@ -58,6 +58,9 @@ pub enum Error {
     /// A value outside its type's range (22003).
     #[error("{0}")]
     OutOfRange(String),
+    /// A date or time whose fields are out of range, e.g. `'2024-02-30'::date` (22008).
+    #[error("{0}")]
+    DatetimeOutOfRange(String),
     /// A string longer than its column allows (22001).
     #[error("{0}")]
     StringTooLong(String),

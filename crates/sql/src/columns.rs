@@ -159,11 +159,14 @@ pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
 }
 
 /// What DataFusion's name of an unaliased output is taken to be: a column's own name (`k` and
-/// `t.k` may be one column), else the expression.
+/// `t.k` may be one column), a cast's operand's (`'x'::date`, `DATE 'x'`: `'x'`), else the
+/// expression.
 fn unaliased_key(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => ident(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
+        Expr::Cast { expr, .. } => unaliased_key(expr),
+        Expr::TypedString(typed) => typed.value.to_string(),
         other => other.to_string(),
     }
 }

@@ -31,7 +31,8 @@
 //!    ‖ bucket ‖ memcomparable primary key; value = every column; index entries), `table`
 //!    (what a definition holds: columns, defaults, CHECK constraints, indexes, its version;
 //!    sequences), `types` (column types and
-//!    PostgreSQL's coercions), `columns` (result columns named and typed as PostgreSQL
+//!    PostgreSQL's coercions), `datetime` (PostgreSQL's date/time text: input forms,
+//!    `to_char` patterns), `columns` (result columns named and typed as PostgreSQL
 //!    does), `error` (DataFusion's errors as raftable's), and [`Cluster`], the shards as the
 //!    `server` crate gives them (over `cluster::Router`; [`local`] over one unreplicated
 //!    RocksDB for tests).
@@ -43,6 +44,7 @@ mod ast;
 mod catalog;
 mod cluster;
 mod columns;
+mod datetime;
 mod encoding;
 mod engine;
 mod error;

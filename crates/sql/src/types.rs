@@ -189,6 +189,9 @@ impl SqlType {
         if *self == SqlType::Bytea && from == DataType::Utf8 {
             return parse_bytea(values);
         }
+        if let Some(kind) = self.datetime_kind().filter(|_| is_text(&from)) {
+            return crate::datetime::parse_array(values, kind, &target);
+        }
         let array = if from == target {
             values.clone()
         } else {
@@ -205,6 +208,17 @@ impl SqlType {
         match self {
             SqlType::Varchar(Some(_)) | SqlType::Char(_) | SqlType::Uuid | SqlType::Jsonb => self.check_text(&array),
             _ => Ok(array),
+        }
+    }
+
+    /// How text is read as this type, if it is a date or time.
+    fn datetime_kind(&self) -> Option<crate::datetime::Kind> {
+        use crate::datetime::Kind;
+        match self {
+            SqlType::Date => Some(Kind::Date),
+            SqlType::Timestamp => Some(Kind::Timestamp),
+            SqlType::TimestampTz => Some(Kind::TimestampTz),
+            _ => None,
         }
     }
 
@@ -341,10 +355,14 @@ fn length(len: &Option<datafusion::sql::sqlparser::ast::CharacterLength>) -> Res
     }
 }
 
+fn is_text(ty: &DataType) -> bool {
+    matches!(ty, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
 /// A failed cast as the error PostgreSQL would give.
 fn cast_error(ty: &SqlType, from: &DataType, column: &str, e: impl std::fmt::Display) -> Error {
     let msg = e.to_string();
-    if matches!(from, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+    if is_text(from) {
         if msg.contains("overflow") || msg.contains("out of range") || msg.contains("too large") {
             return Error::OutOfRange(format!("value out of range for type {}", ty.pg_name()));
         }

@@ -1,28 +1,21 @@
 //! PostgreSQL's integer arithmetic: `+`, `-` and `*` on `smallint`, `integer` and `bigint`
 //! fail with 22003 (`integer out of range`) when the result does not fit the type. DataFusion
 //! plans them wrapping (`9223372036854775807 + 1` is a negative number: a wrong answer), so
-//! [`CheckedArithmetic`] replaces each such operator by PostgreSQL's function for it (`int8pl`,
-//! `int4mi`, `int2mul`, ...), which uses Arrow's checked kernels. It is registered twice in a
-//! session's context: as an analyzer rule after DataFusion's type coercion (plans), and as a
-//! function rewrite, which `SessionState::create_physical_expr` applies after coercing
-//! (expressions raftable compiles outside a plan: ON CONFLICT assignments, RETURNING lists,
-//! CHECK constraints). The functions are callable by name too, as in PostgreSQL.
+//! [`checked`] (applied by `super::semantics` after type coercion) replaces each such operator
+//! by PostgreSQL's function for it (`int8pl`, `int4mi`, `int2mul`, ...), which uses Arrow's
+//! checked kernels. The functions are callable by name too, as in PostgreSQL.
 
 use std::sync::Arc;
 
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::expr_rewriter::{FunctionRewrite, NamePreserver};
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
-use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
 
 /// The integer types and PostgreSQL's names for them (in function names and messages).
@@ -41,47 +34,9 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
         .collect()
 }
 
-/// The rewrite: every integer `+`, `-`, `*` becomes the checked function, keeping the
-/// expression's output name.
-#[derive(Debug, Default)]
-pub(crate) struct CheckedArithmetic;
-
-impl AnalyzerRule for CheckedArithmetic {
-    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            // A scan's filters name the source's columns; DataFusion pushes them there later.
-            if matches!(plan, LogicalPlan::TableScan(_)) {
-                return Ok(Transformed::no(plan));
-            }
-            let inputs = plan.inputs();
-            let schema = if inputs.is_empty() { plan.schema().as_ref().clone() } else { merge_schema(&inputs) };
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let saved = names.save(&e);
-                Ok(e.transform_up(|e| checked(e, &schema))?.update_data(|e| saved.restore(e)))
-            })
-        })
-        .data()
-    }
-
-    fn name(&self) -> &str {
-        "raftable_checked_arithmetic"
-    }
-}
-
-impl FunctionRewrite for CheckedArithmetic {
-    fn name(&self) -> &str {
-        "raftable_checked_arithmetic"
-    }
-
-    fn rewrite(&self, expr: Expr, schema: &DFSchema, _config: &ConfigOptions) -> DfResult<Transformed<Expr>> {
-        checked(expr, schema)
-    }
-}
-
 /// `expr` (over `schema`) as a checked function if it is an integer `+`, `-` or `*` (its
 /// operands of one type, as after type coercion); its operands are not visited.
-fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+pub(crate) fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
         return Ok(Transformed::no(expr));
     };
@@ -170,6 +125,8 @@ fn datum(value: &ColumnarValue) -> DfResult<Arc<dyn datafusion::arrow::array::Da
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::common::config::ConfigOptions;
+    use datafusion::common::tree_node::TreeNode;
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::{col, lit};
 

@@ -22,8 +22,9 @@ use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Statement};
 use raftable_common::{Error, Result};
 
-use super::arithmetic;
 use super::functions::{self, FunctionState};
+use super::semantics::PostgresExprs;
+use super::{arithmetic, datetime};
 use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
@@ -43,6 +44,10 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     // Numeric literals are NUMERIC, as in PostgreSQL (not floating point).
     config.options_mut().sql_parser.parse_float_as_decimal = true;
+    // The session time zone is UTC: `timestamptz` (casts, `now()`) keeps a zone, as a stored
+    // timestamptz column does, and prints with `+00` (without one, DataFusion reads it as a
+    // timestamp without time zone).
+    config.options_mut().execution.time_zone = Some(crate::types::UTC.to_string());
     let mut ctx = SessionContext::new_with_config(config);
     let nextval = Arc::new(functions::nextval(state.clone()));
     ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster), nextval)));
@@ -66,12 +71,12 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     for name in ["pg_is_in_recovery", "pg_is_wal_replay_paused"] {
         ctx.register_udf(constant_udf(name, ScalarValue::Boolean(Some(false))));
     }
-    for udf in functions::udfs(state).into_iter().chain(arithmetic::udfs()) {
+    for udf in functions::udfs(state).into_iter().chain(arithmetic::udfs()).chain(datetime::udfs()) {
         ctx.register_udf(udf);
     }
-    ctx.add_analyzer_rule(Arc::new(arithmetic::CheckedArithmetic));
-    if let Err(e) = ctx.register_function_rewrite(Arc::new(arithmetic::CheckedArithmetic)) {
-        tracing::warn!(error = %e, "integer arithmetic outside plans wraps in this session");
+    ctx.add_analyzer_rule(Arc::new(PostgresExprs));
+    if let Err(e) = ctx.register_function_rewrite(Arc::new(PostgresExprs)) {
+        tracing::warn!(error = %e, "expressions outside plans keep DataFusion's semantics in this session");
     }
     ctx
 }

@@ -12,14 +12,16 @@
 //! - [`views`]: each view a statement reads replaced by its query, first; CREATE VIEW.
 //! - [`params`]: `$n` types at prepare, values bound at execute.
 //! - [`context`]: the session's DataFusion context, and DataFusion's SQL planner over tables
-//!   resolved ahead for the parts raftable assembles itself; [`functions`] and [`arithmetic`]
-//!   (checked integer operators) are PostgreSQL's semantics registered in it.
+//!   resolved ahead for the parts raftable assembles itself; PostgreSQL's meaning registered
+//!   in it: [`functions`], [`datetime`] (date/time input, `to_char`) and [`arithmetic`]
+//!   (checked integer operators), the last two applied to every expression by [`semantics`].
 //!
 //! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
 //! SET, SHOW, ...) are the session's own (`crate::session`).
 
 pub(crate) mod arithmetic;
 pub(crate) mod context;
+pub(crate) mod datetime;
 pub(crate) mod functions;
 pub(crate) mod insert;
 pub(crate) mod modify;
@@ -27,6 +29,7 @@ pub(crate) mod params;
 pub(crate) mod point;
 pub(crate) mod query;
 pub(crate) mod returning;
+pub(crate) mod semantics;
 pub(crate) mod views;
 
 use std::sync::Arc;
