@@ -19,8 +19,8 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem, SetExpr, UnaryOperator,
-    Value,
+    visit_expressions_mut, AccessExpr, CeilFloorKind, DataType as SqlType, Expr, Ident, ObjectName, Query, SelectItem,
+    SetExpr, UnaryOperator, Value,
 };
 use futures::StreamExt;
 
@@ -159,15 +159,25 @@ pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
 }
 
 /// What DataFusion's name of an unaliased output is taken to be: a column's own name (`k` and
-/// `t.k` may be one column), a cast's operand's (`'x'::date`, `DATE 'x'`: `'x'`), else the
-/// expression.
+/// `t.k` may be one column), else the expression without its casts (DataFusion names a cast
+/// after its operand: `f('x'::date)`, `f(DATE 'x')` and `f('x')` are one name).
 fn unaliased_key(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => ident(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
         Expr::Cast { expr, .. } => unaliased_key(expr),
-        Expr::TypedString(typed) => typed.value.to_string(),
-        other => other.to_string(),
+        other => {
+            let mut e = other.clone();
+            let _ = visit_expressions_mut(&mut e, |x| {
+                match x {
+                    Expr::Cast { expr, .. } => *x = std::mem::replace(expr.as_mut(), Expr::value(Value::Null)),
+                    Expr::TypedString(typed) => *x = Expr::Value(typed.value.clone()),
+                    _ => {}
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            e.to_string()
+        }
     }
 }
 

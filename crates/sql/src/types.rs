@@ -355,6 +355,28 @@ fn length(len: &Option<datafusion::sql::sqlparser::ast::CharacterLength>) -> Res
     }
 }
 
+/// PostgreSQL's names (`format_type`'s, and the short one) for a value DataFusion typed `ty`.
+pub(crate) fn pg_type_names(ty: &DataType) -> Option<(&'static str, &'static str)> {
+    Some(match ty {
+        DataType::Int16 => ("smallint", "int2"),
+        DataType::Int32 => ("integer", "int4"),
+        DataType::Int64 => ("bigint", "int8"),
+        DataType::Float32 => ("real", "float4"),
+        DataType::Float64 => ("double precision", "float8"),
+        DataType::Decimal128(..) | DataType::Decimal256(..) => ("numeric", "numeric"),
+        DataType::Boolean => ("boolean", "bool"),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => ("text", "text"),
+        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => ("bytea", "bytea"),
+        DataType::Date32 => ("date", "date"),
+        DataType::Timestamp(_, None) => ("timestamp without time zone", "timestamp"),
+        DataType::Timestamp(_, Some(_)) => ("timestamp with time zone", "timestamptz"),
+        DataType::Time64(_) | DataType::Time32(_) => ("time without time zone", "time"),
+        DataType::Interval(_) => ("interval", "interval"),
+        DataType::Null => ("unknown", "unknown"),
+        _ => return None,
+    })
+}
+
 fn is_text(ty: &DataType) -> bool {
     matches!(ty, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }

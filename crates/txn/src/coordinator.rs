@@ -84,6 +84,7 @@ impl Coordinator {
             id: TxnId((u128::from(self.node) << 64) | u128::from(seq)),
             read_ts: tokio::sync::OnceCell::new(),
             state: Mutex::new(State::new(self.spill)),
+            began: now,
         }
     }
 }
@@ -107,6 +108,8 @@ pub struct Txn {
     id: TxnId,
     read_ts: tokio::sync::OnceCell<Ts>,
     state: Mutex<State>,
+    /// When it began: microseconds since the Unix epoch, by this node's clock.
+    began: u64,
 }
 
 struct State {
@@ -128,6 +131,12 @@ impl State {
 impl Txn {
     pub fn id(&self) -> TxnId {
         self.id
+    }
+
+    /// When it began, in microseconds since the Unix epoch by this node's clock (what
+    /// PostgreSQL's `now()` answers throughout a transaction).
+    pub fn began_micros(&self) -> u64 {
+        self.began
     }
 
     fn client(&self) -> &dyn ShardClient {

@@ -292,22 +292,7 @@ impl Amended {
 /// PostgreSQL's `data_type` and `udt_name` of a column DataFusion typed `arrow` (its Arrow
 /// type as text): what a view's or a system table's column shows.
 fn arrow_type_names(arrow: &str) -> Option<(&'static str, &'static str)> {
-    let ty: DataType = arrow.parse().ok()?;
-    Some(match ty {
-        DataType::Int16 => ("smallint", "int2"),
-        DataType::Int32 => ("integer", "int4"),
-        DataType::Int64 => ("bigint", "int8"),
-        DataType::Float32 => ("real", "float4"),
-        DataType::Float64 => ("double precision", "float8"),
-        DataType::Decimal128(..) | DataType::Decimal256(..) => ("numeric", "numeric"),
-        DataType::Boolean => ("boolean", "bool"),
-        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => ("text", "text"),
-        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => ("bytea", "bytea"),
-        DataType::Date32 => ("date", "date"),
-        DataType::Timestamp(_, None) => ("timestamp without time zone", "timestamp"),
-        DataType::Timestamp(_, Some(_)) => ("timestamp with time zone", "timestamptz"),
-        _ => return None,
-    })
+    crate::types::pg_type_names(&arrow.parse().ok()?)
 }
 
 /// A numeric type's precision, its radix and its scale, as PostgreSQL reports them (bits for

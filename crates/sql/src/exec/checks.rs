@@ -39,7 +39,7 @@ impl Checks {
                 .and_then(|mut p| p.parse_expr())
                 .map_err(|e| Error::SyntaxError(e.to_string()))?;
             let expr = tables.expr(&ast, &schema)?;
-            out.push((check.name.clone(), state.create_physical_expr(expr, &schema).map_err(from_datafusion)?));
+            out.push((check.name.clone(), super::physical_expr(&state, expr, &schema)?));
         }
         Ok(Checks(out))
     }

@@ -38,9 +38,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::DFSchema;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
@@ -78,6 +80,37 @@ fn snapshot_task(state: &SessionState, txn: &Arc<Txn>) -> Arc<TaskContext> {
     Arc::new(TaskContext::from(state).with_session_config(config))
 }
 
+/// The session's DataFusion state for a statement of `txn`: `now()` / `CURRENT_TIMESTAMP` are
+/// the transaction's start, as in PostgreSQL (DataFusion's `SessionContext::state` takes the
+/// statement's).
+pub(crate) fn statement_state(ctx: &SessionContext, txn: &Txn) -> SessionState {
+    let mut state = ctx.state();
+    let began = i64::try_from(txn.began_micros()).ok().and_then(chrono::DateTime::from_timestamp_micros);
+    if began.is_some() {
+        state.execution_props_mut().query_execution_start_time = began;
+    }
+    state
+}
+
+/// `expr` over `schema` compiled for execution in `state`, as a plan's expressions are: coerced,
+/// rewritten (`plan::semantics`) and simplified, which evaluates `now()` (DataFusion's
+/// `now()` cannot run unsimplified).
+pub(crate) fn physical_expr(state: &SessionState, expr: Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .with_config_options(state.config_options().clone())
+        .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+        .build();
+    let simplifier = ExprSimplifier::new(context);
+    let expr = simplifier
+        .coerce(expr, schema)
+        .and_then(|e| e.transform_up(|e| crate::plan::semantics::rewrite(e, schema)))
+        .and_then(|e| simplifier.simplify(e.data))
+        .map_err(from_datafusion)?;
+    state.create_physical_expr(expr, schema).map_err(from_datafusion)
+}
+
 /// Runs `plan` with every shard read through `txn`: the rows an INSERT's source or an UPDATE /
 /// DELETE reads, as they are read.
 pub(crate) async fn stream_at_snapshot(
@@ -85,9 +118,9 @@ pub(crate) async fn stream_at_snapshot(
     txn: &Arc<Txn>,
     plan: LogicalPlan,
 ) -> Result<SendableRecordBatchStream> {
-    let df = planning(ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
-    let task = snapshot_task(&ctx.state(), txn);
-    let physical = planning(df.create_physical_plan()).await.map_err(from_datafusion)?;
+    let state = statement_state(ctx, txn);
+    let task = snapshot_task(&state, txn);
+    let physical = planning(state.create_physical_plan(&plan)).await.map_err(from_datafusion)?;
     execute_stream(physical, task).map_err(from_datafusion)
 }
 
@@ -332,7 +365,7 @@ impl Executor<'_> {
     /// context its scans execute with).
     async fn query(&self, query: &QueryPlan, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
         let QueryPlan { plan, optimized, columns, command } = query;
-        let state = self.ctx.state();
+        let state = statement_state(self.ctx, self.txn);
         let (schema, physical) = match optimized {
             Some((optimized, types)) => {
                 let plan = bind_as(optimized, &params, types)?;
@@ -343,9 +376,8 @@ impl Executor<'_> {
             }
             None => {
                 let plan = bind(plan, &params)?;
-                let df = planning(self.ctx.execute_logical_plan(plan)).await.map_err(from_datafusion)?;
-                let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(df.schema().as_arrow().clone()));
-                (schema, planning(df.create_physical_plan()).await.map_err(from_datafusion)?)
+                let schema = prepared.schema.clone().unwrap_or_else(|| Arc::new(plan.schema().as_arrow().clone()));
+                (schema, planning(state.create_physical_plan(&plan)).await.map_err(from_datafusion)?)
             }
         };
         let stream = execute_stream(physical, snapshot_task(&state, self.txn)).map_err(from_datafusion)?;
@@ -374,8 +406,11 @@ impl Executor<'_> {
             }
             first = false;
         }
+        // RETURNING is evaluated before an autocommit INSERT commits (in `finish`): a failure
+        // there fails the whole statement, nothing written.
+        let output = self.finish_write(def, "INSERT", count, returning.as_ref(), written, params)?;
         run.finish(def).await?;
-        self.finish_write(def, "INSERT", count, returning.as_ref(), written, params)
+        Ok(output)
     }
 
     /// `conflict` with its expressions bound to `params` and compiled for execution.
@@ -385,9 +420,8 @@ impl Executor<'_> {
             Conflict::Ignore => OnConflict::Ignore,
             Conflict::Overwrite => OnConflict::Overwrite,
             Conflict::Update { sets, filter, schema, arbiter } => {
-                let state = self.ctx.state();
-                let physical =
-                    |e: datafusion::logical_expr::Expr| state.create_physical_expr(e, schema).map_err(from_datafusion);
+                let state = statement_state(self.ctx, self.txn);
+                let physical = |e: datafusion::logical_expr::Expr| physical_expr(&state, e, schema);
                 let exprs: Vec<_> = sets.iter().map(|(_, e)| e.clone()).collect();
                 let bound = bind_exprs(&exprs, params)?;
                 let sets = sets.iter().zip(bound).map(|((c, _), e)| Ok((*c, physical(e)?))).collect::<Result<_>>()?;
@@ -428,10 +462,10 @@ impl Executor<'_> {
             return Ok(Output::Command { tag });
         };
         let all = datafusion::arrow::compute::concat_batches(&def.visible_schema(), &rows).map_err(Error::internal)?;
-        let state = self.ctx.state();
+        let state = statement_state(self.ctx, self.txn);
         let mut columns = Vec::with_capacity(returning.exprs.len());
         for e in bind_exprs(&returning.exprs, params)? {
-            let physical = state.create_physical_expr(e, &returning.input).map_err(from_datafusion)?;
+            let physical = physical_expr(&state, e, &returning.input)?;
             columns.push(evaluate(&physical, &all)?);
         }
         let fields: Vec<_> = returning

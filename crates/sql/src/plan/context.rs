@@ -74,6 +74,9 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     for udf in functions::udfs(state).into_iter().chain(arithmetic::udfs()).chain(datetime::udfs()) {
         ctx.register_udf(udf);
     }
+    if let Some(udf) = datetime::transaction_timestamp(&ctx) {
+        ctx.register_udf(udf);
+    }
     ctx.add_analyzer_rule(Arc::new(PostgresExprs));
     if let Err(e) = ctx.register_function_rewrite(Arc::new(PostgresExprs)) {
         tracing::warn!(error = %e, "expressions outside plans keep DataFusion's semantics in this session");

@@ -3,7 +3,8 @@
 //! applied by `super::semantics`: `'2026-01-01 10:00'::timestamp`, a text compared with a
 //! timestamp column) reads PostgreSQL's input forms, where Arrow's cast refuses a time without
 //! seconds; `to_char(timestamp | date, template)` takes PostgreSQL's template patterns
-//! (DataFusion's takes chrono's, and answers a PostgreSQL template with the template's text).
+//! (DataFusion's takes chrono's, and answers a PostgreSQL template with the template's text);
+//! `transaction_timestamp()`, `statement_timestamp()`, `clock_timestamp()`.
 
 use std::sync::Arc;
 
@@ -13,17 +14,65 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     Cast, ColumnarValue, Expr, ExprSchemable, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 use crate::datetime::{parse_array, to_char, Kind};
 use crate::error::to_datafusion;
 
-/// The functions to register in a session's context.
+/// The functions to register in a session's context (whose `now()` also answers
+/// `transaction_timestamp()`: [`transaction_timestamp`]).
 pub(crate) fn udfs() -> Vec<ScalarUDF> {
-    vec![ScalarUDF::new_from_impl(ToChar { signature: Signature::any(2, Volatility::Immutable) })]
+    vec![
+        ScalarUDF::new_from_impl(ToChar { signature: Signature::any(2, Volatility::Immutable) }),
+        // A stable function is evaluated once, when the statement is planned: its start.
+        ScalarUDF::new_from_impl(Clock {
+            name: "statement_timestamp",
+            signature: Signature::nullary(Volatility::Stable),
+        }),
+        ScalarUDF::new_from_impl(Clock {
+            name: "clock_timestamp",
+            signature: Signature::nullary(Volatility::Volatile),
+        }),
+    ]
+}
+
+/// DataFusion's `now()` (as registered in `ctx`) under the name `transaction_timestamp` too:
+/// `exec::statement_state` gives it the transaction's start.
+pub(crate) fn transaction_timestamp(ctx: &SessionContext) -> Option<ScalarUDF> {
+    let now = ctx.udf("now").ok()?;
+    Some(now.as_ref().clone().with_aliases(["transaction_timestamp"]))
+}
+
+/// `statement_timestamp()` and `clock_timestamp()`: the clock, read when the function is
+/// evaluated.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Clock {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Clock {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Microsecond, Some(crate::types::UTC.into())))
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let now = chrono::Utc::now().timestamp_micros();
+        Ok(ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(Some(now), Some(crate::types::UTC.into()))))
+    }
 }
 
 /// `expr` as a call reading text in PostgreSQL's forms, if it is a cast of text to a date or

@@ -2,7 +2,8 @@
 //! functions `nextval` and `setval` (asynchronous: they may write the sequence's counter, so
 //! DataFusion runs them in its `AsyncFuncExec`), `currval`, `lastval`,
 //! `pg_get_serial_sequence`; and `gen_random_uuid`, `json_build_object` /
-//! `jsonb_build_object` (which SQLAlchemy's reflection calls), `format` (Metabase's sync). A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
+//! `jsonb_build_object` (which SQLAlchemy's reflection calls), `format` (Metabase's sync),
+//! `pg_typeof`. A sequence is named by text (`'s'`, `'public.s'`, `'"S"'`) or by its OID
 //! (what `'s'::regclass` becomes in a catalog query). The values come from `crate::sequence`.
 //! [`async_values`] lets VALUES lists call them.
 
@@ -114,6 +115,7 @@ pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(BuildObject::new("jsonb_build_object")),
         ScalarUDF::new_from_impl(Format::new()),
         ScalarUDF::new_from_impl(InArray::new()),
+        ScalarUDF::new_from_impl(PgTypeof { signature: Signature::any(1, Volatility::Immutable) }),
     ]
 }
 
@@ -581,6 +583,42 @@ impl ScalarUDFImpl for BuildObject {
             out.push(self.object(pairs));
         }
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+/// `pg_typeof(any)`: the name of its argument's type, as PostgreSQL prints a `regtype`
+/// (`integer`, `timestamp with time zone`, `text[]`).
+struct PgTypeof {
+    signature: Signature,
+}
+
+named_udf!(PgTypeof);
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let name = type_name(args.arg_fields[0].data_type());
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
+fn type_name(ty: &DataType) -> String {
+    match ty {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            format!("{}[]", type_name(item.data_type()))
+        }
+        other => crate::types::pg_type_names(other).map_or_else(|| other.to_string(), |(name, _)| name.to_string()),
     }
 }
 

@@ -57,6 +57,6 @@ impl FunctionRewrite for PostgresExprs {
 }
 
 /// One expression node (its operands are visited by the caller).
-fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+pub(crate) fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     arithmetic::checked(expr, schema)?.transform_data(|e| datetime::text_cast(e, schema))
 }
