@@ -188,13 +188,9 @@ impl Cursor<'_> {
         self.at += 1;
         let digits_start = self.at;
         let hours = self.number(1, 2)?;
-        let minutes = if self.eat(b':') {
-            self.number(2, 2)?
-        } else if self.at - digits_start == 2 && self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.number(2, 2)?
-        } else {
-            0
-        };
+        // `+05:30`, or `+0530` (two hour digits, then the minutes').
+        let four_digits = self.at - digits_start == 2 && self.peek().is_some_and(|b| b.is_ascii_digit());
+        let minutes = if self.eat(b':') || four_digits { self.number(2, 2)? } else { 0 };
         (hours <= 15 && minutes < 60).then_some(sign * (hours * 3600 + minutes * 60))
     }
 }
@@ -298,8 +294,8 @@ const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday",
 /// The patterns, longer before their prefixes (`HH24` before `HH`, `DDD` before `DD`).
 const PATTERNS: &[(&str, Field)] = &[
     ("HH24", Field::Number(2, |t| t.hour().into())),
-    ("HH12", Field::Number(2, |t| hour12(t))),
-    ("HH", Field::Number(2, |t| hour12(t))),
+    ("HH12", Field::Number(2, hour12)),
+    ("HH", Field::Number(2, hour12)),
     ("MI", Field::Number(2, |t| t.minute().into())),
     ("SSSSS", Field::Number(1, |t| t.num_seconds_from_midnight().into())),
     ("SSSS", Field::Number(1, |t| t.num_seconds_from_midnight().into())),

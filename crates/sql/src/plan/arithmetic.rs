@@ -169,7 +169,7 @@ mod tests {
         let f = CheckedOp::new(op, ty).unwrap();
         let args = ScalarFunctionArgs {
             args: vec![ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)],
-            arg_fields: vec![Arc::new(Field::new("x", ty.clone(), true)); 2],
+            arg_fields: (0..2).map(|_| Arc::new(Field::new("x", ty.clone(), true))).collect(),
             number_rows: 1,
             return_field: Arc::new(Field::new("r", ty.clone(), true)),
             config_options: Arc::new(ConfigOptions::default()),
