@@ -44,7 +44,20 @@ pub(crate) fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
     if ty != right.get_type(schema)? {
         return Ok(Transformed::no(expr));
     }
-    match CheckedOp::new(*op, &ty) {
+    // Constants fold here, checked (a long `1 + 1 + ...` stays flat); an overflow stays a
+    // call, which fails when it runs.
+    let checked = CheckedOp::new(*op, &ty);
+    if let (Some(_), Expr::Literal(l, _), Expr::Literal(r, _)) = (&checked, left.as_ref(), right.as_ref()) {
+        let folded = match op {
+            Operator::Plus => l.add_checked(r),
+            Operator::Minus => l.sub_checked(r),
+            _ => l.mul_checked(r),
+        };
+        if let Ok(v) = folded {
+            return Ok(Transformed::yes(Expr::Literal(v, None)));
+        }
+    }
+    match checked {
         Some(f) => {
             Ok(Transformed::yes(ScalarUDF::new_from_impl(f).call(vec![left.as_ref().clone(), right.as_ref().clone()])))
         }
