@@ -159,13 +159,22 @@ pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
 }
 
 /// What DataFusion's name of an unaliased output is taken to be: a column's own name (`k` and
-/// `t.k` may be one column), else the expression without its casts (DataFusion names a cast
+/// `t.k` may be one column), a scalar subquery's output's, else the expression without its casts (DataFusion names a cast
 /// after its operand: `f('x'::date)`, `f(DATE 'x')` and `f('x')` are one name).
 fn unaliased_key(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => ident(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
         Expr::Cast { expr, .. } => unaliased_key(expr),
+        // A scalar subquery is named after its one output (`(SELECT o.id ...)` is `id`).
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.as_slice() {
+                [SelectItem::UnnamedExpr(e)] => unaliased_key(e),
+                [SelectItem::ExprWithAlias { alias, .. }] => ident(alias),
+                _ => e.to_string(),
+            },
+            _ => e.to_string(),
+        },
         other => {
             let mut e = other.clone();
             let _ = visit_expressions_mut(&mut e, |x| {

@@ -42,17 +42,20 @@ pub(crate) fn parse(text: &str, kind: Kind) -> Result<i64> {
     let invalid = || Error::InvalidDatetime(format!("invalid input syntax for type {}: \"{text}\"", kind.name()));
     let out_of_range = || Error::DatetimeOutOfRange(format!("date/time field value out of range: \"{text}\""));
     let midnight = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc().timestamp_micros();
-    let today = Utc::now().date_naive();
-    match s.to_ascii_lowercase().as_str() {
-        "epoch" => return Ok(0),
-        "now" if kind != Kind::Date => return Ok(Utc::now().timestamp_micros()),
-        "now" | "today" => return Ok(midnight(today)),
-        "tomorrow" => return today.succ_opt().map(midnight).ok_or_else(out_of_range),
-        "yesterday" => return today.pred_opt().map(midnight).ok_or_else(out_of_range),
-        "infinity" | "+infinity" | "-infinity" => {
-            return Err(Error::unsupported(format!("{} '{s}' is not supported", kind.name())))
+    if !s.starts_with(|c: char| c.is_ascii_digit()) {
+        // A special word (the clock is read only here: not once per value of a column).
+        let today = || Utc::now().date_naive();
+        match s.to_ascii_lowercase().as_str() {
+            "epoch" => return Ok(0),
+            "now" if kind != Kind::Date => return Ok(Utc::now().timestamp_micros()),
+            "now" | "today" => return Ok(midnight(today())),
+            "tomorrow" => return today().succ_opt().map(midnight).ok_or_else(out_of_range),
+            "yesterday" => return today().pred_opt().map(midnight).ok_or_else(out_of_range),
+            "infinity" | "+infinity" | "-infinity" => {
+                return Err(Error::unsupported(format!("{} '{s}' is not supported", kind.name())))
+            }
+            _ => {}
         }
-        _ => {}
     }
     let mut p = Cursor { bytes: s.as_bytes(), at: 0 };
     let year = p.number(1, 7).ok_or_else(invalid)?;

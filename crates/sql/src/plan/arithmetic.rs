@@ -5,18 +5,18 @@
 //! by PostgreSQL's function for it (`int8pl`, `int4mi`, `int2mul`, ...), which uses Arrow's
 //! checked kernels. The functions are callable by name too, as in PostgreSQL.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    TypeSignature, Volatility,
 };
-use datafusion::scalar::ScalarValue;
 
 /// The integer types and PostgreSQL's names for them (in function names and messages).
 const TYPES: [(DataType, &str, &str); 3] =
@@ -25,13 +25,18 @@ const TYPES: [(DataType, &str, &str); 3] =
 /// The checked operators and the suffix of PostgreSQL's function for each.
 const OPERATORS: [(Operator, &str); 3] = [(Operator::Plus, "pl"), (Operator::Minus, "mi"), (Operator::Multiply, "mul")];
 
-/// Every checked function (`int2pl` ... `int8mul`), to register in a session's context.
-pub(crate) fn udfs() -> Vec<ScalarUDF> {
+/// The checked functions, built once: `(operator, type, function)`.
+static CHECKED: LazyLock<Vec<(Operator, DataType, Arc<ScalarUDF>)>> = LazyLock::new(|| {
     TYPES
         .iter()
         .flat_map(|(ty, _, _)| OPERATORS.iter().filter_map(move |(op, _)| CheckedOp::new(*op, ty)))
-        .map(ScalarUDF::new_from_impl)
+        .map(|f| (f.op, f.signature_type(), Arc::new(ScalarUDF::new_from_impl(f))))
         .collect()
+});
+
+/// Every checked function (`int2pl` ... `int8mul`), to register in a session's context.
+pub(crate) fn udfs() -> Vec<ScalarUDF> {
+    CHECKED.iter().map(|(_, _, f)| f.as_ref().clone()).collect()
 }
 
 /// `expr` (over `schema`) as a checked function if it is an integer `+`, `-` or `*` (its
@@ -40,14 +45,19 @@ pub(crate) fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
         return Ok(Transformed::no(expr));
     };
+    if !OPERATORS.iter().any(|(o, _)| o == op) {
+        return Ok(Transformed::no(expr));
+    }
     let ty = left.get_type(schema)?;
+    let Some((_, _, f)) = CHECKED.iter().find(|(o, t, _)| o == op && *t == ty) else {
+        return Ok(Transformed::no(expr));
+    };
     if ty != right.get_type(schema)? {
         return Ok(Transformed::no(expr));
     }
     // Constants fold here, checked (a long `1 + 1 + ...` stays flat); an overflow stays a
     // call, which fails when it runs.
-    let checked = CheckedOp::new(*op, &ty);
-    if let (Some(_), Expr::Literal(l, _), Expr::Literal(r, _)) = (&checked, left.as_ref(), right.as_ref()) {
+    if let (Expr::Literal(l, _), Expr::Literal(r, _)) = (left.as_ref(), right.as_ref()) {
         let folded = match op {
             Operator::Plus => l.add_checked(r),
             Operator::Minus => l.sub_checked(r),
@@ -57,12 +67,8 @@ pub(crate) fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             return Ok(Transformed::yes(Expr::Literal(v, None)));
         }
     }
-    match checked {
-        Some(f) => {
-            Ok(Transformed::yes(ScalarUDF::new_from_impl(f).call(vec![left.as_ref().clone(), right.as_ref().clone()])))
-        }
-        None => Ok(Transformed::no(expr)),
-    }
+    let args = vec![left.as_ref().clone(), right.as_ref().clone()];
+    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(f), args))))
 }
 
 /// One checked operator on one integer type: `int4pl(integer, integer) -> integer`.
@@ -86,6 +92,14 @@ impl CheckedOp {
             overflow: format!("{type_name} out of range"),
             signature: Signature::exact(vec![ty.clone(), ty.clone()], Volatility::Immutable),
         })
+    }
+
+    /// The integer type it takes and returns.
+    fn signature_type(&self) -> DataType {
+        match &self.signature.type_signature {
+            TypeSignature::Exact(types) => types[0].clone(),
+            _ => unreachable!("checked operators have exact signatures"),
+        }
     }
 }
 
@@ -119,11 +133,8 @@ impl ScalarUDFImpl for CheckedOp {
             ),
             other => DataFusionError::ArrowError(Box::new(other), None),
         })?;
-        if matches!((left, right), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))) {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
-        } else {
-            Ok(ColumnarValue::Array(result))
-        }
+        let scalar = matches!((left, right), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
+        super::columnar(result, scalar)
     }
 }
 
@@ -142,6 +153,7 @@ mod tests {
     use datafusion::common::tree_node::TreeNode;
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::{col, lit};
+    use datafusion::scalar::ScalarValue;
 
     fn schema() -> DFSchema {
         use datafusion::arrow::datatypes::{Field, Schema};

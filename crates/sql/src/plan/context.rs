@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, ResolvedTableReference, TableReference};
 use datafusion::datasource::provider_as_source;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
 use datafusion::logical_expr::{AggregateUDF, Expr, ExprSchemable, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
@@ -22,6 +23,7 @@ use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion::sql::sqlparser::ast::{Expr as AstExpr, Statement};
 use raftable_common::{Error, Result};
 
+use super::correlated::{self, Correlated};
 use super::functions::{self, FunctionState};
 use super::semantics::PostgresExprs;
 use super::{arithmetic, datetime};
@@ -48,7 +50,13 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     // timestamptz column does, and prints with `+00` (without one, DataFusion reads it as a
     // timestamp without time zone).
     config.options_mut().execution.time_zone = Some(crate::types::UTC.to_string());
-    let mut ctx = SessionContext::new_with_config(config);
+    // Correlated subqueries DataFusion cannot decorrelate run per outer row (`correlated`).
+    let planning = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(correlated::Planner))
+        .build();
+    let mut ctx = SessionContext::new_with_state(planning);
     let nextval = Arc::new(functions::nextval(state.clone()));
     ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster), nextval)));
     // pg_catalog (pg_class, pg_attribute, ...) and the functions psql's \d and drivers'
@@ -78,6 +86,8 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
         ctx.register_udf(udf);
     }
     ctx.add_analyzer_rule(Arc::new(PostgresExprs));
+    ctx.add_analyzer_rule(Arc::new(Correlated));
+    ctx.add_optimizer_rule(Arc::new(Correlated));
     if let Err(e) = ctx.register_function_rewrite(Arc::new(PostgresExprs)) {
         tracing::warn!(error = %e, "expressions outside plans keep DataFusion's semantics in this session");
     }

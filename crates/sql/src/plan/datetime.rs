@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::tree_node::Transformed;
@@ -125,7 +125,7 @@ impl ScalarUDFImpl for TextToDatetime {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let text = args.args[0].to_array(args.number_rows)?;
         let out = parse_array(&text, self.kind, &self.target).map_err(to_datafusion)?;
-        columnar(out, scalar)
+        super::columnar(out, scalar)
     }
 }
 
@@ -171,15 +171,6 @@ impl ScalarUDFImpl for ToChar {
             })
             .collect::<raftable_common::Result<StringArray>>()
             .map_err(to_datafusion)?;
-        columnar(Arc::new(out), scalar)
-    }
-}
-
-/// A function's result: a scalar when every argument was one.
-fn columnar(array: ArrayRef, scalar: bool) -> DfResult<ColumnarValue> {
-    if scalar {
-        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?))
-    } else {
-        Ok(ColumnarValue::Array(array))
+        super::columnar(Arc::new(out), scalar)
     }
 }

@@ -14,13 +14,15 @@
 //! - [`context`]: the session's DataFusion context, and DataFusion's SQL planner over tables
 //!   resolved ahead for the parts raftable assembles itself; PostgreSQL's meaning registered
 //!   in it: [`functions`], [`datetime`] (date/time input, `to_char`) and [`arithmetic`]
-//!   (checked integer operators), the last two applied to every expression by [`semantics`].
+//!   (checked integer operators), the last two applied to every expression by [`semantics`];
+//!   [`correlated`]: the correlated subqueries DataFusion cannot decorrelate, run per row.
 //!
 //! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
 //! SET, SHOW, ...) are the session's own (`crate::session`).
 
 pub(crate) mod arithmetic;
 pub(crate) mod context;
+pub(crate) mod correlated;
 pub(crate) mod datetime;
 pub(crate) mod functions;
 pub(crate) mod insert;
@@ -345,5 +347,19 @@ fn write_target(stmt: &Statement) -> Option<&ObjectName> {
     match relation {
         TableFactor::Table { name, .. } => Some(name),
         _ => None,
+    }
+}
+
+/// A function's result: a scalar when every argument was one (the functions of [`datetime`],
+/// [`arithmetic`], ...).
+fn columnar(
+    array: datafusion::arrow::array::ArrayRef,
+    scalar: bool,
+) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    if scalar {
+        Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&array, 0)?))
+    } else {
+        Ok(ColumnarValue::Array(array))
     }
 }

@@ -67,12 +67,17 @@ pub(crate) async fn plan(planner: &Planner<'_>, stmt: &Statement) -> Result<Plan
     Ok((Plan::Query(QueryPlan { plan, optimized, columns, command }), Some(schema), params))
 }
 
-/// DataFusion's plan of `stmt`; a query naming two outputs alike (which DataFusion refuses)
-/// planned with them renamed ([`with_distinct_names`]; [`Columns`] names them back).
+/// DataFusion's plan of `stmt`; a query naming two outputs alike (which DataFusion refuses: as
+/// duplicates, or as ambiguous for `c.id` and a subquery's `id`) planned with them renamed
+/// ([`with_distinct_names`]; [`Columns`] names them back).
 pub(crate) async fn statement_plan(state: &SessionState, stmt: &Statement) -> Result<LogicalPlan> {
     let plan = |stmt: Statement| planning(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))));
     match (plan(stmt.clone()).await, stmt) {
-        (Err(e), Statement::Query(q)) if e.to_string().contains("require unique expression names") => {
+        (Err(e), Statement::Query(q))
+            if ["require unique expression names", "which would be ambiguous"]
+                .iter()
+                .any(|m| e.to_string().contains(m)) =>
+        {
             match with_distinct_names(q) {
                 Some(distinct) => plan(Statement::Query(Box::new(distinct))).await.map_err(from_datafusion),
                 None => Err(from_datafusion(e)),
