@@ -32,7 +32,8 @@
 //!    (what a definition holds: columns, defaults, CHECK constraints, indexes, its version;
 //!    sequences), `types` (column types and
 //!    PostgreSQL's coercions), `datetime` (PostgreSQL's date/time text: input forms,
-//!    `to_char` patterns), `columns` (result columns named and typed as PostgreSQL
+//!    `to_char` patterns), `jsonb` (jsonb values: PostgreSQL's text of them, navigation,
+//!    containment), `columns` (result columns named and typed as PostgreSQL
 //!    does), `error` (DataFusion's errors as raftable's), and [`Cluster`], the shards as the
 //!    `server` crate gives them (over `cluster::Router`; [`local`] over one unreplicated
 //!    RocksDB for tests).
@@ -49,6 +50,7 @@ mod encoding;
 mod engine;
 mod error;
 mod exec;
+mod jsonb;
 #[cfg(any(test, feature = "local"))]
 pub mod local;
 mod offload;

@@ -13,7 +13,7 @@ use raftable_common::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// A column's declared type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SqlType {
     SmallInt,
     Integer,
@@ -257,10 +257,8 @@ impl SqlType {
                 Ok(v.to_string())
             }
             SqlType::Uuid => parse_uuid(v),
-            SqlType::Jsonb => match serde_json::from_str::<serde_json::Value>(v) {
-                Ok(_) => Ok(v.to_string()),
-                Err(e) => Err(Error::InvalidText(format!("invalid input syntax for type json: {e}"))),
-            },
+            // Stored as PostgreSQL's text of the jsonb value (keys ordered and deduplicated).
+            SqlType::Jsonb => crate::jsonb::Jsonb::normalized(v),
             _ => Ok(v.to_string()),
         }
     }

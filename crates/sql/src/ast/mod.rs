@@ -76,6 +76,9 @@ pub(crate) fn parse(sql: &str, catalog_parser: &PostgresCompatibilityParser) -> 
     if rewrite::names_special_values(sql) {
         statements.iter_mut().filter_map(Stmt::sql_mut).for_each(rewrite::special_values);
     }
+    if rewrite::names_text_types(sql) {
+        statements.iter_mut().filter_map(Stmt::sql_mut).for_each(rewrite::text_type_casts);
+    }
     if rewrite::names_substring(sql) {
         statements.iter_mut().filter_map(Stmt::sql_mut).for_each(rewrite::regex_substrings);
     }

@@ -2,7 +2,8 @@
 //!
 //! Rewrites: [`float_exponents`] (a literal with an exponent is a double, not NUMERIC),
 //! [`catalog_query`] (what DataFusion needs to plan drivers' catalog queries),
-//! [`partition_ancestors`] (psql's trigger lookup), the regclass casts of literals and
+//! [`partition_ancestors`] (psql's trigger lookup), [`text_type_casts`] (casts to jsonb and
+//! uuid, text inside), the regclass casts of literals and
 //! function texts ([`regclass_of_text`], [`regclass_arguments`]). Reads:
 //! [`reads_catalog`] (whether a statement needs the catalog parser), [`param_hints`] (the
 //! types PostgreSQL gives a `$n` from where it stands).
@@ -320,6 +321,39 @@ pub(crate) fn special_values(stmt: &mut Statement) {
         };
         if let Some((_, function)) = name.and_then(|n| SPECIAL_VALUES.iter().find(|(v, _)| *v == n)) {
             *e = call(function, Vec::new());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The types kept as text whose casts DataFusion cannot plan ("Unsupported SQL type JSONB"),
+/// and the function ([`plan::functions`]) each cast becomes: the text validated and stored as a
+/// column of the type stores it (jsonb normalised, a UUID in its canonical form).
+const TEXT_TYPES: [&str; 3] = ["jsonb", "json", "uuid"];
+
+/// Whether `sql` may cast to one of [`TEXT_TYPES`] (a byte scan, no allocation).
+pub(crate) fn names_text_types(sql: &str) -> bool {
+    sql.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"json") || w.eq_ignore_ascii_case(b"uuid"))
+}
+
+/// `x::jsonb`, `CAST(x AS uuid)`, ... as calls of [`TEXT_TYPES`]' functions, in queries and
+/// DML (a column default keeps its cast, as written).
+pub(crate) fn text_type_casts(stmt: &mut Statement) {
+    if !matches!(stmt, Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)) {
+        return;
+    }
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Cast { expr, data_type, .. } = e {
+            let name = match data_type {
+                AstType::JSONB => Some(TEXT_TYPES[0]),
+                AstType::JSON => Some(TEXT_TYPES[1]),
+                AstType::Uuid => Some(TEXT_TYPES[2]),
+                _ => None,
+            };
+            if let Some(name) = name {
+                let operand = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+                *e = call(name, vec![operand]);
+            }
         }
         ControlFlow::<()>::Continue(())
     });

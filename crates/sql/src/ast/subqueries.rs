@@ -60,7 +60,20 @@ pub(crate) fn rewrite(stmt: &mut Statement) {
 fn rewrite_select(select: &mut Select) {
     for item in &mut select.projection {
         match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => own_level(e),
+            SelectItem::UnnamedExpr(e) => {
+                // The output keeps PostgreSQL's name for the expression rewritten: `exists` for
+                // EXISTS, none (`?column?`) for NOT EXISTS and IN.
+                let name = match e {
+                    Expr::Exists { negated: false, .. } => Some("exists"),
+                    Expr::Exists { .. } | Expr::InSubquery { .. } => Some("?column?"),
+                    _ => None,
+                };
+                own_level(e);
+                if let Some(name) = name {
+                    *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
+                }
+            }
+            SelectItem::ExprWithAlias { expr: e, .. } => own_level(e),
             _ => {}
         }
     }

@@ -3,20 +3,24 @@
 //! plans them wrapping (`9223372036854775807 + 1` is a negative number: a wrong answer), so
 //! [`checked`] (applied by `super::semantics` after type coercion) replaces each such operator
 //! by PostgreSQL's function for it (`int8pl`, `int4mi`, `int2mul`, ...), which uses Arrow's
-//! checked kernels. The functions are callable by name too, as in PostgreSQL.
+//! checked kernels. The functions are callable by name too, as in PostgreSQL. `sum(bigint)`
+//! sums in numeric, as PostgreSQL's does ([`numeric_sum`]).
 
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
+use datafusion::optimizer::AnalyzerRule;
 
 /// The integer types and PostgreSQL's names for them (in function names and messages).
 const TYPES: [(DataType, &str, &str); 3] =
@@ -69,6 +73,47 @@ pub(crate) fn checked(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
     }
     let args = vec![left.as_ref().clone(), right.as_ref().clone()];
     Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(f), args))))
+}
+
+/// `sum(bigint)` as PostgreSQL computes it, in numeric (`NUMERIC(38, 0)` here), which does not
+/// overflow where bigint would: DataFusion sums bigint in bigint, wrapping past its range (a
+/// wrong answer). `sum` of smaller integers is bigint in both. An analyzer rule ahead of type
+/// coercion, which then types what reads the sum (`HAVING sum(x) > 300`) as numeric.
+#[derive(Debug, Default)]
+pub(crate) struct NumericSum;
+
+impl AnalyzerRule for NumericSum {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            if !matches!(plan, LogicalPlan::Aggregate(_)) {
+                return Ok(Transformed::no(plan));
+            }
+            let schema = merge_schema(&plan.inputs());
+            plan.map_expressions(|e| e.transform_up(|e| numeric_sum(e, &schema)))?
+                .map_data(|plan| plan.recompute_schema())
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "raftable_numeric_sum"
+    }
+}
+
+fn numeric_sum(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::AggregateFunction(sum) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let [arg] = sum.params.args.as_slice() else {
+        return Ok(Transformed::no(expr));
+    };
+    if sum.func.name() != "sum" || arg.get_type(schema)? != DataType::Int64 {
+        return Ok(Transformed::no(expr));
+    }
+    let Expr::AggregateFunction(mut sum) = expr else { unreachable!("matched above") };
+    let arg = sum.params.args.remove(0);
+    sum.params.args.push(Expr::Cast(Cast::new(Box::new(arg), DataType::Decimal128(38, 0))));
+    Ok(Transformed::yes(Expr::AggregateFunction(sum)))
 }
 
 /// One checked operator on one integer type: `int4pl(integer, integer) -> integer`.

@@ -26,7 +26,7 @@ use raftable_common::{Error, Result};
 use super::correlated::{self, Correlated};
 use super::functions::{self, FunctionState};
 use super::semantics::PostgresExprs;
-use super::{arithmetic, datetime};
+use super::{arithmetic, datetime, jsonb};
 use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
@@ -51,11 +51,18 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     // timestamp without time zone).
     config.options_mut().execution.time_zone = Some(crate::types::UTC.to_string());
     // Correlated subqueries DataFusion cannot decorrelate run per outer row (`correlated`).
-    let planning = SessionStateBuilder::new()
+    // `sum(bigint)` is numeric before DataFusion's type coercion types what reads it.
+    let mut analyzer_rules = datafusion::optimizer::Analyzer::new().rules;
+    analyzer_rules.insert(0, Arc::new(arithmetic::NumericSum));
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
-        .with_query_planner(Arc::new(correlated::Planner))
-        .build();
+        .with_analyzer_rules(analyzer_rules)
+        .with_query_planner(Arc::new(correlated::Planner));
+    // jsonb's operators are planned ahead of DataFusion's planners (which take `@>` for array
+    // containment only).
+    builder.expr_planners().get_or_insert_with(Vec::new).insert(0, Arc::new(jsonb::JsonbOperators));
+    let planning = builder.build();
     let mut ctx = SessionContext::new_with_state(planning);
     let nextval = Arc::new(functions::nextval(state.clone()));
     ctx.register_catalog(CATALOG, Arc::new(RaftableCatalog::new(catalog.clone(), ClusterRef(cluster), nextval)));
@@ -79,7 +86,8 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     for name in ["pg_is_in_recovery", "pg_is_wal_replay_paused"] {
         ctx.register_udf(constant_udf(name, ScalarValue::Boolean(Some(false))));
     }
-    for udf in functions::udfs(state).into_iter().chain(arithmetic::udfs()).chain(datetime::udfs()) {
+    for udf in functions::udfs(state).into_iter().chain(arithmetic::udfs()).chain(datetime::udfs()).chain(jsonb::udfs())
+    {
         ctx.register_udf(udf);
     }
     if let Some(udf) = datetime::transaction_timestamp(&ctx) {

@@ -34,6 +34,7 @@ use crate::error::{from_datafusion, to_datafusion};
 use crate::sequence::{Sequences, SessionValues};
 use crate::settings::{Settings, USER_SETTING};
 use crate::table::{relation_name, split_name, SequenceDef};
+use crate::types::SqlType;
 
 /// What the functions of one session share: the node's catalog, cluster and sequence values,
 /// and the session's `currval`s and settings.
@@ -116,7 +117,48 @@ pub(crate) fn udfs(state: FunctionState) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(Format::new()),
         ScalarUDF::new_from_impl(InArray::new()),
         ScalarUDF::new_from_impl(PgTypeof { signature: Signature::any(1, Volatility::Immutable) }),
+        ScalarUDF::new_from_impl(TextInput::new("jsonb", SqlType::Jsonb)),
+        ScalarUDF::new_from_impl(TextInput::new("json", SqlType::Jsonb)),
+        ScalarUDF::new_from_impl(TextInput::new("uuid", SqlType::Uuid)),
     ]
+}
+
+/// `jsonb(x)`, `json(x)`, `uuid(x)`: what `x::jsonb`, `x::json` and `x::uuid` become
+/// (`ast::rewrite::text_type_casts`): the text a column of the type stores (jsonb normalised,
+/// a UUID in its canonical form), 22P02 for text that is not one.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextInput {
+    name: &'static str,
+    ty: SqlType,
+    signature: Signature,
+}
+
+impl TextInput {
+    fn new(name: &'static str, ty: SqlType) -> Self {
+        Self { name, ty, signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for TextInput {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args.as_slice(), [ColumnarValue::Scalar(_)]);
+        let values = args.args[0].to_array(args.number_rows)?;
+        let text = cast(&values, &DataType::Utf8)?;
+        let stored = self.ty.coerce(self.name, &text).map_err(crate::error::to_datafusion)?;
+        super::columnar(stored, scalar)
+    }
 }
 
 /// `nextval(regclass)`: also what a column default of a SERIAL or identity column calls.

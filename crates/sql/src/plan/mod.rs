@@ -15,7 +15,8 @@
 //!   resolved ahead for the parts raftable assembles itself; PostgreSQL's meaning registered
 //!   in it: [`functions`], [`datetime`] (date/time input, `to_char`) and [`arithmetic`]
 //!   (checked integer operators), the last two applied to every expression by [`semantics`];
-//!   [`correlated`]: the correlated subqueries DataFusion cannot decorrelate, run per row.
+//!   [`correlated`]: the correlated subqueries DataFusion cannot decorrelate, run per row;
+//!   [`jsonb`]: jsonb's operators (`->`, `->>`, `@>`, `?`, ...) and functions.
 //!
 //! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
 //! SET, SHOW, ...) are the session's own (`crate::session`).
@@ -26,6 +27,7 @@ pub(crate) mod correlated;
 pub(crate) mod datetime;
 pub(crate) mod functions;
 pub(crate) mod insert;
+pub(crate) mod jsonb;
 pub(crate) mod modify;
 pub(crate) mod params;
 pub(crate) mod point;
