@@ -234,8 +234,8 @@ mod tests {
     fn subqueries_in_a_select_list_aggregate() {
         assert_eq!(
             rewritten("SELECT x IN (SELECT a FROM t WHERE t.k = o.k ORDER BY a), NOT EXISTS (SELECT * FROM t) FROM o"),
-            "SELECT in_array(x, coalesce((SELECT array_agg(a) FROM t WHERE t.k = o.k), make_array())), \
-             (SELECT count(1) FROM t) = 0 FROM o"
+            "SELECT in_array(x, coalesce((SELECT array_agg(a) FROM t WHERE t.k = o.k), make_array())) AS \"?column?\", \
+             (SELECT count(1) FROM t) = 0 AS \"?column?\" FROM o"
         );
         assert_eq!(
             rewritten("SELECT CASE WHEN x NOT IN (SELECT DISTINCT a FROM t) THEN 1 END"),
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(rewritten(kept), kept);
         assert_eq!(
             rewritten("SELECT EXISTS (SELECT 1 FROM v WHERE v.x = t.a LIMIT 1) FROM t"),
-            "SELECT (SELECT count(1) FROM v WHERE v.x = t.a) > 0 FROM t"
+            "SELECT (SELECT count(1) FROM v WHERE v.x = t.a) > 0 AS \"exists\" FROM t"
         );
         assert_eq!(
             rewritten("SELECT a FROM t WHERE CASE WHEN EXISTS (SELECT 1 FROM u) THEN a ELSE b END > 0"),
