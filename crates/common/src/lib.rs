@@ -9,6 +9,7 @@ mod client;
 mod command;
 mod error;
 mod ids;
+pub mod pgtext;
 mod ts;
 mod txn;
 

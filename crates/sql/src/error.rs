@@ -100,6 +100,9 @@ fn from_message(msg: &str) -> Error {
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return Error::DivisionByZero;
     }
+    if lower.contains("scalar subquery returned more than one row") {
+        return Error::CardinalityViolation("more than one row returned by a subquery used as an expression".into());
+    }
     if lower.contains("invalid function")
         || lower.contains("no function matches")
         || lower.contains("cannot coerce")

@@ -13,8 +13,8 @@ use arrow_pg::encoder::encode_value;
 use bytes::BytesMut;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Decimal128Type, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
+    ArrowPrimitiveType, DataType, Decimal128Type, Float32Type, Float64Type, Schema, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{future, stream, Sink, SinkExt, StreamExt};
@@ -25,6 +25,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{DataRow, NoData, RowDescription};
 use pgwire::messages::response::{CommandComplete, NoticeResponse};
 use pgwire::messages::PgWireBackendMessage;
+use raftable_common::pgtext::{format_float4, format_float8};
 use raftable_sql::from_datafusion;
 
 use super::cancel::CancelToken;
@@ -132,6 +133,19 @@ impl BatchRows {
                     let format = pg_field.format();
                     encode_cell::<Decimal128Type>(encoder, numeric, column, *row, pg_field, |v, buf| {
                         self::numeric(v, *scale, format, buf)
+                    })?
+                }
+                // PostgreSQL's float text (`1`, `1e+20`, `-0`), not Rust's or arrow-pg's (`1.0`).
+                DataType::Float64 if pg_field.format() == FieldFormat::Text => {
+                    encode_cell::<Float64Type>(encoder, numeric, column, *row, pg_field, |v, buf| {
+                        buf.extend_from_slice(format_float8(v).as_bytes());
+                        Ok(())
+                    })?
+                }
+                DataType::Float32 if pg_field.format() == FieldFormat::Text => {
+                    encode_cell::<Float32Type>(encoder, numeric, column, *row, pg_field, |v, buf| {
+                        buf.extend_from_slice(format_float4(v).as_bytes());
+                        Ok(())
                     })?
                 }
                 DataType::Timestamp(unit, tz) if pg_field.format() == FieldFormat::Text => {

@@ -3,7 +3,7 @@
 //! Rewrites: [`float_exponents`] (a literal with an exponent is a double, not NUMERIC),
 //! [`catalog_query`] (what DataFusion needs to plan drivers' catalog queries),
 //! [`partition_ancestors`] (psql's trigger lookup), [`text_type_casts`] (casts to jsonb and
-//! uuid, text inside), the regclass casts of literals and
+//! uuid, text inside), [`ordinal_order_by`] (`ORDER BY 2` over an aggregation), the regclass casts of literals and
 //! function texts ([`regclass_of_text`], [`regclass_arguments`]). Reads:
 //! [`reads_catalog`] (whether a statement needs the catalog parser), [`param_hints`] (the
 //! types PostgreSQL gives a `$n` from where it stands).
@@ -293,6 +293,78 @@ fn tableoids(stmt: &mut Statement) {
         }
     }
     let _ = stmt.visit(&mut Selects);
+}
+
+/// `ORDER BY 2` naming a computed select item (`SELECT d, count(*) * 100 ... GROUP BY d
+/// ORDER BY 2`) as that item's expression: DataFusion resolves the position to the expression
+/// and then refuses it over an aggregation ("Column in ORDER BY must be in GROUP BY"), while
+/// the written expression plans (it is the select item's column). Plain columns keep their
+/// position, as do items that hold a subquery, a window function or a volatile call (written
+/// twice, it could be computed twice), the ORDER BY of a UNION or of a SELECT DISTINCT; a
+/// position naming a literal is dropped (it sorts nothing).
+pub(crate) fn ordinal_order_by(stmt: &mut Statement) {
+    struct Queries;
+    impl VisitorMut for Queries {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let (SetExpr::Select(select), Some(OrderBy { kind: OrderByKind::Expressions(order), .. })) =
+                (query.body.as_ref(), query.order_by.as_mut())
+            else {
+                return ControlFlow::Continue(());
+            };
+            if select.distinct.is_some() {
+                // DISTINCT sorts its output columns: positions plan there.
+                return ControlFlow::Continue(());
+            }
+            let item_at = |e: &Expr| {
+                let Expr::Value(v) = e else { return None };
+                let Value::Number(n, _) = &v.value else { return None };
+                let position = n.parse::<usize>().ok().filter(|p| *p >= 1)?;
+                match select.projection.get(position - 1)? {
+                    SelectItem::UnnamedExpr(e) => Some(e),
+                    _ => None,
+                }
+            };
+            // A literal item sorts nothing: its position goes (written, it would be a position
+            // again).
+            let literal = |e: &Expr| {
+                matches!(e, Expr::Value(_))
+                    || matches!(e, Expr::UnaryOp { expr, .. } if matches!(expr.as_ref(), Expr::Value(_)))
+            };
+            order.retain(|item| !item_at(&item.expr).is_some_and(literal));
+            for item in order.iter_mut() {
+                let Some(e) = item_at(&item.expr) else { continue };
+                if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && repeatable(e) {
+                    item.expr = e.clone();
+                }
+            }
+            if order.is_empty() {
+                query.order_by = None;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Queries);
+}
+
+/// Whether `e` may be written twice in one query and mean the same: no subquery, no window
+/// function, no volatile call.
+fn repeatable(e: &Expr) -> bool {
+    const VOLATILE: [&str; 6] = ["random", "nextval", "gen_random_uuid", "uuid", "clock_timestamp", "setval"];
+    let found = visit_expressions(e, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        Expr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
+        Expr::Function(f) => {
+            let name = f.name.0.last().and_then(|p| p.as_ident()).map(super::ident).unwrap_or_default();
+            if VOLATILE.contains(&name.as_str()) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_continue()
 }
 
 /// PostgreSQL's special values written without parentheses that sqlparser reads as column

@@ -51,9 +51,11 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     // timestamp without time zone).
     config.options_mut().execution.time_zone = Some(crate::types::UTC.to_string());
     // Correlated subqueries DataFusion cannot decorrelate run per outer row (`correlated`).
-    // `sum(bigint)` is numeric before DataFusion's type coercion types what reads it.
+    // `sum(bigint)` is numeric and ranks are bigint before DataFusion's type coercion types
+    // what reads them.
     let mut analyzer_rules = datafusion::optimizer::Analyzer::new().rules;
     analyzer_rules.insert(0, Arc::new(arithmetic::NumericSum));
+    analyzer_rules.insert(1, Arc::new(arithmetic::BigintRanks));
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()

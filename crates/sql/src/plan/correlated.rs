@@ -69,9 +69,17 @@ impl AnalyzerRule for Correlated {
         // which run the subquery once. They are taken here, before optimisation: pushing a
         // filter through a table's alias renames its columns but not the outer references
         // to them.
+        // And uncorrelated scalar subqueries of a column that is never NULL (`(SELECT id FROM t
+        // WHERE id = 999)`): DataFusion keeps the column's NOT NULL for the subquery's value,
+        // which no row makes NULL, and fails (23502) when none is found.
         let taken = |plan: &LogicalPlan, subquery: &Subquery, expr: &Expr| {
+            let scalar = matches!(expr, Expr::ScalarSubquery(_));
+            let never_null = || {
+                subquery.outer_ref_columns.is_empty()
+                    && subquery.subquery.schema().fields().iter().any(|f| !f.is_nullable())
+            };
             check_subquery_expr(plan, &subquery.subquery, expr).is_err()
-                || (matches!(expr, Expr::ScalarSubquery(_)) && !decorrelatable(subquery))
+                || (scalar && (!decorrelatable(subquery) || never_null()))
         };
         plan.transform_up_with_subqueries(|plan| per_row(plan, &taken)).data()
     }
@@ -98,7 +106,8 @@ impl OptimizerRule for Correlated {
     fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
         match plan {
             LogicalPlan::Join(_) => lateral(plan),
-            plan => per_row(plan, &|_: &LogicalPlan, _: &Subquery, _: &Expr| true),
+            // What is left correlated after DataFusion's decorrelation.
+            plan => per_row(plan, &|_: &LogicalPlan, s: &Subquery, _: &Expr| !s.outer_ref_columns.is_empty()),
         }
     }
 }
@@ -121,9 +130,9 @@ enum Kind {
     Lateral { outer: bool },
 }
 
-/// `plan` (a projection, filter or sort) with the correlated subqueries of its expressions
-/// that `take` selects, and whose outer references its input holds, read from [`Apply`]
-/// nodes under it.
+/// `plan` (a projection, filter or sort) with the subqueries of its expressions that `take`
+/// selects, uncorrelated or whose outer references its input holds, read from [`Apply`] nodes
+/// under it.
 fn per_row(
     plan: LogicalPlan,
     take: &dyn Fn(&LogicalPlan, &Subquery, &Expr) -> bool,
@@ -141,7 +150,10 @@ fn per_row(
                 _ => return Ok(TreeNodeRecursion::Continue),
             };
             let new = !found.iter().any(|(s, k)| s == subquery && *k == kind);
-            if new && take(&plan, subquery, e) && !outer_columns(&subquery.subquery, input.schema()).is_empty() {
+            // A correlated subquery is this node's if its outer references read the input.
+            let ours =
+                subquery.outer_ref_columns.is_empty() || !outer_columns(&subquery.subquery, input.schema()).is_empty();
+            if new && ours && take(&plan, subquery, e) {
                 found.push((subquery.clone(), kind));
             }
             Ok(TreeNodeRecursion::Continue)

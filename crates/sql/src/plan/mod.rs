@@ -247,6 +247,7 @@ impl Planner<'_> {
         rewrite::regclass_arguments(&mut stmt);
         rewrite::distinct_nextvals(&mut stmt);
         rewrite::regclass_of_text(&mut stmt);
+        rewrite::ordinal_order_by(&mut stmt);
         if !matches!(stmt, Statement::CreateView(_)) {
             let views = self.catalog.views().await?;
             if let Some(target) = write_target(&stmt).filter(|_| !views.is_empty()) {

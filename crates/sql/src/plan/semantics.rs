@@ -1,6 +1,6 @@
 //! PostgreSQL's meaning for expressions DataFusion plans its own way, as one rewrite of every
-//! expression after type coercion: integer `+`, `-`, `*` checked for overflow
-//! (`super::arithmetic`), text cast to a date or timestamp read in PostgreSQL's input forms
+//! expression after type coercion: integer `+`, `-`, `*` checked for overflow and fractions
+//! rounded when cast to integers (`super::arithmetic`), text cast to a date or timestamp read in PostgreSQL's input forms
 //! (`super::datetime`). [`PostgresExprs`] is registered twice in a session's context: as an
 //! analyzer rule after DataFusion's type coercion (plans), and as a function rewrite, which
 //! `SessionState::create_physical_expr` applies after coercing (expressions raftable compiles
@@ -58,5 +58,7 @@ impl FunctionRewrite for PostgresExprs {
 
 /// One expression node (its operands are visited by the caller).
 pub(crate) fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    arithmetic::checked(expr, schema)?.transform_data(|e| datetime::text_cast(e, schema))
+    arithmetic::checked(expr, schema)?
+        .transform_data(|e| arithmetic::rounded_cast(e, schema))?
+        .transform_data(|e| datetime::text_cast(e, schema))
 }
