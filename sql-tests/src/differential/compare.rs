@@ -197,7 +197,7 @@ fn normalise(ty: &Type, value: &str) -> String {
     }
     match value.parse::<f64>() {
         Ok(v) if v.is_finite() && v != 0.0 => format!("{v:.11e}"),
-        Ok(v) if v == 0.0 => "0".to_owned(),
+        Ok(0.0) => "0".to_owned(),
         _ => value.to_owned(),
     }
 }

@@ -295,7 +295,7 @@ impl Expr {
                 }
             }
             Expr::Window { func, args, partition, order, ty } => {
-                for (i, _) in partition.iter().enumerate() {
+                for i in 0..partition.len() {
                     let mut partition = partition.clone();
                     partition.remove(i);
                     out.push(Expr::Window { func, args: args.clone(), partition, order: order.clone(), ty: *ty });
@@ -1035,7 +1035,7 @@ impl Generator {
                 }
                 3 => (
                     "trim",
-                    Form::Call(*["trim", "ltrim", "rtrim"].choose(&mut self.rng).expect("functions")),
+                    Form::Call(["trim", "ltrim", "rtrim"].choose(&mut self.rng).expect("functions")),
                     vec![sub(self, Ty::Text)],
                 ),
                 4 => (
@@ -1247,7 +1247,7 @@ mod tests {
             if let Some(order) = &q.order {
                 seen += 1;
                 assert_eq!(order.len(), q.select.len());
-                assert!(q.sql().contains(&format!("ORDER BY 1")), "{}", q.sql());
+                assert!(q.sql().contains("ORDER BY 1"), "{}", q.sql());
             } else {
                 assert!(q.limit.is_none());
             }
