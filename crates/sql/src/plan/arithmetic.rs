@@ -88,7 +88,10 @@ pub(crate) fn rounded_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transforme
             cast.field.data_type().clone(),
         ))));
     }
-    if !cast.field.data_type().is_integer() {
+    // Rounded to a whole number already (`round(x)`, `rint(x)`): the rewrite runs as a function
+    // rewrite and again after type coercion.
+    let rounded = |e: &Expr| matches!(e, Expr::ScalarFunction(f) if f.args.len() == 1 && ["round", "rint"].contains(&f.func.name()));
+    if !cast.field.data_type().is_integer() || rounded(&cast.expr) {
         return Ok(Transformed::no(expr));
     }
     let operand = cast.expr.as_ref().clone();

@@ -26,7 +26,7 @@ use raftable_common::{Error, Result};
 use super::correlated::{self, Correlated};
 use super::functions::{self, FunctionState};
 use super::semantics::PostgresExprs;
-use super::{arithmetic, datetime, jsonb};
+use super::{arithmetic, datetime, jsonb, window_fetch};
 use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
@@ -56,10 +56,15 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     let mut analyzer_rules = datafusion::optimizer::Analyzer::new().rules;
     analyzer_rules.insert(0, Arc::new(arithmetic::NumericSum));
     analyzer_rules.insert(1, Arc::new(arithmetic::BigintRanks));
+    // A LIMIT is not pushed below a window function (`window_fetch`).
+    let mut physical_rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+    let ahead = physical_rules.iter().position(|r| r.name() == window_fetch::AHEAD_OF).unwrap_or(0);
+    physical_rules.insert(ahead, Arc::new(window_fetch::WindowGuard));
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_analyzer_rules(analyzer_rules)
+        .with_physical_optimizer_rules(physical_rules)
         .with_query_planner(Arc::new(correlated::Planner));
     // jsonb's operators are planned ahead of DataFusion's planners (which take `@>` for array
     // containment only).

@@ -16,7 +16,8 @@
 //!   in it: [`functions`], [`datetime`] (date/time input, `to_char`) and [`arithmetic`]
 //!   (checked integer operators), the last two applied to every expression by [`semantics`];
 //!   [`correlated`]: the correlated subqueries DataFusion cannot decorrelate, run per row;
-//!   [`jsonb`]: jsonb's operators (`->`, `->>`, `@>`, `?`, ...) and functions.
+//!   [`jsonb`]: jsonb's operators (`->`, `->>`, `@>`, `?`, ...) and functions;
+//!   [`window_fetch`]: no LIMIT pushed below a window function.
 //!
 //! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
 //! SET, SHOW, ...) are the session's own (`crate::session`).
@@ -35,6 +36,7 @@ pub(crate) mod query;
 pub(crate) mod returning;
 pub(crate) mod semantics;
 pub(crate) mod views;
+pub(crate) mod window_fetch;
 
 use std::sync::Arc;
 
