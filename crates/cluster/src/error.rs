@@ -185,6 +185,7 @@ mod tests {
             Error::InvalidText(s()),
             Error::InvalidDatetime(s()),
             Error::DatetimeOutOfRange(s()),
+            Error::InvalidPowerArgument(s()),
             Error::OutOfRange(s()),
             Error::StringTooLong(s()),
             Error::DivisionByZero,
@@ -278,13 +279,14 @@ mod tests {
             Error::DuplicateSchema(_) => 50,
             Error::NullValueNotAllowed(_) => 51,
             Error::DatetimeOutOfRange(_) => 52,
+            Error::InvalidPowerArgument(_) => 53,
         }
     }
 
     #[test]
     fn every_variant_is_listed() {
         let listed: std::collections::BTreeSet<usize> = every_variant().iter().map(variant).collect();
-        assert_eq!(listed, (0..=52).collect());
+        assert_eq!(listed, (0..=53).collect());
     }
 
     /// A status as the client reads it off the wire: tonic's own header encoding and decoding.

@@ -67,6 +67,10 @@ pub enum Error {
     /// Division by zero (22012).
     #[error("division by zero")]
     DivisionByZero,
+    /// A math function's argument outside its domain: the square root of a negative number
+    /// (2201F). The statement fails for that row's value; sent again unchanged, it fails again.
+    #[error("{0}")]
+    InvalidPowerArgument(String),
     /// The statement nests deeper (operators, brackets, subqueries, joins, set operations)
     /// than a node evaluates without risking its stack (54001). Simplify or split it; sent
     /// again unchanged, it fails again.

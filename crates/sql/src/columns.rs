@@ -115,9 +115,11 @@ impl Columns {
 /// wildcard every plain column, aliased to a name of its own. PostgreSQL allows the duplicates;
 /// [`Columns::of`] the original query then names the outputs as PostgreSQL does. In each
 /// select of the query's body (a UNION's branches too), not in subqueries; `None` if nothing
-/// changed.
-pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
-    fn distinct(body: &mut SetExpr, changed: &mut bool) {
+/// changed. With `every`, every unnamed output but a select's first is renamed: for names
+/// DataFusion gives alike to outputs written differently (it drops a window's constant
+/// `PARTITION BY false`).
+pub(crate) fn with_distinct_names(query: &Query, every: bool) -> Option<Query> {
+    fn distinct(body: &mut SetExpr, every: bool, changed: &mut bool) {
         match body {
             SetExpr::Select(select) => {
                 let wildcard = select
@@ -132,6 +134,7 @@ pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
                         {
                             (None, e.clone())
                         }
+                        SelectItem::UnnamedExpr(e) if every && i > 0 => (None, e.clone()),
                         SelectItem::UnnamedExpr(e) => (Some(unaliased_key(e)), e.clone()),
                         SelectItem::ExprWithAlias { expr, alias } => (Some(ident(alias)), expr.clone()),
                         _ => continue,
@@ -144,17 +147,17 @@ pub(crate) fn with_distinct_names(query: &Query) -> Option<Query> {
                     *changed = true;
                 }
             }
-            SetExpr::Query(q) => distinct(&mut q.body, changed),
+            SetExpr::Query(q) => distinct(&mut q.body, every, changed),
             SetExpr::SetOperation { left, right, .. } => {
-                distinct(left, changed);
-                distinct(right, changed);
+                distinct(left, every, changed);
+                distinct(right, every, changed);
             }
             _ => {}
         }
     }
     let mut query = query.clone();
     let mut changed = false;
-    distinct(&mut query.body, &mut changed);
+    distinct(&mut query.body, every, &mut changed);
     changed.then_some(query)
 }
 
@@ -371,7 +374,7 @@ mod tests {
             let Statement::Query(q) = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0) else {
                 panic!("not a query")
             };
-            with_distinct_names(&q).map(|q| q.to_string())
+            with_distinct_names(&q, false).map(|q| q.to_string())
         };
         assert_eq!(
             distinct("SELECT k, t.k, 1, 1, v AS k FROM t").as_deref(),

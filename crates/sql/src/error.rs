@@ -75,7 +75,8 @@ fn from_arrow(e: &ArrowError) -> Error {
             } else if msg.to_ascii_lowercase().contains("overflow") {
                 Error::OutOfRange(format!("value out of range: {msg}"))
             } else {
-                Error::InvalidInput(msg.clone())
+                // DataFusion's functions report theirs inside Arrow's (`sqrt` of a negative).
+                from_message(msg)
             }
         }
         other => Error::Internal(other.to_string()),
@@ -99,6 +100,9 @@ fn from_message(msg: &str) -> Error {
     }
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return Error::DivisionByZero;
+    }
+    if lower.contains("cannot take square root of a negative number") {
+        return Error::InvalidPowerArgument("cannot take square root of a negative number".into());
     }
     if lower.contains("scalar subquery returned more than one row") {
         return Error::CardinalityViolation("more than one row returned by a subquery used as an expression".into());

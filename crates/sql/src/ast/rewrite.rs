@@ -3,7 +3,8 @@
 //! Rewrites: [`float_exponents`] (a literal with an exponent is a double, not NUMERIC),
 //! [`catalog_query`] (what DataFusion needs to plan drivers' catalog queries),
 //! [`partition_ancestors`] (psql's trigger lookup), [`text_type_casts`] (casts to jsonb and
-//! uuid, text inside), [`ordinal_order_by`] (`ORDER BY 2` over an aggregation), the regclass casts of literals and
+//! uuid, text inside), [`ordinal_order_by`] (`ORDER BY 2` over an aggregation),
+//! [`having_without_group_by`] (one group of all rows), the regclass casts of literals and
 //! function texts ([`regclass_of_text`], [`regclass_arguments`]). Reads:
 //! [`reads_catalog`] (whether a statement needs the catalog parser), [`param_hints`] (the
 //! types PostgreSQL gives a `$n` from where it stands).
@@ -13,9 +14,9 @@ use std::ops::ControlFlow;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, BinaryOperator, CastKind,
-    DataType as AstType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    LimitClause, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, Subscript, TableFactor,
-    Value, Visit, VisitMut, Visitor, VisitorMut,
+    DataType as AstType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr,
+    Ident, LimitClause, ObjectName, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, Subscript,
+    TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use super::{call, param_number};
@@ -316,22 +317,27 @@ pub(crate) fn ordinal_order_by(stmt: &mut Statement) {
                 // DISTINCT sorts its output columns: positions plan there.
                 return ControlFlow::Continue(());
             }
-            let item_at = |e: &Expr| {
+            let position = |e: &Expr| {
                 let Expr::Value(v) = e else { return None };
                 let Value::Number(n, _) = &v.value else { return None };
                 let position = n.parse::<usize>().ok().filter(|p| *p >= 1)?;
-                match select.projection.get(position - 1)? {
-                    SelectItem::UnnamedExpr(e) => Some(e),
-                    _ => None,
-                }
+                select.projection.get(position - 1)
             };
-            // A literal item sorts nothing: its position goes (written, it would be a position
-            // again).
+            let item_at = |e: &Expr| match position(e)? {
+                SelectItem::UnnamedExpr(e) => Some(e),
+                _ => None,
+            };
+            // A literal item, named or not, sorts nothing: its position goes (written, it
+            // would be a position again).
             let literal = |e: &Expr| {
+                let e = match position(e) {
+                    Some(SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) => e,
+                    _ => return false,
+                };
                 matches!(e, Expr::Value(_))
                     || matches!(e, Expr::UnaryOp { expr, .. } if matches!(expr.as_ref(), Expr::Value(_)))
             };
-            order.retain(|item| !item_at(&item.expr).is_some_and(literal));
+            order.retain(|item| !literal(&item.expr));
             for item in order.iter_mut() {
                 let Some(e) = item_at(&item.expr) else { continue };
                 if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && repeatable(e) {
@@ -341,6 +347,47 @@ pub(crate) fn ordinal_order_by(stmt: &mut Statement) {
             if order.is_empty() {
                 query.order_by = None;
             }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Queries);
+}
+
+/// A HAVING in a SELECT without GROUP BY, which PostgreSQL reads as one group of all the rows
+/// (`SELECT 1 FROM t HAVING true` answers one row, even for an empty `t`), given the hidden
+/// aggregate `count(1) IS NOT NULL` (always true) so DataFusion plans that group too: it
+/// refuses a HAVING that names no aggregate, and a select item reading a column stays
+/// refused (42803) as in PostgreSQL.
+pub(crate) fn having_without_group_by(stmt: &mut Statement) {
+    fn body(set: &mut SetExpr) {
+        match set {
+            SetExpr::Select(select) => {
+                let ungrouped =
+                    matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+                if let (true, Some(having)) = (ungrouped, select.having.as_mut()) {
+                    let one = Expr::Value(Value::Number("1".into(), false).with_empty_span());
+                    let count = call("count", vec![one]);
+                    let grouped = Expr::IsNotNull(Box::new(count));
+                    let written = std::mem::replace(having, grouped.clone());
+                    *having = Expr::BinaryOp {
+                        left: Box::new(Expr::Nested(Box::new(written))),
+                        op: BinaryOperator::And,
+                        right: Box::new(grouped),
+                    };
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                body(left);
+                body(right);
+            }
+            _ => {}
+        }
+    }
+    struct Queries;
+    impl VisitorMut for Queries {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            body(query.body.as_mut());
             ControlFlow::Continue(())
         }
     }

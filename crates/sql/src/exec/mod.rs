@@ -89,6 +89,12 @@ pub(crate) fn statement_state(ctx: &SessionContext, txn: &Txn) -> SessionState {
     if began.is_some() {
         state.execution_props_mut().query_execution_start_time = began;
     }
+    // Every physical expression compiled with the session's options: DataFusion compiles a
+    // window's ORDER BY with these props and the rest with the session's options, and a
+    // function call compiled both ways is two orderings (`rank() OVER (ORDER BY sqrt(d))`
+    // failed its plan's sanity check).
+    let options = Arc::clone(state.config_options());
+    state.execution_props_mut().config_options = Some(options);
     state
 }
 

@@ -26,7 +26,7 @@ use raftable_common::{Error, Result};
 use super::correlated::{self, Correlated};
 use super::functions::{self, FunctionState};
 use super::semantics::PostgresExprs;
-use super::{arithmetic, datetime, jsonb, window_fetch};
+use super::{arithmetic, datetime, folding, jsonb, physical};
 use crate::catalog::{RaftableCatalog, CATALOG, PUBLIC};
 use crate::cluster::ClusterRef;
 use crate::error::from_datafusion;
@@ -56,10 +56,14 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
     let mut analyzer_rules = datafusion::optimizer::Analyzer::new().rules;
     analyzer_rules.insert(0, Arc::new(arithmetic::NumericSum));
     analyzer_rules.insert(1, Arc::new(arithmetic::BigintRanks));
-    // A LIMIT is not pushed below a window function (`window_fetch`).
+    // No LIMIT pushed below a window function, no projection computed for rows a filter
+    // drops (`physical`).
     let mut physical_rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
-    let ahead = physical_rules.iter().position(|r| r.name() == window_fetch::AHEAD_OF).unwrap_or(0);
-    physical_rules.insert(ahead, Arc::new(window_fetch::WindowGuard));
+    let ahead = physical_rules.iter().position(|r| r.name() == physical::GUARD_AHEAD_OF).unwrap_or(0);
+    physical_rules.insert(ahead, Arc::new(physical::WindowGuard));
+    let checks =
+        physical_rules.len() - usize::from(physical_rules.last().is_some_and(|r| r.name() == "SanityCheckPlan"));
+    physical_rules.insert(checks, Arc::new(physical::FilterFirst));
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -101,6 +105,7 @@ pub(crate) fn session_context(state: FunctionState) -> SessionContext {
         ctx.register_udf(udf);
     }
     ctx.add_analyzer_rule(Arc::new(PostgresExprs));
+    ctx.add_analyzer_rule(Arc::new(folding::Folding));
     ctx.add_analyzer_rule(Arc::new(Correlated));
     ctx.add_optimizer_rule(Arc::new(Correlated));
     if let Err(e) = ctx.register_function_rewrite(Arc::new(PostgresExprs)) {

@@ -17,7 +17,8 @@
 //!   (checked integer operators), the last two applied to every expression by [`semantics`];
 //!   [`correlated`]: the correlated subqueries DataFusion cannot decorrelate, run per row;
 //!   [`jsonb`]: jsonb's operators (`->`, `->>`, `@>`, `?`, ...) and functions;
-//!   [`window_fetch`]: no LIMIT pushed below a window function.
+//!   [`folding`]: constants folded as PostgreSQL folds them, after [`semantics`];
+//!   [`physical`]: no LIMIT below a window function, no projection before its filter.
 //!
 //! DDL needs nothing planned: `exec::ddl` works from the statement. Session commands (BEGIN,
 //! SET, SHOW, ...) are the session's own (`crate::session`).
@@ -26,17 +27,18 @@ pub(crate) mod arithmetic;
 pub(crate) mod context;
 pub(crate) mod correlated;
 pub(crate) mod datetime;
+pub(crate) mod folding;
 pub(crate) mod functions;
 pub(crate) mod insert;
 pub(crate) mod jsonb;
 pub(crate) mod modify;
 pub(crate) mod params;
+pub(crate) mod physical;
 pub(crate) mod point;
 pub(crate) mod query;
 pub(crate) mod returning;
 pub(crate) mod semantics;
 pub(crate) mod views;
-pub(crate) mod window_fetch;
 
 use std::sync::Arc;
 
@@ -250,6 +252,7 @@ impl Planner<'_> {
         rewrite::distinct_nextvals(&mut stmt);
         rewrite::regclass_of_text(&mut stmt);
         rewrite::ordinal_order_by(&mut stmt);
+        rewrite::having_without_group_by(&mut stmt);
         if !matches!(stmt, Statement::CreateView(_)) {
             let views = self.catalog.views().await?;
             if let Some(target) = write_target(&stmt).filter(|_| !views.is_empty()) {

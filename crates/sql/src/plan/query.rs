@@ -69,7 +69,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, stmt: &Statement) -> Result<Plan
 
 /// DataFusion's plan of `stmt`; a query naming two outputs alike (which DataFusion refuses: as
 /// duplicates, or as ambiguous for `c.id` and a subquery's `id`) planned with them renamed
-/// ([`with_distinct_names`]; [`Columns`] names them back).
+/// ([`with_distinct_names`]: those named alike, else every one; [`Columns`] names them back).
 pub(crate) async fn statement_plan(state: &SessionState, stmt: &Statement) -> Result<LogicalPlan> {
     let plan = |stmt: Statement| planning(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))));
     match (plan(stmt.clone()).await, stmt) {
@@ -78,10 +78,15 @@ pub(crate) async fn statement_plan(state: &SessionState, stmt: &Statement) -> Re
                 .iter()
                 .any(|m| e.to_string().contains(m)) =>
         {
-            match with_distinct_names(q) {
-                Some(distinct) => plan(Statement::Query(Box::new(distinct))).await.map_err(from_datafusion),
-                None => Err(from_datafusion(e)),
+            let mut last = e;
+            for every in [false, true] {
+                let Some(distinct) = with_distinct_names(q, every) else { continue };
+                match plan(Statement::Query(Box::new(distinct))).await {
+                    Ok(planned) => return Ok(planned),
+                    Err(e) => last = e,
+                }
             }
+            Err(from_datafusion(last))
         }
         (planned, _) => planned.map_err(from_datafusion),
     }

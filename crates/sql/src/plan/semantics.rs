@@ -25,20 +25,7 @@ const NAME: &str = "raftable_postgres_exprs";
 
 impl AnalyzerRule for PostgresExprs {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            // A scan's filters name the source's columns; DataFusion pushes them there later.
-            if matches!(plan, LogicalPlan::TableScan(_)) {
-                return Ok(Transformed::no(plan));
-            }
-            let inputs = plan.inputs();
-            let schema = if inputs.is_empty() { plan.schema().as_ref().clone() } else { merge_schema(&inputs) };
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let saved = names.save(&e);
-                Ok(e.transform_up(|e| rewrite(e, &schema))?.update_data(|e| saved.restore(e)))
-            })
-        })
-        .data()
+        each_expression(plan, |e, schema, _| e.transform_up(|e| rewrite(e, schema)))
     }
 
     fn name(&self) -> &str {
@@ -54,6 +41,30 @@ impl FunctionRewrite for PostgresExprs {
     fn rewrite(&self, expr: Expr, schema: &DFSchema, _config: &ConfigOptions) -> DfResult<Transformed<Expr>> {
         rewrite(expr, schema)
     }
+}
+
+/// `plan` with `f` applied to each expression of each node (subqueries' too) but table
+/// scans' (their filters name the source's columns; DataFusion pushes them there later),
+/// each output keeping its name. `f` gets the schema the node's expressions read and whether
+/// the node is a filter.
+pub(crate) fn each_expression(
+    plan: LogicalPlan,
+    mut f: impl FnMut(Expr, &DFSchema, bool) -> DfResult<Transformed<Expr>>,
+) -> DfResult<LogicalPlan> {
+    plan.transform_up_with_subqueries(|plan| {
+        if matches!(plan, LogicalPlan::TableScan(_)) {
+            return Ok(Transformed::no(plan));
+        }
+        let inputs = plan.inputs();
+        let schema = if inputs.is_empty() { plan.schema().as_ref().clone() } else { merge_schema(&inputs) };
+        let names = NamePreserver::new(&plan);
+        let filter = matches!(plan, LogicalPlan::Filter(_));
+        plan.map_expressions(|e| {
+            let saved = names.save(&e);
+            Ok(f(e, &schema, filter)?.update_data(|e| saved.restore(e)))
+        })
+    })
+    .data()
 }
 
 /// One expression node (its operands are visited by the caller).
