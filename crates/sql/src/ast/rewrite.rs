@@ -301,8 +301,9 @@ fn tableoids(stmt: &mut Statement) {
 /// and then refuses it over an aggregation ("Column in ORDER BY must be in GROUP BY"), while
 /// the written expression plans (it is the select item's column). Plain columns keep their
 /// position, as do items that hold a subquery, a window function or a volatile call (written
-/// twice, it could be computed twice), the ORDER BY of a UNION or of a SELECT DISTINCT; a
-/// position naming a literal is dropped (it sorts nothing).
+/// twice, it could be computed twice), items of a select that cannot aggregate (no GROUP BY,
+/// HAVING or function call), the ORDER BY of a UNION or of a SELECT DISTINCT; a position
+/// naming a literal is dropped (it sorts nothing).
 pub(crate) fn ordinal_order_by(stmt: &mut Statement) {
     struct Queries;
     impl VisitorMut for Queries {
@@ -338,9 +339,23 @@ pub(crate) fn ordinal_order_by(stmt: &mut Statement) {
                     || matches!(e, Expr::UnaryOp { expr, .. } if matches!(expr.as_ref(), Expr::Value(_)))
             };
             order.retain(|item| !literal(&item.expr));
+            // Only where there may be an aggregation: elsewhere DataFusion sorts by the
+            // position's output column, and the expression written out could be planned over
+            // other outputs (`SELECT 5, CASE WHEN f THEN 5 END ... ORDER BY 2` read its `5`
+            // from the first output and failed the plan's sanity check).
+            let grouped =
+                !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty()) || select.having.is_some();
+            let calls = |e: &Expr| {
+                visit_expressions(e, |e| match e {
+                    Expr::Function(_) => ControlFlow::Break(()),
+                    _ => ControlFlow::Continue(()),
+                })
+                .is_break()
+            };
             for item in order.iter_mut() {
                 let Some(e) = item_at(&item.expr) else { continue };
-                if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && repeatable(e) {
+                let plain = matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+                if !plain && (grouped || calls(e)) && repeatable(e) {
                     item.expr = e.clone();
                 }
             }
