@@ -14,6 +14,8 @@
 //!   OR of a filter or projection whose right side can fail row by row ([`LazyBool`]):
 //!   DataFusion computes both sides over the whole batch, so `WHERE n <> 0 AND total / n > 2`
 //!   divided by zero where PostgreSQL, evaluating `n <> 0` first for each row, answers.
+//!
+//! DataFusion's top-k aggregation ([`TOPK_AGGREGATION`]) is left out.
 
 use std::fmt;
 use std::hash::Hash;
@@ -45,6 +47,10 @@ use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties};
+
+/// The name of DataFusion's rule that makes a grouping under ORDER BY ... LIMIT a top-k
+/// aggregation, left out of raftable's rules (its hash table panics on a NaN float key).
+pub(crate) const TOPK_AGGREGATION: &str = "LimitAggregation";
 
 /// No LIMIT pushed below a window function; see the module's text.
 #[derive(Debug, Default)]
