@@ -214,22 +214,38 @@ fn lazy_booleans(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
         let (safe, fallible): (Vec<_>, Vec<_>) = original.iter().cloned().partition(cannot_fail);
         let ordered: Vec<_> = safe.into_iter().chain(fallible).collect();
         let reordered = ordered.iter().zip(&original).any(|(a, b)| !Arc::ptr_eq(a, b));
-        // A row stops at its first conjunct that is not true (false and NULL both drop it).
+        // A row stops at its first conjunct that is not true (false and NULL both drop it):
+        // the conjuncts that cannot fail stay a plain AND at the top (DataFusion reads
+        // constants and equivalences off them: `relname = 'x'` makes `relname` constant for the
+        // sort above), and those that can fail each run only on the rows all before them keep.
         let mut changed = reordered;
-        let mut predicate: Option<Arc<dyn PhysicalExpr>> = None;
+        let mut safe_part: Option<Arc<dyn PhysicalExpr>> = None;
+        let mut chain: Option<Arc<dyn PhysicalExpr>> = None;
         for conjunct in ordered {
             let conjunct = lazy(conjunct)?;
             changed |= conjunct.transformed;
             let right = conjunct.data;
-            predicate = Some(match predicate {
+            if cannot_fail(&right) && chain.is_none() {
+                safe_part = Some(match safe_part {
+                    None => right,
+                    Some(left) => Arc::new(BinaryExpr::new(left, Operator::And, right)),
+                });
+                continue;
+            }
+            chain = Some(match chain.take().or_else(|| safe_part.clone()) {
                 None => right,
-                Some(left) if cannot_fail(&right) => Arc::new(BinaryExpr::new(left, Operator::And, right)),
                 Some(left) => {
                     changed = true;
                     Arc::new(LazyBool { left, or: false, qual: true, right })
                 }
             });
         }
+        let predicate = match (safe_part, chain) {
+            (Some(safe), Some(chain)) if !Arc::ptr_eq(&safe, &chain) => {
+                Some(Arc::new(BinaryExpr::new(safe, Operator::And, chain)) as Arc<dyn PhysicalExpr>)
+            }
+            (safe, chain) => chain.or(safe),
+        };
         let predicate = predicate.expect("a predicate has a conjunct");
         if !changed {
             return Ok(None);
